@@ -1,0 +1,54 @@
+"""allowance: plan-based usage limits for expensive features.
+
+The public surface is what ``__all__`` lists; other modules are importable but not promised.
+"""
+
+from allowance.clock import Clock, ManualClock
+from allowance.errors import (
+    AllowanceError,
+    ConfigurationError,
+    IdempotencyConflict,
+    InvalidAmount,
+    InvalidRequest,
+    PolicyError,
+    PolicyIssue,
+    ReservationExpired,
+    ReservationNotFound,
+    StoreError,
+    UnknownAccount,
+    UnknownFeature,
+    UnknownPlan,
+)
+from allowance.limiter import Limiter, Reservation
+from allowance.policy import Policy, builtin_policy, load_policy, parse_policy
+from allowance.types import Account, Decision, Meter
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Account",
+    "AllowanceError",
+    "Clock",
+    "ConfigurationError",
+    "Decision",
+    "IdempotencyConflict",
+    "InvalidAmount",
+    "InvalidRequest",
+    "Limiter",
+    "ManualClock",
+    "Meter",
+    "Policy",
+    "PolicyError",
+    "PolicyIssue",
+    "Reservation",
+    "ReservationExpired",
+    "ReservationNotFound",
+    "StoreError",
+    "UnknownAccount",
+    "UnknownFeature",
+    "UnknownPlan",
+    "__version__",
+    "builtin_policy",
+    "load_policy",
+    "parse_policy",
+]

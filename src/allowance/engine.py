@@ -1,0 +1,260 @@
+"""The decision rules, in one place and pure: no I/O, no clock.
+
+Given the policy, an account's plan and seats, the counters of the limits a feature touches,
+the request and ``now`` (epoch seconds, UTC), ``decide`` returns the decision; ``charge`` then
+applies a grant to the counters. Stores call these inside their atomic step and persist the
+counters they handed in. Every limit listing a feature counts it whatever the plan, so counters
+are keyed by limit name and survive plan changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from allowance import messages
+from allowance.policy import Limit, Plan, Policy, Rule
+from allowance.state import Counter, Hold
+from allowance.types import Decision, Meter, to_datetime
+
+
+@dataclass(slots=True)
+class Ruling:
+    """A decision plus what a grant must charge."""
+
+    decision: Decision
+    granted: int
+    rules: tuple[Rule, ...]
+
+
+def decide(
+    policy: Policy,
+    plan: str,
+    seats: int,
+    feature: str,
+    amount: int,
+    partial: bool,
+    counters: Mapping[str, Counter],
+    now: float,
+) -> Ruling:
+    """Decide a request of ``amount`` units (``partial``: as many as fit, at least 1).
+
+    A grant needs every limited rule to have room; what it returns describes the state after
+    the grant would be charged. Nothing is changed here.
+    """
+    rules = policy.rules(plan, feature)
+    if rules is None:
+        return _no_access(policy, plan, feature)
+    grant = amount
+    room: list[tuple[Rule, int, int]] = []  # (rule, cap, used) of each limited rule
+    blocked = False
+    for rule in rules:
+        cell = rule.cell
+        cap = cell.max
+        if cap is None:
+            continue
+        if cell.per_seat:
+            cap *= seats
+        used = rule.limit.window.used(counters[rule.limit.name], now)
+        room.append((rule, cap, used))
+        left = cap - used
+        if left < grant:
+            if partial and left >= 1:
+                grant = left
+            else:
+                blocked = True
+    if blocked:
+        return _limit_reached(policy, plan, seats, feature, amount, partial, counters, now, room)
+    binding: tuple[Rule, int, int] | None = None  # (rule, cap, remaining after the grant)
+    for rule, cap, used in room:
+        remaining = cap - used - grant
+        if binding is None or remaining < binding[2]:
+            binding = (rule, cap, remaining)
+    fair_use = _fair_use(rules, seats, grant, counters, now)
+    feature_title = policy.features[feature].title
+    message = messages.granted(
+        feature_title,
+        amount,
+        grant,
+        None if binding is None else (binding[0].limit, binding[1], binding[2]),
+        fair_use,
+    )
+    decision = Decision(
+        True,
+        grant,
+        "ok",
+        None,
+        None if binding is None else binding[2],
+        None,
+        None,
+        None,
+        message,
+        fair_use is not None,
+    )
+    return Ruling(decision, grant, rules)
+
+
+def _fair_use(
+    rules: tuple[Rule, ...], seats: int, grant: int, counters: Mapping[str, Counter], now: float
+) -> tuple[Limit, int] | None:
+    for rule in rules:
+        cell = rule.cell
+        if cell.max is None and cell.fair_use is not None:
+            soft = cell.soft_cap(seats) or 0
+            used = rule.limit.window.used(counters[rule.limit.name], now)
+            if used + grant > soft:
+                return rule.limit, soft
+    return None
+
+
+def _would_grant(
+    policy: Policy,
+    plan: str,
+    seats: int,
+    feature: str,
+    amount: int,
+    partial: bool,
+    counters: Mapping[str, Counter],
+    now: float,
+) -> bool:
+    rules = policy.rules(plan, feature)
+    if rules is None:
+        return False
+    need = 1 if partial else amount
+    for rule in rules:
+        cap = rule.cell.cap(seats)
+        if cap is not None and cap - rule.limit.window.used(counters[rule.limit.name], now) < need:
+            return False
+    return True
+
+
+def _upgrade_plan(
+    policy: Policy,
+    plan: str,
+    seats: int,
+    feature: str,
+    amount: int,
+    partial: bool,
+    counters: Mapping[str, Counter],
+    now: float,
+) -> Plan | None:
+    rank = policy.plan_by_name[plan].rank
+    for other in policy.plans[rank + 1 :]:
+        if _would_grant(policy, other.name, seats, feature, amount, partial, counters, now):
+            return other
+    return None
+
+
+def _limit_reached(
+    policy: Policy,
+    plan: str,
+    seats: int,
+    feature: str,
+    amount: int,
+    partial: bool,
+    counters: Mapping[str, Counter],
+    now: float,
+    room: list[tuple[Rule, int, int]],
+) -> Ruling:
+    need = 1 if partial else amount
+    # the blocking limit is the one that frees last; one that never fits frees "last of all"
+    worst: tuple[Rule, int, int, float | None] | None = None
+    for rule, cap, used in room:
+        if cap - used >= need:
+            continue
+        fits = rule.limit.window.fits_at(counters[rule.limit.name], now, need, cap)
+        if worst is None or (worst[3] is not None and (fits is None or fits > worst[3])):
+            worst = (rule, cap, used, fits)
+    assert worst is not None  # only called when a rule blocks
+    rule, cap, used, fits = worst
+    remaining = min(max(0, c - u) for _, c, u in room)
+    upgrade = _upgrade_plan(policy, plan, seats, feature, amount, partial, counters, now)
+    message = messages.denied(
+        rule.limit,
+        cap,
+        used,
+        need,
+        fits,
+        upgrade,
+        None if upgrade is None else rule.limit.cells[upgrade.name],
+        seats,
+    )
+    decision = Decision(
+        False,
+        0,
+        "limit_reached",
+        rule.limit.name,
+        remaining,
+        to_datetime(fits),
+        None if fits is None else max(0.0, fits - now),
+        None if upgrade is None else upgrade.name,
+        message,
+        False,
+    )
+    return Ruling(decision, 0, ())
+
+
+def _no_access(policy: Policy, plan: str, feature: str) -> Ruling:
+    current = policy.plan_by_name[plan]
+    upgrade = next(
+        (p for p in policy.plans[current.rank + 1 :] if policy.rules(p.name, feature) is not None),
+        None,
+    )
+    message = messages.no_access(policy.features[feature].title, current, upgrade)
+    decision = Decision(
+        False,
+        0,
+        "no_access",
+        None,
+        None,
+        None,
+        None,
+        None if upgrade is None else upgrade.name,
+        message,
+        False,
+    )
+    return Ruling(decision, 0, ())
+
+
+def charge(ruling: Ruling, counters: Mapping[str, Counter], now: float) -> dict[str, float]:
+    """Charge a granted ruling to every limit it checked (unlimited ones count usage too).
+    Returns the mark of each window charged, which a reservation keeps for its release."""
+    marks = {}
+    units = ruling.granted
+    for rule in ruling.rules:
+        name = rule.limit.name
+        marks[name] = rule.limit.window.charge(counters[name], units, now)
+    return marks
+
+
+def release(policy: Policy, hold: Hold, counters: Mapping[str, Counter], now: float) -> None:
+    """Return a hold's units to the windows they came from (those still holding them)."""
+    for name, mark in hold.marks.items():
+        limit = policy.limits.get(name)
+        if limit is not None and name in counters:
+            limit.window.uncharge(counters[name], mark, hold.amount, now)
+
+
+def meters(
+    policy: Policy, plan: str, seats: int, counters: Mapping[str, Counter], now: float
+) -> list[Meter]:
+    """One meter per limit the plan has access to, in policy order."""
+    out = []
+    for rule in policy.plan_limits(plan):
+        limit = rule.limit
+        counter = counters.get(limit.name) or Counter()
+        used = limit.window.used(counter, now)
+        cap = rule.cell.cap(seats)
+        start, resets = limit.window.span(counter, now)
+        out.append(
+            Meter(
+                limit.name,
+                limit.features,
+                used,
+                cap,
+                None if cap is None else max(0, cap - used),
+                to_datetime(start),
+                to_datetime(resets),
+            )
+        )
+    return out

@@ -1,0 +1,97 @@
+"""The one error tree of allowance. Every error a caller can see is an ``AllowanceError``.
+
+AllowanceError
+├── InvalidRequest            a bad argument; ``field`` names it, ``value`` holds it
+│   ├── InvalidAmount
+│   ├── UnknownFeature
+│   └── UnknownPlan
+├── UnknownAccount            no account with that id in the store
+├── IdempotencyConflict       a key re-used with another feature, amount or operation
+├── ReservationNotFound       no reservation with that id (or it is already gone)
+├── ReservationExpired        commit after the reservation's expiry
+├── PolicyError               a policy file or object is invalid; ``issues`` lists each
+├── ConfigurationError        a bad store URL or option
+└── StoreError                the store failed (chained ``from`` the driver's error)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class AllowanceError(Exception):
+    """Base of every error raised by allowance."""
+
+
+class InvalidRequest(AllowanceError, ValueError):
+    """An argument is invalid. Nothing was read or charged."""
+
+    def __init__(self, field: str, value: object, problem: str) -> None:
+        self.field = field
+        self.value = value
+        self.problem = problem
+        super().__init__(f"{field}: {problem} (got {value!r})")
+
+
+class InvalidAmount(InvalidRequest):
+    """``amount`` is not an integer in 1..1,000,000."""
+
+
+class UnknownFeature(InvalidRequest):
+    """The feature is not in the policy."""
+
+
+class UnknownPlan(InvalidRequest):
+    """The plan is not in the policy."""
+
+
+class UnknownAccount(AllowanceError, LookupError):
+    """No account with that id exists in the store."""
+
+    def __init__(self, account: str) -> None:
+        self.account = account
+        super().__init__(f"account: no account {account!r}; create it with set_account() first")
+
+
+class IdempotencyConflict(AllowanceError):
+    """An idempotency key was re-used within 24 h for a different request."""
+
+
+class ReservationNotFound(AllowanceError, LookupError):
+    """No reservation with that id is held (never existed, or already settled and swept)."""
+
+
+class ReservationExpired(AllowanceError):
+    """The reservation expired before ``commit()``; its units went back to their windows."""
+
+
+@dataclass(frozen=True)
+class PolicyIssue:
+    """One problem in a policy file: where (``line``, dotted ``path``) and what."""
+
+    path: str
+    message: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f"line {self.line}: " if self.line is not None else ""
+        return f"{where}{self.path or '(top)'}: {self.message}"
+
+
+class PolicyError(AllowanceError):
+    """A policy is invalid. ``issues`` holds every problem found, each with its line."""
+
+    def __init__(self, issues: list[PolicyIssue], source: str | None = None) -> None:
+        self.issues = issues
+        self.source = source
+        head = f"invalid policy {source}" if source else "invalid policy"
+        body = "\n".join(f"  {issue}" for issue in issues)
+        super().__init__(f"{head}:\n{body}")
+
+
+class ConfigurationError(AllowanceError):
+    """A store URL or option is wrong (unknown scheme, bad parameter)."""
+
+
+class StoreError(AllowanceError):
+    """The store failed; the driver's own error is chained as ``__cause__``."""

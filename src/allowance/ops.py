@@ -1,0 +1,208 @@
+"""The operations of a ``Limiter`` written once against ``AccountView``: every store runs these
+inside its atomic step, so idempotency, reservations and expiry behave the same everywhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+from allowance import engine
+from allowance.errors import (
+    IdempotencyConflict,
+    ReservationExpired,
+    ReservationNotFound,
+    UnknownPlan,
+)
+from allowance.policy import Policy
+from allowance.state import COMMITTED, EXPIRED, HELD, RELEASED, Hold, IdempotencyRecord
+from allowance.stores.base import AccountView
+from allowance.types import Decision, Meter
+
+T = TypeVar("T")
+ViewFn = Callable[[AccountView, float], T]
+
+IDEMPOTENCY_TTL = 86400.0  # a key answers the same for 24 h
+HOLD_KEEP = 86400.0  # a settled hold is remembered this long after its expiry, for retries
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A validated request (see ``Limiter._request``)."""
+
+    account: str
+    feature: str
+    amount: int
+    partial: bool
+    idempotency_key: str | None
+    user: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Held:
+    """What ``reserve`` returns: the decision, and the hold when granted."""
+
+    decision: Decision
+    hold_id: str | None
+    expires_at: float | None
+
+
+def _plan(policy: Policy, view: AccountView) -> str:
+    if view.plan not in policy.plan_by_name:
+        raise UnknownPlan(
+            "plan", view.plan, f"account {view.account_id!r} has a plan the policy lacks"
+        )
+    return view.plan
+
+
+def settle_due_holds(policy: Policy, view: AccountView, now: float) -> None:
+    """Return the units of held reservations that expired. Cheap when none can have."""
+    due = view.next_hold_expiry
+    if due is None or now < due:
+        return
+    for hold in view.due_holds(now):
+        counters = view.counters(hold.marks)
+        engine.release(policy, hold, counters, now)
+        view.save_counters(counters)
+        hold.state = EXPIRED
+        view.put_hold(hold)
+
+
+def _replay(
+    view: AccountView, req: Request, operation: str, now: float
+) -> IdempotencyRecord | None:
+    if req.idempotency_key is None:
+        return None
+    record = view.get_idempotency(req.idempotency_key)
+    if record is None or record.expires_at <= now:
+        return None
+    if (record.operation, record.feature, record.amount) != (operation, req.feature, req.amount):
+        raise IdempotencyConflict(
+            f"idempotency_key {req.idempotency_key!r} was used within 24 h for "
+            f"{record.operation} of {record.amount} {record.feature}, not "
+            f"{operation} of {req.amount} {req.feature}"
+        )
+    return record
+
+
+def decide(
+    policy: Policy, view: AccountView, req: Request, now: float, *, charge: bool
+) -> tuple[Decision, dict[str, float] | None]:
+    """Decide and, when ``charge`` and granted, charge. Returns the marks charged."""
+    plan = _plan(policy, view)
+    settle_due_holds(policy, view, now)
+    counters = view.counters(lim.name for lim in policy.limits_of(req.feature))
+    ruling = engine.decide(
+        policy, plan, view.seats, req.feature, req.amount, req.partial, counters, now
+    )
+    if not charge or not ruling.granted:
+        return ruling.decision, None
+    marks = engine.charge(ruling, counters, now)
+    view.save_counters(counters)
+    return ruling.decision, marks
+
+
+def consume(policy: Policy, view: AccountView, req: Request, now: float) -> Decision:
+    record = _replay(view, req, "consume", now)
+    if record is not None:
+        return Decision.from_json(record.decision)
+    decision, _ = decide(policy, view, req, now, charge=True)
+    if req.idempotency_key is not None:
+        view.put_idempotency(
+            req.idempotency_key,
+            IdempotencyRecord(
+                "consume", req.feature, req.amount, decision.to_json(), now + IDEMPOTENCY_TTL
+            ),
+        )
+    return decision
+
+
+def check(policy: Policy, view: AccountView, req: Request, now: float) -> Decision:
+    """What ``consume`` would answer now, charging nothing (idempotency keys are ignored)."""
+    return decide(policy, view, req, now, charge=False)[0]
+
+
+def reserve(
+    policy: Policy,
+    view: AccountView,
+    req: Request,
+    ttl: float,
+    now: float,
+    new_id: Callable[[], str],
+) -> Held:
+    record = _replay(view, req, "reserve", now)
+    if record is not None:
+        return Held(
+            Decision.from_json(record.decision),
+            record.reservation_id,
+            record.reservation_expires_at,
+        )
+    decision, marks = decide(policy, view, req, now, charge=True)
+    hold: Hold | None = None
+    if marks is not None:
+        hold = Hold(new_id(), view.account_id, req.feature, decision.granted, marks, now + ttl)
+        hold.created_at = now
+        view.put_hold(hold)
+    held = Held(decision, hold.id if hold else None, hold.expires_at if hold else None)
+    if req.idempotency_key is not None:
+        view.put_idempotency(
+            req.idempotency_key,
+            IdempotencyRecord(
+                "reserve",
+                req.feature,
+                req.amount,
+                decision.to_json(),
+                now + IDEMPOTENCY_TTL,
+                held.hold_id,
+                held.expires_at,
+            ),
+        )
+    return held
+
+
+def _hold(view: AccountView, hold_id: str) -> Hold:
+    hold = view.get_hold(hold_id)
+    if hold is None:
+        raise ReservationNotFound(f"reservation: no reservation {hold_id!r}")
+    return hold
+
+
+def commit(policy: Policy, view: AccountView, hold_id: str, now: float) -> None:
+    """Make a hold's units final. Committing twice is harmless; after expiry it raises."""
+    settle_due_holds(policy, view, now)
+    hold = _hold(view, hold_id)
+    if hold.state == COMMITTED:
+        return
+    if hold.state == EXPIRED:
+        raise ReservationExpired(
+            f"reservation {hold_id!r} expired before commit; its units were returned"
+        )
+    if hold.state == RELEASED:
+        raise ReservationNotFound(f"reservation {hold_id!r} was released; nothing to commit")
+    hold.state = COMMITTED
+    view.put_hold(hold)
+
+
+def release(policy: Policy, view: AccountView, hold_id: str, now: float) -> None:
+    """Return a hold's units to their windows. Releasing twice, or after expiry, is harmless;
+    releasing a committed hold raises (its units are final)."""
+    settle_due_holds(policy, view, now)
+    hold = _hold(view, hold_id)
+    if hold.state in (RELEASED, EXPIRED):
+        return
+    if hold.state == COMMITTED:
+        raise ReservationNotFound(f"reservation {hold_id!r} was committed; its units are final")
+    assert hold.state == HELD
+    counters = view.counters(hold.marks)
+    engine.release(policy, hold, counters, now)
+    view.save_counters(counters)
+    hold.state = RELEASED
+    view.put_hold(hold)
+
+
+def usage(policy: Policy, view: AccountView, now: float) -> list[Meter]:
+    plan = _plan(policy, view)
+    settle_due_holds(policy, view, now)
+    counters = view.counters(rule.limit.name for rule in policy.plan_limits(plan))
+    return engine.meters(policy, plan, view.seats, counters, now)

@@ -1,0 +1,173 @@
+"""The policy file's schema (pydantic). ``policy.py`` turns a validated file into a ``Policy``.
+
+A limit cell is written as a whole number, ``unlimited``, ``no_access`` or a mapping
+``{max: N | unlimited, per_seat: bool, fair_use: N}``; the before-validator normalises the
+short forms so that every error still points at the cell's own line.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
+
+NAME_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$"
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(value: object) -> float:
+    """'60s', '24h', '7d', '2w', '90m' or a number of seconds -> seconds (> 0)."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 60s, 24h or 7d")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION.match(value)):
+        seconds = float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+    else:
+        raise ValueError("expected a duration such as 60s, 24h or 7d")
+    if seconds <= 0:
+        raise ValueError("a window length must be more than 0")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """The shortest exact spelling: 604800 -> '7d', 60 -> '60s'."""
+    for unit in ("d", "h", "m", "s"):
+        size = _UNIT_SECONDS[unit]
+        if seconds >= size and seconds % size == 0:
+            if unit == "m" and seconds < 3600:
+                break  # "60s" reads better than "1m" for a rate
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class PlanSpec(_Strict):
+    name: str = Field(pattern=NAME_PATTERN, max_length=64)
+    title: str | None = Field(default=None, min_length=1, max_length=100)
+
+
+class FeatureSpec(_Strict):
+    title: str | None = Field(default=None, min_length=1, max_length=100)
+
+
+class WindowSpec(_Strict):
+    type: Literal["anchored", "sliding", "calendar"]
+    length: float | None = None
+    unit: Literal["day", "week", "month"] | None = None
+    timezone: str | None = None
+
+    @field_validator("length", mode="before")
+    @classmethod
+    def _length(cls, value: object) -> float | None:
+        return None if value is None else parse_duration(value)
+
+
+class CellSpec(_Strict):
+    access: StrictBool = True
+    max: StrictInt | None = Field(default=None, ge=0, le=10**12)  # None: unlimited
+    per_seat: StrictBool | None = None
+    fair_use: StrictInt | None = Field(default=None, ge=1, le=10**12)
+
+    @field_validator("max", mode="before")
+    @classmethod
+    def _unlimited(cls, value: object) -> object:
+        return None if value == "unlimited" else value
+
+
+def _cell_before(value: object) -> object:
+    if isinstance(value, bool):
+        raise ValueError("expected a whole number, 'unlimited', 'no_access' or a mapping")
+    if isinstance(value, int):
+        return {"max": value}
+    if value == "unlimited":
+        return {"max": None}
+    if value == "no_access":
+        return {"access": False}
+    if isinstance(value, dict):
+        if "max" not in value:
+            raise ValueError("a cell mapping needs 'max' (a whole number or 'unlimited')")
+        return value
+    raise ValueError(
+        "expected a whole number >= 0, 'unlimited', 'no_access' or a mapping "
+        "{max: N | unlimited, per_seat: true, fair_use: N}"
+    )
+
+
+class LimitSpec(_Strict):
+    label: str | None = Field(default=None, min_length=1, max_length=200)
+    features: list[str] = Field(min_length=1)
+    window: WindowSpec
+    per_seat: StrictBool = False
+    plans: dict[str, CellSpec]
+
+    @field_validator("plans", mode="before")
+    @classmethod
+    def _cells(cls, value: object) -> object:
+        if not isinstance(value, dict):
+            return value
+        return {plan: _cell_before(cell) for plan, cell in value.items()}
+
+
+class PolicySpec(_Strict):
+    version: Literal[1] = 1
+    timezone: str = "UTC"
+    plans: list[PlanSpec] = Field(min_length=1)
+    features: dict[str, FeatureSpec | None] = Field(min_length=1)
+    limits: dict[str, LimitSpec] = Field(default_factory=dict)
+
+    @field_validator("plans", mode="before")
+    @classmethod
+    def _plan_names(cls, value: object) -> object:
+        if isinstance(value, list):
+            return [{"name": p} if isinstance(p, str) else p for p in value]
+        return value
+
+
+def spec_to_data(spec: PolicySpec) -> dict[str, Any]:
+    """The spec as policy-file data, in the short forms a person would write."""
+
+    def cell(c: CellSpec, default_per_seat: bool) -> Any:
+        if not c.access:
+            return "no_access"
+        cap: Any = "unlimited" if c.max is None else c.max
+        extra: dict[str, Any] = {}
+        if c.per_seat is not None and c.per_seat != default_per_seat:
+            extra["per_seat"] = c.per_seat
+        if c.fair_use is not None:
+            extra["fair_use"] = c.fair_use
+        return {"max": cap, **extra} if extra else cap
+
+    limits: dict[str, Any] = {}
+    for name, lim in spec.limits.items():
+        window: dict[str, Any] = {"type": lim.window.type}
+        if lim.window.length is not None:
+            window["length"] = format_duration(lim.window.length)
+        if lim.window.unit is not None:
+            window["unit"] = lim.window.unit
+        if lim.window.timezone is not None:
+            window["timezone"] = lim.window.timezone
+        entry: dict[str, Any] = {}
+        if lim.label is not None:
+            entry["label"] = lim.label
+        entry["features"] = list(lim.features)
+        entry["window"] = window
+        if lim.per_seat:
+            entry["per_seat"] = True
+        entry["plans"] = {p: cell(c, lim.per_seat) for p, c in lim.plans.items()}
+        limits[name] = entry
+    return {
+        "version": spec.version,
+        "timezone": spec.timezone,
+        "plans": [{"name": p.name, **({"title": p.title} if p.title else {})} for p in spec.plans],
+        "features": {
+            f: ({"title": s.title} if s is not None and s.title else None)
+            for f, s in spec.features.items()
+        },
+        "limits": limits,
+    }

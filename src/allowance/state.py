@@ -1,0 +1,124 @@
+"""What stores persist: an account, one counter per (account, limit), holds, idempotency records.
+
+These are plain mutable records. The engine reads and updates them; a store only loads them,
+hands them to the engine inside one atomic step (a lock, a transaction, a script) and saves
+what changed. Times are epoch seconds (float, UTC).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class Counter:
+    """Usage of one limit by one account.
+
+    anchored: ``start`` is the open window's start (None: no window), ``used`` its units.
+    calendar: ``start`` is the period the units belong to, ``used`` its units.
+    sliding:  ``entries`` holds [time, units] of each grant still possibly in the window, oldest
+              first; ``used`` is their sum.
+    """
+
+    __slots__ = ("entries", "start", "used")
+
+    def __init__(
+        self, start: float | None = None, used: int = 0, entries: list[list[Any]] | None = None
+    ) -> None:
+        self.start = start
+        self.used = used
+        self.entries = entries
+
+    def copy(self) -> Counter:
+        entries = [list(e) for e in self.entries] if self.entries is not None else None
+        return Counter(self.start, self.used, entries)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Counter) and (self.start, self.used, self.entries) == (
+            other.start,
+            other.used,
+            other.entries,
+        )
+
+    def __repr__(self) -> str:
+        return f"Counter(start={self.start!r}, used={self.used!r}, entries={self.entries!r})"
+
+
+HELD = "held"
+COMMITTED = "committed"
+RELEASED = "released"
+EXPIRED = "expired"
+
+
+@dataclass
+class Hold:
+    """A reservation: units charged to windows, returned unless committed before ``expires_at``.
+
+    ``marks`` says which window each limit's units went to (the window/period start, or the
+    sliding entry's time), so a release returns them there and nowhere else.
+    """
+
+    id: str
+    account: str
+    feature: str
+    amount: int
+    marks: dict[str, float]
+    expires_at: float
+    state: str = HELD
+    created_at: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "account": self.account,
+            "feature": self.feature,
+            "amount": self.amount,
+            "marks": self.marks,
+            "expires_at": self.expires_at,
+            "state": self.state,
+            "created_at": self.created_at,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Hold:
+        return cls(**data)
+
+
+@dataclass
+class IdempotencyRecord:
+    """The first answer given for an idempotency key, kept for 24 h."""
+
+    operation: str  # "consume" or "reserve"
+    feature: str
+    amount: int
+    decision: dict[str, Any]  # Decision.to_json()
+    expires_at: float
+    reservation_id: str | None = None
+    reservation_expires_at: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "operation": self.operation,
+            "feature": self.feature,
+            "amount": self.amount,
+            "decision": self.decision,
+            "expires_at": self.expires_at,
+            "reservation_id": self.reservation_id,
+            "reservation_expires_at": self.reservation_expires_at,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> IdempotencyRecord:
+        return cls(**data)
+
+
+@dataclass
+class AccountState:
+    """An account as a store keeps it. ``next_hold_expiry`` lets a decision skip hold
+    bookkeeping entirely when nothing can have expired."""
+
+    plan: str
+    seats: int
+    counters: dict[str, Counter] = field(default_factory=dict)
+    holds: dict[str, Hold] = field(default_factory=dict)  # held ones only
+    next_hold_expiry: float | None = None

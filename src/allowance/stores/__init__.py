@@ -1,0 +1,30 @@
+"""Stores by URL scheme: ``store_from_url("sqlite:///path.db")``."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from allowance.errors import ConfigurationError
+from allowance.stores.base import AccountView, Store
+
+__all__ = ["AccountView", "Store", "store_from_url"]
+
+
+def store_from_url(url: str) -> Store:
+    """The store for ``url``: memory://, sqlite:///path.db (later: redis://, postgresql://)."""
+    if not isinstance(url, str) or "://" not in url:
+        raise ConfigurationError(
+            f"store: expected a URL such as memory:// or sqlite:///allowance.db (got {url!r})"
+        )
+    scheme = urlsplit(url).scheme.lower()
+    if scheme == "memory":
+        from allowance.stores.memory import MemoryStore
+
+        return MemoryStore.from_url(url)
+    if scheme == "sqlite":
+        from allowance.stores.sqlite import SQLiteStore
+
+        return SQLiteStore.from_url(url)
+    raise ConfigurationError(
+        f"store: unknown scheme {scheme!r} in {url!r}; known: memory://, sqlite:///PATH"
+    )

@@ -1,0 +1,82 @@
+"""The store contract. A store persists accounts, counters, holds and idempotency records and
+runs an operation atomically on one account; it never decides anything itself (see engine.py).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterable
+from typing import TypeVar
+
+from allowance.policy import Policy
+from allowance.state import Counter, Hold, IdempotencyRecord
+from allowance.types import Account
+
+T = TypeVar("T")
+
+
+class AccountView(ABC):
+    """One account inside an atomic step: what the operations in ``ops.py`` read and write."""
+
+    account_id: str
+    plan: str
+    seats: int
+    next_hold_expiry: float | None
+
+    @abstractmethod
+    def counters(self, names: Iterable[str]) -> dict[str, Counter]:
+        """The account's counters for these limits (blank ones where none is stored yet)."""
+
+    @abstractmethod
+    def save_counters(self, counters: dict[str, Counter]) -> None:
+        """Persist these counters (changed in place by the engine)."""
+
+    @abstractmethod
+    def get_idempotency(self, key: str) -> IdempotencyRecord | None: ...
+
+    @abstractmethod
+    def put_idempotency(self, key: str, record: IdempotencyRecord) -> None: ...
+
+    @abstractmethod
+    def get_hold(self, hold_id: str) -> Hold | None: ...
+
+    @abstractmethod
+    def put_hold(self, hold: Hold) -> None:
+        """Insert or update a hold (and keep ``next_hold_expiry`` right)."""
+
+    @abstractmethod
+    def due_holds(self, now: float) -> list[Hold]:
+        """Held holds whose expiry has passed."""
+
+
+class Store(ABC):
+    """Base of every store. Subclasses set ``scheme`` and are found by URL (stores/__init__)."""
+
+    scheme: str = ""
+    #: set by the Limiter; a sweep needs it to return the units of expired reservations
+    policy: Policy | None = None
+
+    @abstractmethod
+    def now(self) -> float:
+        """The store's clock (epoch seconds, UTC)."""
+
+    @abstractmethod
+    def put_account(self, account_id: str, plan: str, seats: int) -> bool:
+        """Create or change an account; True when it was created."""
+
+    @abstractmethod
+    def get_account(self, account_id: str) -> Account | None: ...
+
+    @abstractmethod
+    def transact(
+        self, account_id: str, now: float | None, fn: Callable[[AccountView, float], T]
+    ) -> T:
+        """Run ``fn(view, now)`` atomically on one account; ``now`` None = the store's clock,
+        read inside the atomic step. Raises ``UnknownAccount``."""
+
+    @abstractmethod
+    def sweep(self, now: float | None = None) -> int:
+        """Delete expired records (and settle expired holds); return how many were removed."""
+
+    def close(self) -> None:  # noqa: B027 - optional for stores with nothing to release
+        """Release connections."""

@@ -1,0 +1,155 @@
+"""``memory://``: everything in this process, guarded by one lock. Fast, thread-safe, gone at
+exit; for tests, ``simulate`` and single-process apps.
+
+Cleanup: idempotency records and settled holds are kept in insertion order and dropped from the
+front once expired, a slice at a time every few thousand operations, so the store stays bounded
+by its accounts (each has at most one counter per limit; sliding entries are pruned on write).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from typing import TypeVar
+
+from allowance import ops
+from allowance.clock import system_clock
+from allowance.errors import UnknownAccount
+from allowance.ops import HOLD_KEEP
+from allowance.state import HELD, AccountState, Counter, Hold, IdempotencyRecord
+from allowance.stores.base import AccountView, Store
+from allowance.types import Account
+
+T = TypeVar("T")
+SWEEP_EVERY = 4096
+SWEEP_BATCH = 1000
+
+
+class MemoryView(AccountView):
+    __slots__ = ("_state", "_store", "account_id")
+
+    def __init__(self, store: MemoryStore, account_id: str, state: AccountState) -> None:
+        self._store = store
+        self._state = state
+        self.account_id = account_id
+
+    @property
+    def plan(self) -> str:  # type: ignore[override]
+        return self._state.plan
+
+    @property
+    def seats(self) -> int:  # type: ignore[override]
+        return self._state.seats
+
+    @property
+    def next_hold_expiry(self) -> float | None:  # type: ignore[override]
+        return self._state.next_hold_expiry
+
+    def counters(self, names: Iterable[str]) -> dict[str, Counter]:
+        stored = self._state.counters
+        out = {}
+        for name in names:
+            counter = stored.get(name)
+            if counter is None:
+                counter = stored[name] = Counter()
+            out[name] = counter
+        return out
+
+    def save_counters(self, counters: dict[str, Counter]) -> None:
+        pass  # the engine changed the stored objects themselves
+
+    def get_idempotency(self, key: str) -> IdempotencyRecord | None:
+        return self._store._idempotency.get((self.account_id, key))
+
+    def put_idempotency(self, key: str, record: IdempotencyRecord) -> None:
+        self._store._idempotency[(self.account_id, key)] = record
+
+    def get_hold(self, hold_id: str) -> Hold | None:
+        hold = self._store._holds.get(hold_id)
+        return hold if hold is not None and hold.account == self.account_id else None
+
+    def put_hold(self, hold: Hold) -> None:
+        self._store._holds[hold.id] = hold
+        held = self._state.holds
+        if hold.state == HELD:
+            held[hold.id] = hold
+        else:
+            held.pop(hold.id, None)
+        self._state.next_hold_expiry = min((h.expires_at for h in held.values()), default=None)
+
+    def due_holds(self, now: float) -> list[Hold]:
+        return [h for h in self._state.holds.values() if h.expires_at <= now]
+
+
+class MemoryStore(Store):
+    scheme = "memory"
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._accounts: dict[str, AccountState] = {}
+        self._holds: OrderedDict[str, Hold] = OrderedDict()
+        self._idempotency: OrderedDict[tuple[str, str], IdempotencyRecord] = OrderedDict()
+        self._ops = 0
+
+    @classmethod
+    def from_url(cls, url: str) -> MemoryStore:
+        return cls()
+
+    def now(self) -> float:
+        return system_clock()
+
+    def put_account(self, account_id: str, plan: str, seats: int) -> bool:
+        with self._lock:
+            state = self._accounts.get(account_id)
+            if state is None:
+                self._accounts[account_id] = AccountState(plan, seats)
+                return True
+            state.plan, state.seats = plan, seats
+            return False
+
+    def get_account(self, account_id: str) -> Account | None:
+        with self._lock:
+            state = self._accounts.get(account_id)
+            return None if state is None else Account(account_id, state.plan, state.seats)
+
+    def transact(
+        self, account_id: str, now: float | None, fn: Callable[[AccountView, float], T]
+    ) -> T:
+        with self._lock:
+            state = self._accounts.get(account_id)
+            if state is None:
+                raise UnknownAccount(account_id)
+            if now is None:
+                now = system_clock()
+            result = fn(MemoryView(self, account_id, state), now)
+            self._ops += 1
+            if self._ops % SWEEP_EVERY == 0:
+                self._sweep_locked(now, SWEEP_BATCH)
+            return result
+
+    def sweep(self, now: float | None = None) -> int:
+        with self._lock:
+            return self._sweep_locked(system_clock() if now is None else now, None)
+
+    def _sweep_locked(self, now: float, batch: int | None) -> int:
+        removed = 0
+        idem = self._idempotency
+        while idem and (batch is None or removed < batch):
+            key, record = next(iter(idem.items()))
+            if record.expires_at > now:
+                break
+            del idem[key]
+            removed += 1
+        holds = self._holds
+        for hold_id in list(holds)[: batch or len(holds)]:
+            hold = holds[hold_id]
+            if hold.expires_at + HOLD_KEEP > now:
+                break  # holds are kept in creation order, so later ones are younger
+            if hold.state == HELD:  # expired and never touched again: return its units first
+                state = self._accounts.get(hold.account)
+                if state is not None and self.policy is not None:
+                    ops.settle_due_holds(self.policy, MemoryView(self, hold.account, state), now)
+            del holds[hold_id]
+            removed += 1
+        return removed

@@ -1,0 +1,350 @@
+"""``sqlite:///path.db``: one file, safe for many threads and processes.
+
+Each operation is one ``BEGIN IMMEDIATE`` transaction (the write lock is taken before anything is
+read, so two processes never decide on the same stale counters) and time is read after the
+lock is held, so decisions are ordered as they commit. WAL journal.
+
+Durability: ``synchronous=FULL`` by default: a granted decision is on disk (the WAL fsynced)
+before it is returned, so a power cut loses no recorded usage. ``?synchronous=normal`` skips
+that fsync: several times faster, and still safe against a crash of the application, but a
+power cut or OS crash may lose the last transactions (usage that was granted but not
+recorded, i.e. an over-grant). ``?busy_timeout=MS`` (default 30000) is how long a writer waits
+for the lock.
+
+Cleanup: every few thousand operations a process deletes a bounded batch of expired counters,
+idempotency records and settled reservations (and settles expired ones); ``Limiter.sweep()``
+does all of it at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
+
+from allowance import ops
+from allowance.clock import system_clock
+from allowance.errors import ConfigurationError, StoreError, UnknownAccount
+from allowance.ops import HOLD_KEEP
+from allowance.state import HELD, Counter, Hold, IdempotencyRecord
+from allowance.stores.base import AccountView, Store
+from allowance.types import Account
+
+T = TypeVar("T")
+SCHEMA_VERSION = 1
+SWEEP_EVERY = 2048
+SWEEP_BATCH = 500
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS accounts (
+    id TEXT PRIMARY KEY,
+    plan TEXT NOT NULL,
+    seats INTEGER NOT NULL,
+    next_hold_expiry REAL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS counters (
+    account TEXT NOT NULL,
+    limit_name TEXT NOT NULL,
+    start REAL,
+    used INTEGER NOT NULL,
+    entries TEXT,
+    expires_at REAL,
+    PRIMARY KEY (account, limit_name)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS counters_expires_at ON counters (expires_at);
+CREATE TABLE IF NOT EXISTS holds (
+    id TEXT PRIMARY KEY,
+    account TEXT NOT NULL,
+    state TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    body TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS holds_account ON holds (account, state, expires_at);
+CREATE INDEX IF NOT EXISTS holds_expires_at ON holds (expires_at);
+CREATE TABLE IF NOT EXISTS idempotency (
+    account TEXT NOT NULL,
+    key TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (account, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idempotency_expires_at ON idempotency (expires_at);
+"""
+
+UPSERT_COUNTER = (
+    "INSERT INTO counters (account, limit_name, start, used, entries, expires_at)"
+    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (account, limit_name) DO UPDATE SET"
+    " start = excluded.start, used = excluded.used, entries = excluded.entries,"
+    " expires_at = excluded.expires_at"
+)
+
+
+class SQLiteView(AccountView):
+    def __init__(
+        self, store: SQLiteStore, conn: sqlite3.Connection, account_id: str, row: Any
+    ) -> None:
+        self._store = store
+        self._conn = conn
+        self.account_id = account_id
+        self.plan, self.seats, self.next_hold_expiry = row
+        self._counters: dict[str, Counter] = {}
+
+    def counters(self, names: Iterable[str]) -> dict[str, Counter]:
+        wanted = [n for n in names]
+        missing = [n for n in wanted if n not in self._counters]
+        if missing:
+            marks = ",".join("?" * len(missing))
+            rows = self._conn.execute(
+                "SELECT limit_name, start, used, entries FROM counters"
+                f" WHERE account = ? AND limit_name IN ({marks})",
+                (self.account_id, *missing),
+            ).fetchall()
+            for name, start, used, entries in rows:
+                self._counters[name] = Counter(
+                    start, used, json.loads(entries) if entries is not None else None
+                )
+            for name in missing:
+                self._counters.setdefault(name, Counter())
+        return {n: self._counters[n] for n in wanted}
+
+    def save_counters(self, counters: dict[str, Counter]) -> None:
+        policy = self._store.policy
+        assert policy is not None
+        rows = []
+        for name, c in counters.items():
+            window = policy.limits[name].window
+            entries = json.dumps(c.entries, separators=(",", ":")) if c.entries else None
+            rows.append((self.account_id, name, c.start, c.used, entries, window.expires_at(c)))
+        self._conn.executemany(UPSERT_COUNTER, rows)
+
+    def get_idempotency(self, key: str) -> IdempotencyRecord | None:
+        row = self._conn.execute(
+            "SELECT body FROM idempotency WHERE account = ? AND key = ?", (self.account_id, key)
+        ).fetchone()
+        return None if row is None else IdempotencyRecord.from_json(json.loads(row[0]))
+
+    def put_idempotency(self, key: str, record: IdempotencyRecord) -> None:
+        self._conn.execute(
+            "INSERT OR REPLACE INTO idempotency (account, key, expires_at, body)"
+            " VALUES (?, ?, ?, ?)",
+            (self.account_id, key, record.expires_at, json.dumps(record.to_json())),
+        )
+
+    def get_hold(self, hold_id: str) -> Hold | None:
+        row = self._conn.execute(
+            "SELECT body FROM holds WHERE id = ? AND account = ?", (hold_id, self.account_id)
+        ).fetchone()
+        return None if row is None else Hold.from_json(json.loads(row[0]))
+
+    def put_hold(self, hold: Hold) -> None:
+        self._conn.execute(
+            "INSERT OR REPLACE INTO holds (id, account, state, expires_at, body)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (hold.id, hold.account, hold.state, hold.expires_at, json.dumps(hold.to_json())),
+        )
+        (nxt,) = self._conn.execute(
+            "SELECT min(expires_at) FROM holds WHERE account = ? AND state = ?",
+            (self.account_id, HELD),
+        ).fetchone()
+        self.next_hold_expiry = nxt
+        self._conn.execute(
+            "UPDATE accounts SET next_hold_expiry = ? WHERE id = ?", (nxt, self.account_id)
+        )
+
+    def due_holds(self, now: float) -> list[Hold]:
+        rows = self._conn.execute(
+            "SELECT body FROM holds WHERE account = ? AND state = ? AND expires_at <= ?",
+            (self.account_id, HELD, now),
+        ).fetchall()
+        return [Hold.from_json(json.loads(r[0])) for r in rows]
+
+
+class SQLiteStore(Store):
+    scheme = "sqlite"
+
+    def __init__(self, path: str, *, synchronous: str = "FULL", busy_timeout_ms: int = 30000):
+        if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
+            raise ConfigurationError(
+                f"store: synchronous must be full, normal or extra (got {synchronous!r})"
+            )
+        self.path = path
+        self.synchronous = synchronous.upper()
+        self.busy_timeout_ms = busy_timeout_ms
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        self._ops = 0
+        conn = self._conn()
+        with _Translate():
+            if conn.execute("PRAGMA user_version").fetchone()[0] > SCHEMA_VERSION:
+                raise ConfigurationError(f"store: {path} was written by a newer allowance")
+            with _Transaction(conn):
+                for statement in SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @classmethod
+    def from_url(cls, url: str) -> SQLiteStore:
+        parts = urlsplit(url)
+        raw = url.split("://", 1)[1].split("?", 1)[0]
+        # sqlite:///rel.db -> "rel.db"; sqlite:////abs/x.db -> "/abs/x.db"
+        path = raw[1:] if raw.startswith("/") else raw
+        if not path or path == ":memory:":
+            raise ConfigurationError(
+                f"store: {url!r} names no file; use sqlite:///path.db (or memory://)"
+            )
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        unknown = set(query) - {"synchronous", "busy_timeout"}
+        if unknown:
+            raise ConfigurationError(f"store: unknown option(s) {sorted(unknown)} in {url!r}")
+        try:
+            timeout = int(query.get("busy_timeout", "30000"))
+        except ValueError:
+            raise ConfigurationError(
+                f"store: busy_timeout must be milliseconds in {url!r}"
+            ) from None
+        parent = Path(path).parent
+        if not parent.exists():
+            raise ConfigurationError(f"store: directory {parent} does not exist")
+        return cls(path, synchronous=query.get("synchronous", "FULL"), busy_timeout_ms=timeout)
+
+    def _conn(self) -> sqlite3.Connection:
+        local = self._local
+        conn: sqlite3.Connection | None = getattr(local, "conn", None)
+        if conn is not None and local.pid == os.getpid():
+            return conn
+        with _Translate():
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=0
+            )
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+        local.conn, local.pid = conn, os.getpid()
+        with self._all_lock:
+            self._all.append(conn)
+        return conn
+
+    def now(self) -> float:
+        return system_clock()
+
+    def put_account(self, account_id: str, plan: str, seats: int) -> bool:
+        conn = self._conn()
+        with _Translate(), _Transaction(conn):
+            found = conn.execute("SELECT 1 FROM accounts WHERE id = ?", (account_id,)).fetchone()
+            conn.execute(
+                "INSERT INTO accounts (id, plan, seats) VALUES (?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET plan = excluded.plan, seats = excluded.seats",
+                (account_id, plan, seats),
+            )
+            return found is None
+
+    def get_account(self, account_id: str) -> Account | None:
+        with _Translate():
+            row = (
+                self._conn()
+                .execute("SELECT plan, seats FROM accounts WHERE id = ?", (account_id,))
+                .fetchone()
+            )
+        return None if row is None else Account(account_id, row[0], row[1])
+
+    def transact(
+        self, account_id: str, now: float | None, fn: Callable[[AccountView, float], T]
+    ) -> T:
+        conn = self._conn()
+        with _Translate():
+            with _Transaction(conn):
+                row = conn.execute(
+                    "SELECT plan, seats, next_hold_expiry FROM accounts WHERE id = ?",
+                    (account_id,),
+                ).fetchone()
+                if row is None:
+                    raise UnknownAccount(account_id)
+                if now is None:
+                    now = system_clock()  # read under the write lock: commit order = time order
+                result = fn(SQLiteView(self, conn, account_id, row), now)
+            self._ops += 1
+            if self._ops % SWEEP_EVERY == 0:
+                self._sweep(now, SWEEP_BATCH)
+        return result
+
+    def sweep(self, now: float | None = None) -> int:
+        with _Translate():
+            return self._sweep(system_clock() if now is None else now, None)
+
+    def _sweep(self, now: float, batch: int | None) -> int:
+        conn = self._conn()
+        limit = -1 if batch is None else batch
+        due = conn.execute(
+            "SELECT DISTINCT account FROM holds WHERE state = ? AND expires_at <= ? LIMIT ?",
+            (HELD, now, limit),
+        ).fetchall()
+        policy = self.policy
+        if policy is not None:
+            for (account,) in due:
+                with contextlib.suppress(UnknownAccount):
+                    self.transact(
+                        account, now, lambda view, t: ops.settle_due_holds(policy, view, t)
+                    )
+        removed = 0
+        with _Transaction(conn):
+            for sql, args in (
+                (
+                    "DELETE FROM counters WHERE (account, limit_name) IN (SELECT account,"
+                    " limit_name FROM counters WHERE expires_at <= ? LIMIT ?)",
+                    (now, limit),
+                ),
+                (
+                    "DELETE FROM idempotency WHERE (account, key) IN (SELECT account, key"
+                    " FROM idempotency WHERE expires_at <= ? LIMIT ?)",
+                    (now, limit),
+                ),
+                (
+                    "DELETE FROM holds WHERE id IN (SELECT id FROM holds WHERE state != ?"
+                    " AND expires_at <= ? LIMIT ?)",
+                    (HELD, now - HOLD_KEEP, limit),
+                ),
+            ):
+                removed += conn.execute(sql, args).rowcount
+        return removed
+
+    def close(self) -> None:
+        with self._all_lock:
+            conns, self._all = self._all, []
+        for conn in conns:
+            conn.close()
+        self._local = threading.local()
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any error (nothing half-charged)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> None:
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.conn.execute("COMMIT")
+        elif self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+
+
+class _Translate:
+    """sqlite3 errors become ``StoreError`` (chained), at this one point."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None and issubclass(exc_type, sqlite3.Error):
+            raise StoreError(f"sqlite: {exc}") from exc

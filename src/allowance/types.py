@@ -1,0 +1,117 @@
+"""Value objects returned to callers: ``Decision``, ``Meter``, ``Account``.
+
+All datetimes are timezone-aware UTC; ``retry_after`` is seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+Reason = Literal["ok", "limit_reached", "no_access"]
+
+
+def to_datetime(ts: float | None) -> datetime | None:
+    return None if ts is None else datetime.fromtimestamp(ts, UTC)
+
+
+def iso(dt: datetime | None) -> str | None:
+    """ISO 8601 in UTC with a Z, e.g. 2026-11-24T15:10:00Z."""
+    if dt is None:
+        return None
+    text = dt.astimezone(UTC).isoformat()
+    return text.removesuffix("+00:00") + "Z"
+
+
+def parse_iso(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return dt.astimezone(UTC) if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The answer to ``consume`` / ``check`` / ``reserve``.
+
+    ``granted`` units were charged (0 when denied). ``remaining`` is the least left over the
+    charged limits after this decision (None when all are unlimited or for ``no_access``).
+    ``resets_at`` / ``retry_after`` say when this same request would fit again (None when
+    granted, or when it can never fit under the plan). ``upgrade`` is the cheapest higher plan
+    on which it would be granted now.
+    """
+
+    allowed: bool
+    granted: int
+    reason: Reason
+    limit: str | None
+    remaining: int | None
+    resets_at: datetime | None
+    retry_after: float | None
+    upgrade: str | None
+    message: str
+    fair_use_exceeded: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "allowed": self.allowed,
+            "granted": self.granted,
+            "reason": self.reason,
+            "limit": self.limit,
+            "remaining": self.remaining,
+            "resets_at": iso(self.resets_at),
+            "retry_after": self.retry_after,
+            "upgrade": self.upgrade,
+            "message": self.message,
+            "fair_use_exceeded": self.fair_use_exceeded,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Decision:
+        return cls(
+            allowed=bool(data["allowed"]),
+            granted=int(data["granted"]),
+            reason=data["reason"],
+            limit=data.get("limit"),
+            remaining=data.get("remaining"),
+            resets_at=parse_iso(data.get("resets_at")),
+            retry_after=data.get("retry_after"),
+            upgrade=data.get("upgrade"),
+            message=data.get("message", ""),
+            fair_use_exceeded=bool(data.get("fair_use_exceeded", False)),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Meter:
+    """One limit's usage for an account. ``max`` is effective (× seats); None = unlimited."""
+
+    limit: str
+    features: tuple[str, ...]
+    used: int
+    max: int | None
+    remaining: int | None
+    window_start: datetime | None
+    resets_at: datetime | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "limit": self.limit,
+            "features": list(self.features),
+            "used": self.used,
+            "max": self.max,
+            "remaining": self.remaining,
+            "window_start": iso(self.window_start),
+            "resets_at": iso(self.resets_at),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    id: str
+    plan: str
+    seats: int = 1
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.id, "plan": self.plan, "seats": self.seats}

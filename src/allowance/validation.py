@@ -1,0 +1,97 @@
+"""Argument checks shared by ``Limiter`` and ``AsyncLimiter``: each names the bad field."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+import secrets
+
+from allowance.errors import (
+    InvalidAmount,
+    InvalidRequest,
+    ReservationNotFound,
+    UnknownFeature,
+    UnknownPlan,
+)
+from allowance.ops import Request
+from allowance.policy import Policy
+
+MAX_AMOUNT = 1_000_000
+MAX_SEATS = 1_000_000
+MAX_ID = 200
+MAX_TTL = 7 * 86400.0
+
+
+def text(field: str, value: object, *, optional: bool = False) -> str | None:
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not value or len(value) > MAX_ID:
+        raise InvalidRequest(
+            field, value, f"expected a non-empty string of at most {MAX_ID} characters"
+        )
+    if not value.isprintable():
+        raise InvalidRequest(field, value, "must not contain control characters")
+    return value
+
+
+def request(
+    policy: Policy,
+    account: object,
+    feature: object,
+    amount: object,
+    partial: object,
+    idempotency_key: object,
+    user: object,
+) -> Request:
+    if type(amount) is not int or not 1 <= amount <= MAX_AMOUNT:
+        raise InvalidAmount("amount", amount, f"expected a whole number from 1 to {MAX_AMOUNT:,}")
+    if not isinstance(feature, str) or feature not in policy.features:
+        raise UnknownFeature("feature", feature, "not a feature of the policy")
+    if type(partial) is not bool:
+        raise InvalidRequest("partial", partial, "expected true or false")
+    return Request(
+        text("account", account),  # type: ignore[arg-type]
+        feature,
+        amount,
+        partial,
+        text("idempotency_key", idempotency_key, optional=True),
+        text("user", user, optional=True),
+    )
+
+
+def account_settings(policy: Policy, plan: object, seats: object) -> tuple[str, int]:
+    if not isinstance(plan, str) or plan not in policy.plan_by_name:
+        names = ", ".join(p.name for p in policy.plans)
+        raise UnknownPlan("plan", plan, f"not a plan of the policy ({names})")
+    if type(seats) is not int or not 1 <= seats <= MAX_SEATS:
+        raise InvalidRequest("seats", seats, f"expected a whole number from 1 to {MAX_SEATS:,}")
+    return plan, seats
+
+
+def ttl(value: object) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or not 0 < value <= MAX_TTL
+    ):
+        raise InvalidRequest("ttl", value, "expected seconds, more than 0 and at most 7 days")
+    return float(value)
+
+
+def new_reservation_id(account: str) -> str:
+    """Random, and carrying its account so that commit/release find it in one step."""
+    tag = base64.urlsafe_b64encode(account.encode()).decode().rstrip("=")
+    return f"r{secrets.token_hex(10)}.{tag}"
+
+
+def reservation_account(reservation_id: object) -> str:
+    """The account inside a reservation id; ``ReservationNotFound`` for anything else."""
+    if isinstance(reservation_id, str) and reservation_id.startswith("r") and "." in reservation_id:
+        tag = reservation_id.split(".", 1)[1]
+        try:
+            return base64.urlsafe_b64decode(tag + "=" * (-len(tag) % 4)).decode()
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            pass
+    raise ReservationNotFound(f"reservation: no reservation {reservation_id!r}")

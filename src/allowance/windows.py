@@ -1,0 +1,236 @@
+"""Window arithmetic, pure: how much of a limit is used at ``now``, how to charge and return
+units, and when a given amount fits again. Times are epoch seconds (UTC floats).
+
+Windows are half-open: an anchored window opened at ``s`` covers [s, s + L); a sliding window at
+``t`` covers (t - L, t]; a calendar period covers [start, next start).
+"""
+
+from __future__ import annotations
+
+import bisect
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from allowance.state import Counter
+
+CalendarUnit = Literal["day", "week", "month"]
+
+
+class Window:
+    kind: str
+    length: float = 0.0  # seconds, for anchored and sliding (0 for calendar)
+
+    def used(self, c: Counter, now: float) -> int:
+        raise NotImplementedError
+
+    def charge(self, c: Counter, units: int, now: float) -> float:
+        """Add ``units`` at ``now``; return the mark that a release needs to find them."""
+        raise NotImplementedError
+
+    def uncharge(self, c: Counter, mark: float, units: int, now: float) -> None:
+        """Return ``units`` charged under ``mark``, if that window still holds them."""
+        raise NotImplementedError
+
+    def fits_at(self, c: Counter, now: float, need: int, cap: int) -> float | None:
+        """The earliest time >= now at which ``need`` more units fit under ``cap``, assuming no
+        other grant; None if ``need`` exceeds ``cap`` (it never fits)."""
+        raise NotImplementedError
+
+    def span(self, c: Counter, now: float) -> tuple[float | None, float | None]:
+        """(window_start, resets_at) of the meter at ``now``."""
+        raise NotImplementedError
+
+    def expires_at(self, c: Counter) -> float | None:
+        """When the counter holds nothing any more and can be deleted (None: already empty)."""
+        raise NotImplementedError
+
+
+class AnchoredWindow(Window):
+    kind = "anchored"
+
+    def __init__(self, length: float) -> None:
+        self.length = length
+
+    def used(self, c: Counter, now: float) -> int:
+        start = c.start
+        if start is not None and now < start + self.length:
+            return c.used
+        return 0
+
+    def charge(self, c: Counter, units: int, now: float) -> float:
+        start = c.start
+        if start is None or now >= start + self.length:
+            c.start = start = now
+            c.used = units
+        else:
+            c.used += units
+        return start
+
+    def uncharge(self, c: Counter, mark: float, units: int, now: float) -> None:
+        if c.start == mark:  # the window stays open even if it drops to 0 (it was opened)
+            c.used = max(0, c.used - units)
+
+    def fits_at(self, c: Counter, now: float, need: int, cap: int) -> float | None:
+        if need > cap:
+            return None
+        if self.used(c, now) + need <= cap:
+            return now
+        assert c.start is not None  # used > 0 implies an open window
+        return c.start + self.length
+
+    def span(self, c: Counter, now: float) -> tuple[float | None, float | None]:
+        start = c.start
+        if start is not None and now < start + self.length:
+            return start, start + self.length
+        return None, None
+
+    def expires_at(self, c: Counter) -> float | None:
+        return None if c.start is None else c.start + self.length
+
+
+class SlidingWindow(Window):
+    """Exact: keeps each grant's time and units, so at most ``cap`` units lie in any (t-L, t]."""
+
+    kind = "sliding"
+
+    def __init__(self, length: float) -> None:
+        self.length = length
+
+    def _prune(self, c: Counter, now: float) -> list[list[float | int]]:
+        entries = c.entries
+        if entries is None:
+            c.entries = entries = []
+            c.used = 0
+            return entries
+        horizon = now - self.length
+        dropped = 0
+        while entries and entries[0][0] <= horizon:
+            c.used -= int(entries[0][1])
+            del entries[0]
+            dropped += 1
+        return entries
+
+    def used(self, c: Counter, now: float) -> int:
+        entries = c.entries
+        if not entries:
+            return 0
+        horizon = now - self.length
+        if entries[0][0] > horizon:
+            return c.used
+        return sum(int(n) for t, n in entries if t > horizon)
+
+    def charge(self, c: Counter, units: int, now: float) -> float:
+        entries = self._prune(c, now)
+        if entries and entries[-1][0] == now:
+            entries[-1][1] = int(entries[-1][1]) + units
+        elif not entries or entries[-1][0] < now:
+            entries.append([now, units])
+        else:  # a clock that stepped back a little: keep entries sorted
+            times = [e[0] for e in entries]
+            i = bisect.bisect_left(times, now)
+            if times[i] == now:
+                entries[i][1] = int(entries[i][1]) + units
+            else:
+                entries.insert(i, [now, units])
+        c.used += units
+        return now
+
+    def uncharge(self, c: Counter, mark: float, units: int, now: float) -> None:
+        entries = c.entries or []
+        for i, entry in enumerate(entries):
+            if entry[0] == mark:
+                back = min(units, int(entry[1]))
+                entry[1] = int(entry[1]) - back
+                c.used -= back
+                if entry[1] == 0:
+                    del entries[i]
+                break
+        self._prune(c, now)
+
+    def fits_at(self, c: Counter, now: float, need: int, cap: int) -> float | None:
+        if need > cap:
+            return None
+        horizon = now - self.length
+        live = [e for e in (c.entries or []) if e[0] > horizon]
+        excess = sum(int(e[1]) for e in live) + need - cap
+        if excess <= 0:
+            return now
+        for t, n in live:  # units leave one grant at a time, oldest first
+            excess -= int(n)
+            if excess <= 0:
+                return float(t) + self.length
+        raise AssertionError("unreachable: need <= cap")
+
+    def span(self, c: Counter, now: float) -> tuple[float | None, float | None]:
+        horizon = now - self.length
+        for t, _ in c.entries or []:
+            if t > horizon:
+                return float(t), float(t) + self.length
+        return None, None
+
+    def expires_at(self, c: Counter) -> float | None:
+        return float(c.entries[-1][0]) + self.length if c.entries else None
+
+
+class CalendarWindow(Window):
+    """Calendar day, ISO week (from Monday) or month in ``tz``; resets at local midnight."""
+
+    kind = "calendar"
+
+    def __init__(self, unit: CalendarUnit, tz: str = "UTC") -> None:
+        self.unit = unit
+        self.tz = tz
+        self._zone = UTC if tz == "UTC" else ZoneInfo(tz)
+        self._cached: tuple[float, float] = (0.0, -1.0)
+
+    def period(self, now: float) -> tuple[float, float]:
+        """[start, end) of the period holding ``now``; cached since most calls share one."""
+        start, end = self._cached
+        if start <= now < end:
+            return start, end
+        local = datetime.fromtimestamp(now, self._zone)
+        day = local.date()
+        if self.unit == "day":
+            first, nxt = day, day + timedelta(days=1)
+        elif self.unit == "week":
+            first = day - timedelta(days=day.weekday())
+            nxt = first + timedelta(days=7)
+        else:
+            first = day.replace(day=1)
+            nxt = (first + timedelta(days=32)).replace(day=1)
+        start = datetime(first.year, first.month, first.day, tzinfo=self._zone).timestamp()
+        end = datetime(nxt.year, nxt.month, nxt.day, tzinfo=self._zone).timestamp()
+        self._cached = (start, end)
+        return start, end
+
+    def used(self, c: Counter, now: float) -> int:
+        return c.used if c.start == self.period(now)[0] else 0
+
+    def charge(self, c: Counter, units: int, now: float) -> float:
+        start = self.period(now)[0]
+        if c.start != start:
+            c.start = start
+            c.used = 0
+        c.used += units
+        return start
+
+    def uncharge(self, c: Counter, mark: float, units: int, now: float) -> None:
+        if c.start == mark:
+            c.used = max(0, c.used - units)
+
+    def fits_at(self, c: Counter, now: float, need: int, cap: int) -> float | None:
+        if need > cap:
+            return None
+        if self.used(c, now) + need <= cap:
+            return now
+        return self.period(now)[1]
+
+    def span(self, c: Counter, now: float) -> tuple[float | None, float | None]:
+        return self.period(now)
+
+    def expires_at(self, c: Counter) -> float | None:
+        if c.start is None:
+            return None
+        # the period after the one the units belong to starts at its end
+        return self.period(c.start)[1]
