@@ -3,6 +3,7 @@
 The public surface is what ``__all__`` lists; other modules are importable but not promised.
 """
 
+from allowance.aio import AsyncLimiter, AsyncReservation
 from allowance.clock import Clock, ManualClock
 from allowance.errors import (
     AllowanceError,
@@ -28,6 +29,8 @@ __version__ = "0.1.0"
 __all__ = [
     "Account",
     "AllowanceError",
+    "AsyncLimiter",
+    "AsyncReservation",
     "Clock",
     "ConfigurationError",
     "Decision",

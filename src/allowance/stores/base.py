@@ -55,6 +55,8 @@ class Store(ABC):
     scheme: str = ""
     #: set by the Limiter; a sweep needs it to return the units of expired reservations
     policy: Policy | None = None
+    #: whether calls may block on I/O (AsyncLimiter then runs them in a worker thread)
+    blocking: bool = True
 
     @abstractmethod
     def now(self) -> float:

@@ -84,6 +84,7 @@ class MemoryView(AccountView):
 
 class MemoryStore(Store):
     scheme = "memory"
+    blocking = False
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
