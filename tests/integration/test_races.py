@@ -1,0 +1,77 @@
+"""Real threads and real processes race on one account: exactly the cap is granted."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from allowance import Limiter
+
+WORKER = Path(__file__).with_name("race_worker.py")
+
+
+def test_threads_on_one_store(store_url: str) -> None:
+    setup = Limiter(store=store_url)
+    setup.set_account("acme", plan="pro")
+    barrier = threading.Barrier(16)
+    granted: list[int] = []
+    lock = threading.Lock()
+    shared = setup if store_url.startswith("memory") else None
+
+    def run() -> None:
+        lim = shared or Limiter(store=store_url)
+        barrier.wait()
+        mine = sum(lim.consume("acme", "export.ai").granted for _ in range(5))
+        with lock:
+            granted.append(mine)
+
+    threads = [threading.Thread(target=run) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(granted) == 30
+    meter = next(m for m in setup.usage("acme") if m.limit == "ai_exports")
+    assert meter.used == 30
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("features", "limit", "cap"),
+    [
+        ("export.ai", "ai_exports", 30),
+        # one pooled daily limit over three tools; the per-minute limit of 2 bites first
+        (
+            "transform.virtual_model,transform.product_staging,transform.product_beautifier",
+            "transform_rate",
+            2,
+        ),
+    ],
+)
+def test_processes_on_one_sqlite_file(tmp_path: Path, features: str, limit: str, cap: int) -> None:
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    setup = Limiter(store=url)
+    setup.set_account("acme", plan="pro")
+    start = time.time() + 3.0  # every process is up and waiting by then
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(WORKER), url, "acme", features, "8", "4", str(start)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(8)
+    ]
+    total = 0
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        total += int(out.strip())
+    assert total == cap  # 8 processes × 8 threads × 4 attempts = 256 tries
+    meter = next(m for m in setup.usage("acme") if m.limit == limit)
+    assert meter.used == cap
