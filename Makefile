@@ -4,6 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
+LINT_DIRS := $(wildcard src tests benchmarks examples)
 
 .PHONY: run test lint typecheck unit bench clean
 
@@ -23,8 +24,8 @@ run: $(STAMP)
 	$(BIN)/allowance serve --host 127.0.0.1 --port 8000 --store sqlite:///allowance.db
 
 lint: $(DEV_STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check $(LINT_DIRS)
+	$(BIN)/ruff format --check $(LINT_DIRS)
 
 typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
