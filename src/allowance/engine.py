@@ -72,13 +72,11 @@ def decide(
             binding = (rule, cap, remaining)
     fair_use = _fair_use(rules, seats, grant, counters, now)
     feature_title = policy.features[feature].title
-    message = messages.granted(
-        feature_title,
-        amount,
-        grant,
-        None if binding is None else (binding[0].limit, binding[1], binding[2]),
-        fair_use,
-    )
+    shown = None if binding is None else (binding[0].limit, binding[1], binding[2])
+
+    def message() -> str:
+        return messages.granted(feature_title, amount, grant, shown, fair_use)
+
     decision = Decision(
         True,
         grant,
@@ -169,16 +167,19 @@ def _limit_reached(
     rule, cap, used, fits = worst
     remaining = min(max(0, c - u) for _, c, u in room)
     upgrade = _upgrade_plan(policy, plan, seats, feature, amount, partial, counters, now)
-    message = messages.denied(
-        rule.limit,
-        cap,
-        used,
-        need,
-        fits,
-        upgrade,
-        None if upgrade is None else rule.limit.cells[upgrade.name],
-        seats,
-    )
+
+    def message() -> str:
+        return messages.denied(
+            rule.limit,
+            cap,
+            used,
+            need,
+            fits,
+            upgrade,
+            None if upgrade is None else rule.limit.cells[upgrade.name],
+            seats,
+        )
+
     decision = Decision(
         False,
         0,

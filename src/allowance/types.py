@@ -5,6 +5,7 @@ All datetimes are timezone-aware UTC; ``retry_after`` is seconds.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -31,7 +32,7 @@ def parse_iso(text: str | None) -> datetime | None:
     return dt.astimezone(UTC) if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False, repr=False)
 class Decision:
     """The answer to ``consume`` / ``check`` / ``reserve``.
 
@@ -39,7 +40,7 @@ class Decision:
     charged limits after this decision (None when all are unlimited or for ``no_access``).
     ``resets_at`` / ``retry_after`` say when this same request would fit again (None when
     granted, or when it can never fit under the plan). ``upgrade`` is the cheapest higher plan
-    on which it would be granted now.
+    on which it would be granted now. ``message`` is one sentence for a person.
     """
 
     allowed: bool
@@ -50,8 +51,60 @@ class Decision:
     resets_at: datetime | None
     retry_after: float | None
     upgrade: str | None
-    message: str
+    # the sentence, or a function that writes it: most callers of a hot endpoint never read it,
+    # and formatting dates is a third of a denial's cost
+    _message: str | Callable[[], str]
     fair_use_exceeded: bool = False
+
+    @property
+    def message(self) -> str:
+        message = self._message
+        if not isinstance(message, str):
+            message = message()
+            object.__setattr__(self, "_message", message)
+        return message
+
+    def _key(self) -> tuple[Any, ...]:
+        return (
+            self.allowed,
+            self.granted,
+            self.reason,
+            self.limit,
+            self.remaining,
+            self.resets_at,
+            self.retry_after,
+            self.upgrade,
+            self.message,
+            self.fair_use_exceeded,
+        )
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Decision) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        fields = ", ".join(
+            f"{name}={value!r}"
+            for name, value in zip(
+                (
+                    "allowed",
+                    "granted",
+                    "reason",
+                    "limit",
+                    "remaining",
+                    "resets_at",
+                    "retry_after",
+                    "upgrade",
+                    "message",
+                    "fair_use_exceeded",
+                ),
+                self._key(),
+                strict=True,
+            )
+        )
+        return f"Decision({fields})"
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -78,7 +131,7 @@ class Decision:
             resets_at=parse_iso(data.get("resets_at")),
             retry_after=data.get("retry_after"),
             upgrade=data.get("upgrade"),
-            message=data.get("message", ""),
+            _message=data.get("message", ""),
             fair_use_exceeded=bool(data.get("fair_use_exceeded", False)),
         )
 
