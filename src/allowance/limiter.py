@@ -114,7 +114,10 @@ class Limiter:
         )
         policy = self.policy
         return self.store.transact(
-            req.account, self._now(), lambda view, now: ops.consume(policy, view, req, now)
+            req.account,
+            self._now(),
+            lambda view, now: ops.consume(policy, view, req, now),
+            policy.limit_names(req.feature),
         )
 
     def check(
@@ -131,7 +134,10 @@ class Limiter:
         req = validation.request(self.policy, account, feature, amount, partial, None, user)
         policy = self.policy
         return self.store.transact(
-            req.account, self._now(), lambda view, now: ops.check(policy, view, req, now)
+            req.account,
+            self._now(),
+            lambda view, now: ops.check(policy, view, req, now),
+            policy.limit_names(req.feature),
         )
 
     def reserve(
@@ -157,6 +163,7 @@ class Limiter:
             lambda view, now: ops.reserve(
                 policy, view, req, seconds, now, lambda: validation.new_reservation_id(req.account)
             ),
+            policy.limit_names(req.feature),
         )
         return Reservation(self, held.hold_id, held.decision, to_datetime(held.expires_at))
 

@@ -92,7 +92,7 @@ def decide(
     """Decide and, when ``charge`` and granted, charge. Returns the marks charged."""
     plan = _plan(policy, view)
     settle_due_holds(policy, view, now)
-    counters = view.counters(lim.name for lim in policy.limits_of(req.feature))
+    counters = view.counters(policy.limit_names(req.feature))
     ruling = engine.decide(
         policy, plan, view.seats, req.feature, req.amount, req.partial, counters, now
     )

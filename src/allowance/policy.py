@@ -114,6 +114,9 @@ class Policy:
         self._feature_limits = {
             f: tuple(lim for lim in limits.values() if f in lim.features) for f in self.features
         }
+        self._feature_limit_names = {
+            f: tuple(lim.name for lim in limits) for f, limits in self._feature_limits.items()
+        }
         # (plan, feature) -> the rules to check, or None when the plan has no access
         self._rules: dict[tuple[str, str], tuple[Rule, ...] | None] = {}
         for plan in self.plans:
@@ -125,6 +128,10 @@ class Policy:
     def rules(self, plan: str, feature: str) -> tuple[Rule, ...] | None:
         """The rules for ``feature`` on ``plan``; None when the plan has no access to it."""
         return self._rules[(plan, feature)]
+
+    def limit_names(self, feature: str) -> tuple[str, ...]:
+        """Names of the limits counting ``feature`` (the counters a decision reads)."""
+        return self._feature_limit_names[feature]
 
     def limits_of(self, feature: str) -> tuple[Limit, ...]:
         """Every limit that counts ``feature``, whatever the plan (counters are by limit)."""

@@ -115,7 +115,11 @@ class MemoryStore(Store):
             return None if state is None else Account(account_id, state.plan, state.seats)
 
     def transact(
-        self, account_id: str, now: float | None, fn: Callable[[AccountView, float], T]
+        self,
+        account_id: str,
+        now: float | None,
+        fn: Callable[[AccountView, float], T],
+        prefetch: tuple[str, ...] = (),
     ) -> T:
         with self._lock:
             state = self._accounts.get(account_id)

@@ -11,9 +11,12 @@ power cut or OS crash may lose the last transactions (usage that was granted but
 recorded, i.e. an over-grant). ``?busy_timeout=MS`` (default 30000) is how long a writer waits
 for the lock.
 
-Cleanup: every few thousand operations a process deletes a bounded batch of expired counters,
-idempotency records and settled reservations (and settles expired ones); ``Limiter.sweep()``
-does all of it at once.
+Cleanup: every few thousand operations a process deletes a bounded batch of expired
+idempotency records and settled reservations (and settles expired ones), and walks the next
+slice of the counters table by primary key, deleting the counters whose windows have closed.
+Counters have no index on their expiry on purpose: a decision rewrites its counters, and
+keeping such an index up to date tripled the cost of every commit. ``Limiter.sweep()`` does
+all of it at once.
 """
 
 from __future__ import annotations
@@ -57,7 +60,6 @@ CREATE TABLE IF NOT EXISTS counters (
     expires_at REAL,
     PRIMARY KEY (account, limit_name)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS counters_expires_at ON counters (expires_at);
 CREATE TABLE IF NOT EXISTS holds (
     id TEXT PRIMARY KEY,
     account TEXT NOT NULL,
@@ -87,13 +89,24 @@ UPSERT_COUNTER = (
 
 class SQLiteView(AccountView):
     def __init__(
-        self, store: SQLiteStore, conn: sqlite3.Connection, account_id: str, row: Any
+        self,
+        store: SQLiteStore,
+        conn: sqlite3.Connection,
+        account_id: str,
+        rows: list[Any],
+        prefetched: tuple[str, ...],
     ) -> None:
         self._store = store
         self._conn = conn
         self.account_id = account_id
-        self.plan, self.seats, self.next_hold_expiry = row
-        self._counters: dict[str, Counter] = {}
+        self.plan, self.seats, self.next_hold_expiry = rows[0][:3]
+        counters = self._counters = {name: Counter() for name in prefetched}
+        for row in rows:
+            if row[3] is not None:
+                entries = row[6]
+                counters[row[3]] = Counter(
+                    row[4], row[5], json.loads(entries) if entries is not None else None
+                )
 
     def counters(self, names: Iterable[str]) -> dict[str, Counter]:
         wanted = [n for n in names]
@@ -180,6 +193,7 @@ class SQLiteStore(Store):
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
         self._ops = 0
+        self._sweep_cursor: tuple[str, str] = ("", "")
         conn = self._conn()
         with _Translate():
             if conn.execute("PRAGMA user_version").fetchone()[0] > SCHEMA_VERSION:
@@ -256,20 +270,28 @@ class SQLiteStore(Store):
         return None if row is None else Account(account_id, row[0], row[1])
 
     def transact(
-        self, account_id: str, now: float | None, fn: Callable[[AccountView, float], T]
+        self,
+        account_id: str,
+        now: float | None,
+        fn: Callable[[AccountView, float], T],
+        prefetch: tuple[str, ...] = (),
     ) -> T:
         conn = self._conn()
         with _Translate():
             with _Transaction(conn):
-                row = conn.execute(
-                    "SELECT plan, seats, next_hold_expiry FROM accounts WHERE id = ?",
-                    (account_id,),
-                ).fetchone()
-                if row is None:
+                # the account and the counters the operation will read, in one statement
+                marks = ",".join("?" * len(prefetch)) or "NULL"
+                rows = conn.execute(
+                    "SELECT a.plan, a.seats, a.next_hold_expiry, c.limit_name, c.start,"
+                    " c.used, c.entries FROM accounts a LEFT JOIN counters c"
+                    f" ON c.account = a.id AND c.limit_name IN ({marks}) WHERE a.id = ?",
+                    (*prefetch, account_id),
+                ).fetchall()
+                if not rows:
                     raise UnknownAccount(account_id)
                 if now is None:
                     now = system_clock()  # read under the write lock: commit order = time order
-                result = fn(SQLiteView(self, conn, account_id, row), now)
+                result = fn(SQLiteView(self, conn, account_id, rows, prefetch), now)
             self._ops += 1
             if self._ops % SWEEP_EVERY == 0:
                 self._sweep(now, SWEEP_BATCH)
@@ -295,12 +317,13 @@ class SQLiteStore(Store):
                     )
         removed = 0
         with _Transaction(conn):
+            if batch is None:
+                removed += conn.execute(
+                    "DELETE FROM counters WHERE expires_at <= ?", (now,)
+                ).rowcount
+            else:
+                removed += self._sweep_counter_slice(conn, now, batch)
             for sql, args in (
-                (
-                    "DELETE FROM counters WHERE (account, limit_name) IN (SELECT account,"
-                    " limit_name FROM counters WHERE expires_at <= ? LIMIT ?)",
-                    (now, limit),
-                ),
                 (
                     "DELETE FROM idempotency WHERE (account, key) IN (SELECT account, key"
                     " FROM idempotency WHERE expires_at <= ? LIMIT ?)",
@@ -314,6 +337,19 @@ class SQLiteStore(Store):
             ):
                 removed += conn.execute(sql, args).rowcount
         return removed
+
+    def _sweep_counter_slice(self, conn: sqlite3.Connection, now: float, batch: int) -> int:
+        """Delete the expired counters among the next ``batch`` rows after this process's
+        cursor; wrap around at the end. Bounded work, no index needed."""
+        rows = conn.execute(
+            "SELECT account, limit_name, expires_at FROM counters"
+            " WHERE (account, limit_name) > (?, ?) ORDER BY account, limit_name LIMIT ?",
+            (*self._sweep_cursor, batch),
+        ).fetchall()
+        self._sweep_cursor = (rows[-1][0], rows[-1][1]) if len(rows) == batch else ("", "")
+        expired = [(a, n) for a, n, exp in rows if exp is not None and exp <= now]
+        conn.executemany("DELETE FROM counters WHERE account = ? AND limit_name = ?", expired)
+        return len(expired)
 
     def close(self) -> None:
         with self._all_lock:
