@@ -50,7 +50,7 @@ class UnknownAccount(AllowanceError, LookupError):
 
     def __init__(self, account: str) -> None:
         self.account = account
-        super().__init__(f"account: no account {account!r}; create it with set_account() first")
+        super().__init__(f"account: no account {account!r}; create it first")
 
 
 class IdempotencyConflict(AllowanceError):

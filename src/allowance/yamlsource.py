@@ -81,6 +81,11 @@ def load_with_lines(text: str) -> tuple[Any, SourceMap, list[tuple[Path, str]]]:
             return out
         if isinstance(n, yaml.SequenceNode):
             return [build(item, (*path, i)) for i, item in enumerate(n.value)]
-        return constructor.construct_object(n, deep=True)
+        try:
+            return constructor.construct_object(n, deep=True)
+        except (ValueError, yaml.YAMLError) as exc:  # e.g. a date like 2026-02-30
+            raise YamlSyntaxError(
+                f"cannot read value {n.value!r}: {exc}", n.start_mark.line + 1
+            ) from None
 
     return build(node, ()), smap, dupes

@@ -1,0 +1,50 @@
+"""The ``allowance`` command line: policies, simulations, accounts and usage.
+
+Every ``AllowanceError`` becomes a one-line red error on stderr and exit status 1; exit status
+2 is left to Typer for usage mistakes (an unknown option, a missing argument).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from allowance import __version__
+from allowance.cli import policy_cmd, simulate, usage_cmd
+
+app = typer.Typer(
+    name="allowance",
+    help="Plan-based usage limits: check policies, replay scenarios, look at usage.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",  # reflows docstring paragraphs in --help
+    pretty_exceptions_show_locals=False,  # a bug's traceback must not print store URLs etc.
+)
+app.add_typer(policy_cmd.app, name="policy")
+app.command("simulate")(simulate.command)
+app.command("usage")(usage_cmd.usage)
+app.add_typer(usage_cmd.accounts_app, name="accounts")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"allowance {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_version, is_eager=True, help="Print the version."),
+    ] = False,
+) -> None:
+    """Plan-based usage limits: check policies, replay scenarios, look at usage."""
+
+
+def main() -> None:
+    """The console script ``allowance``."""
+    app()
+
+
+__all__ = ["app", "main"]

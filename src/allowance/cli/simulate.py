@@ -1,0 +1,113 @@
+"""``allowance simulate``: what a policy would have answered to a timeline of requests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from allowance.cli.common import (
+    JsonOption,
+    PolicyOption,
+    clock_text,
+    error_line,
+    fail,
+    handle_errors,
+    out,
+    read_policy,
+)
+from allowance.cli.scenario import Outcome, ScenarioError, parse_scenario, replay
+from allowance.types import Decision, iso
+
+
+def json_line(outcome: Outcome) -> dict[str, Any] | None:
+    """The decision fields of section 4 plus where and when; None for a plan-only event."""
+    event, decision = outcome.event, outcome.decision
+    if decision is None:
+        return None
+    head = {"at": iso(event.at), "account": event.account, "feature": event.feature}
+    return {**head, "amount": event.amount, **decision.to_json()}
+
+
+def outcome_text(decision: Decision, amount: int) -> Text:
+    if decision.reason == "no_access":
+        return Text("no access", style="red")
+    if not decision.allowed:
+        return Text(f"denied ({decision.limit})", style="red")
+    text = "granted" if decision.granted == amount else f"granted {decision.granted} of {amount}"
+    if decision.fair_use_exceeded:
+        return Text(f"{text}, above fair use", style="yellow")
+    return Text(text, style="green")
+
+
+def table(outcomes: list[Outcome], source: str) -> Table:
+    # Text, not str: an account id or a policy title may hold [brackets] rich reads as markup
+    grid = Table(title=Text(f"simulation of {source} (times in UTC)"))
+    grid.add_column("time")
+    grid.add_column("account", overflow="fold")
+    # a name too wide for its column is folded, never cut short with an ellipsis
+    grid.add_column("feature", overflow="fold")
+    grid.add_column("amount", justify="right", no_wrap=True)
+    for name in ("outcome", "remaining", "resets_at", "message"):
+        grid.add_column(name)
+    for outcome in outcomes:
+        event, decision = outcome.event, outcome.decision
+        at = clock_text(event.at)
+        if decision is None:
+            seats = "seat" if event.seats == 1 else "seats"
+            setting = Text(f"plan {event.plan}, {event.seats} {seats}", style="cyan")
+            grid.add_row(at, Text(event.account), "—", "", setting, "", "", "")
+            continue
+        remaining = "unlimited" if decision.remaining is None else f"{decision.remaining:,}"
+        grid.add_row(
+            at,
+            Text(event.account),
+            event.feature,
+            f"{event.amount:,}",
+            outcome_text(decision, event.amount),
+            remaining,
+            clock_text(decision.resets_at) or "",
+            Text(decision.message),
+        )
+    return grid
+
+
+def simulate(
+    scenario: Annotated[
+        Path, typer.Argument(help="Scenario file: a YAML list of events.", show_default=False)
+    ],
+    policy_file: PolicyOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Replay a timeline of events against a policy, on a private in-memory store.
+
+    The store's clock is set to each event's time. An event is {at, account, feature,
+    amount?, partial?, plan?, seats?}: plan and seats are applied first (creating the
+    account), then the feature is consumed. Use --json for one decision per line.
+    """
+    policy = read_policy(policy_file)
+    if not scenario.is_file():
+        fail(f"{scenario}: {'not a file' if scenario.exists() else 'no such scenario file'}")
+    try:
+        text = scenario.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        fail(f"{scenario}: cannot read it ({exc})")
+    try:
+        outcomes = replay(parse_scenario(text, str(scenario), policy), policy, str(scenario))
+    except ScenarioError as exc:
+        for line in exc.lines:
+            error_line(line)
+        raise typer.Exit(1) from None
+    if not as_json:
+        out().print(table(outcomes, str(scenario)))
+        return
+    for outcome in outcomes:
+        if (data := json_line(outcome)) is not None:
+            typer.echo(json.dumps(data))
+
+
+command = handle_errors(simulate)
