@@ -179,4 +179,6 @@ def test_check_a_date_yaml_cannot_build(run: Run, tmp_path: Path) -> None:
     path = write(tmp_path, "p.yaml", "plans: [free]\nfeatures: {a: }\ntimezone: 2026-02-30\n")
     result = run("policy", "check", str(path))
     assert result.exit_code == 1
-    assert result.stderr == f"error: {path}: not valid YAML: day is out of range for month\n"
+    assert result.stderr == (
+        f"{path}:3: cannot read value '2026-02-30': day is out of range for month\n"
+    )

@@ -293,7 +293,7 @@ def test_a_date_that_does_not_exist(run: Run, tmp_path: Path) -> None:
     result = run("simulate", str(path))
     assert result.exit_code == 1
     assert result.stderr == (
-        f"{path}: not valid YAML: day is out of range for month (a date that does not exist?)\n"
+        f"{path}:1: cannot read value '2026-02-30T10:00:00Z': day is out of range for month\n"
     )
 
 
