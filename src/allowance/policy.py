@@ -4,6 +4,7 @@ into the lookup tables the engine reads on every decision.
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -15,7 +16,14 @@ import pydantic
 import yaml
 
 from allowance.errors import PolicyError, PolicyIssue
-from allowance.policy_schema import PolicySpec, spec_to_data
+from allowance.policy_schema import (
+    FeatureSpec,
+    LimitSpec,
+    PlanSpec,
+    PolicySpec,
+    WindowSpec,
+    spec_to_data,
+)
 from allowance.windows import AnchoredWindow, CalendarWindow, SlidingWindow, Window
 from allowance.yamlsource import Path as DataPath
 from allowance.yamlsource import SourceMap, YamlSyntaxError, load_with_lines
@@ -163,24 +171,86 @@ def _dotted(path: DataPath) -> str:
     return out
 
 
-def _pydantic_issues(exc: pydantic.ValidationError, smap: SourceMap) -> list[PolicyIssue]:
+_KEYS_AT_DEPTH: dict[tuple[str | None, ...], tuple[str, ...]] = {
+    (): tuple(PolicySpec.model_fields),
+    ("plans", None): tuple(PlanSpec.model_fields),
+    ("features", None): tuple(FeatureSpec.model_fields),
+    ("limits", None): tuple(LimitSpec.model_fields),
+    ("limits", None, "window"): tuple(WindowSpec.model_fields),
+    ("limits", None, "plans", None): ("max", "per_seat", "fair_use"),
+}
+
+
+def _allowed_keys(parent: DataPath) -> tuple[str, ...]:
+    shape = tuple(
+        p if i % 2 == 0 and p in ("plans", "features", "limits", "window") else None
+        for i, p in enumerate(parent)
+    )
+    return _KEYS_AT_DEPTH.get(shape, ())
+
+
+def _wording(err: Any) -> str:
+    """pydantic's error in the words of a policy file."""
+    kind, ctx = err["type"], err.get("ctx") or {}
+    if kind == "greater_than_equal":
+        return f"must be at least {ctx.get('ge')}"
+    if kind == "less_than_equal":
+        return f"must be at most {ctx.get('le')}"
+    if kind in ("int_type", "int_from_float", "int_parsing"):
+        return "must be a whole number"
+    if kind == "bool_type":
+        return "must be true or false"
+    if kind == "string_type":
+        return "must be text"
+    if kind in ("list_type", "tuple_type"):
+        return "must be a list"
+    if kind in ("dict_type", "model_type", "model_attributes_type"):
+        return "must be a mapping"
+    if kind in ("too_short", "string_too_short"):
+        return "must not be empty"
+    if kind == "string_too_long":
+        return f"is too long (at most {ctx.get('max_length')} characters)"
+    if kind == "string_pattern_mismatch":
+        return "must be lower-case letters, digits and _, in words joined by dots"
+    if kind == "literal_error":
+        return f"must be {ctx.get('expected')}"
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
+def _pydantic_issues(
+    exc: pydantic.ValidationError, data: Any, smap: SourceMap
+) -> list[PolicyIssue]:
     issues = []
     for err in exc.errors(include_url=False):
         loc: DataPath = tuple(p for p in err["loc"] if isinstance(p, str | int))
         kind = err["type"]
         if kind == "extra_forbidden":
             msg = f"unknown key {loc[-1]!r}"
+            close = difflib.get_close_matches(str(loc[-1]), _allowed_keys(loc[:-1]), n=1)
+            if close:
+                msg += f" (did you mean {close[0]!r}?)"
             line = smap.line_of(loc, key=True)
         elif kind == "missing":
             msg = f"missing key {loc[-1]!r}"
             line = smap.line_of(loc[:-1], key=True)
         else:
+            if loc[-1:] == ("max",) and not isinstance(_at(data, loc[:-1]), dict):
+                loc = loc[:-1]  # a short-form cell such as `free: -2` has no `max` key
             value = err.get("input")
             shown = f" (got {value!r})" if isinstance(value, str | int | float | bool) else ""
-            msg = err["msg"].removeprefix("Value error, ") + shown
+            msg = _wording(err) + shown
             line = smap.line_of(loc)
         issues.append(PolicyIssue(_dotted(loc), msg, line))
     return issues
+
+
+def _at(data: Any, path: DataPath) -> Any:
+    for part in path:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
 
 
 def _semantic_issues(spec: PolicySpec, smap: SourceMap) -> list[PolicyIssue]:
@@ -282,7 +352,7 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
     try:
         spec = PolicySpec.model_validate(data)
     except pydantic.ValidationError as exc:
-        issues.extend(_pydantic_issues(exc, smap))
+        issues.extend(_pydantic_issues(exc, data, smap))
         raise PolicyError(sorted(issues, key=lambda i: i.line or 0), source) from None
     issues.extend(_semantic_issues(spec, smap))
     if issues:

@@ -109,15 +109,15 @@ def test_check_the_example_policy(run: Run) -> None:
 
 BAD = {
     "negative_max.yaml": [
-        "10: limits.ai_exports.plans.free.max: Input should be greater than or equal to 0 (got -2)",
+        "10: limits.ai_exports.plans.free: must be at least 0 (got -2)",
     ],
     "unknown_window_type.yaml": [
         "9: limits.ai_exports.window.type: "
-        "Input should be 'anchored', 'sliding' or 'calendar' (got 'rolling')",
+        "must be 'anchored', 'sliding' or 'calendar' (got 'rolling')",
     ],
     "typo_key.yaml": [
         "6: limits.ai_exports.features: missing key 'features'",
-        "7: limits.ai_exports.featrues: unknown key 'featrues'",
+        "7: limits.ai_exports.featrues: unknown key 'featrues' (did you mean 'features'?)",
     ],
     "missing_plan.yaml": [
         "9: limits.ai_exports.plans: missing plan 'pro': say its max, unlimited or no_access",
