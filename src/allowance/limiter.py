@@ -117,7 +117,6 @@ class Limiter:
             req.account,
             self._now(),
             lambda view, now: ops.consume(policy, view, req, now),
-            policy.limit_names(req.feature),
         )
 
     def check(
@@ -137,7 +136,6 @@ class Limiter:
             req.account,
             self._now(),
             lambda view, now: ops.check(policy, view, req, now),
-            policy.limit_names(req.feature),
         )
 
     def reserve(
@@ -163,7 +161,6 @@ class Limiter:
             lambda view, now: ops.reserve(
                 policy, view, req, seconds, now, lambda: validation.new_reservation_id(req.account)
             ),
-            policy.limit_names(req.feature),
         )
         return Reservation(self, held.hold_id, held.decision, to_datetime(held.expires_at))
 

@@ -75,11 +75,9 @@ class Store(ABC):
         account_id: str,
         now: float | None,
         fn: Callable[[AccountView, float], T],
-        prefetch: tuple[str, ...] = (),
     ) -> T:
         """Run ``fn(view, now)`` atomically on one account; ``now`` None = the store's clock,
-        read inside the atomic step. ``prefetch`` names the counters ``fn`` will read, so a
-        store may load them with the account. Raises ``UnknownAccount``."""
+        read inside the atomic step. Raises ``UnknownAccount``."""
 
     @abstractmethod
     def sweep(self, now: float | None = None) -> int:

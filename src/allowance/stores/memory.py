@@ -119,7 +119,6 @@ class MemoryStore(Store):
         account_id: str,
         now: float | None,
         fn: Callable[[AccountView, float], T],
-        prefetch: tuple[str, ...] = (),
     ) -> T:
         with self._lock:
             state = self._accounts.get(account_id)

@@ -11,12 +11,15 @@ power cut or OS crash may lose the last transactions (usage that was granted but
 recorded, i.e. an over-grant). ``?busy_timeout=MS`` (default 30000) is how long a writer waits
 for the lock.
 
+Layout: an account's counters live in its own row (a JSON object by limit name), so a decision
+reads one row and writes one row: the same page work as a bare single-row upsert. Counters
+whose windows have closed are dropped whenever the row is written, so a row holds at most one
+counter per limit. (Counter rows of their own, with an index on their expiry for cleanup,
+wrote three pages per commit and cost three times as much.)
+
 Cleanup: every few thousand operations a process deletes a bounded batch of expired
-idempotency records and settled reservations (and settles expired ones), and walks the next
-slice of the counters table by primary key, deleting the counters whose windows have closed.
-Counters have no index on their expiry on purpose: a decision rewrites its counters, and
-keeping such an index up to date tripled the cost of every commit. ``Limiter.sweep()`` does
-all of it at once.
+idempotency records and settled reservations, and settles expired reservations;
+``Limiter.sweep()`` does all of it at once.
 """
 
 from __future__ import annotations
@@ -49,16 +52,8 @@ CREATE TABLE IF NOT EXISTS accounts (
     id TEXT PRIMARY KEY,
     plan TEXT NOT NULL,
     seats INTEGER NOT NULL,
-    next_hold_expiry REAL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS counters (
-    account TEXT NOT NULL,
-    limit_name TEXT NOT NULL,
-    start REAL,
-    used INTEGER NOT NULL,
-    entries TEXT,
-    expires_at REAL,
-    PRIMARY KEY (account, limit_name)
+    next_hold_expiry REAL,
+    counters TEXT NOT NULL DEFAULT '{}'  -- {limit: [start, used, entries]}
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS holds (
     id TEXT PRIMARY KEY,
@@ -79,62 +74,52 @@ CREATE TABLE IF NOT EXISTS idempotency (
 CREATE INDEX IF NOT EXISTS idempotency_expires_at ON idempotency (expires_at);
 """
 
-UPSERT_COUNTER = (
-    "INSERT INTO counters (account, limit_name, start, used, entries, expires_at)"
-    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (account, limit_name) DO UPDATE SET"
-    " start = excluded.start, used = excluded.used, entries = excluded.entries,"
-    " expires_at = excluded.expires_at"
-)
-
 
 class SQLiteView(AccountView):
     def __init__(
-        self,
-        store: SQLiteStore,
-        conn: sqlite3.Connection,
-        account_id: str,
-        rows: list[Any],
-        prefetched: tuple[str, ...],
+        self, store: SQLiteStore, conn: sqlite3.Connection, account_id: str, row: Any
     ) -> None:
         self._store = store
         self._conn = conn
         self.account_id = account_id
-        self.plan, self.seats, self.next_hold_expiry = rows[0][:3]
-        counters = self._counters = {name: Counter() for name in prefetched}
-        for row in rows:
-            if row[3] is not None:
-                entries = row[6]
-                counters[row[3]] = Counter(
-                    row[4], row[5], json.loads(entries) if entries is not None else None
-                )
+        self.plan, self.seats, self.next_hold_expiry, stored = row
+        self._counters = {
+            name: Counter(start, used, entries)
+            for name, (start, used, entries) in json.loads(stored).items()
+        }
+        self.dirty = False
 
     def counters(self, names: Iterable[str]) -> dict[str, Counter]:
-        wanted = [n for n in names]
-        missing = [n for n in wanted if n not in self._counters]
-        if missing:
-            marks = ",".join("?" * len(missing))
-            rows = self._conn.execute(
-                "SELECT limit_name, start, used, entries FROM counters"
-                f" WHERE account = ? AND limit_name IN ({marks})",
-                (self.account_id, *missing),
-            ).fetchall()
-            for name, start, used, entries in rows:
-                self._counters[name] = Counter(
-                    start, used, json.loads(entries) if entries is not None else None
-                )
-            for name in missing:
-                self._counters.setdefault(name, Counter())
-        return {n: self._counters[n] for n in wanted}
+        stored = self._counters
+        out = {}
+        for name in names:
+            counter = stored.get(name)
+            if counter is None:
+                counter = stored[name] = Counter()
+            out[name] = counter
+        return out
 
     def save_counters(self, counters: dict[str, Counter]) -> None:
+        self.dirty = True  # written once, by flush(), however many limits changed
+
+    def flush(self, now: float) -> None:
+        """Write the counters back, leaving out those that hold nothing any more."""
+        if not self.dirty:
+            return
         policy = self._store.policy
         assert policy is not None
-        rows = []
-        for name, c in counters.items():
-            window = policy.limits[name].window
-            entries = json.dumps(c.entries, separators=(",", ":")) if c.entries else None
-            rows.append((self.account_id, name, c.start, c.used, entries, window.expires_at(c)))
-        self._conn.executemany(UPSERT_COUNTER, rows)
+        keep = {}
+        for name, c in self._counters.items():
+            limit = policy.limits.get(name)
+            if limit is None:
+                continue  # a limit the policy no longer has
+            expires = limit.window.expires_at(c)
+            if expires is not None and expires > now:
+                keep[name] = (c.start, c.used, c.entries or None)
+        self._conn.execute(
+            "UPDATE accounts SET counters = ? WHERE id = ?",
+            (json.dumps(keep, separators=(",", ":")), self.account_id),
+        )
 
     def get_idempotency(self, key: str) -> IdempotencyRecord | None:
         row = self._conn.execute(
@@ -193,7 +178,6 @@ class SQLiteStore(Store):
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
         self._ops = 0
-        self._sweep_cursor: tuple[str, str] = ("", "")
         conn = self._conn()
         with _Translate():
             if conn.execute("PRAGMA user_version").fetchone()[0] > SCHEMA_VERSION:
@@ -270,28 +254,22 @@ class SQLiteStore(Store):
         return None if row is None else Account(account_id, row[0], row[1])
 
     def transact(
-        self,
-        account_id: str,
-        now: float | None,
-        fn: Callable[[AccountView, float], T],
-        prefetch: tuple[str, ...] = (),
+        self, account_id: str, now: float | None, fn: Callable[[AccountView, float], T]
     ) -> T:
         conn = self._conn()
         with _Translate():
             with _Transaction(conn):
-                # the account and the counters the operation will read, in one statement
-                marks = ",".join("?" * len(prefetch)) or "NULL"
-                rows = conn.execute(
-                    "SELECT a.plan, a.seats, a.next_hold_expiry, c.limit_name, c.start,"
-                    " c.used, c.entries FROM accounts a LEFT JOIN counters c"
-                    f" ON c.account = a.id AND c.limit_name IN ({marks}) WHERE a.id = ?",
-                    (*prefetch, account_id),
-                ).fetchall()
-                if not rows:
+                row = conn.execute(
+                    "SELECT plan, seats, next_hold_expiry, counters FROM accounts WHERE id = ?",
+                    (account_id,),
+                ).fetchone()
+                if row is None:
                     raise UnknownAccount(account_id)
                 if now is None:
                     now = system_clock()  # read under the write lock: commit order = time order
-                result = fn(SQLiteView(self, conn, account_id, rows, prefetch), now)
+                view = SQLiteView(self, conn, account_id, row)
+                result = fn(view, now)
+                view.flush(now)
             self._ops += 1
             if self._ops % SWEEP_EVERY == 0:
                 self._sweep(now, SWEEP_BATCH)
@@ -317,12 +295,6 @@ class SQLiteStore(Store):
                     )
         removed = 0
         with _Transaction(conn):
-            if batch is None:
-                removed += conn.execute(
-                    "DELETE FROM counters WHERE expires_at <= ?", (now,)
-                ).rowcount
-            else:
-                removed += self._sweep_counter_slice(conn, now, batch)
             for sql, args in (
                 (
                     "DELETE FROM idempotency WHERE (account, key) IN (SELECT account, key"
@@ -337,19 +309,6 @@ class SQLiteStore(Store):
             ):
                 removed += conn.execute(sql, args).rowcount
         return removed
-
-    def _sweep_counter_slice(self, conn: sqlite3.Connection, now: float, batch: int) -> int:
-        """Delete the expired counters among the next ``batch`` rows after this process's
-        cursor; wrap around at the end. Bounded work, no index needed."""
-        rows = conn.execute(
-            "SELECT account, limit_name, expires_at FROM counters"
-            " WHERE (account, limit_name) > (?, ?) ORDER BY account, limit_name LIMIT ?",
-            (*self._sweep_cursor, batch),
-        ).fetchall()
-        self._sweep_cursor = (rows[-1][0], rows[-1][1]) if len(rows) == batch else ("", "")
-        expired = [(a, n) for a, n, exp in rows if exp is not None and exp <= now]
-        conn.executemany("DELETE FROM counters WHERE account = ? AND limit_name = ?", expired)
-        return len(expired)
 
     def close(self) -> None:
         with self._all_lock:
