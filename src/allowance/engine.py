@@ -165,7 +165,11 @@ def _limit_reached(
             worst = (rule, cap, used, fits)
     assert worst is not None  # only called when a rule blocks
     rule, cap, used, fits = worst
-    remaining = min(max(0, c - u) for _, c, u in room)
+    remaining = cap - used
+    for _, other_cap, other_used in room:
+        if other_cap - other_used < remaining:
+            remaining = other_cap - other_used
+    remaining = max(0, remaining)
     upgrade = _upgrade_plan(policy, plan, seats, feature, amount, partial, counters, now)
 
     def message() -> str:

@@ -55,8 +55,8 @@ def request(
         feature,
         amount,
         partial,
-        text("idempotency_key", idempotency_key, optional=True),
-        text("user", user, optional=True),
+        None if idempotency_key is None else text("idempotency_key", idempotency_key),
+        None if user is None else text("user", user),
     )
 
 

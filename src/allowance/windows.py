@@ -118,7 +118,13 @@ class SlidingWindow(Window):
         horizon = now - self.length
         if entries[0][0] > horizon:
             return c.used
-        return sum(int(n) for t, n in entries if t > horizon)
+        if entries[-1][0] <= horizon:
+            return 0
+        total = 0
+        for t, n in entries:
+            if t > horizon:
+                total += n
+        return total
 
     def charge(self, c: Counter, units: int, now: float) -> float:
         entries = self._prune(c, now)
@@ -151,15 +157,15 @@ class SlidingWindow(Window):
     def fits_at(self, c: Counter, now: float, need: int, cap: int) -> float | None:
         if need > cap:
             return None
-        horizon = now - self.length
-        live = [e for e in (c.entries or []) if e[0] > horizon]
-        excess = sum(int(e[1]) for e in live) + need - cap
+        excess = self.used(c, now) + need - cap
         if excess <= 0:
             return now
-        for t, n in live:  # units leave one grant at a time, oldest first
-            excess -= int(n)
-            if excess <= 0:
-                return float(t) + self.length
+        horizon = now - self.length
+        for t, n in c.entries or ():  # units leave one grant at a time, oldest first
+            if t > horizon:
+                excess -= n
+                if excess <= 0:
+                    return float(t) + self.length
         raise AssertionError("unreachable: need <= cap")
 
     def span(self, c: Counter, now: float) -> tuple[float | None, float | None]:
