@@ -8,6 +8,7 @@ by its accounts (each has at most one counter per limit; sliding entries are pru
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -146,7 +147,7 @@ class MemoryStore(Store):
             del idem[key]
             removed += 1
         holds = self._holds
-        for hold_id in list(holds)[: batch or len(holds)]:
+        for hold_id in list(itertools.islice(holds, batch)):
             hold = holds[hold_id]
             if hold.expires_at + HOLD_KEEP > now:
                 break  # holds are kept in creation order, so later ones are younger

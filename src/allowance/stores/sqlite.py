@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import json.scanner
 import os
 import sqlite3
 import threading
@@ -43,6 +44,9 @@ from allowance.stores.base import AccountView, Store
 from allowance.types import Account
 
 T = TypeVar("T")
+# bound once: json.dumps/loads re-check their arguments and run a regex on every call
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+_scan = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
 SCHEMA_VERSION = 1
 SWEEP_EVERY = 2048
 SWEEP_BATCH = 500
@@ -85,7 +89,7 @@ class SQLiteView(AccountView):
         self.plan, self.seats, self.next_hold_expiry, stored = row
         self._counters = {
             name: Counter(start, used, entries)
-            for name, (start, used, entries) in json.loads(stored).items()
+            for name, (start, used, entries) in _scan(stored, 0)[0].items()
         }
         self.dirty = False
 
@@ -118,7 +122,7 @@ class SQLiteView(AccountView):
                 keep[name] = (c.start, c.used, c.entries or None)
         self._conn.execute(
             "UPDATE accounts SET counters = ? WHERE id = ?",
-            (json.dumps(keep, separators=(",", ":")), self.account_id),
+            (_encode(keep), self.account_id),
         )
 
     def get_idempotency(self, key: str) -> IdempotencyRecord | None:
