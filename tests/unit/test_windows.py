@@ -1,0 +1,104 @@
+"""Window arithmetic on its own: calendar periods in a time zone, across DST."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from allowance.state import Counter
+from allowance.windows import AnchoredWindow, CalendarWindow, SlidingWindow
+
+
+def ts(text: str) -> float:
+    return datetime.fromisoformat(text).astimezone(UTC).timestamp()
+
+
+@pytest.mark.parametrize(
+    ("unit", "tz", "at", "start", "end"),
+    [
+        # Paris springs forward on Sun 29 Mar 2026: that day is 23 hours long
+        (
+            "day",
+            "Europe/Paris",
+            "2026-03-29T12:00:00+02:00",
+            "2026-03-28T23:00:00+00:00",
+            "2026-03-29T22:00:00+00:00",
+        ),
+        # ... and falls back on Sun 25 Oct 2026: 25 hours
+        (
+            "day",
+            "Europe/Paris",
+            "2026-10-25T23:30:00+01:00",
+            "2026-10-24T22:00:00+00:00",
+            "2026-10-25T23:00:00+00:00",
+        ),
+        (
+            "week",
+            "UTC",
+            "2026-11-29T23:59:59+00:00",
+            "2026-11-23T00:00:00+00:00",
+            "2026-11-30T00:00:00+00:00",
+        ),  # ISO weeks start on Monday
+        (
+            "week",
+            "UTC",
+            "2026-11-30T00:00:00+00:00",
+            "2026-11-30T00:00:00+00:00",
+            "2026-12-07T00:00:00+00:00",
+        ),
+        (
+            "month",
+            "UTC",
+            "2028-02-29T10:00:00+00:00",
+            "2028-02-01T00:00:00+00:00",
+            "2028-03-01T00:00:00+00:00",
+        ),
+        (
+            "month",
+            "America/New_York",
+            "2026-12-31T23:30:00-05:00",
+            "2026-12-01T05:00:00+00:00",
+            "2027-01-01T05:00:00+00:00",
+        ),
+    ],
+)
+def test_calendar_periods(unit: str, tz: str, at: str, start: str, end: str) -> None:
+    window = CalendarWindow(unit, tz)  # type: ignore[arg-type]
+    assert window.period(ts(at)) == (ts(start), ts(end))
+
+
+def test_calendar_usage_resets_at_local_midnight() -> None:
+    window = CalendarWindow("day", "Europe/Paris")
+    c = Counter()
+    window.charge(c, 5, ts("2026-11-23T23:59:00+01:00"))
+    assert window.used(c, ts("2026-11-23T23:59:59+01:00")) == 5
+    assert window.used(c, ts("2026-11-24T00:00:00+01:00")) == 0
+    assert window.fits_at(c, ts("2026-11-23T23:59:59+01:00"), 1, 5) == ts(
+        "2026-11-24T00:00:00+01:00"
+    )
+
+
+def test_anchored_uncharge_keeps_the_window_it_opened() -> None:
+    window = AnchoredWindow(100)
+    c = Counter()
+    mark = window.charge(c, 3, 1000.0)
+    window.uncharge(c, mark, 3, 1010.0)
+    assert (c.start, c.used) == (1000.0, 0)
+    window.uncharge(c, 999.0, 1, 1010.0)  # another window's mark: nothing changes
+    assert c.used == 0
+    assert window.expires_at(c) == 1100.0
+
+
+def test_sliding_keeps_entries_sorted_when_the_clock_steps_back() -> None:
+    window = SlidingWindow(60)
+    c = Counter()
+    window.charge(c, 1, 100.0)
+    window.charge(c, 2, 99.5)
+    window.charge(c, 1, 100.0)
+    assert c.entries == [[99.5, 2], [100.0, 2]]
+    assert window.used(c, 159.4) == 4
+    assert window.used(c, 159.5) == 2
+    assert window.fits_at(c, 120.0, 2, 4) == 159.5  # the oldest grant (2 units) leaves
+    assert window.fits_at(c, 120.0, 3, 4) == 160.0  # both must leave
+    assert window.fits_at(c, 120.0, 5, 4) is None
