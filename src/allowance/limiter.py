@@ -113,6 +113,10 @@ class Limiter:
             self.policy, account, feature, amount, partial, idempotency_key, user
         )
         policy = self.policy
+        if self.store.fast and idempotency_key is None:
+            decision = self.store.fast_decide(policy, req, self._now(), True)
+            if decision is not None:
+                return decision
         return self.store.transact(
             req.account,
             self._now(),
@@ -132,6 +136,10 @@ class Limiter:
         """What ``consume`` would answer now; charges nothing, ignores idempotency keys."""
         req = validation.request(self.policy, account, feature, amount, partial, None, user)
         policy = self.policy
+        if self.store.fast:
+            decision = self.store.fast_decide(policy, req, self._now(), False)
+            if decision is not None:
+                return decision
         return self.store.transact(
             req.account,
             self._now(),

@@ -27,7 +27,9 @@ def test_sweep_removes_expired_records(limiter: Limiter, clock: ManualClock) -> 
     r.commit()
     clock.advance(3 * 86400)
     removed = limiter.sweep()
-    assert removed >= 3
+    # in-process stores delete the three expired records here; Redis lets them expire by TTL
+    # and only has the untouched reservation to settle
+    assert removed >= (1 if limiter.store.scheme == "redis" else 3)
     assert limiter.sweep() == 0
     studio = next(m for m in limiter.usage("a") if m.limit == "studio")
     assert studio.used == 0

@@ -11,7 +11,8 @@ __all__ = ["AccountView", "Store", "store_from_url"]
 
 
 def store_from_url(url: str) -> Store:
-    """The store for ``url``: memory://, sqlite:///path.db (later: redis://, postgresql://)."""
+    """The store for ``url``: memory://, sqlite:///path.db, redis://host:port/db,
+    redis+cluster://host:port, postgresql://user@host:port/db."""
     if not isinstance(url, str) or "://" not in url:
         raise ConfigurationError(
             f"store: expected a URL such as memory:// or sqlite:///allowance.db (got {url!r})"
@@ -25,6 +26,11 @@ def store_from_url(url: str) -> Store:
         from allowance.stores.sqlite import SQLiteStore
 
         return SQLiteStore.from_url(url)
+    if scheme in ("redis", "rediss", "redis+cluster"):
+        from allowance.stores.redis import RedisStore
+
+        return RedisStore.from_url(url)
     raise ConfigurationError(
-        f"store: unknown scheme {scheme!r} in {url!r}; known: memory://, sqlite:///PATH"
+        f"store: unknown scheme {scheme!r} in {url!r}; known: memory://, sqlite:///PATH,"
+        " redis://HOST:PORT/DB, redis+cluster://HOST:PORT, postgresql://..."
     )

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from allowance.policy import Policy
 from allowance.state import Counter, Hold, IdempotencyRecord
-from allowance.types import Account
+from allowance.types import Account, Decision
+
+if TYPE_CHECKING:
+    from allowance.ops import Request
 
 T = TypeVar("T")
 
@@ -78,6 +81,16 @@ class Store(ABC):
     ) -> T:
         """Run ``fn(view, now)`` atomically on one account; ``now`` None = the store's clock,
         read inside the atomic step. Raises ``UnknownAccount``."""
+
+    #: whether ``fast_decide`` can answer plain consume/check requests in one step
+    fast: bool = False
+
+    def fast_decide(
+        self, policy: Policy, req: Request, now: float | None, charge: bool
+    ) -> Decision | None:
+        """Decide a request without an idempotency key in one round trip; None means "use
+        ``transact``" (the store cannot, or not this time)."""
+        return None
 
     @abstractmethod
     def sweep(self, now: float | None = None) -> int:

@@ -1,0 +1,139 @@
+-- allowance fast path: decide (and, if asked, charge) a plain request in one round trip.
+-- Times are epoch seconds as doubles, written with %.17g so they survive the trip exactly;
+-- the arithmetic is the same IEEE arithmetic as windows.py, so Python, replaying the decision on
+-- the counters returned here, reaches the same grant.
+--
+-- KEYS[1] account hash (p plan, s seats, v version, nh next hold expiry)
+-- KEYS[2] counters string  "name=start,used,t:n;t:n|name=..."
+-- ARGV: now ('' = Redis TIME), amount, partial (0/1), charge (0/1), plan count, plans...,
+--       limit count, then per limit: name, kind (a|s|c), length or boundary count + boundaries,
+--       then per plan: cap (-1 unlimited, -2 no access) and per_seat (0/1)
+-- Returns {'unknown'} | {'slow', now} | {'ok', now, counters-before, granted, plan, seats}
+
+local acct = redis.call('HMGET', KEYS[1], 'p', 's', 'nh')
+if not acct[1] then return {'unknown'} end
+local now
+if ARGV[1] == '' then
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+else
+  now = tonumber(ARGV[1])
+end
+local fmt = '%.17g'
+if acct[3] and now >= tonumber(acct[3]) then return {'slow', string.format(fmt, now)} end
+local plan, seats = acct[1], tonumber(acct[2])
+local amount, partial, charge = tonumber(ARGV[2]), ARGV[3] == '1', ARGV[4] == '1'
+
+local i = 5
+local nplans = tonumber(ARGV[i]); i = i + 1
+local plan_index = nil
+for p = 1, nplans do
+  if ARGV[i + p - 1] == plan then plan_index = p end
+end
+i = i + nplans
+if not plan_index then return {'slow', string.format(fmt, now)} end
+
+-- counters: name -> {start, used, entries}
+local raw = redis.call('GET', KEYS[2]) or ''
+local counters = {}
+for name, body in string.gmatch(raw, '([^|=]+)=([^|]*)') do
+  local start, used, rest = string.match(body, '^([^,]*),([^,]*),(.*)$')
+  local entries = {}
+  for t, n in string.gmatch(rest, '([^;:]+):([^;]+)') do
+    entries[#entries + 1] = {tonumber(t), tonumber(n)}
+  end
+  counters[name] = {start ~= '' and tonumber(start) or nil, tonumber(used), entries}
+end
+
+local limits = {}
+local nlimits = tonumber(ARGV[i]); i = i + 1
+for _ = 1, nlimits do
+  local lim = {name = ARGV[i], kind = ARGV[i + 1]}
+  i = i + 2
+  if lim.kind == 'c' then
+    local nb = tonumber(ARGV[i]); i = i + 1
+    for b = 1, nb - 1 do
+      local lo, hi = tonumber(ARGV[i + b - 1]), tonumber(ARGV[i + b])
+      if lo <= now and now < hi then lim.period, lim.period_end = lo, hi end
+    end
+    i = i + nb
+    if not lim.period then return {'slow', string.format(fmt, now)} end
+  else
+    lim.length = tonumber(ARGV[i]); i = i + 1
+  end
+  local cap = tonumber(ARGV[i + 2 * (plan_index - 1)])
+  local per_seat = ARGV[i + 2 * (plan_index - 1) + 1] == '1'
+  i = i + 2 * nplans
+  if cap == -2 then return {'ok', string.format(fmt, now), raw, 0, plan, acct[2]} end
+  if cap >= 0 and per_seat then cap = cap * seats end
+  lim.cap = cap
+  limits[#limits + 1] = lim
+end
+
+local function used_now(lim, c)
+  if not c then return 0 end
+  if lim.kind == 'a' then
+    if c[1] and now < c[1] + lim.length then return c[2] end
+    return 0
+  elseif lim.kind == 'c' then
+    if c[1] == lim.period then return c[2] end
+    return 0
+  end
+  local horizon, total = now - lim.length, 0
+  for _, e in ipairs(c[3]) do
+    if e[1] > horizon then total = total + e[2] end
+  end
+  return total
+end
+
+local grant = amount
+local blocked = false
+for _, lim in ipairs(limits) do
+  if lim.cap >= 0 then
+    local left = lim.cap - used_now(lim, counters[lim.name])
+    if left < grant then
+      if partial and left >= 1 then grant = left else blocked = true end
+    end
+  end
+end
+if blocked then return {'ok', string.format(fmt, now), raw, 0, plan, acct[2]} end
+if not charge then return {'ok', string.format(fmt, now), raw, grant, plan, acct[2]} end
+
+local after = {}
+for name, c in pairs(counters) do after[name] = c end
+for _, lim in ipairs(limits) do
+  local c = after[lim.name] or {nil, 0, {}}
+  if lim.kind == 'a' then
+    if (not c[1]) or now >= c[1] + lim.length then c = {now, grant, {}} else c = {c[1], c[2] + grant, {}} end
+  elseif lim.kind == 'c' then
+    if c[1] ~= lim.period then c = {lim.period, grant, {}} else c = {c[1], c[2] + grant, {}} end
+  else
+    local horizon, kept, total = now - lim.length, {}, 0
+    for _, e in ipairs(c[3]) do
+      if e[1] > horizon then kept[#kept + 1] = e; total = total + e[2] end
+    end
+    local last = kept[#kept]
+    if last and last[1] == now then last[2] = last[2] + grant else kept[#kept + 1] = {now, grant} end
+    c = {nil, total + grant, kept}
+  end
+  c.expires = (lim.kind == 'a' and c[1] + lim.length) or (lim.kind == 'c' and lim.period_end)
+    or (c[3][#c[3]][1] + lim.length)
+  after[lim.name] = c
+end
+
+-- write back; the key lives until the last window closes. TTLs are relative to `now`, so an
+-- injected clock (tests, simulations) gets the same lifetimes as Redis time.
+local parts, expires = {}, now
+for name, c in pairs(after) do
+  if c.expires and c.expires > expires then expires = c.expires end
+  local items = {}
+  for _, e in ipairs(c[3]) do
+    items[#items + 1] = string.format(fmt, e[1]) .. ':' .. string.format('%d', e[2])
+  end
+  parts[#parts + 1] = name .. '=' .. (c[1] and string.format(fmt, c[1]) or '') .. ','
+    .. string.format('%d', c[2]) .. ',' .. table.concat(items, ';')
+end
+local ttl = math.max(redis.call('PTTL', KEYS[2]), math.ceil((expires - now) * 1000), 1)
+redis.call('SET', KEYS[2], table.concat(parts, '|'), 'PX', string.format('%d', ttl))
+redis.call('HINCRBY', KEYS[1], 'v', 1)
+return {'ok', string.format(fmt, now), raw, grant, plan, acct[2]}
