@@ -39,6 +39,7 @@ import redis.cluster
 from redis.exceptions import RedisClusterException, RedisError
 
 from allowance import engine, ops
+from allowance.clock import system_clock as _local
 from allowance.errors import ConfigurationError, StoreError, UnknownAccount
 from allowance.ops import HOLD_KEEP, Request
 from allowance.policy import Policy
@@ -190,11 +191,11 @@ class RedisStore(Store):
         self.client = client
         self.prefix = prefix
         self.cluster = cluster
-        self._decide = client.register_script(_script("decide"))
         self._load = client.register_script(_script("load"))
         self._apply = client.register_script(_script("apply"))
         self._account = client.register_script(_script("account"))
-        self._specs: dict[tuple[int, str], tuple[list[Any], list[CalendarWindow]]] = {}
+        self._decide_by_policy: dict[int, Any] = {}
+        self._calendar_features: dict[str, bool] = {}  # feature -> has a calendar limit
 
     @classmethod
     def from_url(cls, url: str) -> RedisStore:
@@ -244,58 +245,44 @@ class RedisStore(Store):
         return Account(account_id, plan.decode(), int(seats))
 
     # the fast path -------------------------------------------------------------------------
-    def _spec(self, policy: Policy, feature: str, now: float) -> list[Any]:
-        """The static ARGV tail describing the feature's limits, with calendar boundaries
-        around ``now`` (a local estimate: the script picks the period holding its own time)."""
-        cached = self._specs.get((id(policy), feature))
-        if cached is None:
-            args: list[Any] = [len(policy.plans), *(p.name for p in policy.plans)]
-            calendars: list[CalendarWindow] = []
-            limits = policy.limits_of(feature)
-            args.append(len(limits))
-            for limit in limits:
-                window = limit.window
-                if isinstance(window, CalendarWindow):
-                    args += [limit.name, "c", None]  # boundaries filled in per call
-                    calendars.append(window)
-                else:
-                    args += [limit.name, "a" if window.kind == "anchored" else "s", window.length]
-                for plan in policy.plans:
-                    cell = limit.cells[plan.name]
-                    cap = -2 if not cell.access else (-1 if cell.max is None else cell.max)
-                    args += [cap, 1 if cell.per_seat else 0]
-            cached = self._specs[(id(policy), feature)] = (args, calendars)
-        args, calendars = cached
-        if not calendars:
-            return args
-        out: list[Any] = []
-        windows = iter(calendars)
-        for arg in args:
-            if arg is None:
-                window = next(windows)
+    def _compiled(self, policy: Policy) -> Any:
+        """decide.lua with this policy's limits compiled in, registered once per policy."""
+        script = self._decide_by_policy.get(id(policy))
+        if script is None:
+            text = _script("decide").replace("--SPEC--", lua_spec(policy), 1)
+            script = self._decide_by_policy[id(policy)] = self.client.register_script(text)
+        return script
+
+    def _boundaries(self, policy: Policy, feature: str, now: float) -> list[str]:
+        """Four period boundaries around ``now`` per calendar limit of the feature (a local
+        estimate: the script picks the period holding its own time, or takes the slow path)."""
+        out = []
+        for limit in policy.limits_of(feature):
+            window = limit.window
+            if isinstance(window, CalendarWindow):
                 start, end = window.period(now)
-                before = window.period(start - 1)[0]
-                after = window.period(end)[1]
-                out += [4, _num(before), _num(start), _num(end), _num(after)]
-            else:
-                out.append(arg)
+                before, after = window.period(start - 1)[0], window.period(end)[1]
+                out += [_num(before), _num(start), _num(end), _num(after)]
         return out
 
     def fast_decide(
         self, policy: Policy, req: Request, now: float | None, charge: bool
     ) -> Decision | None:
         """One round trip; None when the slow path must decide (reservations due, ...)."""
-        estimate = now if now is not None else _local_time()
         argv = [
             "" if now is None else _num(now),
             req.amount,
             1 if req.partial else 0,
             1 if charge else 0,
-            *self._spec(policy, req.feature, estimate),
+            req.feature,
         ]
+        if self._calendar_features.get(req.feature, True):
+            bounds = self._boundaries(policy, req.feature, now if now is not None else _local())
+            self._calendar_features[req.feature] = bool(bounds)
+            argv += bounds
         keys = [self.key(req.account, "a"), self.key(req.account, "c")]
         with _translate():
-            reply = self._decide(keys=keys, args=argv)
+            reply = self._compiled(policy)(keys=keys, args=argv)
         status = reply[0]
         if status == b"unknown":
             raise UnknownAccount(req.account)
@@ -360,7 +347,25 @@ class RedisStore(Store):
         self.client.close()
 
 
-def _local_time() -> float:
-    from allowance.clock import system_clock
-
-    return system_clock()
+def lua_spec(policy: Policy) -> str:
+    """The policy as Lua: ``PLANS`` (name -> index) and ``spec(feature)`` -> its limits. Names
+    match the policy's name pattern (lower case, digits, ``_`` and ``.``), so quoting is safe."""
+    plans = ", ".join(f"['{p.name}'] = {i + 1}" for i, p in enumerate(policy.plans))
+    lines = [f"local PLANS = {{{plans}}}", "local function spec(feature)"]
+    for i, feature in enumerate(policy.features):
+        items = []
+        for limit in policy.limits_of(feature):
+            cells = [limit.cells[p.name] for p in policy.plans]
+            caps = ", ".join(
+                "-2" if not c.access else ("-1" if c.max is None else str(c.max)) for c in cells
+            )
+            seats = ", ".join("1" if c.per_seat else "0" for c in cells)
+            kind = {"anchored": "a", "sliding": "s", "calendar": "c"}[limit.window.kind]
+            items.append(
+                f"{{name = '{limit.name}', kind = '{kind}', length = {limit.window.length!r},"
+                f" caps = {{{caps}}}, seat = {{{seats}}}}}"
+            )
+        keyword = "if" if i == 0 else "elseif"
+        lines.append(f"  {keyword} feature == '{feature}' then return {{{', '.join(items)}}}")
+    lines += ["  end", "  return nil", "end"]
+    return "\n".join(lines)

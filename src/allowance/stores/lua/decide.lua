@@ -3,12 +3,17 @@
 -- the arithmetic is the same IEEE arithmetic as windows.py, so Python, replaying the decision on
 -- the counters returned here, reaches the same grant.
 --
+-- The policy is compiled into this script: redis.py puts a generated `PLANS` table and a
+-- `spec(feature)` function (the feature's limits: name, kind a|s|c, length, caps and per-seat
+-- flags by plan; cap -1 = unlimited, -2 = no access) where the SPEC line below stands.
+--
 -- KEYS[1] account hash (p plan, s seats, v version, nh next hold expiry)
 -- KEYS[2] counters string  "name=start,used,t:n;t:n|name=..."
--- ARGV: now ('' = Redis TIME), amount, partial (0/1), charge (0/1), plan count, plans...,
---       limit count, then per limit: name, kind (a|s|c), length or boundary count + boundaries,
---       then per plan: cap (-1 unlimited, -2 no access) and per_seat (0/1)
+-- ARGV: now ('' = Redis TIME), amount, partial (0/1), charge (0/1), feature,
+--       then 4 period boundaries per calendar limit of the feature (local estimates)
 -- Returns {'unknown'} | {'slow', now} | {'ok', now, counters-before, granted, plan, seats}
+
+--SPEC--
 
 local acct = redis.call('HMGET', KEYS[1], 'p', 's', 'nh')
 if not acct[1] then return {'unknown'} end
@@ -24,14 +29,9 @@ if acct[3] and now >= tonumber(acct[3]) then return {'slow', string.format(fmt, 
 local plan, seats = acct[1], tonumber(acct[2])
 local amount, partial, charge = tonumber(ARGV[2]), ARGV[3] == '1', ARGV[4] == '1'
 
-local i = 5
-local nplans = tonumber(ARGV[i]); i = i + 1
-local plan_index = nil
-for p = 1, nplans do
-  if ARGV[i + p - 1] == plan then plan_index = p end
-end
-i = i + nplans
-if not plan_index then return {'slow', string.format(fmt, now)} end
+local plan_index = PLANS[plan]
+local limits = spec(ARGV[5])
+if not plan_index or not limits then return {'slow', string.format(fmt, now)} end
 
 -- counters: name -> {start, used, entries}
 local raw = redis.call('GET', KEYS[2]) or ''
@@ -45,29 +45,20 @@ for name, body in string.gmatch(raw, '([^|=]+)=([^|]*)') do
   counters[name] = {start ~= '' and tonumber(start) or nil, tonumber(used), entries}
 end
 
-local limits = {}
-local nlimits = tonumber(ARGV[i]); i = i + 1
-for _ = 1, nlimits do
-  local lim = {name = ARGV[i], kind = ARGV[i + 1]}
-  i = i + 2
+local b = 6
+for _, lim in ipairs(limits) do
   if lim.kind == 'c' then
-    local nb = tonumber(ARGV[i]); i = i + 1
-    for b = 1, nb - 1 do
-      local lo, hi = tonumber(ARGV[i + b - 1]), tonumber(ARGV[i + b])
+    for k = 0, 2 do
+      local lo, hi = tonumber(ARGV[b + k]), tonumber(ARGV[b + k + 1])
       if lo <= now and now < hi then lim.period, lim.period_end = lo, hi end
     end
-    i = i + nb
+    b = b + 4
     if not lim.period then return {'slow', string.format(fmt, now)} end
-  else
-    lim.length = tonumber(ARGV[i]); i = i + 1
   end
-  local cap = tonumber(ARGV[i + 2 * (plan_index - 1)])
-  local per_seat = ARGV[i + 2 * (plan_index - 1) + 1] == '1'
-  i = i + 2 * nplans
+  local cap = lim.caps[plan_index]
   if cap == -2 then return {'ok', string.format(fmt, now), raw, 0, plan, acct[2]} end
-  if cap >= 0 and per_seat then cap = cap * seats end
+  if cap >= 0 and lim.seat[plan_index] == 1 then cap = cap * seats end
   lim.cap = cap
-  limits[#limits + 1] = lim
 end
 
 local function used_now(lim, c)
