@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 
-from allowance import ops, validation
+from allowance import ids, ops, validation
 from allowance.clock import Clock
 from allowance.errors import ReservationNotFound, UnknownAccount
 from allowance.policy import Policy, builtin_policy, load_policy
@@ -166,15 +166,13 @@ class Limiter:
         held = self.store.transact(
             req.account,
             self._now(),
-            lambda view, now: ops.reserve(
-                policy, view, req, seconds, now, lambda: validation.new_reservation_id(req.account)
-            ),
+            lambda view, now: ops.reserve(policy, view, req, seconds, now, ids.new_reservation_id),
         )
         return Reservation(self, held.hold_id, held.decision, to_datetime(held.expires_at))
 
     def commit(self, reservation_id: str) -> None:
         """Make a reservation's units final; ``ReservationExpired`` after its expiry."""
-        account = validation.reservation_account(reservation_id)
+        account = ids.reservation_account(reservation_id)
         policy = self.policy
         self._on_reservation(
             account, lambda view, now: ops.commit(policy, view, reservation_id, now)
@@ -182,7 +180,7 @@ class Limiter:
 
     def release(self, reservation_id: str) -> None:
         """Return a reservation's units to the windows they came from."""
-        account = validation.reservation_account(reservation_id)
+        account = ids.reservation_account(reservation_id)
         policy = self.policy
         self._on_reservation(
             account, lambda view, now: ops.release(policy, view, reservation_id, now)

@@ -15,6 +15,7 @@ from allowance.errors import (
     ReservationNotFound,
     UnknownPlan,
 )
+from allowance.ids import reservation_expiry
 from allowance.policy import Policy
 from allowance.state import COMMITTED, EXPIRED, HELD, RELEASED, Hold, IdempotencyRecord
 from allowance.stores.base import AccountView
@@ -129,7 +130,7 @@ def reserve(
     req: Request,
     ttl: float,
     now: float,
-    new_id: Callable[[], str],
+    new_id: Callable[[str, float], str],
 ) -> Held:
     record = _replay(view, req, "reserve", now)
     if record is not None:
@@ -141,7 +142,14 @@ def reserve(
     decision, marks = decide(policy, view, req, now, charge=True)
     hold: Hold | None = None
     if marks is not None:
-        hold = Hold(new_id(), view.account_id, req.feature, decision.granted, marks, now + ttl)
+        hold = Hold(
+            new_id(view.account_id, now + ttl),
+            view.account_id,
+            req.feature,
+            decision.granted,
+            marks,
+            now + ttl,
+        )
         hold.created_at = now
         view.put_hold(hold)
     held = Held(decision, hold.id if hold else None, hold.expires_at if hold else None)
@@ -171,7 +179,14 @@ def _hold(view: AccountView, hold_id: str) -> Hold:
 def commit(policy: Policy, view: AccountView, hold_id: str, now: float) -> None:
     """Make a hold's units final. Committing twice is harmless; after expiry it raises."""
     settle_due_holds(policy, view, now)
-    hold = _hold(view, hold_id)
+    hold = view.get_hold(hold_id)
+    if hold is None:
+        expires = reservation_expiry(hold_id)
+        if expires is not None and expires <= now:  # expired, and its record since cleaned up
+            raise ReservationExpired(
+                f"reservation {hold_id!r} expired before commit; its units were returned"
+            )
+        raise ReservationNotFound(f"reservation: no reservation {hold_id!r}")
     if hold.state == COMMITTED:
         return
     if hold.state == EXPIRED:

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import math
-import secrets
 
 from allowance.errors import (
     InvalidAmount,
     InvalidRequest,
-    ReservationNotFound,
     UnknownFeature,
     UnknownPlan,
 )
@@ -78,20 +74,3 @@ def ttl(value: object) -> float:
     ):
         raise InvalidRequest("ttl", value, "expected seconds, more than 0 and at most 7 days")
     return float(value)
-
-
-def new_reservation_id(account: str) -> str:
-    """Random, and carrying its account so that commit/release find it in one step."""
-    tag = base64.urlsafe_b64encode(account.encode()).decode().rstrip("=")
-    return f"r{secrets.token_hex(10)}.{tag}"
-
-
-def reservation_account(reservation_id: object) -> str:
-    """The account inside a reservation id; ``ReservationNotFound`` for anything else."""
-    if isinstance(reservation_id, str) and reservation_id.startswith("r") and "." in reservation_id:
-        tag = reservation_id.split(".", 1)[1]
-        try:
-            return base64.urlsafe_b64decode(tag + "=" * (-len(tag) % 4)).decode()
-        except (binascii.Error, UnicodeDecodeError, ValueError):
-            pass
-    raise ReservationNotFound(f"reservation: no reservation {reservation_id!r}")

@@ -112,9 +112,16 @@ def test_bad_settings_are_one_line(run: Run, store: str, args: list[str], messag
 
 
 def test_bad_store_url(run: Run) -> None:
-    result = run("usage", "acme", "--store", "redis://localhost:1")
+    result = run("usage", "acme", "--store", "mongodb://localhost:1")
     assert result.exit_code == 1
-    assert result.stderr.startswith("error: store: unknown scheme 'redis'")
+    assert result.stderr.startswith("error: store: unknown scheme 'mongodb'")
+    assert len(result.stderr.splitlines()) == 1
+
+
+def test_unreachable_store(run: Run) -> None:
+    result = run("usage", "acme", "--store", "redis://127.0.0.1:1/0")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: redis: ")
     assert len(result.stderr.splitlines()) == 1
 
 

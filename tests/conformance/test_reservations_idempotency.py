@@ -169,3 +169,12 @@ def test_idempotent_reserve_returns_the_same_reservation(limiter: Limiter) -> No
     r2 = limiter.reserve("a", "export.ai", 2, idempotency_key="r")
     assert r1.id == r2.id and r1.expires_at == r2.expires_at
     assert used(limiter, "a", "ai_exports") == 2
+
+
+def test_commit_long_after_expiry_still_says_expired(limiter: Limiter, clock: ManualClock) -> None:
+    limiter.set_account("a", plan="free")
+    r = limiter.reserve("a", "background.studio", 3, ttl=60)
+    clock.advance(3 * 86400)
+    limiter.sweep()  # the record may be gone by now; the answer stays the same
+    with pytest.raises(ReservationExpired):
+        r.commit()

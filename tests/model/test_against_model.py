@@ -367,8 +367,13 @@ def make_machine(
 
 @pytest.mark.parametrize("policy_name", sorted(POLICIES))
 @pytest.mark.parametrize("store_kind", sorted(STORE_FACTORIES))
-def test_limiter_agrees_with_model(store_kind: str, policy_name: str) -> None:
+def test_limiter_agrees_with_model(
+    store_kind: str, policy_name: str, request: pytest.FixtureRequest
+) -> None:
+    factory = STORE_FACTORIES[store_kind]
     machine = make_machine(
-        POLICIES[policy_name], STORE_FACTORIES[store_kind], f"{policy_name}_{store_kind}"
+        POLICIES[policy_name],
+        lambda path: factory(request, path),
+        f"{policy_name}_{store_kind}",
     )
     run_state_machine_as_test(machine, settings=SETTINGS)

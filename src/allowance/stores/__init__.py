@@ -30,6 +30,10 @@ def store_from_url(url: str) -> Store:
         from allowance.stores.redis import RedisStore
 
         return RedisStore.from_url(url)
+    if scheme in ("postgresql", "postgres"):
+        from allowance.stores.postgres import PostgresStore
+
+        return PostgresStore.from_url(url)
     raise ConfigurationError(
         f"store: unknown scheme {scheme!r} in {url!r}; known: memory://, sqlite:///PATH,"
         " redis://HOST:PORT/DB, redis+cluster://HOST:PORT, postgresql://..."

@@ -1,0 +1,489 @@
+"""Throwaway Redis, Redis Cluster and PostgreSQL servers for tests, started from the local
+binaries on free loopback ports (the recipes of /work/shared/SERVERS.md).
+
+Each ``start_*`` returns a handle whose ``stop()`` ends exactly the processes it started (by
+their process, never by name) and removes its temporary directory. A missing binary raises
+``ServerUnavailable`` before anything is started; any other failure raises ``ServerError``
+with the tail of the server's log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+if TYPE_CHECKING:  # redis and psycopg are imported where used: a session without servers
+    import redis  # does not pay for importing them
+
+HOST = "127.0.0.1"
+PG_BIN_GLOB = "/usr/lib/postgresql/*/bin"
+INITDB_OPTIONS = ("-U", "postgres", "-A", "trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync")
+PG_STOP = ("-m", "immediate", "-w", "-t", "30", "stop")
+START_ATTEMPTS = 3  # a port picked by binding to port 0 can be taken before the server binds it
+
+T = TypeVar("T")
+
+
+class ServerUnavailable(RuntimeError):
+    """A binary (or the user) needed to start a throwaway server is missing here."""
+
+
+class ServerError(RuntimeError):
+    """A throwaway server was found but did not start (the message has its log's tail)."""
+
+
+class _PortInUse(ServerError):
+    """The picked port was taken meanwhile: retry on other ports."""
+
+
+def free_ports(count: int = 1) -> list[int]:
+    """``count`` distinct free loopback ports (all sockets held open until every one is picked)."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            sock = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            sock.bind((HOST, 0))
+            ports.append(sock.getsockname()[1])
+        return ports
+
+
+def free_port() -> int:
+    return free_ports(1)[0]
+
+
+def find_binary(name: str, binary: str | None = None) -> str:
+    """The path of ``binary`` (when given) or of ``name`` on PATH, else ``ServerUnavailable``."""
+    found = shutil.which(binary or name)
+    if found is None:
+        where = repr(binary) if binary else "on PATH"
+        raise ServerUnavailable(f"{name} not found ({where}); install it to run these tests")
+    return found
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:]) or "(empty log)"
+
+
+def _with_retries(start: Callable[[], T]) -> T:
+    for attempt in range(START_ATTEMPTS):
+        try:
+            return start()
+        except _PortInUse:
+            if attempt == START_ATTEMPTS - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _end_process(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
+    """Terminate ``proc`` (one we started) and reap it; kill it if it does not exit."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=timeout)
+
+
+def _redis_client(port: int) -> redis.Redis:
+    """A client that fails at once (redis-py's default retries take ~4 s per refused call)."""
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    return redis.Redis(
+        host=HOST,
+        port=port,
+        socket_connect_timeout=1,
+        socket_timeout=5,
+        retry=Retry(NoBackoff(), 0),
+    )
+
+
+# --- Redis -------------------------------------------------------------------------------------
+
+
+@dataclass
+class RedisServer:
+    """One ``redis-server`` process we started, in the foreground, with its own directory."""
+
+    port: int
+    proc: subprocess.Popen[bytes]
+    dir: Path
+    owns_dir: bool = True
+
+    @property
+    def url(self) -> str:
+        return f"redis://{HOST}:{self.port}/0"
+
+    @property
+    def log(self) -> Path:
+        return self.dir / "redis.log"
+
+    def stop(self) -> None:
+        _end_process(self.proc)
+        if self.owns_dir:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _spawn_redis(
+    binary: str, port: int, directory: Path, extra: Sequence[str], owns_dir: bool
+) -> RedisServer:
+    args = [
+        binary,
+        "--port",
+        str(port),
+        "--bind",
+        HOST,
+        "--dir",
+        str(directory),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--daemonize",
+        "no",
+        *extra,
+    ]
+    log = (directory / "redis.log").open("wb")
+    with log:
+        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=directory)
+    return RedisServer(port, proc, directory, owns_dir)
+
+
+def _wait_redis(server: RedisServer, deadline: float) -> None:
+    """Until PING answers from *our* process (``INFO server`` ``process_id == proc.pid``)."""
+    import redis
+
+    client = _redis_client(server.port)
+    try:
+        while True:
+            code = server.proc.poll()
+            if code is not None:
+                log = _tail(server.log)
+                kind = _PortInUse if "Address already in use" in log else ServerError
+                raise kind(f"redis-server on port {server.port} exited with {code}:\n{log}")
+            try:
+                if client.ping() and client.info("server")["process_id"] == server.proc.pid:
+                    return
+            except redis.RedisError:
+                pass
+            if time.monotonic() > deadline:
+                raise ServerError(
+                    f"redis-server on port {server.port} did not answer PING in time:\n"
+                    + _tail(server.log)
+                )
+            time.sleep(0.01)
+    finally:
+        client.close()
+
+
+def start_redis(*, binary: str | None = None, timeout: float = 10) -> RedisServer:
+    """A standalone Redis on a free loopback port (``server.url`` is ``redis://...:P/0``)."""
+    exe = find_binary("redis-server", binary)
+
+    def attempt() -> RedisServer:
+        directory = Path(tempfile.mkdtemp(prefix="allowance-redis-"))
+        server = _spawn_redis(exe, free_port(), directory, (), owns_dir=True)
+        try:
+            _wait_redis(server, time.monotonic() + timeout)
+        except BaseException:
+            server.stop()
+            raise
+        return server
+
+    return _with_retries(attempt)
+
+
+# --- Redis Cluster -----------------------------------------------------------------------------
+
+
+@dataclass
+class RedisCluster:
+    """Three cluster-enabled ``redis-server`` masters (no replicas) we started."""
+
+    nodes: list[RedisServer]
+    dir: Path
+
+    @property
+    def ports(self) -> list[int]:
+        return [node.port for node in self.nodes]
+
+    @property
+    def url(self) -> str:
+        """``redis+cluster://`` with one node; clients discover the others."""
+        return f"redis+cluster://{HOST}:{self.nodes[0].port}"
+
+    def stop(self) -> None:
+        for node in self.nodes:  # terminate all first, then reap: they stop in parallel
+            if node.proc.poll() is None:
+                node.proc.terminate()
+        for node in self.nodes:
+            _end_process(node.proc)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _cluster_state(port: int) -> str | None:
+    import redis
+
+    client = _redis_client(port)
+    try:
+        info = client.execute_command("CLUSTER INFO")
+    except redis.RedisError:
+        return None
+    finally:
+        client.close()
+    if isinstance(info, dict):  # redis-py parses CLUSTER INFO into a dict
+        state = info.get("cluster_state")
+        return state.decode() if isinstance(state, bytes) else state
+    text = info.decode() if isinstance(info, bytes) else str(info)
+    match = re.search(r"cluster_state:(\w+)", text)
+    return match.group(1) if match else None
+
+
+def start_redis_cluster(
+    *,
+    masters: int = 3,
+    binary: str | None = None,
+    cli_binary: str | None = None,
+    timeout: float = 30,
+) -> RedisCluster:
+    """A Redis Cluster of ``masters`` nodes, each with its own dir and cluster-bus port."""
+    exe = find_binary("redis-server", binary)
+    cli = find_binary("redis-cli", cli_binary)
+
+    def attempt() -> RedisCluster:
+        deadline = time.monotonic() + timeout
+        root = Path(tempfile.mkdtemp(prefix="allowance-redis-cluster-"))
+        ports = free_ports(2 * masters)  # P and its cluster-bus port B for each node
+        cluster = RedisCluster([], root)
+        try:
+            for port, bus in zip(ports[:masters], ports[masters:], strict=True):
+                directory = root / str(port)
+                directory.mkdir()
+                extra = [
+                    "--cluster-port",
+                    str(bus),
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "1000",
+                ]
+                cluster.nodes.append(_spawn_redis(exe, port, directory, extra, owns_dir=False))
+            for node in cluster.nodes:
+                _wait_redis(node, deadline)
+            created = subprocess.run(
+                [
+                    cli,
+                    "--cluster",
+                    "create",
+                    *(f"{HOST}:{port}" for port in cluster.ports),
+                    "--cluster-replicas",
+                    "0",
+                    "--cluster-yes",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=max(1.0, deadline - time.monotonic()),
+                check=False,
+            )
+            if created.returncode != 0:
+                raise ServerError(
+                    f"redis-cli --cluster create failed ({created.returncode}):\n"
+                    f"{created.stdout[-2000:]}{created.stderr[-2000:]}"
+                )
+            pending = set(cluster.ports)
+            while pending:
+                pending = {port for port in pending if _cluster_state(port) != "ok"}
+                if pending and time.monotonic() > deadline:
+                    raise ServerError(f"cluster_state is not ok on ports {sorted(pending)}")
+                if pending:
+                    time.sleep(0.02)
+        except BaseException:
+            cluster.stop()
+            raise
+        return cluster
+
+    return _with_retries(attempt)
+
+
+# --- PostgreSQL --------------------------------------------------------------------------------
+
+
+def _version_key(path: Path) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", path.parent.name)) or (0,)
+
+
+def find_postgres_bindir(bindir: str | Path | None = None) -> Path:
+    """The directory with ``initdb`` and ``pg_ctl``: ``bindir`` when given, else the newest
+    ``/usr/lib/postgresql/*/bin``, else the directory of ``initdb`` on PATH."""
+    if bindir is not None:
+        candidates = [Path(bindir)]
+    else:
+        candidates = sorted(Path("/").glob(PG_BIN_GLOB.lstrip("/")), key=_version_key)[::-1]
+        on_path = shutil.which("initdb")
+        if on_path:
+            candidates.append(Path(on_path).resolve().parent)
+    for candidate in candidates:
+        if all(os.access(candidate / name, os.X_OK) for name in ("initdb", "pg_ctl")):
+            return candidate
+    where = str(bindir) if bindir is not None else f"{PG_BIN_GLOB} or on PATH"
+    raise ServerUnavailable(f"PostgreSQL's initdb and pg_ctl not found in {where}")
+
+
+@dataclass
+class PostgresServer:
+    """A PostgreSQL cluster we initialised and started (with a database ``test``)."""
+
+    port: int
+    dir: Path
+    bindir: Path
+    as_user: list[str] = field(default_factory=list)  # ["runuser", "-u", "postgres", "--"]
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@{HOST}:{self.port}/test"
+
+    @property
+    def data(self) -> Path:
+        return self.dir / "data"
+
+    def _postmaster_pid(self) -> int | None:
+        try:
+            return int((self.data / "postmaster.pid").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            return None
+
+    def stop(self) -> None:
+        """``pg_ctl -m immediate stop`` (it signals the postmaster of *this* data directory);
+        if that fails, SIGKILL that postmaster by its pid. Then remove the directory."""
+        pid = self._postmaster_pid()
+        if pid is not None:
+            stopped = subprocess.run(
+                [*self.as_user, str(self.bindir / "pg_ctl"), "-D", str(self.data), *PG_STOP],
+                capture_output=True,
+                check=False,
+            )
+            if stopped.returncode != 0 and self._postmaster_pid() == pid:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def start_postgres(*, bindir: str | Path | None = None, timeout: float = 30) -> PostgresServer:
+    """PostgreSQL on a free loopback port, trust auth, fsync off, with a database ``test``.
+
+    As root, initdb and pg_ctl run as the ``postgres`` user (initdb refuses root) in a
+    ``mktemp -d`` directory chowned to it."""
+    import psycopg
+
+    bin_path = find_postgres_bindir(bindir)
+    as_user: list[str] = []
+    owner: pwd.struct_passwd | None = None
+    if os.geteuid() == 0:
+        runuser = shutil.which("runuser")
+        try:
+            owner = pwd.getpwnam("postgres")
+        except KeyError:
+            owner = None
+        if runuser is None or owner is None:
+            raise ServerUnavailable(
+                "running as root, PostgreSQL needs the 'postgres' user and runuser"
+            )
+        as_user = [runuser, "-u", "postgres", "--"]
+
+    def run(args: list[str], what: str, log: Path | None = None) -> None:
+        done = subprocess.run(
+            [*as_user, *args], capture_output=True, text=True, timeout=timeout, check=False
+        )
+        if done.returncode != 0:
+            output = done.stdout + done.stderr + (_tail(log) if log else "")
+            kind = _PortInUse if "Address already in use" in output else ServerError
+            raise kind(f"{what} failed ({done.returncode}):\n{output[-3000:]}")
+
+    directory = Path(tempfile.mkdtemp(prefix="allowance-pg-", dir="/tmp"))
+    server = PostgresServer(0, directory, bin_path, as_user)
+    try:
+        if owner is not None:
+            os.chown(directory, owner.pw_uid, owner.pw_gid)
+        run(
+            [
+                str(bin_path / "initdb"),
+                "-D",
+                str(server.data),
+                *INITDB_OPTIONS,
+                "--no-instructions",
+            ],
+            "initdb",
+        )
+    except BaseException:
+        server.stop()
+        raise
+
+    def attempt() -> PostgresServer:
+        server.port = free_port()
+        options = (
+            f"-p {server.port} -c listen_addresses={HOST} -c unix_socket_directories={directory}"
+            " -c fsync=off -c synchronous_commit=off"
+        )
+        log = directory / "log"
+        run(
+            [
+                str(bin_path / "pg_ctl"),
+                "-D",
+                str(server.data),
+                "-l",
+                str(log),
+                "-w",
+                "-t",
+                str(int(timeout)),
+                "-o",
+                options,
+                "start",
+            ],
+            f"pg_ctl start on port {server.port}",
+            log,
+        )
+        return server
+
+    try:
+        _with_retries(attempt)
+        with psycopg.connect(
+            f"postgresql://postgres@{HOST}:{server.port}/postgres",
+            autocommit=True,
+            connect_timeout=10,
+        ) as conn:
+            conn.execute("create database test")
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+if __name__ == "__main__":  # a quick manual check: python tests/servers.py
+    for start in (start_redis, start_redis_cluster, start_postgres):
+        began = time.perf_counter()
+        handle = start()
+        print(f"{start.__name__}: {handle.url} in {time.perf_counter() - began:.2f}s")
+        began = time.perf_counter()
+        handle.stop()
+        print(f"  stopped in {time.perf_counter() - began:.2f}s", file=sys.stderr)
