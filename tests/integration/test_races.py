@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from allowance import Limiter
+from conftest import STORE_FACTORIES
 
 WORKER = Path(__file__).with_name("race_worker.py")
 
@@ -60,7 +61,7 @@ def test_processes_on_one_sqlite_file(tmp_path: Path, features: str, limit: str,
     start = time.time() + 3.0  # every process is up and waiting by then
     procs = [
         subprocess.Popen(
-            [sys.executable, str(WORKER), url, "acme", features, "8", "4", str(start)],
+            [sys.executable, str(WORKER), url, "acme", features, "8", "4", str(start), "0"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -75,3 +76,48 @@ def test_processes_on_one_sqlite_file(tmp_path: Path, features: str, limit: str,
     assert total == cap  # 8 processes × 8 threads × 4 attempts = 256 tries
     meter = next(m for m in setup.usage("acme") if m.limit == limit)
     assert meter.used == cap
+
+
+POOLED = "transform.virtual_model,transform.product_staging,transform.product_beautifier"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["redis", "redis_cluster", "postgres"])
+@pytest.mark.parametrize(
+    ("features", "limit", "cap"),
+    [("export.ai", "ai_exports", 30), (POOLED, "transform_rate", 2)],
+    ids=["weekly", "pooled"],
+)
+def test_processes_on_a_server_store(
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    kind: str,
+    features: str,
+    limit: str,
+    cap: int,
+) -> None:
+    """8 processes × 16 threads, each thread with its own Limiter, time from the store."""
+    url = STORE_FACTORIES[kind](request, tmp_path)
+    if kind == "postgres":
+        url += "&pool_max=8"  # 8 processes × 8 connections stays under max_connections
+    setup = Limiter(store=url)
+    setup.set_account("acme", plan="pro")
+    start = time.time() + 3.0
+    procs = [
+        subprocess.Popen(
+            [sys.executable, str(WORKER), url, "acme", features, "16", "4", str(start), "1"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(8)
+    ]
+    total = 0
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err
+        total += int(out.strip())
+    assert total == cap  # 512 tries
+    meter = next(m for m in setup.usage("acme") if m.limit == limit)
+    assert meter.used == cap
+    setup.close()
