@@ -1,25 +1,27 @@
 """``AsyncLimiter``: the async twin of ``Limiter``, for use inside event loops.
 
-It validates and decides exactly like ``Limiter`` (it drives one). Stores that never block
-(memory) are called directly on the loop; stores that do file I/O (SQLite, which has no async
-driver) run in a worker thread so the loop is never blocked.
+It builds the same calls as ``Limiter`` (``calls.py``) and awaits them on the store's async
+twin when the store has one (Redis and Redis Cluster through ``redis.asyncio``). Otherwise a
+store that never blocks (memory) is called directly on the loop, and one that does file or
+network I/O without an async driver here (SQLite; PostgreSQL until its async twin lands) runs
+in a worker thread, so the loop is never blocked.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import TypeVar
 
+from allowance import calls
 from allowance.clock import Clock
-from allowance.errors import ReservationNotFound
-from allowance.limiter import DEFAULT_TTL, Limiter, Reservation
+from allowance.errors import ReservationNotFound, UnknownAccount
+from allowance.limiter import DEFAULT_TTL, Limiter
 from allowance.policy import Policy
 from allowance.stores import Store
-from allowance.types import Account, Decision, Meter
+from allowance.types import Account, Decision, Meter, to_datetime
 
 T = TypeVar("T")
 
@@ -29,11 +31,17 @@ class AsyncReservation:
 
     __slots__ = ("_limiter", "decision", "expires_at", "id")
 
-    def __init__(self, limiter: AsyncLimiter, held: Reservation) -> None:
+    def __init__(
+        self,
+        limiter: AsyncLimiter,
+        id: str | None,
+        decision: Decision,
+        expires_at: datetime | None,
+    ) -> None:
         self._limiter = limiter
-        self.id = held.id
-        self.decision = held.decision
-        self.expires_at: datetime | None = held.expires_at
+        self.id = id
+        self.decision = decision
+        self.expires_at = expires_at
 
     async def commit(self) -> None:
         if self.id is None:
@@ -56,21 +64,34 @@ class AsyncLimiter:
     ) -> None:
         self.sync = Limiter(policy, store, clock)
         self.policy = self.sync.policy
-        self._blocking = self.sync.store.blocking
+        self.store = self.sync.store
+        self.async_store = self.store.async_store()
 
-    async def _run(self, fn: Callable[[], T]) -> T:
-        if self._blocking:
-            return await asyncio.to_thread(fn)
-        return fn()
+    async def _run(self, call: calls.Call[T]) -> T:
+        now = self.sync._now()
+        if self.async_store is not None:
+            return await calls.run_async(self.async_store, self.policy, call, now)
+        if self.store.blocking:
+            return await asyncio.to_thread(calls.run, self.store, self.policy, call, now)
+        return calls.run(self.store, self.policy, call, now)
 
     async def put_account(self, account: str, plan: str, seats: int = 1) -> tuple[Account, bool]:
-        return await self._run(lambda: self.sync.put_account(account, plan, seats))
+        if self.async_store is None:
+            return await asyncio.to_thread(self.sync.put_account, account, plan, seats)
+        found = self.sync.account_settings(account, plan, seats)
+        created = await self.async_store.put_account(found.id, found.plan, found.seats)
+        return found, created
 
     async def set_account(self, account: str, plan: str, seats: int = 1) -> Account:
-        return await self._run(lambda: self.sync.set_account(account, plan, seats))
+        return (await self.put_account(account, plan, seats))[0]
 
     async def get_account(self, account: str) -> Account:
-        return await self._run(lambda: self.sync.get_account(account))
+        if self.async_store is None:
+            return await asyncio.to_thread(self.sync.get_account, account)
+        found = await self.async_store.get_account(self.sync.account_id(account))
+        if found is None:
+            raise UnknownAccount(account)
+        return found
 
     async def consume(
         self,
@@ -83,14 +104,7 @@ class AsyncLimiter:
         user: str | None = None,
     ) -> Decision:
         return await self._run(
-            lambda: self.sync.consume(
-                account,
-                feature,
-                amount,
-                partial=partial,
-                idempotency_key=idempotency_key,
-                user=user,
-            )
+            calls.consume(self.policy, account, feature, amount, partial, idempotency_key, user)
         )
 
     async def check(
@@ -103,9 +117,7 @@ class AsyncLimiter:
         idempotency_key: str | None = None,
         user: str | None = None,
     ) -> Decision:
-        return await self._run(
-            lambda: self.sync.check(account, feature, amount, partial=partial, user=user)
-        )
+        return await self._run(calls.check(self.policy, account, feature, amount, partial, user))
 
     async def reserve(
         self,
@@ -118,33 +130,30 @@ class AsyncLimiter:
         idempotency_key: str | None = None,
         user: str | None = None,
     ) -> AsyncReservation:
-        held = await self._run(
-            lambda: self.sync.reserve(
-                account,
-                feature,
-                amount,
-                ttl,
-                partial=partial,
-                idempotency_key=idempotency_key,
-                user=user,
-            )
+        call = calls.reserve(
+            self.policy, account, feature, amount, ttl, partial, idempotency_key, user
         )
-        return AsyncReservation(self, held)
+        held = await self._run(call)
+        return AsyncReservation(self, held.hold_id, held.decision, to_datetime(held.expires_at))
 
     async def commit(self, reservation_id: str) -> None:
-        await self._run(lambda: self.sync.commit(reservation_id))
+        await self._run(calls.commit(self.policy, reservation_id))
 
     async def release(self, reservation_id: str) -> None:
-        await self._run(lambda: self.sync.release(reservation_id))
+        await self._run(calls.release(self.policy, reservation_id))
 
     async def usage(self, account: str) -> list[Meter]:
-        return await self._run(lambda: self.sync.usage(account))
+        return await self._run(calls.usage(self.policy, account))
 
     async def sweep(self) -> int:
-        return await self._run(self.sync.sweep)
+        if self.async_store is not None:
+            return await self.async_store.sweep(self.sync._now())
+        return await asyncio.to_thread(self.sync.sweep)
 
     async def close(self) -> None:
-        await self._run(self.sync.close)
+        if self.async_store is not None:
+            await self.async_store.close()
+        await asyncio.to_thread(self.sync.close)
 
     async def __aenter__(self) -> AsyncLimiter:
         return self

@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 
-from allowance import ids, ops, validation
+from allowance import calls, validation
 from allowance.clock import Clock
 from allowance.errors import ReservationNotFound, UnknownAccount
 from allowance.policy import Policy, builtin_policy, load_policy
@@ -78,21 +78,29 @@ class Limiter:
         return None if self.clock is None else float(self.clock())
 
     # accounts -----------------------------------------------------------------------------
-    def put_account(self, account: str, plan: str, seats: int = 1) -> tuple[Account, bool]:
-        """Create or change an account; also says whether it was created."""
+    def account_id(self, account: object) -> str:
+        """``account`` checked as an account id."""
         account_id = validation.text("account", account)
         assert account_id is not None
-        plan, seats = validation.account_settings(self.policy, plan, seats)
-        created = self.store.put_account(account_id, plan, seats)
-        return Account(account_id, plan, seats), created
+        return account_id
+
+    def account_settings(self, account: object, plan: object, seats: object) -> Account:
+        """The account these arguments describe, checked (for ``put_account`` and its twin)."""
+        account_id = self.account_id(account)
+        plan_name, seat_count = validation.account_settings(self.policy, plan, seats)
+        return Account(account_id, plan_name, seat_count)
+
+    def put_account(self, account: str, plan: str, seats: int = 1) -> tuple[Account, bool]:
+        """Create or change an account; also says whether it was created."""
+        found = self.account_settings(account, plan, seats)
+        return found, self.store.put_account(found.id, found.plan, found.seats)
 
     def set_account(self, account: str, plan: str, seats: int = 1) -> Account:
         """Create or change an account. Counters keep their windows; the new maxima apply now."""
         return self.put_account(account, plan, seats)[0]
 
     def get_account(self, account: str) -> Account:
-        validation.text("account", account)
-        found = self.store.get_account(account)
+        found = self.store.get_account(self.account_id(account))
         if found is None:
             raise UnknownAccount(account)
         return found
@@ -109,19 +117,8 @@ class Limiter:
         user: str | None = None,
     ) -> Decision:
         """Decide and, if granted, charge every limit of the feature, all or nothing."""
-        req = validation.request(
-            self.policy, account, feature, amount, partial, idempotency_key, user
-        )
-        policy = self.policy
-        if self.store.fast and idempotency_key is None:
-            decision = self.store.fast_decide(policy, req, self._now(), True)
-            if decision is not None:
-                return decision
-        return self.store.transact(
-            req.account,
-            self._now(),
-            lambda view, now: ops.consume(policy, view, req, now),
-        )
+        call = calls.consume(self.policy, account, feature, amount, partial, idempotency_key, user)
+        return calls.run(self.store, self.policy, call, self._now())
 
     def check(
         self,
@@ -134,17 +131,8 @@ class Limiter:
         user: str | None = None,
     ) -> Decision:
         """What ``consume`` would answer now; charges nothing, ignores idempotency keys."""
-        req = validation.request(self.policy, account, feature, amount, partial, None, user)
-        policy = self.policy
-        if self.store.fast:
-            decision = self.store.fast_decide(policy, req, self._now(), False)
-            if decision is not None:
-                return decision
-        return self.store.transact(
-            req.account,
-            self._now(),
-            lambda view, now: ops.check(policy, view, req, now),
-        )
+        call = calls.check(self.policy, account, feature, amount, partial, user)
+        return calls.run(self.store, self.policy, call, self._now())
 
     def reserve(
         self,
@@ -158,47 +146,24 @@ class Limiter:
         user: str | None = None,
     ) -> Reservation:
         """Hold units (they count as used) until ``commit()``, ``release()`` or ``ttl`` s."""
-        req = validation.request(
-            self.policy, account, feature, amount, partial, idempotency_key, user
+        call = calls.reserve(
+            self.policy, account, feature, amount, ttl, partial, idempotency_key, user
         )
-        seconds = validation.ttl(ttl)
-        policy = self.policy
-        held = self.store.transact(
-            req.account,
-            self._now(),
-            lambda view, now: ops.reserve(policy, view, req, seconds, now, ids.new_reservation_id),
-        )
+        held = calls.run(self.store, self.policy, call, self._now())
         return Reservation(self, held.hold_id, held.decision, to_datetime(held.expires_at))
 
     def commit(self, reservation_id: str) -> None:
         """Make a reservation's units final; ``ReservationExpired`` after its expiry."""
-        account = ids.reservation_account(reservation_id)
-        policy = self.policy
-        self._on_reservation(
-            account, lambda view, now: ops.commit(policy, view, reservation_id, now)
-        )
+        calls.run(self.store, self.policy, calls.commit(self.policy, reservation_id), self._now())
 
     def release(self, reservation_id: str) -> None:
         """Return a reservation's units to the windows they came from."""
-        account = ids.reservation_account(reservation_id)
-        policy = self.policy
-        self._on_reservation(
-            account, lambda view, now: ops.release(policy, view, reservation_id, now)
-        )
-
-    def _on_reservation(self, account: str, fn: ops.ViewFn[None]) -> None:
-        try:
-            self.store.transact(account, self._now(), fn)
-        except UnknownAccount:
-            raise ReservationNotFound("reservation: no such reservation") from None
+        call = calls.release(self.policy, reservation_id)
+        calls.run(self.store, self.policy, call, self._now())
 
     def usage(self, account: str) -> list[Meter]:
         """One meter per limit of the account's plan that it has access to."""
-        validation.text("account", account)
-        policy = self.policy
-        return self.store.transact(
-            account, self._now(), lambda view, now: ops.usage(policy, view, now)
-        )
+        return calls.run(self.store, self.policy, calls.usage(self.policy, account), self._now())
 
     # upkeep -------------------------------------------------------------------------------
     def sweep(self) -> int:

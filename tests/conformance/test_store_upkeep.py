@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-
-from allowance import AsyncLimiter, Limiter, ManualClock
+from allowance import Limiter, ManualClock
 
 
 def test_usage_lists_every_limit_the_plan_has(limiter: Limiter) -> None:
@@ -33,18 +31,3 @@ def test_sweep_removes_expired_records(limiter: Limiter, clock: ManualClock) -> 
     assert limiter.sweep() == 0
     studio = next(m for m in limiter.usage("a") if m.limit == "studio")
     assert studio.used == 0
-
-
-def test_async_limiter_is_the_same(store_url: str, clock: ManualClock) -> None:
-    async def main() -> None:
-        async with AsyncLimiter(store=store_url, clock=clock) as lim:
-            await lim.set_account("a", plan="pro")
-            d = await lim.consume("a", "export.ai", 30)
-            assert d.allowed and d.remaining == 0
-            assert not (await lim.check("a", "export.ai")).allowed
-            r = await lim.reserve("a", "background.studio", 5)
-            await r.release()
-            meters = await lim.usage("a")
-            assert {m.limit: m.used for m in meters}["ai_exports"] == 30
-
-    asyncio.run(main())

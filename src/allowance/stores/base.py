@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 from allowance.policy import Policy
@@ -16,6 +17,18 @@ if TYPE_CHECKING:
     from allowance.ops import Request
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Preload:
+    """What an operation will look up besides the account and its counters, so a store can
+    fetch it in the same round trip (and an async store needs no I/O inside ``ops``)."""
+
+    idempotency_key: str | None = None
+    hold_id: str | None = None
+
+
+NO_PRELOAD = Preload()
 
 
 class AccountView(ABC):
@@ -78,6 +91,7 @@ class Store(ABC):
         account_id: str,
         now: float | None,
         fn: Callable[[AccountView, float], T],
+        preload: Preload = NO_PRELOAD,
     ) -> T:
         """Run ``fn(view, now)`` atomically on one account; ``now`` None = the store's clock,
         read inside the atomic step. Raises ``UnknownAccount``."""
@@ -98,3 +112,41 @@ class Store(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional for stores with nothing to release
         """Release connections."""
+
+    def async_store(self) -> AsyncStore | None:
+        """The same store driven by an async client, or None (AsyncLimiter then runs this one
+        in a worker thread, or directly when it never blocks)."""
+        return None
+
+
+class AsyncStore(ABC):
+    """The async twin of ``Store`` for stores with an async driver. Same semantics: the
+    operations of ``ops.py`` run between awaits, on state loaded up front."""
+
+    fast: bool = False
+
+    @abstractmethod
+    async def put_account(self, account_id: str, plan: str, seats: int) -> bool: ...
+
+    @abstractmethod
+    async def get_account(self, account_id: str) -> Account | None: ...
+
+    @abstractmethod
+    async def transact(
+        self,
+        account_id: str,
+        now: float | None,
+        fn: Callable[[AccountView, float], T],
+        preload: Preload = NO_PRELOAD,
+    ) -> T: ...
+
+    async def fast_decide(
+        self, policy: Policy, req: Request, now: float | None, charge: bool
+    ) -> Decision | None:
+        return None
+
+    @abstractmethod
+    async def sweep(self, now: float | None = None) -> int: ...
+
+    @abstractmethod
+    async def close(self) -> None: ...

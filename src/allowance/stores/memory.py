@@ -19,7 +19,7 @@ from allowance.clock import system_clock
 from allowance.errors import UnknownAccount
 from allowance.ops import HOLD_KEEP
 from allowance.state import HELD, AccountState, Counter, Hold, IdempotencyRecord
-from allowance.stores.base import AccountView, Store
+from allowance.stores.base import NO_PRELOAD, AccountView, Preload, Store
 from allowance.types import Account
 
 T = TypeVar("T")
@@ -120,6 +120,7 @@ class MemoryStore(Store):
         account_id: str,
         now: float | None,
         fn: Callable[[AccountView, float], T],
+        preload: Preload = NO_PRELOAD,
     ) -> T:
         with self._lock:
             state = self._accounts.get(account_id)

@@ -1,39 +1,34 @@
 """``postgresql://user@host:port/db``: PostgreSQL through psycopg 3 and a ``psycopg_pool`` pool.
 
-Options in the URL's query, removed before the rest goes to libpq: ``schema`` (default
-``allowance``; every table lives in it), ``pool_min`` / ``pool_max`` (default 1 / 10). Any
-other option (``sslmode``, ``connect_timeout``, ``application_name``...) is libpq's.
+URL options, removed before the rest goes to libpq: ``schema`` (default ``allowance``; every
+table lives in it), ``pool_min`` / ``pool_max`` (default 1 / 10). The others are libpq's
+(``connect_timeout`` defaults to 10 s here, not forever).
 
-Each operation is one READ COMMITTED transaction on one pooled connection: the account's row is
-locked with ``SELECT ... FOR UPDATE``, the shared operations of ``ops.py`` run on what it held,
-and the counters are written back by one ``UPDATE`` only if they changed. Two decisions on one
-account therefore queue on the row lock, and the second reads what the first committed: no
-lost update. Decisions on different accounts never wait for each other.
+Each operation is one READ COMMITTED transaction: the account's row is locked with ``SELECT ...
+FOR UPDATE``, the shared operations of ``ops.py`` run on it, and its counters (one ``jsonb``
+value, as in SQLite) are written back by one ``UPDATE`` only if they changed. Two decisions on
+one account queue on the row lock and the second reads what the first committed: no lost
+update. Any error rolls the whole transaction back.
 
-Round trips: two per decision, whatever its outcome. ``BEGIN`` and the locking ``SELECT`` go in
-one pipelined flight; the ``UPDATE`` (if any) and ``COMMIT`` in a second. An idempotency key adds
-one (reading the record; writing it rides with the ``COMMIT``), as does each other read an
-operation makes (holds: reserve, commit, release, settling an expired reservation). The commit
-is durable (``synchronous_commit`` as the server has it, ``on`` by default).
+Round trips: two per decision, granted or not: ``BEGIN`` and the locking ``SELECT`` in one
+pipelined flight, the ``UPDATE`` (if any) and ``COMMIT`` in the second, which waits for the WAL
+flush. An idempotency key adds one (the read; its write rides with the ``COMMIT``), as does each
+read of a hold. A transaction that wrote nothing (a denial, ``check``, ``usage``) still logged
+its row lock, so it commits with ``synchronous_commit = off``: a crash could lose only the lock.
 
-Time: with no clock given, a decision's time is the server's ``clock_timestamp()`` read after
-the row lock is held, so decisions on one account are ordered in time as they commit. The read
-is deliberately not in the locking select list: there ``clock_timestamp()`` is computed by the
-scan *below* the lock, i.e. before waiting for it (PostgreSQL 15, checked: a transaction that
-waited 1 s behind a lock holder that committed without changing the row read the time from
-before the wait; only when the holder had updated the row did the READ COMMITTED re-check
-recompute it). Selecting from a ``MATERIALIZED`` CTE that takes the lock evaluates the time
-above the lock, after the wait, in the same statement. ``now()`` would be the transaction's
-start, also before the wait.
+Time: with no clock given, it is the server's ``clock_timestamp()`` read after the row lock is
+held, so decisions on one account are ordered in time as they commit. In the locking select
+list itself it would be computed by the scan below ``LockRows``, before the wait (checked on
+PostgreSQL 15: behind a holder that committed without changing the row, the waiter got the
+time from before its 1 s wait; only an updated row made the READ COMMITTED re-check compute it
+again). Selected from a ``MATERIALIZED`` CTE that takes the lock, it is read after the wait, in
+the same statement. ``now()`` is the transaction's start, also before the wait.
 
-Schema: created by the first store to start, under a transaction-level advisory lock (several
-processes may start at once), and versioned in ``schema_version``; a newer version than this
-code knows is refused. Layout as SQLite's: an account's counters are one ``jsonb`` value in its
-row, so a decision reads and writes one row (``fillfactor`` leaves room for HOT updates).
-
+Schema: created by the first store to start, under an advisory lock (two ``CREATE ... IF NOT
+EXISTS`` at once can still collide), versioned in ``schema_version``; a newer one is refused.
 Cleanup: every few thousand operations a process deletes a bounded batch of expired idempotency
-records and settled reservations (``FOR UPDATE SKIP LOCKED``, so sweeping processes do not
-queue on each other) and settles expired reservations; ``Limiter.sweep()`` does all of it.
+records and settled reservations (``SKIP LOCKED``: sweepers never queue on each other) and
+settles expired reservations; ``Limiter.sweep()`` does all of it.
 """
 
 from __future__ import annotations
@@ -45,9 +40,8 @@ import re
 import zlib
 from collections.abc import Callable, Iterable
 from contextlib import suppress
-from dataclasses import dataclass, fields
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
@@ -60,7 +54,7 @@ from allowance import ops
 from allowance.errors import ConfigurationError, StoreError, UnknownAccount
 from allowance.ops import HOLD_KEEP
 from allowance.state import HELD, Counter, Hold, IdempotencyRecord
-from allowance.stores.base import AccountView, Store
+from allowance.stores.base import NO_PRELOAD, AccountView, Preload, Store
 from allowance.types import Account
 
 T = TypeVar("T")
@@ -79,33 +73,18 @@ OWN_OPTIONS = ("schema", "pool_min", "pool_max")
 # literal, not a parameter, so the planner can use the partial index on held holds).
 DDL = (
     "CREATE SCHEMA IF NOT EXISTS {s}",
-    """CREATE TABLE IF NOT EXISTS {s}.schema_version (
-        one boolean PRIMARY KEY DEFAULT true CHECK (one),  -- a single row
-        version integer NOT NULL
-    )""",
-    """CREATE TABLE IF NOT EXISTS {s}.accounts (
-        id text PRIMARY KEY,
-        plan text NOT NULL,
-        seats integer NOT NULL,
-        next_hold_expiry double precision,
-        counters jsonb NOT NULL DEFAULT '{{}}'  -- {{limit: [start, used, entries]}}
-    ) WITH (fillfactor = 90)""",
-    """CREATE TABLE IF NOT EXISTS {s}.holds (
-        id text PRIMARY KEY,
-        account text NOT NULL,
-        state text NOT NULL,
-        expires_at double precision NOT NULL,
-        body jsonb NOT NULL
-    )""",
+    "CREATE TABLE IF NOT EXISTS {s}.schema_version (version integer NOT NULL,"
+    " one boolean PRIMARY KEY DEFAULT true CHECK (one))",  # a single row
+    # counters: {limit: [start, used, entries]}; fillfactor leaves room for HOT updates
+    "CREATE TABLE IF NOT EXISTS {s}.accounts (id text PRIMARY KEY, plan text NOT NULL,"
+    " seats integer NOT NULL, next_hold_expiry double precision,"
+    " counters jsonb NOT NULL DEFAULT '{{}}') WITH (fillfactor = 90)",
+    "CREATE TABLE IF NOT EXISTS {s}.holds (id text PRIMARY KEY, account text NOT NULL,"
+    " state text NOT NULL, expires_at double precision NOT NULL, body jsonb NOT NULL)",
     "CREATE INDEX IF NOT EXISTS holds_held ON {s}.holds (account, expires_at) WHERE state = {held}",
     "CREATE INDEX IF NOT EXISTS holds_expires_at ON {s}.holds (expires_at)",
-    """CREATE TABLE IF NOT EXISTS {s}.idempotency (
-        account text NOT NULL,
-        key text NOT NULL,
-        expires_at double precision NOT NULL,
-        body jsonb NOT NULL,
-        PRIMARY KEY (account, key)
-    )""",
+    "CREATE TABLE IF NOT EXISTS {s}.idempotency (account text NOT NULL, key text NOT NULL,"
+    " expires_at double precision NOT NULL, body jsonb NOT NULL, PRIMARY KEY (account, key))",
     "CREATE INDEX IF NOT EXISTS idempotency_expires_at ON {s}.idempotency (expires_at)",
 )
 TEMPLATES = {
@@ -152,29 +131,9 @@ def _render(template: str, schema: str) -> str:
     return sql.SQL(template).format(s=sql.Identifier(schema), held=sql.Literal(HELD)).as_string()
 
 
-@dataclass(frozen=True, slots=True)
-class Queries:
-    """The statements of ``TEMPLATES`` for one schema, rendered once."""
-
-    version: str
-    set_version: str
-    lock: str
-    write: str
-    put_account: str
-    get_account: str
-    get_idempotency: str
-    put_idempotency: str
-    get_hold: str
-    put_hold: str
-    next_hold_expiry: str
-    due_holds: str
-    due_accounts: str
-    sweep_idempotency: str
-    sweep_holds: str
-
-    @classmethod
-    def for_schema(cls, schema: str) -> Queries:
-        return cls(**{f.name: _render(TEMPLATES[f.name], schema) for f in fields(cls)})
+def queries(schema: str) -> dict[str, str]:
+    """``TEMPLATES`` rendered for one schema (once per store)."""
+    return {name: _render(template, schema) for name, template in TEMPLATES.items()}
 
 
 class PostgresView(AccountView):
@@ -183,7 +142,7 @@ class PostgresView(AccountView):
 
     def __init__(self, store: PostgresStore, conn: Conn, account_id: str, row: Any) -> None:
         self._store = store
-        self._q = store.queries
+        self._q = store.sql
         self._conn = conn
         self.account_id = account_id
         self.plan, self.seats, self.next_hold_expiry, stored = row[:4]
@@ -222,39 +181,39 @@ class PostgresView(AccountView):
                     continue
             keep[name] = (c.start, c.used, c.entries or None)
         self._conn.execute(
-            self._q.write, (_encode(keep), self.next_hold_expiry, self.account_id), prepare=True
+            self._q["write"], (_encode(keep), self.next_hold_expiry, self.account_id), prepare=True
         )
 
     def get_idempotency(self, key: str) -> IdempotencyRecord | None:
-        row = self._conn.execute(self._q.get_idempotency, (self.account_id, key)).fetchone()
+        row = self._conn.execute(self._q["get_idempotency"], (self.account_id, key)).fetchone()
         return None if row is None else IdempotencyRecord.from_json(row[0])
 
     def put_idempotency(self, key: str, record: IdempotencyRecord) -> None:
         self._conn.execute(
-            self._q.put_idempotency,
+            self._q["put_idempotency"],
             (self.account_id, key, record.expires_at, _encode(record.to_json())),
         )
         self.wrote = True
 
     def get_hold(self, hold_id: str) -> Hold | None:
-        row = self._conn.execute(self._q.get_hold, (hold_id, self.account_id)).fetchone()
+        row = self._conn.execute(self._q["get_hold"], (hold_id, self.account_id)).fetchone()
         return None if row is None else Hold.from_json(row[0])
 
     def put_hold(self, hold: Hold) -> None:
         self._conn.execute(
-            self._q.put_hold,
+            self._q["put_hold"],
             (hold.id, hold.account, hold.state, hold.expires_at, _encode(hold.to_json())),
         )
         nxt = self.next_hold_expiry
         if hold.state == HELD:  # a new (or unchanged) held hold: no need to ask the server
             self.next_hold_expiry = hold.expires_at if nxt is None else min(nxt, hold.expires_at)
         else:  # it may have been the earliest: ask (the upsert above runs first, in order)
-            row = self._conn.execute(self._q.next_hold_expiry, (self.account_id,)).fetchone()
+            row = self._conn.execute(self._q["next_hold_expiry"], (self.account_id,)).fetchone()
             self.next_hold_expiry = None if row is None else row[0]
         self.dirty = self.wrote = True
 
     def due_holds(self, now: float) -> list[Hold]:
-        rows = self._conn.execute(self._q.due_holds, (self.account_id, now)).fetchall()
+        rows = self._conn.execute(self._q["due_holds"], (self.account_id, now)).fetchall()
         return [Hold.from_json(r[0]) for r in rows]
 
 
@@ -275,7 +234,7 @@ class PostgresStore(Store):
                 f" (got pool_min={pool_min}, pool_max={pool_max})"
             )
         self.schema = schema
-        self.queries = Queries.for_schema(schema)
+        self.sql = queries(schema)
         self._ops = itertools.count(1)
         with _Translate():
             # One direct connection first: an unreachable server fails here at once (a pool
@@ -310,7 +269,8 @@ class PostgresStore(Store):
                 theirs.append((key, value))
         if not any(key == "connect_timeout" for key, _ in theirs):
             theirs.append(("connect_timeout", "10"))  # libpq's default is to wait forever
-        conninfo = urlunsplit(parts._replace(scheme="postgresql", query=urlencode(theirs)))
+        # only the query is rewritten: urlunsplit would drop the "//" of postgresql:///db
+        conninfo = url.split("?", 1)[0] + "?" + urlencode(theirs, quote_via=quote)
         try:
             conninfo_to_dict(conninfo)  # libpq's own check of its options
         except psycopg.Error as exc:
@@ -325,7 +285,7 @@ class PostgresStore(Store):
     def _migrate(self, conn: Conn) -> None:
         """Create or check the schema, one process at a time (CREATE ... IF NOT EXISTS alone
         is not safe when two run at once: both may try to insert the same catalog row)."""
-        schema, q = self.schema, self.queries
+        schema, q = self.schema, self.sql
         with conn.transaction():
             conn.execute(
                 "SELECT pg_advisory_xact_lock(%s, %s)",
@@ -336,7 +296,7 @@ class PostgresStore(Store):
                 " WHERE schemaname = %s AND tablename = 'schema_version'",
                 (schema,),
             ).fetchone()
-            version = conn.execute(q.version).fetchone() if found else None
+            version = conn.execute(q["version"]).fetchone() if found else None
             current = version[0] if version is not None and version[0] is not None else 0
             if current > SCHEMA_VERSION:
                 raise ConfigurationError(
@@ -346,27 +306,29 @@ class PostgresStore(Store):
             if current < SCHEMA_VERSION:
                 for statement in DDL:
                     conn.execute(_render(statement, schema))
-                conn.execute(q.set_version, (SCHEMA_VERSION,))
+                conn.execute(q["set_version"], (SCHEMA_VERSION,))
+
+    def _one(self, query: str, params: tuple[Any, ...] = ()) -> tuple[Any, ...]:
+        """The first row of a single-statement transaction; () when there is none."""
+        with _Translate(), self._pool.connection() as conn:
+            return conn.execute(query, params).fetchone() or ()
 
     def now(self) -> float:
-        with _Translate(), self._pool.connection() as conn:
-            row = conn.execute(NOW).fetchone()
-        assert row is not None
-        return float(row[0])
+        return float(self._one(NOW)[0])
 
     def put_account(self, account_id: str, plan: str, seats: int) -> bool:
-        with _Translate(), self._pool.connection() as conn:
-            row = conn.execute(self.queries.put_account, (account_id, plan, seats)).fetchone()
-        assert row is not None
-        return bool(row[0])
+        return bool(self._one(self.sql["put_account"], (account_id, plan, seats))[0])
 
     def get_account(self, account_id: str) -> Account | None:
-        with _Translate(), self._pool.connection() as conn:
-            row = conn.execute(self.queries.get_account, (account_id,)).fetchone()
-        return None if row is None else Account(account_id, row[0], row[1])
+        row = self._one(self.sql["get_account"], (account_id,))
+        return Account(account_id, row[0], row[1]) if row else None
 
     def transact(
-        self, account_id: str, now: float | None, fn: Callable[[AccountView, float], T]
+        self,
+        account_id: str,
+        now: float | None,
+        fn: Callable[[AccountView, float], T],
+        preload: Preload = NO_PRELOAD,
     ) -> T:
         result, when = self._transact(account_id, now, fn)
         if next(self._ops) % SWEEP_EVERY == 0:
@@ -384,7 +346,7 @@ class PostgresStore(Store):
                 with conn.pipeline():
                     conn.execute(BEGIN, prepare=False)
                     try:
-                        cur = conn.execute(self.queries.lock, (account_id,), prepare=True)
+                        cur = conn.execute(self.sql["lock"], (account_id,), prepare=True)
                         row = cur.fetchone()
                         if row is None:
                             raise UnknownAccount(account_id)
@@ -410,10 +372,10 @@ class PostgresStore(Store):
 
     def _sweep(self, now: float, batch: int | None) -> int:
         """Settle expired reservations, then delete what has expired; ``batch`` None = all."""
-        q, policy = self.queries, self.policy
+        q, policy = self.sql, self.policy
         if policy is not None:
             with _Translate(), self._pool.connection() as conn:
-                due = [r[0] for r in conn.execute(q.due_accounts, (now, batch)).fetchall()]
+                due = [r[0] for r in conn.execute(q["due_accounts"], (now, batch)).fetchall()]
             for account in due:  # each in its own transaction, with the account locked
                 with suppress(UnknownAccount):
                     self._transact(
@@ -421,7 +383,10 @@ class PostgresStore(Store):
                     )
         removed = 0
         with _Translate(), self._pool.connection() as conn:
-            for statement, cutoff in ((q.sweep_idempotency, now), (q.sweep_holds, now - HOLD_KEEP)):
+            for statement, cutoff in (
+                (q["sweep_idempotency"], now),
+                (q["sweep_holds"], now - HOLD_KEEP),
+            ):
                 removed += conn.execute(statement, (cutoff, batch)).rowcount
         return removed
 

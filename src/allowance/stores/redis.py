@@ -24,201 +24,68 @@ Time is Redis ``TIME`` inside the scripts, unless the Limiter has a clock.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from importlib import resources
-from math import ceil
+from collections.abc import Callable
 from typing import Any, TypeVar
-from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 import redis
 import redis.cluster
 from redis.exceptions import RedisClusterException, RedisError
 
-from allowance import engine, ops
-from allowance.clock import system_clock as _local
-from allowance.errors import ConfigurationError, StoreError, UnknownAccount
-from allowance.ops import HOLD_KEEP, Request
+from allowance import ops
+from allowance.errors import ConfigurationError, StoreError
+from allowance.ops import Request
 from allowance.policy import Policy
-from allowance.state import HELD, Counter, Hold, IdempotencyRecord
-from allowance.stores.base import AccountView, Store
+from allowance.stores.base import NO_PRELOAD, AccountView, AsyncStore, Preload, Store
+from allowance.stores.redis_common import (
+    MAX_ATTEMPTS,
+    KeySpace,
+    _num,
+    _translate,
+    compiled_decide,
+    read_decision,
+    script,
+    split_url,
+)
 from allowance.types import Account, Decision
-from allowance.windows import CalendarWindow
 
 T = TypeVar("T")
-MAX_ATTEMPTS = 50
-_PREFIX = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
-def _script(name: str) -> str:
-    return resources.files("allowance.stores").joinpath(f"lua/{name}.lua").read_text("utf-8")
-
-
-def _num(x: float) -> str:
-    return f"{x:.17g}"
-
-
-def encode_counters(counters: dict[str, Counter]) -> str:
-    """``name=start,used,t:n;t:n|...``: the format decide.lua reads and writes."""
-    parts = []
-    for name, c in counters.items():
-        items = ";".join(f"{_num(t)}:{int(n)}" for t, n in c.entries or ())
-        start = "" if c.start is None else _num(c.start)
-        parts.append(f"{name}={start},{c.used},{items}")
-    return "|".join(parts)
-
-
-def decode_counters(raw: str) -> dict[str, Counter]:
-    out = {}
-    for part in raw.split("|") if raw else ():
-        name, body = part.split("=", 1)
-        start, used, items = body.split(",", 2)
-        entries = [[float(t), int(n)] for t, n in (i.split(":") for i in items.split(";") if i)]
-        out[name] = Counter(float(start) if start else None, int(used), entries or None)
-    return out
-
-
-def _tag(account: str) -> str:
-    # a brace inside the id would end the hash tag early; such ids are tagged by their digest
-    if "{" in account or "}" in account:
-        return "#" + hashlib.sha1(account.encode()).hexdigest()
-    return account
-
-
-def _ms(seconds: float) -> int:
-    return max(1, ceil(seconds * 1000))
-
-
-@contextmanager
-def _translate() -> Iterator[None]:
-    """redis-py errors become ``StoreError`` at this one point (the cluster client's own
-    errors are not ``RedisError`` subclasses)."""
-    try:
-        yield
-    except (RedisError, RedisClusterException) as exc:
-        raise StoreError(f"redis: {exc}") from exc
-
-
-class RedisView(AccountView):
-    def __init__(self, store: RedisStore, account_id: str, loaded: list[Any]) -> None:
-        self._store = store
-        self.account_id = account_id
-        _, self.version, self.plan, seats, nh, holds, raw = (
-            v.decode() if isinstance(v, bytes) else v for v in loaded
-        )
-        self.seats = int(seats)
-        self.next_hold_expiry = float(nh) if nh else None
-        self.held: dict[str, dict[str, Any]] = json.loads(holds) if holds else {}
-        self._counters = decode_counters(raw)
-        self.counters_dirty = False
-        self.holds_dirty = False
-        self.writes: dict[str, tuple[str, float]] = {}  # key -> (value, expires at)
-
-    def counters(self, names: Any) -> dict[str, Counter]:
-        stored = self._counters
-        return {n: stored.setdefault(n, Counter()) for n in names}
-
-    def save_counters(self, counters: dict[str, Counter]) -> None:
-        self.counters_dirty = True
-
-    def get_idempotency(self, key: str) -> IdempotencyRecord | None:
-        raw = self._store.get(self._store.key(self.account_id, "i:" + key))
-        return None if raw is None else IdempotencyRecord.from_json(json.loads(raw))
-
-    def put_idempotency(self, key: str, record: IdempotencyRecord) -> None:
-        value = json.dumps(record.to_json())
-        self.writes[self._store.key(self.account_id, "i:" + key)] = (value, record.expires_at)
-
-    def get_hold(self, hold_id: str) -> Hold | None:
-        if hold_id in self.held:
-            return Hold.from_json(self.held[hold_id])
-        raw = self._store.get(self._store.key(self.account_id, "r:" + hold_id))
-        return None if raw is None else Hold.from_json(json.loads(raw))
-
-    def put_hold(self, hold: Hold) -> None:
-        if hold.state == HELD:
-            self.held[hold.id] = hold.to_json()
-        else:
-            self.held.pop(hold.id, None)
-        self.holds_dirty = True
-        self.next_hold_expiry = min((h["expires_at"] for h in self.held.values()), default=None)
-        key = self._store.key(self.account_id, "r:" + hold.id)
-        self.writes[key] = (json.dumps(hold.to_json()), hold.expires_at + HOLD_KEEP)
-
-    def due_holds(self, now: float) -> list[Hold]:
-        return [Hold.from_json(h) for h in self.held.values() if h["expires_at"] <= now]
-
-    def apply_args(self, policy: Policy, now: float) -> tuple[list[str], list[Any]] | None:
-        """KEYS and ARGV for apply.lua, or None when nothing changed."""
-        if not (self.counters_dirty or self.holds_dirty or self.writes):
-            return None
-        counters_value, ttl = "=", 0
-        if self.counters_dirty:
-            keep, last = {}, now
-            for name, c in self._counters.items():
-                limit = policy.limits.get(name)
-                expires = None if limit is None else limit.window.expires_at(c)
-                if expires is not None and expires > now:
-                    keep[name] = c
-                    last = max(last, expires)
-            counters_value, ttl = encode_counters(keep), _ms(last - now)
-        keys = [self._store.key(self.account_id, "a"), self._store.key(self.account_id, "c")]
-        argv: list[Any] = [
-            self.version,
-            counters_value,
-            ttl,
-            "" if self.next_hold_expiry is None else _num(self.next_hold_expiry),
-            json.dumps(self.held) if self.held else "",
-        ]
-        for key, (value, expires_at) in self.writes.items():
-            keys.append(key)
-            argv += [value, _ms(expires_at - now)]
-        return keys, argv
-
-
-class RedisStore(Store):
+class RedisStore(KeySpace, Store):
     scheme = "redis"
     fast = True
 
-    def __init__(self, client: Any, prefix: str = "allowance", cluster: bool = False) -> None:
-        if not _PREFIX.match(prefix):
-            raise ConfigurationError(
-                f"store: prefix must be letters, digits, _.:- (got {prefix!r})"
-            )
+    def __init__(self, client: Any, prefix: str = "allowance", url: str | None = None) -> None:
+        KeySpace.__init__(self, prefix)
         self.client = client
-        self.prefix = prefix
-        self.cluster = cluster
-        self._load = client.register_script(_script("load"))
-        self._apply = client.register_script(_script("apply"))
-        self._account = client.register_script(_script("account"))
+        self.url = url
+        self._load = client.register_script(script("load"))
+        self._apply = client.register_script(script("apply"))
+        self._account = client.register_script(script("account"))
         self._decide_by_policy: dict[int, Any] = {}
-        self._calendar_features: dict[str, bool] = {}  # feature -> has a calendar limit
 
     @classmethod
     def from_url(cls, url: str) -> RedisStore:
-        parts = urlsplit(url)
-        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        prefix = query.pop("prefix", "allowance")
-        cluster = parts.scheme == "redis+cluster"
-        rest = urlunsplit(
-            ("redis" if cluster else parts.scheme, parts.netloc, parts.path, urlencode(query), "")
-        )
+        rest, prefix, cluster = split_url(url)
         try:
             if cluster:
                 client: Any = redis.cluster.RedisCluster.from_url(rest)
             else:
                 client = redis.Redis.from_url(rest)
         except (RedisError, RedisClusterException) as exc:
-            raise StoreError(f"redis: cannot connect to {parts.netloc}: {exc}") from exc
+            raise StoreError(f"redis: cannot connect: {exc}") from exc
         except ValueError as exc:
             raise ConfigurationError(f"store: {exc} in {url!r}") from None
-        return cls(client, prefix, cluster)
+        return cls(client, prefix, url)
 
-    def key(self, account: str, suffix: str) -> str:
-        return f"{self.prefix}:{{{_tag(account)}}}:{suffix}"
+    def async_store(self) -> AsyncStore | None:
+        if self.url is None:
+            return None
+        from allowance.stores.redis_async import AsyncRedisStore
+
+        store = AsyncRedisStore.from_url(self.url)
+        store.policy = self.policy
+        return store
 
     def get(self, key: str) -> bytes | None:
         with _translate():
@@ -244,76 +111,34 @@ class RedisStore(Store):
             return None
         return Account(account_id, plan.decode(), int(seats))
 
-    # the fast path -------------------------------------------------------------------------
-    def _compiled(self, policy: Policy) -> Any:
-        """decide.lua with this policy's limits compiled in, registered once per policy."""
-        script = self._decide_by_policy.get(id(policy))
-        if script is None:
-            text = _script("decide").replace("--SPEC--", lua_spec(policy), 1)
-            script = self._decide_by_policy[id(policy)] = self.client.register_script(text)
-        return script
-
-    def _boundaries(self, policy: Policy, feature: str, now: float) -> list[str]:
-        """Four period boundaries around ``now`` per calendar limit of the feature (a local
-        estimate: the script picks the period holding its own time, or takes the slow path)."""
-        out = []
-        for limit in policy.limits_of(feature):
-            window = limit.window
-            if isinstance(window, CalendarWindow):
-                start, end = window.period(now)
-                before, after = window.period(start - 1)[0], window.period(end)[1]
-                out += [_num(before), _num(start), _num(end), _num(after)]
-        return out
-
     def fast_decide(
         self, policy: Policy, req: Request, now: float | None, charge: bool
     ) -> Decision | None:
         """One round trip; None when the slow path must decide (reservations due, ...)."""
-        argv = [
-            "" if now is None else _num(now),
-            req.amount,
-            1 if req.partial else 0,
-            1 if charge else 0,
-            req.feature,
-        ]
-        if self._calendar_features.get(req.feature, True):
-            bounds = self._boundaries(policy, req.feature, now if now is not None else _local())
-            self._calendar_features[req.feature] = bool(bounds)
-            argv += bounds
-        keys = [self.key(req.account, "a"), self.key(req.account, "c")]
+        script_ = self._decide_by_policy.get(id(policy))
+        if script_ is None:
+            script_ = self.client.register_script(compiled_decide(policy))
+            self._decide_by_policy[id(policy)] = script_
+        keys, argv = self.decide_args(policy, req, now, charge)
         with _translate():
-            reply = self._compiled(policy)(keys=keys, args=argv)
-        status = reply[0]
-        if status == b"unknown":
-            raise UnknownAccount(req.account)
-        if status == b"slow":
-            return None
-        at = float(reply[1])
-        counters = decode_counters(reply[2].decode())
-        plan, seats = reply[4].decode(), int(reply[5])
-        view = {n: counters.get(n) or Counter() for n in policy.limit_names(req.feature)}
-        ruling = engine.decide(policy, plan, seats, req.feature, req.amount, req.partial, view, at)
-        if ruling.granted != int(reply[3]):
-            raise StoreError(
-                f"redis: the script granted {int(reply[3])} where the engine grants "
-                f"{ruling.granted} ({req.feature} x{req.amount} for {req.account!r})"
-            )
-        return ruling.decision
+            reply = script_(keys=keys, args=argv)
+        return read_decision(policy, req, reply)
 
-    # the slow path -------------------------------------------------------------------------
     def transact(
-        self, account_id: str, now: float | None, fn: Callable[[AccountView, float], T]
+        self,
+        account_id: str,
+        now: float | None,
+        fn: Callable[[AccountView, float], T],
+        preload: Preload = NO_PRELOAD,
     ) -> T:
         policy = self.policy
         assert policy is not None
-        keys = [self.key(account_id, "a"), self.key(account_id, "c")]
+        keys = self.load_keys(account_id, preload)
         with _translate():
             for _ in range(MAX_ATTEMPTS):
                 loaded = self._load(keys=keys, args=["" if now is None else _num(now)])
-                if not loaded:
-                    raise UnknownAccount(account_id)
+                view = self.view(account_id, keys, loaded, self.get)
                 at = float(loaded[0])
-                view = RedisView(self, account_id, loaded)
                 result = fn(view, at)
                 apply = view.apply_args(policy, at)
                 if apply is None or self._apply(keys=apply[0], args=apply[1]) == 1:
@@ -345,27 +170,3 @@ class RedisStore(Store):
 
     def close(self) -> None:
         self.client.close()
-
-
-def lua_spec(policy: Policy) -> str:
-    """The policy as Lua: ``PLANS`` (name -> index) and ``spec(feature)`` -> its limits. Names
-    match the policy's name pattern (lower case, digits, ``_`` and ``.``), so quoting is safe."""
-    plans = ", ".join(f"['{p.name}'] = {i + 1}" for i, p in enumerate(policy.plans))
-    lines = [f"local PLANS = {{{plans}}}", "local function spec(feature)"]
-    for i, feature in enumerate(policy.features):
-        items = []
-        for limit in policy.limits_of(feature):
-            cells = [limit.cells[p.name] for p in policy.plans]
-            caps = ", ".join(
-                "-2" if not c.access else ("-1" if c.max is None else str(c.max)) for c in cells
-            )
-            seats = ", ".join("1" if c.per_seat else "0" for c in cells)
-            kind = {"anchored": "a", "sliding": "s", "calendar": "c"}[limit.window.kind]
-            items.append(
-                f"{{name = '{limit.name}', kind = '{kind}', length = {limit.window.length!r},"
-                f" caps = {{{caps}}}, seat = {{{seats}}}}}"
-            )
-        keyword = "if" if i == 0 else "elseif"
-        lines.append(f"  {keyword} feature == '{feature}' then return {{{', '.join(items)}}}")
-    lines += ["  end", "  return nil", "end"]
-    return "\n".join(lines)

@@ -40,7 +40,7 @@ from allowance.clock import system_clock
 from allowance.errors import ConfigurationError, StoreError, UnknownAccount
 from allowance.ops import HOLD_KEEP
 from allowance.state import HELD, Counter, Hold, IdempotencyRecord
-from allowance.stores.base import AccountView, Store
+from allowance.stores.base import NO_PRELOAD, AccountView, Preload, Store
 from allowance.types import Account
 
 T = TypeVar("T")
@@ -258,7 +258,11 @@ class SQLiteStore(Store):
         return None if row is None else Account(account_id, row[0], row[1])
 
     def transact(
-        self, account_id: str, now: float | None, fn: Callable[[AccountView, float], T]
+        self,
+        account_id: str,
+        now: float | None,
+        fn: Callable[[AccountView, float], T],
+        preload: Preload = NO_PRELOAD,
     ) -> T:
         conn = self._conn()
         with _Translate():

@@ -1,6 +1,8 @@
 -- allowance slow path, step 1: read an account's state and the time, for Python to decide on.
--- KEYS[1] account hash, KEYS[2] counters string. ARGV[1]: now ('' = Redis TIME).
--- Returns {} when the account does not exist, else {now, version, plan, seats, nh, holds, counters}.
+-- KEYS[1] account hash, KEYS[2] counters string, KEYS[3..] records the operation will read
+-- (an idempotency record, a reservation record). ARGV[1]: now ('' = Redis TIME).
+-- Returns {} when the account does not exist, else
+-- {now, version, plan, seats, nh, holds, counters, record...} ('' for a missing record).
 local a = redis.call('HMGET', KEYS[1], 'p', 's', 'v', 'nh', 'h')
 if not a[1] then return {} end
 local now = ARGV[1]
@@ -8,4 +10,6 @@ if now == '' then
   local t = redis.call('TIME')
   now = string.format('%.17g', tonumber(t[1]) + tonumber(t[2]) / 1000000)
 end
-return {now, a[3] or '0', a[1], a[2], a[4] or '', a[5] or '', redis.call('GET', KEYS[2]) or ''}
+local out = {now, a[3] or '0', a[1], a[2], a[4] or '', a[5] or '', redis.call('GET', KEYS[2]) or ''}
+for k = 3, #KEYS do out[#out + 1] = redis.call('GET', KEYS[k]) or '' end
+return out

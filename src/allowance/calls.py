@@ -1,0 +1,126 @@
+"""Each Limiter method as data: which account, what to run on it, what it will look up, and
+whether a store's one-round-trip path may answer. ``Limiter`` runs a call on a store;
+``AsyncLimiter`` awaits it on an async store. Written once, driven twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Generic, TypeVar, cast
+
+from allowance import ids, ops, validation
+from allowance.errors import ReservationNotFound, UnknownAccount
+from allowance.policy import Policy
+from allowance.stores.base import NO_PRELOAD, AccountView, AsyncStore, Preload, Store
+from allowance.types import Decision, Meter
+
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class Call(Generic[T]):
+    account: str
+    fn: Callable[[AccountView, float], T]
+    preload: Preload = NO_PRELOAD
+    fast: ops.Request | None = None  # set when a store's fast path may answer (T = Decision)
+    charge: bool = True
+    on_reservation: bool = False  # an unknown account means an unknown reservation
+
+
+def consume(
+    policy: Policy,
+    account: object,
+    feature: object,
+    amount: object,
+    partial: object,
+    idempotency_key: object,
+    user: object,
+) -> Call[Decision]:
+    req = validation.request(policy, account, feature, amount, partial, idempotency_key, user)
+    return Call(
+        req.account,
+        lambda view, now: ops.consume(policy, view, req, now),
+        Preload(idempotency_key=req.idempotency_key),
+        fast=req if req.idempotency_key is None else None,
+    )
+
+
+def check(
+    policy: Policy, account: object, feature: object, amount: object, partial: object, user: object
+) -> Call[Decision]:
+    req = validation.request(policy, account, feature, amount, partial, None, user)
+    return Call(
+        req.account, lambda view, now: ops.check(policy, view, req, now), fast=req, charge=False
+    )
+
+
+def reserve(
+    policy: Policy,
+    account: object,
+    feature: object,
+    amount: object,
+    ttl: object,
+    partial: object,
+    idempotency_key: object,
+    user: object,
+) -> Call[ops.Held]:
+    req = validation.request(policy, account, feature, amount, partial, idempotency_key, user)
+    seconds = validation.ttl(ttl)
+    return Call(
+        req.account,
+        lambda view, now: ops.reserve(policy, view, req, seconds, now, ids.new_reservation_id),
+        Preload(idempotency_key=req.idempotency_key),
+    )
+
+
+def commit(policy: Policy, reservation_id: str) -> Call[None]:
+    account = ids.reservation_account(reservation_id)
+    return Call(
+        account,
+        lambda view, now: ops.commit(policy, view, reservation_id, now),
+        Preload(hold_id=reservation_id),
+        on_reservation=True,
+    )
+
+
+def release(policy: Policy, reservation_id: str) -> Call[None]:
+    account = ids.reservation_account(reservation_id)
+    return Call(
+        account,
+        lambda view, now: ops.release(policy, view, reservation_id, now),
+        Preload(hold_id=reservation_id),
+        on_reservation=True,
+    )
+
+
+def usage(policy: Policy, account: object) -> Call[list[Meter]]:
+    account_id = validation.text("account", account)
+    assert account_id is not None
+    return Call(account_id, lambda view, now: ops.usage(policy, view, now))
+
+
+def run(store: Store, policy: Policy, call: Call[T], now: float | None) -> T:
+    try:
+        if call.fast is not None and store.fast:
+            decision = store.fast_decide(policy, call.fast, now, call.charge)
+            if decision is not None:
+                return cast(T, decision)
+        return store.transact(call.account, now, call.fn, call.preload)
+    except UnknownAccount:
+        if call.on_reservation:
+            raise ReservationNotFound("reservation: no such reservation") from None
+        raise
+
+
+async def run_async(store: AsyncStore, policy: Policy, call: Call[T], now: float | None) -> T:
+    try:
+        if call.fast is not None and store.fast:
+            decision = await store.fast_decide(policy, call.fast, now, call.charge)
+            if decision is not None:
+                return cast(T, decision)
+        return await store.transact(call.account, now, call.fn, call.preload)
+    except UnknownAccount:
+        if call.on_reservation:
+            raise ReservationNotFound("reservation: no such reservation") from None
+        raise

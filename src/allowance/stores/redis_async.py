@@ -1,0 +1,135 @@
+"""The async twin of ``redis.py`` on ``redis.asyncio`` (and its cluster client): the same
+scripts, keys and views, awaited. Records an operation reads come preloaded with the account
+(see ``Preload``), so ``ops`` runs between awaits without I/O of its own."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import redis.asyncio
+import redis.asyncio.cluster
+from redis.exceptions import RedisClusterException, RedisError
+
+from allowance import ops
+from allowance.errors import ConfigurationError, StoreError, UnknownAccount
+from allowance.ops import Request
+from allowance.policy import Policy
+from allowance.stores.base import NO_PRELOAD, AccountView, AsyncStore, Preload
+from allowance.stores.redis_common import (
+    MAX_ATTEMPTS,
+    KeySpace,
+    _num,
+    _translate,
+    compiled_decide,
+    read_decision,
+    script,
+    split_url,
+)
+from allowance.types import Account, Decision
+
+T = TypeVar("T")
+
+
+class AsyncRedisStore(KeySpace, AsyncStore):
+    fast = True
+
+    def __init__(self, client: Any, prefix: str = "allowance") -> None:
+        KeySpace.__init__(self, prefix)
+        self.client = client
+        self.policy: Policy | None = None
+        self._load = client.register_script(script("load"))
+        self._apply = client.register_script(script("apply"))
+        self._account = client.register_script(script("account"))
+        self._decide_by_policy: dict[int, Any] = {}
+
+    @classmethod
+    def from_url(cls, url: str) -> AsyncRedisStore:
+        rest, prefix, cluster = split_url(url)
+        try:
+            if cluster:
+                client: Any = redis.asyncio.cluster.RedisCluster.from_url(rest)
+            else:
+                client = redis.asyncio.Redis.from_url(rest)
+        except (RedisError, RedisClusterException) as exc:
+            raise StoreError(f"redis: cannot connect: {exc}") from exc
+        except ValueError as exc:
+            raise ConfigurationError(f"store: {exc} in {url!r}") from None
+        return cls(client, prefix)
+
+    async def put_account(self, account_id: str, plan: str, seats: int) -> bool:
+        with _translate():
+            created = await self._account(
+                keys=[self.key(account_id, "a")], args=[plan, seats, account_id]
+            )
+        return bool(created)
+
+    async def get_account(self, account_id: str) -> Account | None:
+        with _translate():
+            plan, seats = await self.client.hmget(self.key(account_id, "a"), ["p", "s"])
+        if plan is None:
+            return None
+        return Account(account_id, plan.decode(), int(seats))
+
+    async def fast_decide(
+        self, policy: Policy, req: Request, now: float | None, charge: bool
+    ) -> Decision | None:
+        script_ = self._decide_by_policy.get(id(policy))
+        if script_ is None:
+            script_ = self.client.register_script(compiled_decide(policy))
+            self._decide_by_policy[id(policy)] = script_
+        keys, argv = self.decide_args(policy, req, now, charge)
+        with _translate():
+            reply = await script_(keys=keys, args=argv)
+        return read_decision(policy, req, reply)
+
+    async def transact(
+        self,
+        account_id: str,
+        now: float | None,
+        fn: Callable[[AccountView, float], T],
+        preload: Preload = NO_PRELOAD,
+    ) -> T:
+        policy = self.policy
+        assert policy is not None
+        keys = self.load_keys(account_id, preload)
+        with _translate():
+            for _ in range(MAX_ATTEMPTS):
+                loaded = await self._load(keys=keys, args=["" if now is None else _num(now)])
+                view = self.view(account_id, keys, loaded, None)
+                at = float(loaded[0])
+                result = fn(view, at)
+                apply = view.apply_args(policy, at)
+                if apply is None or await self._apply(keys=apply[0], args=apply[1]) == 1:
+                    return result
+        raise StoreError(f"redis: account {account_id!r} kept changing; gave up after retries")
+
+    async def sweep(self, now: float | None = None) -> int:
+        """Settle expired reservations nobody touched (everything else expires by TTL)."""
+        policy = self.policy
+        if policy is None:
+            return 0
+        settled = 0
+        with _translate():
+            if now is None:
+                seconds, micros = await self.client.time()
+                now = float(seconds) + float(micros) / 1_000_000
+            async for key in self.client.scan_iter(match=f"{self.prefix}:*:a", count=500):
+                due, account = await self.client.hmget(key, ["nh", "id"])
+                if due is None or account is None:
+                    continue
+                if float(due) > now:
+                    continue
+                try:
+                    await self.transact(
+                        account.decode(),
+                        now,
+                        lambda view, t: ops.settle_due_holds(policy, view, t),
+                    )
+                except UnknownAccount:
+                    continue
+                settled += 1
+        return settled
+
+    async def close(self) -> None:
+        await self.client.aclose()

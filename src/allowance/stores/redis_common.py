@@ -1,0 +1,305 @@
+"""What the sync and async Redis stores share, free of I/O: key names, the counters codec, the
+policy compiled to Lua, the view the slow path runs ``ops`` on, and how a fast-path reply
+becomes a Decision. See ``redis.py`` for the design."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from importlib import resources
+from math import ceil
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+
+from redis.exceptions import RedisClusterException, RedisError
+
+from allowance import engine
+from allowance.clock import system_clock
+from allowance.errors import ConfigurationError, StoreError, UnknownAccount
+from allowance.ops import HOLD_KEEP, Request
+from allowance.policy import Policy
+from allowance.state import HELD, Counter, Hold, IdempotencyRecord
+from allowance.stores.base import AccountView, Preload
+from allowance.types import Decision
+from allowance.windows import CalendarWindow
+
+T = TypeVar("T")
+MAX_ATTEMPTS = 50
+_PREFIX = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+def script(name: str) -> str:
+    return resources.files("allowance.stores").joinpath(f"lua/{name}.lua").read_text("utf-8")
+
+
+def _num(x: float) -> str:
+    return f"{x:.17g}"
+
+
+def encode_counters(counters: dict[str, Counter]) -> str:
+    """``name=start,used,t:n;t:n|...``: the format decide.lua reads and writes."""
+    parts = []
+    for name, c in counters.items():
+        items = ";".join(f"{_num(t)}:{int(n)}" for t, n in c.entries or ())
+        start = "" if c.start is None else _num(c.start)
+        parts.append(f"{name}={start},{c.used},{items}")
+    return "|".join(parts)
+
+
+def decode_counters(raw: str) -> dict[str, Counter]:
+    out = {}
+    for part in raw.split("|") if raw else ():
+        name, body = part.split("=", 1)
+        start, used, items = body.split(",", 2)
+        entries = [[float(t), int(n)] for t, n in (i.split(":") for i in items.split(";") if i)]
+        out[name] = Counter(float(start) if start else None, int(used), entries or None)
+    return out
+
+
+def _tag(account: str) -> str:
+    # a brace inside the id would end the hash tag early; such ids are tagged by their digest
+    if "{" in account or "}" in account:
+        return "#" + hashlib.sha1(account.encode()).hexdigest()
+    return account
+
+
+def _ms(seconds: float) -> int:
+    return max(1, ceil(seconds * 1000))
+
+
+@contextmanager
+def _translate() -> Iterator[None]:
+    """redis-py errors become ``StoreError`` at this one point (the cluster client's own
+    errors are not ``RedisError`` subclasses)."""
+    try:
+        yield
+    except (RedisError, RedisClusterException) as exc:
+        raise StoreError(f"redis: {exc}") from exc
+
+
+class RedisView(AccountView):
+    """An account loaded by load.lua. Records named in the preload came with it; another one
+    is read on demand (sync store only; the version check covers it either way)."""
+
+    def __init__(
+        self,
+        keys: KeySpace,
+        account_id: str,
+        loaded: list[Any],
+        preloaded: dict[str, bytes | None],
+        fetch: Callable[[str], bytes | None] | None,
+    ) -> None:
+        self._keys = keys
+        self._preloaded = preloaded
+        self._fetch = fetch
+        self.account_id = account_id
+        _, self.version, self.plan, seats, nh, holds, raw = (
+            v.decode() if isinstance(v, bytes) else v for v in loaded[:7]
+        )
+        self.seats = int(seats)
+        self.next_hold_expiry = float(nh) if nh else None
+        self.held: dict[str, dict[str, Any]] = json.loads(holds) if holds else {}
+        self._counters = decode_counters(raw)
+        self.counters_dirty = False
+        self.holds_dirty = False
+        self.writes: dict[str, tuple[str, float]] = {}  # key -> (value, expires at)
+
+    def counters(self, names: Any) -> dict[str, Counter]:
+        stored = self._counters
+        return {n: stored.setdefault(n, Counter()) for n in names}
+
+    def save_counters(self, counters: dict[str, Counter]) -> None:
+        self.counters_dirty = True
+
+    def _read(self, key: str) -> bytes | str | None:
+        if key in self.writes:  # written earlier in this operation (a hold just settled)
+            return self.writes[key][0]
+        if key in self._preloaded:
+            return self._preloaded[key]
+        if self._fetch is None:
+            raise StoreError(f"redis: {key} was not preloaded for this operation")
+        return self._fetch(key)
+
+    def get_idempotency(self, key: str) -> IdempotencyRecord | None:
+        raw = self._read(self._keys.key(self.account_id, "i:" + key))
+        return None if raw is None else IdempotencyRecord.from_json(json.loads(raw))
+
+    def put_idempotency(self, key: str, record: IdempotencyRecord) -> None:
+        value = json.dumps(record.to_json())
+        self.writes[self._keys.key(self.account_id, "i:" + key)] = (value, record.expires_at)
+
+    def get_hold(self, hold_id: str) -> Hold | None:
+        if hold_id in self.held:
+            return Hold.from_json(self.held[hold_id])
+        raw = self._read(self._keys.key(self.account_id, "r:" + hold_id))
+        return None if raw is None else Hold.from_json(json.loads(raw))
+
+    def put_hold(self, hold: Hold) -> None:
+        if hold.state == HELD:
+            self.held[hold.id] = hold.to_json()
+        else:
+            self.held.pop(hold.id, None)
+        self.holds_dirty = True
+        self.next_hold_expiry = min((h["expires_at"] for h in self.held.values()), default=None)
+        key = self._keys.key(self.account_id, "r:" + hold.id)
+        self.writes[key] = (json.dumps(hold.to_json()), hold.expires_at + HOLD_KEEP)
+
+    def due_holds(self, now: float) -> list[Hold]:
+        return [Hold.from_json(h) for h in self.held.values() if h["expires_at"] <= now]
+
+    def apply_args(self, policy: Policy, now: float) -> tuple[list[str], list[Any]] | None:
+        """KEYS and ARGV for apply.lua, or None when nothing changed."""
+        if not (self.counters_dirty or self.holds_dirty or self.writes):
+            return None
+        counters_value, ttl = "=", 0
+        if self.counters_dirty:
+            keep, last = {}, now
+            for name, c in self._counters.items():
+                limit = policy.limits.get(name)
+                expires = None if limit is None else limit.window.expires_at(c)
+                if expires is not None and expires > now:
+                    keep[name] = c
+                    last = max(last, expires)
+            counters_value, ttl = encode_counters(keep), _ms(last - now)
+        keys = [self._keys.key(self.account_id, "a"), self._keys.key(self.account_id, "c")]
+        argv: list[Any] = [
+            self.version,
+            counters_value,
+            ttl,
+            "" if self.next_hold_expiry is None else _num(self.next_hold_expiry),
+            json.dumps(self.held) if self.held else "",
+        ]
+        for key, (value, expires_at) in self.writes.items():
+            keys.append(key)
+            argv += [value, _ms(expires_at - now)]
+        return keys, argv
+
+
+class KeySpace:
+    """Key names and script arguments for one ``prefix``; no I/O."""
+
+    def __init__(self, prefix: str) -> None:
+        if not _PREFIX.match(prefix):
+            raise ConfigurationError(
+                f"store: prefix must be letters, digits, _.:- (got {prefix!r})"
+            )
+        self.prefix = prefix
+        self._calendar_features: dict[str, bool] = {}  # feature -> has a calendar limit
+
+    def key(self, account: str, suffix: str) -> str:
+        return f"{self.prefix}:{{{_tag(account)}}}:{suffix}"
+
+    def load_keys(self, account: str, preload: Preload) -> list[str]:
+        keys = [self.key(account, "a"), self.key(account, "c")]
+        if preload.idempotency_key is not None:
+            keys.append(self.key(account, "i:" + preload.idempotency_key))
+        if preload.hold_id is not None:
+            keys.append(self.key(account, "r:" + preload.hold_id))
+        return keys
+
+    def view(
+        self,
+        account: str,
+        keys: list[str],
+        loaded: list[Any],
+        fetch: Callable[[str], bytes | None] | None,
+    ) -> RedisView:
+        if not loaded:
+            raise UnknownAccount(account)
+        extra = {k: (v or None) for k, v in zip(keys[2:], loaded[7:], strict=True)}
+        return RedisView(self, account, loaded, extra, fetch)
+
+    def decide_args(
+        self, policy: Policy, req: Request, now: float | None, charge: bool
+    ) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of decide.lua for one request."""
+        argv: list[Any] = [
+            "" if now is None else _num(now),
+            req.amount,
+            1 if req.partial else 0,
+            1 if charge else 0,
+            req.feature,
+        ]
+        if self._calendar_features.get(req.feature, True):
+            at = now if now is not None else system_clock()
+            bounds = calendar_bounds(policy, req.feature, at)
+            self._calendar_features[req.feature] = bool(bounds)
+            argv += bounds
+        return [self.key(req.account, "a"), self.key(req.account, "c")], argv
+
+
+def calendar_bounds(policy: Policy, feature: str, now: float) -> list[str]:
+    """Four period boundaries around ``now`` per calendar limit of the feature (a local
+    estimate: the script picks the period holding its own time, or takes the slow path)."""
+    out = []
+    for limit in policy.limits_of(feature):
+        window = limit.window
+        if isinstance(window, CalendarWindow):
+            start, end = window.period(now)
+            before, after = window.period(start - 1)[0], window.period(end)[1]
+            out += [_num(before), _num(start), _num(end), _num(after)]
+    return out
+
+
+def read_decision(policy: Policy, req: Request, reply: list[Any]) -> Decision | None:
+    """Replay the engine on the counters decide.lua saw; None when it asked for the slow
+    path. The script's grant and the engine's must agree."""
+    status = reply[0]
+    if status == b"unknown":
+        raise UnknownAccount(req.account)
+    if status == b"slow":
+        return None
+    at = float(reply[1])
+    counters = decode_counters(reply[2].decode())
+    plan, seats = reply[4].decode(), int(reply[5])
+    view = {n: counters.get(n) or Counter() for n in policy.limit_names(req.feature)}
+    ruling = engine.decide(policy, plan, seats, req.feature, req.amount, req.partial, view, at)
+    if ruling.granted != int(reply[3]):
+        raise StoreError(
+            f"redis: the script granted {int(reply[3])} where the engine grants "
+            f"{ruling.granted} ({req.feature} x{req.amount} for {req.account!r})"
+        )
+    return ruling.decision
+
+
+def compiled_decide(policy: Policy) -> str:
+    """decide.lua with the policy's limits compiled in."""
+    return script("decide").replace("--SPEC--", lua_spec(policy), 1)
+
+
+def split_url(url: str) -> tuple[str, str, bool]:
+    """(redis-py URL, prefix, cluster?) from our URL; our own options removed."""
+    parts = urlsplit(url)
+    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+    prefix = query.pop("prefix", "allowance")
+    cluster = parts.scheme == "redis+cluster"
+    scheme = "redis" if cluster else parts.scheme
+    rest = urlunsplit((scheme, parts.netloc, parts.path, urlencode(query), ""))
+    return rest, prefix, cluster
+
+
+def lua_spec(policy: Policy) -> str:
+    """The policy as Lua: ``PLANS`` (name -> index) and ``spec(feature)`` -> its limits. Names
+    match the policy's name pattern (lower case, digits, ``_`` and ``.``), so quoting is safe."""
+    plans = ", ".join(f"['{p.name}'] = {i + 1}" for i, p in enumerate(policy.plans))
+    lines = [f"local PLANS = {{{plans}}}", "local function spec(feature)"]
+    for i, feature in enumerate(policy.features):
+        items = []
+        for limit in policy.limits_of(feature):
+            cells = [limit.cells[p.name] for p in policy.plans]
+            caps = ", ".join(
+                "-2" if not c.access else ("-1" if c.max is None else str(c.max)) for c in cells
+            )
+            seats = ", ".join("1" if c.per_seat else "0" for c in cells)
+            kind = {"anchored": "a", "sliding": "s", "calendar": "c"}[limit.window.kind]
+            items.append(
+                f"{{name = '{limit.name}', kind = '{kind}', length = {limit.window.length!r},"
+                f" caps = {{{caps}}}, seat = {{{seats}}}}}"
+            )
+        keyword = "if" if i == 0 else "elseif"
+        lines.append(f"  {keyword} feature == '{feature}' then return {{{', '.join(items)}}}")
+    lines += ["  end", "  return nil", "end"]
+    return "\n".join(lines)
