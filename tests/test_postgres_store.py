@@ -1,10 +1,9 @@
 """The PostgreSQL store: the seed's example, persistence, configuration, the schema, cleanup and
-races. Each test gets a fresh schema on the server named by ALLOWANCE_TEST_POSTGRES_URL (default:
-the local test database), dropped afterwards."""
+races. Each test gets a fresh schema on the session's PostgreSQL (ALLOWANCE_TEST_POSTGRES_URL, or
+a throwaway server), dropped afterwards."""
 
 from __future__ import annotations
 
-import os
 import socket
 import threading
 import time
@@ -22,23 +21,13 @@ from allowance.stores import AccountView, store_from_url
 from allowance.stores import postgres as pg
 from allowance.stores.postgres import PostgresStore
 
-BASE_URL = os.environ.get(
-    "ALLOWANCE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test"
-)
+BASE_URL = ""  # the session's PostgreSQL (conftest's postgres_url: env var or a throwaway one)
 
 
-def _server_up() -> str | None:
-    try:
-        psycopg.connect(BASE_URL, connect_timeout=3).close()
-    except psycopg.Error as exc:
-        return str(exc)
-    return None
-
-
-_DOWN = _server_up()
-if _DOWN is not None and os.environ.get("CI") == "true":
-    raise RuntimeError(f"PostgreSQL at {BASE_URL} is needed with CI=true: {_DOWN}")
-pytestmark = pytest.mark.skipif(_DOWN is not None, reason=f"no PostgreSQL at {BASE_URL}")
+@pytest.fixture(autouse=True)
+def _base_url(postgres_url: str) -> None:
+    global BASE_URL
+    BASE_URL = postgres_url
 
 
 def with_options(**options: str) -> str:
@@ -219,11 +208,20 @@ def test_a_failed_operation_writes_nothing(schema: str) -> None:
             view.save_counters(counters)
             raise RuntimeError("boom")
 
+        def charge_then_fail_on_the_server(view: AccountView, now: float) -> None:
+            counters = view.counters(["ai_exports"])
+            counters["ai_exports"].start, counters["ai_exports"].used = now, 5
+            view.save_counters(counters)
+            view._conn.execute("SELECT 1 / 0")  # type: ignore[attr-defined]  # queued, fails late
+
         with pytest.raises(RuntimeError):
             lim.store.transact("a", None, charge_then_fail)
+        with pytest.raises(StoreError, match="division by zero"):
+            lim.store.transact("a", None, charge_then_fail_on_the_server)
         # the one pooled connection is clean again, and nothing was charged
         assert used(lim, "a", "ai_exports") == 0
         assert lim.consume("a", "export.ai").allowed
+        assert used(lim, "a", "ai_exports") == 1
 
 
 def test_time_is_read_after_the_row_lock(pg_url: str) -> None:
