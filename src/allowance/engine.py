@@ -240,6 +240,21 @@ def release(policy: Policy, hold: Hold, counters: Mapping[str, Counter], now: fl
             limit.window.uncharge(counters[name], mark, hold.amount, now)
 
 
+def live_counters(
+    policy: Policy, counters: Mapping[str, Counter], now: float
+) -> tuple[dict[str, Counter], float]:
+    """The counters still holding something at ``now`` (those of closed windows, or of limits
+    the policy no longer has, can be dropped), and when the last of them empties."""
+    keep, last = {}, now
+    for name, counter in counters.items():
+        limit = policy.limits.get(name)
+        expires = None if limit is None else limit.window.expires_at(counter)
+        if expires is not None and expires > now:
+            keep[name] = counter
+            last = max(last, expires)
+    return keep, last
+
+
 def meters(
     policy: Policy, plan: str, seats: int, counters: Mapping[str, Counter], now: float
 ) -> list[Meter]:

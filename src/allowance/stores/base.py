@@ -39,9 +39,18 @@ class AccountView(ABC):
     seats: int
     next_hold_expiry: float | None
 
-    @abstractmethod
+    _counters: dict[str, Counter]  # every counter of the account the view has loaded
+
     def counters(self, names: Iterable[str]) -> dict[str, Counter]:
         """The account's counters for these limits (blank ones where none is stored yet)."""
+        stored = self._counters
+        out = {}
+        for name in names:
+            counter = stored.get(name)
+            if counter is None:
+                counter = stored[name] = Counter()
+            out[name] = counter
+        return out
 
     @abstractmethod
     def save_counters(self, counters: dict[str, Counter]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import TypeVar
 
 from allowance import ops
@@ -28,11 +28,12 @@ SWEEP_BATCH = 1000
 
 
 class MemoryView(AccountView):
-    __slots__ = ("_state", "_store", "account_id")
+    __slots__ = ("_counters", "_state", "_store", "account_id")
 
     def __init__(self, store: MemoryStore, account_id: str, state: AccountState) -> None:
         self._store = store
         self._state = state
+        self._counters = state.counters  # the stored objects: the engine changes them in place
         self.account_id = account_id
 
     @property
@@ -46,16 +47,6 @@ class MemoryView(AccountView):
     @property
     def next_hold_expiry(self) -> float | None:  # type: ignore[override]
         return self._state.next_hold_expiry
-
-    def counters(self, names: Iterable[str]) -> dict[str, Counter]:
-        stored = self._state.counters
-        out = {}
-        for name in names:
-            counter = stored.get(name)
-            if counter is None:
-                counter = stored[name] = Counter()
-            out[name] = counter
-        return out
 
     def save_counters(self, counters: dict[str, Counter]) -> None:
         pass  # the engine changed the stored objects themselves

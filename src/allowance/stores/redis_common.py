@@ -107,10 +107,6 @@ class RedisView(AccountView):
         self.holds_dirty = False
         self.writes: dict[str, tuple[str, float]] = {}  # key -> (value, expires at)
 
-    def counters(self, names: Any) -> dict[str, Counter]:
-        stored = self._counters
-        return {n: stored.setdefault(n, Counter()) for n in names}
-
     def save_counters(self, counters: dict[str, Counter]) -> None:
         self.counters_dirty = True
 
@@ -156,13 +152,7 @@ class RedisView(AccountView):
             return None
         counters_value, ttl = "=", 0
         if self.counters_dirty:
-            keep, last = {}, now
-            for name, c in self._counters.items():
-                limit = policy.limits.get(name)
-                expires = None if limit is None else limit.window.expires_at(c)
-                if expires is not None and expires > now:
-                    keep[name] = c
-                    last = max(last, expires)
+            keep, last = engine.live_counters(policy, self._counters, now)
             counters_value, ttl = encode_counters(keep), _ms(last - now)
         keys = [self._keys.key(self.account_id, "a"), self._keys.key(self.account_id, "c")]
         argv: list[Any] = [

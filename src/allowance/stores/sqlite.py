@@ -30,12 +30,12 @@ import json.scanner
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
-from allowance import ops
+from allowance import engine, ops
 from allowance.clock import system_clock
 from allowance.errors import ConfigurationError, StoreError, UnknownAccount
 from allowance.ops import HOLD_KEEP
@@ -93,16 +93,6 @@ class SQLiteView(AccountView):
         }
         self.dirty = False
 
-    def counters(self, names: Iterable[str]) -> dict[str, Counter]:
-        stored = self._counters
-        out = {}
-        for name in names:
-            counter = stored.get(name)
-            if counter is None:
-                counter = stored[name] = Counter()
-            out[name] = counter
-        return out
-
     def save_counters(self, counters: dict[str, Counter]) -> None:
         self.dirty = True  # written once, by flush(), however many limits changed
 
@@ -112,14 +102,8 @@ class SQLiteView(AccountView):
             return
         policy = self._store.policy
         assert policy is not None
-        keep = {}
-        for name, c in self._counters.items():
-            limit = policy.limits.get(name)
-            if limit is None:
-                continue  # a limit the policy no longer has
-            expires = limit.window.expires_at(c)
-            if expires is not None and expires > now:
-                keep[name] = (c.start, c.used, c.entries or None)
+        live, _ = engine.live_counters(policy, self._counters, now)
+        keep = {name: (c.start, c.used, c.entries or None) for name, c in live.items()}
         self._conn.execute(
             "UPDATE accounts SET counters = ? WHERE id = ?",
             (_encode(keep), self.account_id),
