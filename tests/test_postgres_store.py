@@ -1,9 +1,10 @@
 """The PostgreSQL store: the seed's example, persistence, configuration, the schema, cleanup and
-races. Each test gets a fresh schema on the session's PostgreSQL (ALLOWANCE_TEST_POSTGRES_URL, or
-a throwaway server), dropped afterwards."""
+races, and its async twin on psycopg's async pool. Each test gets a fresh schema on the
+session's PostgreSQL (ALLOWANCE_TEST_POSTGRES_URL, or a throwaway server), dropped afterwards."""
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import threading
 import time
@@ -15,11 +16,16 @@ from typing import Any
 import psycopg
 import pytest
 
-from allowance import ConfigurationError, Limiter, ManualClock
+from allowance import AsyncLimiter, ConfigurationError, Limiter, ManualClock, ReservationExpired
 from allowance.errors import StoreError
+from allowance.state import IdempotencyRecord
 from allowance.stores import AccountView, store_from_url
 from allowance.stores import postgres as pg
+from allowance.stores import postgres_async as pga
+from allowance.stores import postgres_common as pgc
+from allowance.stores.base import Preload
 from allowance.stores.postgres import PostgresStore
+from allowance.stores.postgres_async import AsyncPostgresStore
 
 BASE_URL = ""  # the session's PostgreSQL (conftest's postgres_url: env var or a throwaway one)
 
@@ -212,7 +218,8 @@ def test_a_failed_operation_writes_nothing(schema: str) -> None:
             counters = view.counters(["ai_exports"])
             counters["ai_exports"].start, counters["ai_exports"].used = now, 5
             view.save_counters(counters)
-            view._conn.execute("SELECT 1 / 0")  # type: ignore[attr-defined]  # queued, fails late
+            # queued with the writes: it fails on the server, in the flight of the COMMIT
+            view.writes.append(("SELECT 1 / 0", ()))  # type: ignore[attr-defined]
 
         with pytest.raises(RuntimeError):
             lim.store.transact("a", None, charge_then_fail)
@@ -314,3 +321,219 @@ def test_threads_race_for_the_last_units(pg_url: str) -> None:
             t.join()
         assert len(granted) == 16 and sum(granted) == 30
         assert used(setup, "acme", "ai_exports") == 30
+
+
+# --- the async twin ----------------------------------------------------------------------------
+
+
+def no_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ``asyncio.to_thread`` (AsyncLimiter's fallback for a sync store) fail."""
+
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("AsyncLimiter ran the store in a worker thread")
+
+    monkeypatch.setattr(asyncio, "to_thread", refuse)
+
+
+def next_hold_expiry(schema: str, account: str) -> float | None:
+    with admin() as conn:
+        row = conn.execute(
+            f'SELECT next_hold_expiry FROM "{schema}".accounts WHERE id = %s', (account,)
+        ).fetchone()
+    assert row is not None
+    return row[0]  # type: ignore[no-any-return]
+
+
+def test_async_limiter_uses_the_async_pool_not_threads(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def main() -> None:
+        lim = AsyncLimiter(store=pg_url)
+        try:
+            assert isinstance(lim.async_store, AsyncPostgresStore)
+            assert lim.async_store.policy is lim.policy
+            with monkeypatch.context() as patch:
+                no_threads(patch)
+                await lim.set_account("acme", plan="pro")
+                decisions = await asyncio.gather(
+                    *(lim.consume("acme", "export.ai") for _ in range(80))
+                )
+                assert sum(d.granted for d in decisions) == 30
+                assert sum(not d.allowed for d in decisions) == 50
+                meter = {m.limit: m.used for m in await lim.usage("acme")}
+                assert meter["ai_exports"] == 30
+                assert (await lim.get_account("acme")).plan == "pro"
+                assert await lim.sweep() == 0
+        finally:
+            await lim.close()  # the sync store's close may use a thread
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_next_hold_expiry_follows_the_held_reservations(
+    kind: str, pg_url: str, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The row's earliest held expiry is recomputed by the server when a hold leaves the held
+    state (the view cannot know the next one), also when the earliest is settled as expired
+    and then committed in the same transaction (read-your-writes: it is expired)."""
+    clock = ManualClock("2026-11-23T15:10:00Z")
+    start = clock()
+
+    async def main() -> None:
+        lim = AsyncLimiter(store=pg_url, clock=clock)
+        try:
+            if kind == "sync":
+                lim.async_store = None  # AsyncLimiter then runs the sync store in a thread
+            else:
+                no_threads(monkeypatch)
+            await lim.set_account("a", plan="pro")
+            first = await lim.reserve("a", "export.ai", 1, ttl=60)
+            second = await lim.reserve("a", "export.ai", 1, ttl=120)
+            third = await lim.reserve("a", "export.ai", 1, ttl=180)
+            assert next_hold_expiry(schema, "a") == start + 60
+            await first.commit()  # the earliest leaves: the next one is the row's
+            assert next_hold_expiry(schema, "a") == start + 120
+            clock.advance(150)  # the second is due now, the third not yet
+            with pytest.raises(ReservationExpired):
+                await second.commit()  # settled as expired first, in the same transaction
+            assert next_hold_expiry(schema, "a") == start + 120  # that one rolled back
+            await third.release()  # settles the second (expired) and releases the third
+            assert next_hold_expiry(schema, "a") is None
+            assert {m.limit: m.used for m in await lim.usage("a")}["ai_exports"] == 1
+        finally:
+            monkeypatch.undo()
+            await lim.close()
+
+    asyncio.run(main())
+
+
+def test_async_failed_operation_writes_nothing(schema: str) -> None:
+    url = with_options(schema=schema, pool_min="1", pool_max="1")
+
+    def charge_then_fail(view: AccountView, now: float) -> None:
+        counters = view.counters(["ai_exports"])
+        counters["ai_exports"].start, counters["ai_exports"].used = now, 5
+        view.save_counters(counters)
+        raise RuntimeError("boom")
+
+    def charge_then_fail_on_the_server(view: AccountView, now: float) -> None:
+        counters = view.counters(["ai_exports"])
+        counters["ai_exports"].start, counters["ai_exports"].used = now, 5
+        view.save_counters(counters)
+        view.writes.append(("SELECT 1 / 0", ()))  # type: ignore[attr-defined]
+
+    async def main() -> None:
+        PostgresStore.from_url(url).close()  # the schema
+        store = AsyncPostgresStore.from_url(url)
+        try:
+            await store.put_account("a", "pro", 1)
+            with pytest.raises(StoreError, match="division by zero") as info:
+                await store.transact("a", None, charge_then_fail_on_the_server)
+            assert isinstance(info.value.__cause__, psycopg.Error)
+            with pytest.raises(RuntimeError):
+                await store.transact("a", None, charge_then_fail)
+            # the one pooled connection is clean again, and nothing was charged
+            stored = await store.transact("a", None, lambda view, now: view.counters(["x"]))
+            assert stored["x"].used == 0
+            with admin() as conn:
+                row = conn.execute(f'SELECT counters FROM "{schema}".accounts').fetchone()
+            assert row == ({},)
+        finally:
+            await store.close()
+        with pytest.raises(StoreError, match="closed"):
+            await store.get_account("a")
+        await store.close()  # twice is harmless
+
+    asyncio.run(main())
+
+
+def test_records_not_preloaded(pg_url: str) -> None:
+    """The sync view reads a record nobody preloaded; the async one has no I/O and refuses."""
+    record = IdempotencyRecord("consume", "export.ai", 1, {}, 2e9)
+    with Limiter(store=pg_url) as lim:
+        lim.set_account("a", plan="pro")
+        lim.store.transact("a", None, lambda view, now: view.put_idempotency("k", record))
+        found = lim.store.transact("a", None, lambda view, now: view.get_idempotency("k"))
+        assert found == record
+        held = lim.reserve("a", "export.ai", ttl=60)
+        later = lim.store.transact("a", None, lambda view, now: view.due_holds(now + 120))
+        assert [h.id for h in later] == [held.id]
+
+        async def main() -> None:
+            store = lim.store.async_store()
+            assert store is not None
+            try:
+                preloaded = await store.transact(
+                    "a",
+                    None,
+                    lambda view, now: view.get_idempotency("k"),
+                    Preload(idempotency_key="k"),
+                )
+                assert preloaded == record
+                with pytest.raises(StoreError, match="not preloaded"):
+                    await store.transact("a", None, lambda view, now: view.get_hold("h"))
+                with pytest.raises(StoreError, match="not preloaded"):
+                    await store.transact("a", None, lambda view, now: view.due_holds(now + 120))
+            finally:
+                await store.close()
+
+        asyncio.run(main())
+
+
+def test_async_sweep_and_the_bounded_background_sweep(
+    pg_url: str, schema: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = ManualClock("2026-11-23T15:10:00Z")
+
+    def rows(table: str) -> int:
+        with admin() as conn:
+            row = conn.execute(f'SELECT count(*) FROM "{schema}".{table}').fetchone()
+        assert row is not None
+        return int(row[0])
+
+    async def main() -> None:
+        lim = AsyncLimiter(store=pg_url, clock=clock)
+        try:
+            no_threads(monkeypatch)
+            await lim.set_account("a", plan="pro")
+            for i in range(6):
+                await lim.consume("a", "export.standard", idempotency_key=f"k{i}")
+            committed = await lim.reserve("a", "background.studio", 3, ttl=60)
+            await committed.commit()
+            await lim.reserve("a", "background.studio", 2, ttl=60)  # left to expire untouched
+            assert (rows("idempotency"), rows("holds")) == (6, 2)
+
+            clock.advance(3 * 86400)
+            monkeypatch.setattr(pgc, "SWEEP_EVERY", 1)  # every operation sweeps ...
+            monkeypatch.setattr(pgc, "SWEEP_BATCH", 2)  # ... at most 2 rows of each kind
+            await lim.consume("a", "export.standard")
+            assert (rows("idempotency"), rows("holds")) == (4, 0)  # the held one settled first
+            monkeypatch.setattr(pgc, "SWEEP_EVERY", 10**9)
+            assert await lim.sweep() == 4
+            assert await lim.sweep() == 0
+            assert {m.limit: m.used for m in await lim.usage("a")}["studio"] == 0
+        finally:
+            monkeypatch.undo()
+            await lim.close()
+
+    asyncio.run(main())
+
+
+def test_async_unreachable_server_is_a_store_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again below: nothing listens there
+    monkeypatch.setattr(pga, "OPEN_TIMEOUT", 1.0)
+
+    async def main() -> None:
+        store = AsyncPostgresStore.from_url(f"postgresql://postgres@127.0.0.1:{port}/test")
+        try:
+            for _ in range(2):  # a failed opening is not kept: the next operation tries again
+                with pytest.raises(StoreError, match="postgresql") as info:
+                    await store.get_account("a")
+                assert isinstance(info.value.__cause__, psycopg.OperationalError)
+        finally:
+            await store.close()
+
+    asyncio.run(main())

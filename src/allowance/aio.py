@@ -1,10 +1,10 @@
 """``AsyncLimiter``: the async twin of ``Limiter``, for use inside event loops.
 
 It builds the same calls as ``Limiter`` (``calls.py``) and awaits them on the store's async
-twin when the store has one (Redis and Redis Cluster through ``redis.asyncio``). Otherwise a
-store that never blocks (memory) is called directly on the loop, and one that does file or
-network I/O without an async driver here (SQLite; PostgreSQL until its async twin lands) runs
-in a worker thread, so the loop is never blocked.
+twin when the store has one (Redis and Redis Cluster through ``redis.asyncio``, PostgreSQL
+through psycopg's ``AsyncConnectionPool``). Otherwise a store that never blocks (memory) is
+called directly on the loop, and one that does file I/O without an async driver here (SQLite)
+runs in a worker thread, so the loop is never blocked.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """AsyncLimiter on every store: the same answers as Limiter, through the stores' async drivers
-where they have one (Redis, Redis Cluster)."""
+where they have one (Redis and Redis Cluster: redis.asyncio; PostgreSQL: psycopg's
+AsyncConnectionPool)."""
 
 from __future__ import annotations
 

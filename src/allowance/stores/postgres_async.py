@@ -1,0 +1,228 @@
+"""The async twin of ``postgres.py`` on psycopg's ``AsyncConnectionPool``: the same SQL, the
+same view and the same transaction in the same pipelined flights, awaited. The records an
+operation reads are named up front (``Preload``) and read in the locking flight, and expired
+reservations right after it, so ``ops`` runs between awaits without I/O of its own.
+
+The pool is created and opened by the first operation, inside the running loop: psycopg_pool
+deprecates opening an async pool in its constructor, and an open pool belongs to one loop. The
+schema is the sync store's work (``AsyncLimiter`` builds that one first), so it is not checked
+here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
+from typing import Any, TypeVar
+
+import psycopg
+from psycopg.pq import TransactionStatus
+from psycopg.rows import TupleRow
+from psycopg_pool import AsyncConnectionPool
+
+from allowance import ops
+from allowance.errors import StoreError, UnknownAccount
+from allowance.ops import HOLD_KEEP
+from allowance.policy import Policy
+from allowance.stores import postgres_common as common
+from allowance.stores.base import NO_PRELOAD, AccountView, AsyncStore, Preload
+from allowance.stores.postgres_common import (
+    BEGIN,
+    COMMIT,
+    NO_WAIT,
+    NOW,
+    ROLLBACK,
+    PostgresView,
+    Translate,
+    check_settings,
+    due_read,
+    parse_url,
+    queries,
+    record_reads,
+)
+from allowance.types import Account
+
+T = TypeVar("T")
+AsyncConn = psycopg.AsyncConnection[TupleRow]
+log = logging.getLogger(__name__)
+OPEN_TIMEOUT = 30.0  # seconds the first operation waits for the pool's first connections
+
+
+class AsyncPostgresStore(AsyncStore):
+    def __init__(
+        self, conninfo: str, *, schema: str = "allowance", pool_min: int = 1, pool_max: int = 10
+    ) -> None:
+        check_settings(schema, pool_min, pool_max)
+        self.conninfo = conninfo
+        self.schema = schema
+        self.sql = queries(schema)
+        self.policy: Policy | None = None
+        self._sizes = (pool_min, pool_max)
+        self._pool: AsyncConnectionPool[AsyncConn] | None = None
+        self._opening = asyncio.Lock()  # binds to a loop only when first contended
+        self._closed = False
+        self._ops = itertools.count(1)
+
+    @classmethod
+    def from_url(cls, url: str) -> AsyncPostgresStore:
+        conninfo, schema, pool_min, pool_max = parse_url(url)
+        return cls(conninfo, schema=schema, pool_min=pool_min, pool_max=pool_max)
+
+    async def _open(self) -> AsyncConnectionPool[AsyncConn]:
+        # One opener: the coroutines that arrive meanwhile wait for its pool (two concurrent
+        # pool.wait() calls would trip an assertion in psycopg_pool).
+        async with self._opening:
+            if self._closed:
+                raise StoreError("postgresql: the store is closed")
+            if self._pool is None:
+                pool_min, pool_max = self._sizes
+                pool: AsyncConnectionPool[AsyncConn] = AsyncConnectionPool(
+                    self.conninfo,
+                    min_size=pool_min,
+                    max_size=pool_max,
+                    kwargs={"autocommit": True},  # transactions are explicit, to pipeline BEGIN
+                    open=False,
+                    name=f"allowance-{self.schema}-async",
+                )
+                try:
+                    await pool.open(wait=True, timeout=OPEN_TIMEOUT)
+                except BaseException:
+                    await pool.close()  # not kept: the next operation tries a new one
+                    raise
+                self._pool = pool
+            return self._pool
+
+    @asynccontextmanager
+    async def _connection(self) -> AsyncIterator[AsyncConn]:
+        pool = self._pool if self._pool is not None else await self._open()
+        async with pool.connection() as conn:
+            yield conn
+
+    async def _one(self, query: str, params: tuple[Any, ...] = ()) -> tuple[Any, ...]:
+        """The first row of a single-statement transaction; () when there is none."""
+        with Translate():
+            async with self._connection() as conn:
+                cur = await conn.execute(query, params)
+                return await cur.fetchone() or ()
+
+    async def put_account(self, account_id: str, plan: str, seats: int) -> bool:
+        return bool((await self._one(self.sql["put_account"], (account_id, plan, seats)))[0])
+
+    async def get_account(self, account_id: str) -> Account | None:
+        row = await self._one(self.sql["get_account"], (account_id,))
+        return Account(account_id, row[0], row[1]) if row else None
+
+    async def transact(
+        self,
+        account_id: str,
+        now: float | None,
+        fn: Callable[[AccountView, float], T],
+        preload: Preload = NO_PRELOAD,
+    ) -> T:
+        result, when = await self._transact(account_id, now, fn, preload)
+        if next(self._ops) % common.SWEEP_EVERY == 0:
+            try:
+                await self._sweep(when, common.SWEEP_BATCH)
+            except StoreError:  # the decision is committed; the next round will sweep again
+                log.warning("allowance: background sweep failed", exc_info=True)
+        return result
+
+    async def _transact(
+        self,
+        account_id: str,
+        now: float | None,
+        fn: Callable[[AccountView, float], T],
+        preload: Preload,
+    ) -> tuple[T, float]:
+        """As ``PostgresStore._transact`` (see there and postgres.py), awaited."""
+        q = self.sql
+        with Translate():
+            async with self._connection() as conn:
+                try:
+                    async with conn.pipeline():
+                        await conn.execute(BEGIN, prepare=False)
+                        try:
+                            # flight 1: BEGIN, the lock and the preloaded reads
+                            lock = await conn.execute(q["lock"], (account_id,), prepare=True)
+                            reads = [
+                                await conn.execute(query, params, prepare=True)
+                                for query, params in record_reads(q, account_id, preload)
+                            ]
+                            row = await lock.fetchone()
+                            if row is None:
+                                raise UnknownAccount(account_id)
+                            if now is None:
+                                now = float(row[4])  # read after the lock was granted
+                            found = [((await cur.fetchone()) or (None,))[0] for cur in reads]
+                            due: list[Any] = []
+                            read = due_read(q, account_id, row, now)
+                            if read is not None:  # a flight only when a reservation is due
+                                cur = await conn.execute(*read, prepare=True)
+                                due = [r[0] for r in await cur.fetchall()]
+                            view = PostgresView(
+                                q, self.policy, account_id, row, now, preload, found, due
+                            )
+                            result = fn(view, now)
+                            # last flight: the writes and COMMIT
+                            for query, params in view.finish():
+                                await conn.execute(query, params, prepare=True)
+                        except BaseException:
+                            with suppress(psycopg.Error):  # rides with the last flight
+                                await conn.execute(ROLLBACK, prepare=False)
+                            raise
+                        if not view.writes:  # only the row lock: a crash could lose nothing
+                            await conn.execute(NO_WAIT, prepare=False)
+                        await conn.execute(COMMIT, prepare=False)
+                except BaseException:
+                    await _rollback(conn)  # only if the ROLLBACK above could not run
+                    raise
+        return result, now
+
+    async def sweep(self, now: float | None = None) -> int:
+        if now is None:
+            now = float((await self._one(NOW))[0])
+        return await self._sweep(now, None)
+
+    async def _sweep(self, now: float, batch: int | None) -> int:
+        """Settle expired reservations, then delete what has expired; ``batch`` None = all."""
+        q, policy = self.sql, self.policy
+        if policy is not None:
+            with Translate():
+                async with self._connection() as conn:
+                    cur = await conn.execute(q["due_accounts"], (now, batch))
+                    due = [r[0] for r in await cur.fetchall()]
+            for account in due:  # each in its own transaction, with the account locked
+                with suppress(UnknownAccount):
+                    await self._transact(
+                        account,
+                        now,
+                        lambda view, t: ops.settle_due_holds(policy, view, t),
+                        NO_PRELOAD,
+                    )
+        removed = 0
+        with Translate():
+            async with self._connection() as conn:
+                for statement, cutoff in (
+                    (q["sweep_idempotency"], now),
+                    (q["sweep_holds"], now - HOLD_KEEP),
+                ):
+                    removed += (await conn.execute(statement, (cutoff, batch))).rowcount
+        return removed
+
+    async def close(self) -> None:
+        async with self._opening:  # after an opening in progress, so its pool is closed too
+            self._closed = True
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+
+async def _rollback(conn: AsyncConn) -> None:
+    """End a failed transaction so the connection goes back to the pool clean. A connection
+    that is broken or mid-query is left to the pool, which discards it."""
+    if conn.pgconn.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
+        with suppress(psycopg.Error):
+            await conn.rollback()

@@ -1,0 +1,311 @@
+"""What the sync and async PostgreSQL stores share, free of I/O: the SQL (one copy), the URL and
+its options, error translation, and the view ``ops`` runs on. See ``postgres.py`` for the
+design."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+
+from allowance import engine
+from allowance.errors import ConfigurationError, StoreError
+from allowance.policy import Policy
+from allowance.state import HELD, Counter, Hold, IdempotencyRecord
+from allowance.stores.base import AccountView, Preload
+
+Query = tuple[str, tuple[Any, ...]]  # a statement and its parameters
+#: runs a read in the open transaction and returns the first column of every row
+Fetch = Callable[[str, tuple[Any, ...]], list[Any]]
+_encode = json.JSONEncoder(separators=(",", ":")).encode
+
+SCHEMA_VERSION = 1
+SWEEP_EVERY = 2048
+SWEEP_BATCH = 500
+LOCK_NAMESPACE = 0x616C6C6F  # "allo": first key of the advisory lock around schema changes
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")  # unquoted, within NAMEDATALEN
+OWN_OPTIONS = ("schema", "pool_min", "pool_max")
+
+# ``{s}`` is the schema, ``{held}`` the literal 'held' (a literal, not a parameter, so the
+# planner can use the partial index on held holds).
+DDL = (
+    "CREATE SCHEMA IF NOT EXISTS {s}",
+    "CREATE TABLE IF NOT EXISTS {s}.schema_version (version integer NOT NULL,"
+    " one boolean PRIMARY KEY DEFAULT true CHECK (one))",  # a single row
+    # counters: {limit: [start, used, entries]}; fillfactor leaves room for HOT updates
+    "CREATE TABLE IF NOT EXISTS {s}.accounts (id text PRIMARY KEY, plan text NOT NULL,"
+    " seats integer NOT NULL, next_hold_expiry double precision,"
+    " counters jsonb NOT NULL DEFAULT '{{}}') WITH (fillfactor = 90)",
+    "CREATE TABLE IF NOT EXISTS {s}.holds (id text PRIMARY KEY, account text NOT NULL,"
+    " state text NOT NULL, expires_at double precision NOT NULL, body jsonb NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS holds_held ON {s}.holds (account, expires_at) WHERE state = {held}",
+    "CREATE INDEX IF NOT EXISTS holds_expires_at ON {s}.holds (expires_at)",
+    "CREATE TABLE IF NOT EXISTS {s}.idempotency (account text NOT NULL, key text NOT NULL,"
+    " expires_at double precision NOT NULL, body jsonb NOT NULL, PRIMARY KEY (account, key))",
+    "CREATE INDEX IF NOT EXISTS idempotency_expires_at ON {s}.idempotency (expires_at)",
+)
+TEMPLATES = {
+    "version": "SELECT max(version) FROM {s}.schema_version",
+    "set_version": "INSERT INTO {s}.schema_version (version) VALUES (%s)"
+    " ON CONFLICT (one) DO UPDATE SET version = excluded.version",
+    "lock": "WITH a AS MATERIALIZED (SELECT plan, seats, next_hold_expiry, counters"
+    " FROM {s}.accounts WHERE id = %s FOR UPDATE)"
+    " SELECT plan, seats, next_hold_expiry, counters,"
+    " extract(epoch FROM clock_timestamp())::float8 FROM a",
+    "write": "UPDATE {s}.accounts SET counters = %s::jsonb WHERE id = %s",
+    # After a hold changed: the subquery sees the hold upserts queued before it in this
+    # transaction, so the earliest held expiry is right even when the earliest hold just left
+    # the held state, and the view never has to ask for it.
+    "write_holds": "UPDATE {s}.accounts AS a SET counters = %s::jsonb,"
+    " next_hold_expiry = (SELECT min(h.expires_at) FROM {s}.holds AS h"
+    " WHERE h.account = a.id AND h.state = {held}) WHERE a.id = %s",
+    "put_account": "INSERT INTO {s}.accounts AS a (id, plan, seats) VALUES (%s, %s, %s)"
+    " ON CONFLICT (id) DO UPDATE SET plan = excluded.plan, seats = excluded.seats"
+    " RETURNING (a.xmax = 0)",
+    "get_account": "SELECT plan, seats FROM {s}.accounts WHERE id = %s",
+    "get_idempotency": "SELECT body FROM {s}.idempotency WHERE account = %s AND key = %s",
+    "put_idempotency": "INSERT INTO {s}.idempotency (account, key, expires_at, body)"
+    " VALUES (%s, %s, %s, %s::jsonb) ON CONFLICT (account, key)"
+    " DO UPDATE SET expires_at = excluded.expires_at, body = excluded.body",
+    "get_hold": "SELECT body FROM {s}.holds WHERE id = %s AND account = %s",
+    "put_hold": "INSERT INTO {s}.holds (id, account, state, expires_at, body)"
+    " VALUES (%s, %s, %s, %s, %s::jsonb) ON CONFLICT (id) DO UPDATE SET state = excluded.state,"
+    " expires_at = excluded.expires_at, body = excluded.body",
+    "due_holds": "SELECT body FROM {s}.holds"
+    " WHERE account = %s AND state = {held} AND expires_at <= %s",
+    "due_accounts": "SELECT DISTINCT account FROM {s}.holds"
+    " WHERE state = {held} AND expires_at <= %s LIMIT %s",
+    "sweep_idempotency": "DELETE FROM {s}.idempotency WHERE (account, key) IN"
+    " (SELECT account, key FROM {s}.idempotency WHERE expires_at <= %s"
+    " LIMIT %s FOR UPDATE SKIP LOCKED)",
+    "sweep_holds": "DELETE FROM {s}.holds WHERE id IN (SELECT id FROM {s}.holds"
+    " WHERE state <> {held} AND expires_at <= %s LIMIT %s FOR UPDATE SKIP LOCKED)",
+}
+NOW = "SELECT extract(epoch FROM clock_timestamp())::float8"
+BEGIN = "BEGIN ISOLATION LEVEL READ COMMITTED"  # whatever the server's default: the lock decides
+COMMIT = "COMMIT"
+NO_WAIT = "SET LOCAL synchronous_commit = off"  # a commit that wrote nothing (see postgres.py)
+ROLLBACK = "ROLLBACK"
+
+
+def render(template: str, schema: str) -> str:
+    return sql.SQL(template).format(s=sql.Identifier(schema), held=sql.Literal(HELD)).as_string()
+
+
+def queries(schema: str) -> dict[str, str]:
+    """``TEMPLATES`` rendered for one schema (once per store)."""
+    return {name: render(template, schema) for name, template in TEMPLATES.items()}
+
+
+def record_reads(q: dict[str, str], account_id: str, preload: Preload) -> list[Query]:
+    """The reads of the records ``preload`` names, queued right behind the locking select (so
+    they run with the row locked, in the same flight); ``PostgresView`` takes their results
+    in this order."""
+    reads = []
+    if preload.idempotency_key is not None:
+        reads.append((q["get_idempotency"], (account_id, preload.idempotency_key)))
+    if preload.hold_id is not None:
+        reads.append((q["get_hold"], (preload.hold_id, account_id)))
+    return reads
+
+
+def due_read(q: dict[str, str], account_id: str, row: Sequence[Any], now: float) -> Query | None:
+    """The read of the account's expired held holds, or None when the row says there are
+    none (``next_hold_expiry`` is the earliest held expiry: one more flight, only then)."""
+    due = row[2]
+    if due is None or due > now:
+        return None
+    return q["due_holds"], (account_id, now)
+
+
+class PostgresView(AccountView):
+    """One account inside its transaction, without I/O: built from the locked row and the
+    records read with it, it collects its writes in ``writes`` for the store to run, in order,
+    before ``COMMIT``. A record nobody preloaded is read through ``fetch`` (the sync store's;
+    the async store always preloads, and a miss is a ``StoreError``)."""
+
+    def __init__(
+        self,
+        q: dict[str, str],
+        policy: Policy | None,
+        account_id: str,
+        row: Sequence[Any],
+        now: float,
+        preload: Preload,
+        found: Iterable[Any],
+        due: Iterable[Any],
+        fetch: Fetch | None = None,
+    ) -> None:
+        self._q = q
+        self._policy = policy
+        self._now = now
+        self._fetch = fetch
+        self.account_id = account_id
+        self.plan, self.seats, self.next_hold_expiry, stored = row[:4]
+        self._counters = {
+            name: Counter(start, used, entries) for name, (start, used, entries) in stored.items()
+        }
+        # Records as this operation sees them, by key / id (None: none stored). A write
+        # replaces what was read, so a hold settled as expired and then read again for a
+        # commit is seen as expired, not as the stale preload.
+        self._keys: dict[str, Any] = {}
+        self._holds: dict[str, Any] = {}
+        bodies = iter(found)
+        if preload.idempotency_key is not None:
+            self._keys[preload.idempotency_key] = next(bodies)
+        if preload.hold_id is not None:
+            self._holds[preload.hold_id] = next(bodies)
+        for body in due:  # every held hold expired at ``now`` (see due_read)
+            self._holds[body["id"]] = body
+        self.writes: list[Query] = []
+        self._dirty = False  # the counters changed
+        self._holds_changed = False  # next_hold_expiry must be recomputed
+
+    def save_counters(self, counters: dict[str, Counter]) -> None:
+        self._dirty = True  # written once, by finish(), however many limits changed
+
+    def _read(self, what: str, query: str, params: tuple[Any, ...]) -> list[Any]:
+        if self._fetch is None:
+            raise StoreError(f"postgresql: {what} was not preloaded for this operation")
+        return self._fetch(self._q[query], params)
+
+    def _read_one(self, what: str, query: str, params: tuple[Any, ...]) -> Any:
+        rows = self._read(what, query, params)
+        return rows[0] if rows else None
+
+    def get_idempotency(self, key: str) -> IdempotencyRecord | None:
+        if key not in self._keys:
+            what = f"idempotency key {key!r}"
+            self._keys[key] = self._read_one(what, "get_idempotency", (self.account_id, key))
+        body = self._keys[key]
+        return None if body is None else IdempotencyRecord.from_json(body)
+
+    def put_idempotency(self, key: str, record: IdempotencyRecord) -> None:
+        body = self._keys[key] = record.to_json()
+        self.writes.append(
+            (self._q["put_idempotency"], (self.account_id, key, record.expires_at, _encode(body)))
+        )
+
+    def get_hold(self, hold_id: str) -> Hold | None:
+        if hold_id not in self._holds:
+            what = f"reservation {hold_id!r}"
+            self._holds[hold_id] = self._read_one(what, "get_hold", (hold_id, self.account_id))
+        body = self._holds[hold_id]
+        return None if body is None else Hold.from_json(body)
+
+    def put_hold(self, hold: Hold) -> None:
+        body = self._holds[hold.id] = hold.to_json()  # a snapshot: later changes are not saved
+        self.writes.append(
+            (
+                self._q["put_hold"],
+                (hold.id, hold.account, hold.state, hold.expires_at, _encode(body)),
+            )
+        )
+        if hold.state == HELD:
+            nxt = self.next_hold_expiry
+            self.next_hold_expiry = hold.expires_at if nxt is None else min(nxt, hold.expires_at)
+        # A hold leaving the held state leaves next_hold_expiry as it was: a lower bound, so
+        # settle_due_holds still finds what is due (due_holds skips what was settled), and the
+        # row gets the exact value from the server (write_holds).
+        self._holds_changed = True
+
+    def due_holds(self, now: float) -> list[Hold]:
+        if now > self._now:  # later than what was loaded: ops never asks this
+            for body in self._read("later due reservations", "due_holds", (self.account_id, now)):
+                self._holds.setdefault(body["id"], body)  # a write made here wins
+        return [
+            Hold.from_json(body)
+            for body in self._holds.values()
+            if body is not None and body["state"] == HELD and body["expires_at"] <= now
+        ]
+
+    def finish(self) -> list[Query]:
+        """``writes`` with the account row's ``UPDATE`` last, leaving out counters whose
+        windows have closed (call once, after the operation)."""
+        if not (self._dirty or self._holds_changed):
+            return self.writes
+        policy, now = self._policy, self._now
+        # without a policy (a bare store) nothing can be judged stale: keep everything
+        live = (
+            self._counters
+            if policy is None
+            else engine.live_counters(policy, self._counters, now)[0]
+        )
+        keep = {name: (c.start, c.used, c.entries or None) for name, c in live.items()}
+        query = self._q["write_holds" if self._holds_changed else "write"]
+        self.writes.append((query, (_encode(keep), self.account_id)))
+        return self.writes
+
+
+def check_settings(schema: str, pool_min: int, pool_max: int) -> None:
+    if not IDENTIFIER.fullmatch(schema):
+        raise ConfigurationError(
+            f"store: schema must be a plain SQL identifier (letters, digits, _), got {schema!r}"
+        )
+    if not 0 <= pool_min <= pool_max or pool_max < 1:
+        raise ConfigurationError(
+            f"store: need 0 <= pool_min <= pool_max and pool_max >= 1"
+            f" (got pool_min={pool_min}, pool_max={pool_max})"
+        )
+
+
+def parse_url(url: str) -> tuple[str, str, int, int]:
+    """(libpq conninfo, schema, pool_min, pool_max) from our URL; our own options removed."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() not in ("postgresql", "postgres"):
+        raise ConfigurationError(f"store: not a postgresql:// URL: {redact(url)!r}")
+    ours: dict[str, str] = {}
+    theirs: list[tuple[str, str]] = []
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key in OWN_OPTIONS:
+            ours[key] = value
+        else:
+            theirs.append((key, value))
+    if not any(key == "connect_timeout" for key, _ in theirs):
+        theirs.append(("connect_timeout", "10"))  # libpq's default is to wait forever
+    # only the query is rewritten: urlunsplit would drop the "//" of postgresql:///db
+    conninfo = url.split("?", 1)[0] + "?" + urlencode(theirs, quote_via=quote)
+    try:
+        conninfo_to_dict(conninfo)  # libpq's own check of its options
+    except psycopg.Error as exc:
+        raise ConfigurationError(f"store: {exc} in {redact(url)!r}") from exc
+    pool_min, pool_max = (
+        _whole(option, ours.get(option, default), url)
+        for option, default in (("pool_min", "1"), ("pool_max", "10"))
+    )
+    return conninfo, ours.get("schema", "allowance"), pool_min, pool_max
+
+
+def _whole(option: str, text: str, url: str) -> int:
+    if not (text.isascii() and text.isdigit()):
+        raise ConfigurationError(
+            f"store: {option} must be a whole number, got {text!r} in {redact(url)!r}"
+        )
+    return int(text)
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+class Translate:
+    """psycopg (and pool) errors become ``StoreError`` (chained), at this one point. A plain
+    context manager, so it wraps awaits as well."""
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is not None and issubclass(exc_type, psycopg.Error):
+            raise StoreError(f"postgresql: {str(exc).strip()}") from exc
