@@ -38,3 +38,45 @@ def test_bench_decisions_quick_run_prints_every_row() -> None:
                 f"no row {row!r} / {workload!r} in:\n{proc.stdout}"
             )
     assert "Targets (issue):" in proc.stdout
+
+
+STORES_SCRIPT = ROOT / "benchmarks" / "bench_stores.py"
+STORES_ROWS = (
+    ("raw EVALSHA redis ", ("mostly granted",)),
+    ("limits MovingWindow redis ", ("mostly granted", "mostly denied")),
+    ("allowance redis ", ("mostly granted", "mostly denied")),
+    ("raw EVALSHA redis+cluster", ("mostly granted",)),
+    ("limits MovingWindow redis+cluster", ("mostly granted",)),
+    ("allowance redis+cluster", ("mostly granted",)),
+    ("bare upsert postgresql", ("mostly granted",)),
+    ("allowance postgresql", ("mostly granted",)),
+)
+
+
+@pytest.mark.slow
+def test_bench_stores_quick_run_prints_every_row() -> None:
+    """Throwaway Redis, Redis Cluster and PostgreSQL (unless ALLOWANCE_BENCH_* name servers),
+    200 accounts, 1 and 16 threads: about 10 s, most of it starting the cluster."""
+    pytest.importorskip("limits")  # the "bench" extra: the baseline library
+    proc = subprocess.run(
+        [sys.executable, str(STORES_SCRIPT), "--quick", "--seconds", "0.05", "--accounts", "200"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    if proc.returncode == 3:  # a server binary (redis-server, initdb, ...) is missing here
+        pytest.skip(proc.stderr.strip().splitlines()[-1])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    for threads in ("1", "16"):
+        for row, workloads in STORES_ROWS:
+            for workload in workloads:
+                assert any(
+                    line.startswith(row)
+                    and line[len(row) :].split()[0] == threads
+                    and workload in line
+                    for line in lines
+                ), f"no row {row!r} / {threads} threads / {workload!r} in:\n{proc.stdout}"
+    assert "Redis memory per active account" in proc.stdout
+    assert "Targets (issue):" in proc.stdout
