@@ -29,7 +29,7 @@ from typing import Any, TypeVar
 
 import redis
 import redis.cluster
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
 from allowance import ops
 from allowance.errors import ConfigurationError, StoreError
@@ -44,6 +44,7 @@ from allowance.stores.redis_common import (
     compiled_decide,
     read_decision,
     script,
+    sha1_hex,
     split_url,
 )
 from allowance.types import Account, Decision
@@ -62,7 +63,7 @@ class RedisStore(KeySpace, Store):
         self._load = client.register_script(script("load"))
         self._apply = client.register_script(script("apply"))
         self._account = client.register_script(script("account"))
-        self._decide_by_policy: dict[int, Any] = {}
+        self._decide_by_policy: dict[int, tuple[str, str]] = {}  # policy -> (sha, text)
 
     @classmethod
     def from_url(cls, url: str) -> RedisStore:
@@ -115,13 +116,20 @@ class RedisStore(KeySpace, Store):
         self, policy: Policy, req: Request, now: float | None, charge: bool
     ) -> Decision | None:
         """One round trip; None when the slow path must decide (reservations due, ...)."""
-        script_ = self._decide_by_policy.get(id(policy))
-        if script_ is None:
-            script_ = self.client.register_script(compiled_decide(policy))
-            self._decide_by_policy[id(policy)] = script_
+        compiled = self._decide_by_policy.get(id(policy))
+        if compiled is None:
+            text = compiled_decide(policy)
+            compiled = self._decide_by_policy[id(policy)] = (sha1_hex(text), text)
         keys, argv = self.decide_args(policy, req, now, charge)
-        with _translate():
-            reply = script_(keys=keys, args=argv)
+        # EVALSHA directly: redis-py's Script wrapper costs more than the decision's Python
+        try:
+            reply = self.client.evalsha(compiled[0], 2, *keys, *argv)
+        except NoScriptError:
+            with _translate():
+                self.client.script_load(compiled[1])
+                reply = self.client.evalsha(compiled[0], 2, *keys, *argv)
+        except (RedisError, RedisClusterException) as exc:
+            raise StoreError(f"redis: {exc}") from exc
         return read_decision(policy, req, reply)
 
     def transact(

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import redis.asyncio
 import redis.asyncio.cluster
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
 from allowance import ops
 from allowance.errors import ConfigurationError, StoreError, UnknownAccount
@@ -24,6 +24,7 @@ from allowance.stores.redis_common import (
     compiled_decide,
     read_decision,
     script,
+    sha1_hex,
     split_url,
 )
 from allowance.types import Account, Decision
@@ -41,7 +42,7 @@ class AsyncRedisStore(KeySpace, AsyncStore):
         self._load = client.register_script(script("load"))
         self._apply = client.register_script(script("apply"))
         self._account = client.register_script(script("account"))
-        self._decide_by_policy: dict[int, Any] = {}
+        self._decide_by_policy: dict[int, tuple[str, str]] = {}  # policy -> (sha, text)
 
     @classmethod
     def from_url(cls, url: str) -> AsyncRedisStore:
@@ -74,13 +75,19 @@ class AsyncRedisStore(KeySpace, AsyncStore):
     async def fast_decide(
         self, policy: Policy, req: Request, now: float | None, charge: bool
     ) -> Decision | None:
-        script_ = self._decide_by_policy.get(id(policy))
-        if script_ is None:
-            script_ = self.client.register_script(compiled_decide(policy))
-            self._decide_by_policy[id(policy)] = script_
+        compiled = self._decide_by_policy.get(id(policy))
+        if compiled is None:
+            text = compiled_decide(policy)
+            compiled = self._decide_by_policy[id(policy)] = (sha1_hex(text), text)
         keys, argv = self.decide_args(policy, req, now, charge)
-        with _translate():
-            reply = await script_(keys=keys, args=argv)
+        try:
+            reply = await self.client.evalsha(compiled[0], 2, *keys, *argv)
+        except NoScriptError:
+            with _translate():
+                await self.client.script_load(compiled[1])
+                reply = await self.client.evalsha(compiled[0], 2, *keys, *argv)
+        except (RedisError, RedisClusterException) as exc:
+            raise StoreError(f"redis: {exc}") from exc
         return read_decision(policy, req, reply)
 
     async def transact(

@@ -255,6 +255,11 @@ def read_decision(policy: Policy, req: Request, reply: list[Any]) -> Decision | 
     return ruling.decision
 
 
+def sha1_hex(text: str) -> str:
+    """The SHA1 Redis names a script by."""
+    return hashlib.sha1(text.encode()).hexdigest()
+
+
 def compiled_decide(policy: Policy) -> str:
     """decide.lua with the policy's limits compiled in."""
     return script("decide").replace("--SPEC--", lua_spec(policy), 1)

@@ -1,0 +1,68 @@
+"""Redis-specific behaviour: scripts survive a SCRIPT FLUSH, prefixes isolate, keys share a
+slot, bad options and unreachable servers are clear errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import redis
+import redis.cluster
+
+from allowance import ConfigurationError, Limiter, ManualClock, StoreError
+from allowance.stores.redis import RedisStore
+from conftest import STORE_FACTORIES
+
+
+@pytest.mark.parametrize("kind", ["redis", "redis_cluster"])
+def test_decisions_survive_a_script_flush(
+    request: pytest.FixtureRequest, tmp_path: Path, kind: str
+) -> None:
+    url = STORE_FACTORIES[kind](request, tmp_path)
+    with Limiter(store=url, clock=ManualClock("2026-11-23T15:10:00Z")) as lim:
+        lim.set_account("acme", plan="pro")
+        assert lim.consume("acme", "export.ai", 10).allowed
+        lim.store.client.script_flush()  # type: ignore[attr-defined]
+        assert lim.consume("acme", "export.ai", 20).allowed
+        assert not lim.consume("acme", "export.ai").allowed
+
+
+def test_prefixes_isolate_stores(request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    one, two = (STORE_FACTORIES["redis"](request, tmp_path) for _ in range(2))
+    with Limiter(store=one) as a, Limiter(store=two) as b:
+        a.set_account("acme", plan="free")
+        b.set_account("acme", plan="pro")
+        a.consume("acme", "export.ai", 2)
+        assert {m.limit: m.used for m in b.usage("acme")}["ai_exports"] == 0
+
+
+def test_every_key_of_an_account_is_in_one_slot(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    url = STORE_FACTORIES["redis_cluster"](request, tmp_path)
+    with Limiter(store=url) as lim:
+        for account in ("acme", "we{ird}", "x}y{z"):
+            lim.set_account(account, plan="pro")
+            lim.consume(account, "export.ai", idempotency_key="k")
+            r = lim.reserve(account, "background.studio", 2)
+            store = lim.store
+            assert isinstance(store, RedisStore)
+            assert r.id is not None
+            names = [store.key(account, s) for s in ("a", "c", "i:k", "r:" + r.id)]
+            slots = {redis.cluster.key_slot(name.encode()) for name in names}
+            assert len(slots) == 1, names
+
+
+@pytest.mark.parametrize(
+    "url", ["redis://127.0.0.1:1/0?prefix=bad prefix", "redis://127.0.0.1:1/0?prefix={x}"]
+)
+def test_bad_prefix(url: str) -> None:
+    with pytest.raises(ConfigurationError, match="prefix"):
+        Limiter(store=url)
+
+
+def test_unreachable_server_is_a_store_error() -> None:
+    lim = Limiter(store="redis://127.0.0.1:1/0")
+    with pytest.raises(StoreError) as info:
+        lim.set_account("acme", plan="pro")
+    assert isinstance(info.value.__cause__, redis.exceptions.ConnectionError)
