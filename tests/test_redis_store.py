@@ -66,3 +66,23 @@ def test_unreachable_server_is_a_store_error() -> None:
     with pytest.raises(StoreError) as info:
         lim.set_account("acme", plan="pro")
     assert isinstance(info.value.__cause__, redis.exceptions.ConnectionError)
+
+
+def test_a_forked_child_takes_its_own_connection(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    import os
+
+    url = STORE_FACTORIES["redis"](request, tmp_path)
+    lim = Limiter(store=url)
+    lim.set_account("acme", plan="pro")
+    assert lim.consume("acme", "export.ai").allowed  # the parent holds a connection now
+    pid = os.fork()
+    if pid == 0:  # the child: same Limiter object, inherited thread-local client
+        code = 0 if lim.consume("acme", "export.ai", 2).granted == 2 else 1
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert lim.consume("acme", "export.ai").allowed  # the parent's connection still works
+    assert {m.limit: m.used for m in lim.usage("acme")}["ai_exports"] == 4
+    lim.close()

@@ -24,6 +24,8 @@ Time is Redis ``TIME`` inside the scripts, unless the Limiter has a clock.
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -59,11 +61,13 @@ class RedisStore(KeySpace, Store):
     def __init__(self, client: Any, prefix: str = "allowance", url: str | None = None) -> None:
         KeySpace.__init__(self, prefix)
         self.client = client
+        self.cluster = isinstance(client, redis.cluster.RedisCluster)
         self.url = url
         self._load = client.register_script(script("load"))
         self._apply = client.register_script(script("apply"))
         self._account = client.register_script(script("account"))
         self._decide_by_policy: dict[int, tuple[str, str]] = {}  # policy -> (sha, text)
+        self._held = threading.local()
 
     @classmethod
     def from_url(cls, url: str) -> RedisStore:
@@ -121,16 +125,32 @@ class RedisStore(KeySpace, Store):
             text = compiled_decide(policy)
             compiled = self._decide_by_policy[id(policy)] = (sha1_hex(text), text)
         keys, argv = self.decide_args(policy, req, now, charge)
+        client = self._thread_client()
         # EVALSHA directly: redis-py's Script wrapper costs more than the decision's Python
         try:
-            reply = self.client.evalsha(compiled[0], 2, *keys, *argv)
+            reply = client.evalsha(compiled[0], 2, *keys, *argv)
         except NoScriptError:
             with _translate():
-                self.client.script_load(compiled[1])
-                reply = self.client.evalsha(compiled[0], 2, *keys, *argv)
+                client.script_load(compiled[1])
+                reply = client.evalsha(compiled[0], 2, *keys, *argv)
         except (RedisError, RedisClusterException) as exc:
             raise StoreError(f"redis: {exc}") from exc
         return read_decision(policy, req, reply)
+
+    def _thread_client(self) -> Any:
+        """A client holding one pooled connection for this thread: taking a connection from
+        the pool and giving it back on every command costs more than a decision's own Python.
+        The connection goes back to the pool when the thread's client is collected; after a
+        fork the child takes its own. Cluster clients keep their per-node pools."""
+        if self.cluster:
+            return self.client
+        held = getattr(self._held, "client", None)
+        if held is None or self._held.pid != os.getpid():
+            held = redis.Redis(
+                connection_pool=self.client.connection_pool, single_connection_client=True
+            )
+            self._held.client, self._held.pid = held, os.getpid()
+        return held
 
     def transact(
         self,
@@ -177,4 +197,7 @@ class RedisStore(KeySpace, Store):
         return settled
 
     def close(self) -> None:
+        held = getattr(self._held, "client", None)
+        if held is not None:
+            held.close()
         self.client.close()
