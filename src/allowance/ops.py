@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TypeVar
 
 from allowance import engine
 from allowance.errors import (
@@ -20,9 +19,6 @@ from allowance.policy import Policy
 from allowance.state import COMMITTED, EXPIRED, HELD, RELEASED, Hold, IdempotencyRecord
 from allowance.stores.base import AccountView
 from allowance.types import Decision, Meter
-
-T = TypeVar("T")
-ViewFn = Callable[[AccountView, float], T]
 
 IDEMPOTENCY_TTL = 86400.0  # a key answers the same for 24 h
 HOLD_KEEP = 86400.0  # a settled hold is remembered this long after its expiry, for retries
