@@ -537,3 +537,18 @@ def test_async_unreachable_server_is_a_store_error(monkeypatch: pytest.MonkeyPat
             await store.close()
 
     asyncio.run(main())
+
+
+def test_a_version_1_schema_is_upgraded(schema: str) -> None:
+    url = with_options(schema=schema)
+    Limiter(store=url).close()
+    with admin() as conn:  # as version 1 left it: no decide() function
+        conn.execute(f'DROP FUNCTION "{schema}".decide')
+        conn.execute(f'UPDATE "{schema}".schema_version SET version = 1')
+    with Limiter(store=url) as lim:
+        lim.set_account("acme", plan="pro")
+        assert lim.consume("acme", "export.ai", 30).allowed
+        assert not lim.consume("acme", "export.ai").allowed
+    with admin() as conn:
+        row = conn.execute(f'SELECT version FROM "{schema}".schema_version').fetchone()
+        assert row == (pg.SCHEMA_VERSION,)

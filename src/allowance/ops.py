@@ -12,11 +12,12 @@ from allowance.errors import (
     IdempotencyConflict,
     ReservationExpired,
     ReservationNotFound,
+    StoreError,
     UnknownPlan,
 )
 from allowance.ids import reservation_expiry
 from allowance.policy import Policy
-from allowance.state import COMMITTED, EXPIRED, HELD, RELEASED, Hold, IdempotencyRecord
+from allowance.state import COMMITTED, EXPIRED, HELD, RELEASED, Counter, Hold, IdempotencyRecord
 from allowance.stores.base import AccountView
 from allowance.types import Decision, Meter
 
@@ -217,3 +218,26 @@ def usage(policy: Policy, view: AccountView, now: float) -> list[Meter]:
     settle_due_holds(policy, view, now)
     counters = view.counters(rule.limit.name for rule in policy.plan_limits(plan))
     return engine.meters(policy, plan, view.seats, counters, now)
+
+
+def replay(
+    policy: Policy,
+    req: Request,
+    plan: str,
+    seats: int,
+    counters: dict[str, Counter],
+    now: float,
+    store_granted: int,
+    store: str,
+) -> Decision:
+    """The decision for a request a store decided in one step (Redis decide.lua, PostgreSQL
+    decide()): the engine replays it on the counters the store saw, which gives every field
+    of the decision, and must agree with the store on the grant."""
+    view = {n: counters.get(n) or Counter() for n in policy.limit_names(req.feature)}
+    ruling = engine.decide(policy, plan, seats, req.feature, req.amount, req.partial, view, now)
+    if ruling.granted != store_granted:
+        raise StoreError(
+            f"{store}: the store granted {store_granted} where the engine grants "
+            f"{ruling.granted} ({req.feature} x{req.amount} for {req.account!r})"
+        )
+    return ruling.decision

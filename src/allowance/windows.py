@@ -210,6 +210,12 @@ class CalendarWindow(Window):
         self._cached = (start, end)
         return start, end
 
+    def bounds(self, now: float) -> tuple[float, float, float, float]:
+        """The starts of the periods before, holding and after ``now``, and the end of that
+        last one: what a store's one-step script picks its period from."""
+        start, end = self.period(now)
+        return self.period(start - 1)[0], start, end, self.period(end)[1]
+
     def used(self, c: Counter, now: float) -> int:
         return c.used if c.start == self.period(now)[0] else 0
 

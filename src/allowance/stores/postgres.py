@@ -59,7 +59,8 @@ from psycopg_pool import ConnectionPool
 
 from allowance import ops
 from allowance.errors import ConfigurationError, StoreError, UnknownAccount
-from allowance.ops import HOLD_KEEP
+from allowance.ops import HOLD_KEEP, Request
+from allowance.policy import Policy
 from allowance.stores.base import NO_PRELOAD, AccountView, AsyncStore, Preload, Store
 from allowance.stores.postgres_common import (
     BEGIN,
@@ -76,12 +77,15 @@ from allowance.stores.postgres_common import (
     Translate,
     check_settings,
     due_read,
+    fast_args,
+    fast_decision,
+    fast_spec,
     parse_url,
     queries,
     record_reads,
     render,
 )
-from allowance.types import Account
+from allowance.types import Account, Decision
 
 __all__ = ["SCHEMA_VERSION", "SWEEP_BATCH", "SWEEP_EVERY", "PostgresStore", "PostgresView"]
 
@@ -93,6 +97,7 @@ log = logging.getLogger(__name__)
 class PostgresStore(Store):
     scheme = "postgresql"
     blocking = True
+    fast = True
 
     def __init__(
         self, conninfo: str, *, schema: str = "allowance", pool_min: int = 1, pool_max: int = 10
@@ -102,6 +107,7 @@ class PostgresStore(Store):
         self.schema = schema
         self.pool_min, self.pool_max = pool_min, pool_max
         self.sql = queries(schema)
+        self._specs: dict[tuple[int, str], str] = {}  # (policy, feature) -> decide() spec
         self._ops = itertools.count(1)
         with Translate():
             # One direct connection first: an unreachable server fails here at once (a pool
@@ -177,6 +183,19 @@ class PostgresStore(Store):
     def get_account(self, account_id: str) -> Account | None:
         row = self._one(self.sql["get_account"], (account_id,))
         return Account(account_id, row[0], row[1]) if row else None
+
+    def fast_decide(
+        self, policy: Policy, req: Request, now: float | None, charge: bool
+    ) -> Decision | None:
+        """One statement, one round trip: the schema's decide() function (sql/decide.sql)."""
+        spec = self._specs.get((id(policy), req.feature))
+        if spec is None:
+            spec = self._specs[(id(policy), req.feature)] = fast_spec(policy, req.feature)
+        with Translate(), self._pool.connection() as conn:
+            row = conn.execute(
+                self.sql["decide"], fast_args(policy, spec, req, now, charge), prepare=True
+            ).fetchone()
+        return fast_decision(policy, req, row)
 
     def transact(
         self,

@@ -25,7 +25,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from allowance import ops
 from allowance.errors import StoreError, UnknownAccount
-from allowance.ops import HOLD_KEEP
+from allowance.ops import HOLD_KEEP, Request
 from allowance.policy import Policy
 from allowance.stores import postgres_common as common
 from allowance.stores.base import NO_PRELOAD, AccountView, AsyncStore, Preload
@@ -39,11 +39,14 @@ from allowance.stores.postgres_common import (
     Translate,
     check_settings,
     due_read,
+    fast_args,
+    fast_decision,
+    fast_spec,
     parse_url,
     queries,
     record_reads,
 )
-from allowance.types import Account
+from allowance.types import Account, Decision
 
 T = TypeVar("T")
 AsyncConn = psycopg.AsyncConnection[TupleRow]
@@ -52,6 +55,8 @@ OPEN_TIMEOUT = 30.0  # seconds the first operation waits for the pool's first co
 
 
 class AsyncPostgresStore(AsyncStore):
+    fast = True
+
     def __init__(
         self, conninfo: str, *, schema: str = "allowance", pool_min: int = 1, pool_max: int = 10
     ) -> None:
@@ -59,6 +64,7 @@ class AsyncPostgresStore(AsyncStore):
         self.conninfo = conninfo
         self.schema = schema
         self.sql = queries(schema)
+        self._specs: dict[tuple[int, str], str] = {}  # (policy, feature) -> decide() spec
         self.policy: Policy | None = None
         self._sizes = (pool_min, pool_max)
         self._pool: AsyncConnectionPool[AsyncConn] | None = None
@@ -114,6 +120,21 @@ class AsyncPostgresStore(AsyncStore):
     async def get_account(self, account_id: str) -> Account | None:
         row = await self._one(self.sql["get_account"], (account_id,))
         return Account(account_id, row[0], row[1]) if row else None
+
+    async def fast_decide(
+        self, policy: Policy, req: Request, now: float | None, charge: bool
+    ) -> Decision | None:
+        """One statement, one round trip: the schema's decide() function (sql/decide.sql)."""
+        spec = self._specs.get((id(policy), req.feature))
+        if spec is None:
+            spec = self._specs[(id(policy), req.feature)] = fast_spec(policy, req.feature)
+        with Translate():
+            async with self._connection() as conn:
+                cur = await conn.execute(
+                    self.sql["decide"], fast_args(policy, spec, req, now, charge), prepare=True
+                )
+                row = await cur.fetchone()
+        return fast_decision(policy, req, row)
 
     async def transact(
         self,

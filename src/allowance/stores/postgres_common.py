@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable, Sequence
+from importlib import resources
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
@@ -14,18 +15,22 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from allowance import engine
-from allowance.errors import ConfigurationError, StoreError
+from allowance import engine, ops
+from allowance.clock import system_clock
+from allowance.errors import ConfigurationError, StoreError, UnknownAccount
+from allowance.ops import Request
 from allowance.policy import Policy
 from allowance.state import HELD, Counter, Hold, IdempotencyRecord
 from allowance.stores.base import AccountView, Preload
+from allowance.types import Decision
+from allowance.windows import CalendarWindow
 
 Query = tuple[str, tuple[Any, ...]]  # a statement and its parameters
 #: runs a read in the open transaction and returns the first column of every row
 Fetch = Callable[[str, tuple[Any, ...]], list[Any]]
 _encode = json.JSONEncoder(separators=(",", ":")).encode
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: the decide() function of the fast path
 SWEEP_EVERY = 2048
 SWEEP_BATCH = 500
 LOCK_NAMESPACE = 0x616C6C6F  # "allo": first key of the advisory lock around schema changes
@@ -49,8 +54,13 @@ DDL = (
     "CREATE TABLE IF NOT EXISTS {s}.idempotency (account text NOT NULL, key text NOT NULL,"
     " expires_at double precision NOT NULL, body jsonb NOT NULL, PRIMARY KEY (account, key))",
     "CREATE INDEX IF NOT EXISTS idempotency_expires_at ON {s}.idempotency (expires_at)",
+    # the one-statement fast path (sql/decide.sql): the decision rules it repeats are the
+    # grant arithmetic only, held equal to the engine's by the shared test suites
+    resources.files("allowance.stores").joinpath("sql/decide.sql").read_text("utf-8"),
 )
 TEMPLATES = {
+    "decide": "SELECT status, at, before, granted, plan, seats FROM {s}.decide("
+    "%s, %s::float8, %s, %s, %s, %s::text[], %s::jsonb, %s::float8[])",
     "version": "SELECT max(version) FROM {s}.schema_version",
     "set_version": "INSERT INTO {s}.schema_version (version) VALUES (%s)"
     " ON CONFLICT (one) DO UPDATE SET version = excluded.version",
@@ -309,3 +319,46 @@ class Translate:
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if exc_type is not None and issubclass(exc_type, psycopg.Error):
             raise StoreError(f"postgresql: {str(exc).strip()}") from exc
+
+
+def fast_spec(policy: Policy, feature: str) -> str:
+    """The feature's limits as decide() takes them (JSON; see sql/decide.sql)."""
+    kinds = {"anchored": "a", "sliding": "s", "calendar": "c"}
+    limits = []
+    for limit in policy.limits_of(feature):
+        cells = [limit.cells[p.name] for p in policy.plans]
+        limits.append(
+            {
+                "n": limit.name,
+                "k": kinds[limit.window.kind],
+                "l": limit.window.length,
+                "caps": [-2 if not c.access else (-1 if c.max is None else c.max) for c in cells],
+                "seat": [c.per_seat for c in cells],
+            }
+        )
+    return _encode(limits)
+
+
+def fast_args(
+    policy: Policy, spec: str, req: Request, now: float | None, charge: bool
+) -> tuple[Any, ...]:
+    """Parameters of the ``decide`` query for one request."""
+    bounds: list[float] = []
+    for limit in policy.limits_of(req.feature):
+        if isinstance(limit.window, CalendarWindow):
+            bounds += limit.window.bounds(system_clock() if now is None else now)
+    plans = [p.name for p in policy.plans]
+    return (req.account, now, req.amount, req.partial, charge, plans, spec, bounds)
+
+
+def fast_decision(policy: Policy, req: Request, row: Any) -> Decision | None:
+    """The decision from decide()'s row; None when it asked for the slow path."""
+    status, at, before, granted, plan, seats = row
+    if status == "unknown":
+        raise UnknownAccount(req.account)
+    if status == "slow":
+        return None
+    counters = {
+        name: Counter(start, used, entries) for name, (start, used, entries) in before.items()
+    }
+    return ops.replay(policy, req, plan, seats, counters, at, granted, "postgresql")

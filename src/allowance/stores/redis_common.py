@@ -16,7 +16,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 from redis.exceptions import RedisClusterException, RedisError
 
-from allowance import engine
+from allowance import engine, ops
 from allowance.clock import system_clock
 from allowance.errors import ConfigurationError, StoreError, UnknownAccount
 from allowance.ops import HOLD_KEEP, Request
@@ -226,11 +226,8 @@ def calendar_bounds(policy: Policy, feature: str, now: float) -> list[str]:
     estimate: the script picks the period holding its own time, or takes the slow path)."""
     out = []
     for limit in policy.limits_of(feature):
-        window = limit.window
-        if isinstance(window, CalendarWindow):
-            start, end = window.period(now)
-            before, after = window.period(start - 1)[0], window.period(end)[1]
-            out += [_num(before), _num(start), _num(end), _num(after)]
+        if isinstance(limit.window, CalendarWindow):
+            out += [_num(b) for b in limit.window.bounds(now)]
     return out
 
 
@@ -242,17 +239,9 @@ def read_decision(policy: Policy, req: Request, reply: list[Any]) -> Decision | 
         raise UnknownAccount(req.account)
     if status == b"slow":
         return None
-    at = float(reply[1])
     counters = decode_counters(reply[2].decode())
     plan, seats = reply[4].decode(), int(reply[5])
-    view = {n: counters.get(n) or Counter() for n in policy.limit_names(req.feature)}
-    ruling = engine.decide(policy, plan, seats, req.feature, req.amount, req.partial, view, at)
-    if ruling.granted != int(reply[3]):
-        raise StoreError(
-            f"redis: the script granted {int(reply[3])} where the engine grants "
-            f"{ruling.granted} ({req.feature} x{req.amount} for {req.account!r})"
-        )
-    return ruling.decision
+    return ops.replay(policy, req, plan, seats, counters, float(reply[1]), int(reply[3]), "redis")
 
 
 def sha1_hex(text: str) -> str:
