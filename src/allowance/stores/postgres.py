@@ -4,7 +4,14 @@ URL options, removed before the rest goes to libpq: ``schema`` (default ``allowa
 table lives in it), ``pool_min`` / ``pool_max`` (default 1 / 10). The others are libpq's
 (``connect_timeout`` defaults to 10 s here, not forever).
 
-Each operation is one READ COMMITTED transaction: the account's row is locked with ``SELECT ...
+A plain ``consume`` or ``check`` (no idempotency key) is one statement, one round trip: the
+schema's ``decide()`` function (``sql/decide.sql``, the twin of Redis's ``decide.lua``) locks the
+row, applies the grant arithmetic, charges and returns the counters as they were; Python replays
+the engine on them for the rest of the decision (``ops.replay``), which must agree on the grant.
+It reads ``clock_timestamp()`` after the lock is held. It hands over to the path below when the
+account has a reservation past its expiry.
+
+Every other operation is one READ COMMITTED transaction: the account's row is locked with ``SELECT ...
 FOR UPDATE``, the shared operations of ``ops.py`` run on it, and its counters (one ``jsonb``
 value, as in SQLite) are written back by one ``UPDATE`` only if they changed. Two decisions on
 one account queue on the row lock and the second reads what the first committed: no lost
@@ -18,7 +25,7 @@ statements. The row's ``next_hold_expiry`` (the earliest expiry of a held reserv
 recomputed by the row's ``UPDATE`` itself whenever a reservation changed, by a subquery that
 sees the reservation upserts queued before it, so nothing is read back for it.
 
-Round trips: two per operation, granted or not, with or without an idempotency key or a
+Round trips on that path: two per operation, granted or not, with or without an idempotency key or a
 reservation. ``BEGIN``, the locking ``SELECT`` and the reads of the preloaded records go in one
 pipelined flight (the reads queued behind the lock run with the row locked); the writes (the
 idempotency record, reservations, then the row) and ``COMMIT`` in the second, which waits for
