@@ -11,11 +11,11 @@ the engine on them for the rest of the decision (``ops.replay``), which must agr
 It reads ``clock_timestamp()`` after the lock is held. It hands over to the path below when the
 account has a reservation past its expiry.
 
-Every other operation is one READ COMMITTED transaction: the account's row is locked with ``SELECT ...
-FOR UPDATE``, the shared operations of ``ops.py`` run on it, and its counters (one ``jsonb``
-value, as in SQLite) are written back by one ``UPDATE`` only if they changed. Two decisions on
-one account queue on the row lock and the second reads what the first committed: no lost
-update. Any error rolls the whole transaction back.
+Every other operation is one READ COMMITTED transaction: the account's row is locked with
+``SELECT ... FOR UPDATE``, the shared operations of ``ops.py`` run on it, and its counters (one
+``jsonb`` value, as in SQLite) are written back by one ``UPDATE`` only if they changed. Two
+decisions on one account queue on the row lock and the second reads what the first committed:
+no lost update. Any error rolls the whole transaction back.
 
 The view ``ops`` runs on (``postgres_common.PostgresView``) does no I/O, so this store and its
 async twin (``postgres_async.py``, on psycopg's ``AsyncConnectionPool``) share it, and the SQL:
