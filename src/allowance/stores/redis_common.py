@@ -239,9 +239,28 @@ def read_decision(policy: Policy, req: Request, reply: list[Any]) -> Decision | 
         raise UnknownAccount(req.account)
     if status == b"slow":
         return None
-    counters = decode_counters(reply[2].decode())
-    plan, seats = reply[4].decode(), int(reply[5])
-    return ops.replay(policy, req, plan, seats, counters, float(reply[1]), int(reply[3]), "redis")
+    plan, seats, granted = reply[4].decode(), int(reply[5]), int(reply[3])
+
+    def replay() -> Decision:
+        counters = decode_counters(reply[2].decode())
+        return ops.replay(policy, req, plan, seats, counters, float(reply[1]), granted, "redis")
+
+    if granted == 0:
+        return replay()  # a denial: the engine says which limit, until when, which plan
+    # a grant: the script returned what the decision needs; the sentence waits to be read
+    remaining = None if reply[6] == b"" else int(reply[6])
+    return Decision(
+        True,
+        granted,
+        "ok",
+        None,
+        remaining,
+        None,
+        None,
+        None,
+        lambda: replay().message,
+        reply[7] == 1,
+    )
 
 
 def sha1_hex(text: str) -> str:
@@ -278,10 +297,11 @@ def lua_spec(policy: Policy) -> str:
                 "-2" if not c.access else ("-1" if c.max is None else str(c.max)) for c in cells
             )
             seats = ", ".join("1" if c.per_seat else "0" for c in cells)
+            fair = ", ".join("-1" if c.fair_use is None else str(c.fair_use) for c in cells)
             kind = {"anchored": "a", "sliding": "s", "calendar": "c"}[limit.window.kind]
             items.append(
                 f"{{name = '{limit.name}', kind = '{kind}', length = {limit.window.length!r},"
-                f" caps = {{{caps}}}, seat = {{{seats}}}}}"
+                f" caps = {{{caps}}}, seat = {{{seats}}}, fair = {{{fair}}}}}"
             )
         keyword = "if" if i == 0 else "elseif"
         lines.append(f"  {keyword} feature == '{feature}' then return {{{', '.join(items)}}}")

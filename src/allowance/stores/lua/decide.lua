@@ -12,6 +12,7 @@
 -- ARGV: now ('' = Redis TIME), amount, partial (0/1), charge (0/1), feature,
 --       then 4 period boundaries per calendar limit of the feature (local estimates)
 -- Returns {'unknown'} | {'slow', now} | {'ok', now, counters-before, granted, plan, seats}
+--   and, when granted, remaining ('' = none) and the fair-use flag (0/1)
 
 --SPEC--
 
@@ -57,7 +58,12 @@ for _, lim in ipairs(limits) do
   end
   local cap = lim.caps[plan_index]
   if cap == -2 then return {'ok', string.format(fmt, now), raw, 0, plan, acct[2]} end
-  if cap >= 0 and lim.seat[plan_index] == 1 then cap = cap * seats end
+  local fair = lim.fair[plan_index]
+  if lim.seat[plan_index] == 1 then
+    if cap >= 0 then cap = cap * seats end
+    if fair >= 0 then fair = fair * seats end
+  end
+  lim.fair = fair
   lim.cap = cap
 end
 
@@ -80,15 +86,32 @@ end
 local grant = amount
 local blocked = false
 for _, lim in ipairs(limits) do
+  lim.used = used_now(lim, counters[lim.name])
   if lim.cap >= 0 then
-    local left = lim.cap - used_now(lim, counters[lim.name])
+    local left = lim.cap - lim.used
     if left < grant then
       if partial and left >= 1 then grant = left else blocked = true end
     end
   end
 end
 if blocked then return {'ok', string.format(fmt, now), raw, 0, plan, acct[2]} end
-if not charge then return {'ok', string.format(fmt, now), raw, grant, plan, acct[2]} end
+
+-- what a grant's decision needs besides the grant, so Python need not replay the engine:
+-- the least remaining over the limited limits, and whether a fair-use level is passed
+local remaining, fair = nil, 0
+for _, lim in ipairs(limits) do
+  if lim.cap >= 0 then
+    if remaining == nil or lim.cap - lim.used - grant < remaining then
+      remaining = lim.cap - lim.used - grant
+    end
+  elseif lim.fair >= 0 and lim.used + grant > lim.fair then
+    fair = 1
+  end
+end
+remaining = remaining == nil and '' or remaining
+if not charge then
+  return {'ok', string.format(fmt, now), raw, grant, plan, acct[2], remaining, fair}
+end
 
 local after = {}
 for name, c in pairs(counters) do after[name] = c end
@@ -127,4 +150,4 @@ end
 local ttl = math.max(redis.call('PTTL', KEYS[2]), math.ceil((expires - now) * 1000), 1)
 redis.call('SET', KEYS[2], table.concat(parts, '|'), 'PX', string.format('%d', ttl))
 redis.call('HINCRBY', KEYS[1], 'v', 1)
-return {'ok', string.format(fmt, now), raw, grant, plan, acct[2]}
+return {'ok', string.format(fmt, now), raw, grant, plan, acct[2], remaining, fair}
