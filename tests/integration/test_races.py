@@ -41,27 +41,14 @@ def test_threads_on_one_store(store_url: str) -> None:
     assert meter.used == 30
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize(
-    ("features", "limit", "cap"),
-    [
-        ("export.ai", "ai_exports", 30),
-        # one pooled daily limit over three tools; the per-minute limit of 2 bites first
-        (
-            "transform.virtual_model,transform.product_staging,transform.product_beautifier",
-            "transform_rate",
-            2,
-        ),
-    ],
-)
-def test_processes_on_one_sqlite_file(tmp_path: Path, features: str, limit: str, cap: int) -> None:
-    url = f"sqlite:///{tmp_path / 'race.db'}"
-    setup = Limiter(store=url)
-    setup.set_account("acme", plan="pro")
+def race(url: str, features: str, threads: int, share: bool) -> int:
+    """8 worker processes × ``threads`` threads × 4 consumes on one Pro account, all starting
+    at once; the units granted in all, after checking every worker exited cleanly."""
     start = time.time() + 3.0  # every process is up and waiting by then
+    argv = [url, "acme", features, str(threads), "4", str(start), "1" if share else "0"]
     procs = [
         subprocess.Popen(
-            [sys.executable, str(WORKER), url, "acme", features, "8", "4", str(start), "0"],
+            [sys.executable, str(WORKER), *argv],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -73,21 +60,33 @@ def test_processes_on_one_sqlite_file(tmp_path: Path, features: str, limit: str,
         out, err = p.communicate(timeout=120)
         assert p.returncode == 0, err
         total += int(out.strip())
-    assert total == cap  # 8 processes × 8 threads × 4 attempts = 256 tries
-    meter = next(m for m in setup.usage("acme") if m.limit == limit)
-    assert meter.used == cap
+    return total
 
 
+# one pooled limit over three tools: the per-minute limit of 2 bites first
 POOLED = "transform.virtual_model,transform.product_staging,transform.product_beautifier"
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("kind", ["redis", "redis_cluster", "postgres"])
-@pytest.mark.parametrize(
+CASES = pytest.mark.parametrize(
     ("features", "limit", "cap"),
     [("export.ai", "ai_exports", 30), (POOLED, "transform_rate", 2)],
     ids=["weekly", "pooled"],
 )
+
+
+@pytest.mark.slow
+@CASES
+def test_processes_on_one_sqlite_file(tmp_path: Path, features: str, limit: str, cap: int) -> None:
+    """8 processes × 8 threads, each thread with its own Limiter, on one file."""
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    setup = Limiter(store=url)
+    setup.set_account("acme", plan="pro")
+    assert race(url, features, threads=8, share=False) == cap  # 256 tries
+    meter = next(m for m in setup.usage("acme") if m.limit == limit)
+    assert meter.used == cap
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["redis", "redis_cluster", "postgres"])
+@CASES
 def test_processes_on_a_server_store(
     request: pytest.FixtureRequest,
     tmp_path: Path,
@@ -102,22 +101,7 @@ def test_processes_on_a_server_store(
         url += "&pool_max=8"  # 8 processes × 8 connections stays under max_connections
     setup = Limiter(store=url)
     setup.set_account("acme", plan="pro")
-    start = time.time() + 3.0
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(WORKER), url, "acme", features, "16", "4", str(start), "1"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(8)
-    ]
-    total = 0
-    for p in procs:
-        out, err = p.communicate(timeout=120)
-        assert p.returncode == 0, err
-        total += int(out.strip())
-    assert total == cap  # 512 tries
+    assert race(url, features, threads=16, share=True) == cap  # 512 tries
     meter = next(m for m in setup.usage("acme") if m.limit == limit)
     assert meter.used == cap
     setup.close()
