@@ -72,6 +72,7 @@ from limits import parse_many
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
+from _table import aligned
 from allowance import Limiter
 
 FEATURE = "transform.virtual_model"
@@ -425,22 +426,7 @@ def table(results: list[Result]) -> str:
         )
         for r in results
     ]
-    right = {2, 3, 4, 5, 6, 7}
-    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
-
-    def line(cells: tuple[str, ...]) -> str:
-        parts = [
-            c.rjust(w) if i in right else c.ljust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ]
-        return "  ".join(parts).rstrip()
-
-    out = [line(header), "  ".join("-" * w for w in widths)]
-    for i, row in enumerate(rows):
-        if i and results[i].workload != results[i - 1].workload:
-            out.append("")
-        out.append(line(row))
-    return "\n".join(out)
+    return aligned(header, rows, {2, 3, 4, 5, 6, 7}, [r.workload for r in results])
 
 
 def targets(results: list[Result]) -> list[str]:

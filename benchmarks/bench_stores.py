@@ -121,6 +121,7 @@ from limits import parse_many
 from limits.storage import RedisClusterStorage, RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 
+from _table import aligned
 from allowance import Limiter
 from allowance.stores.postgres import PostgresStore
 from allowance.stores.redis import RedisStore
@@ -1174,22 +1175,7 @@ def table(results: list[Result]) -> str:
         )
         for r in results
     ]
-    right = {1, 4, 5, 6, 7, 8, 9, 10}
-    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
-
-    def line(cells: tuple[str, ...]) -> str:
-        parts = [
-            c.rjust(w) if i in right else c.ljust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        ]
-        return "  ".join(parts).rstrip()
-
-    out = [line(header), "  ".join("-" * w for w in widths)]
-    for i, row in enumerate(rows):
-        if i and results[i].threads != results[i - 1].threads:
-            out.append("")
-        out.append(line(row))
-    return "\n".join(out)
+    return aligned(header, rows, {1, 4, 5, 6, 7, 8, 9, 10}, [r.threads for r in results])
 
 
 def targets(results: list[Result], memory: Memory) -> list[str]:
