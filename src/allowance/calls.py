@@ -95,9 +95,7 @@ def release(policy: Policy, reservation_id: str) -> Call[None]:
 
 
 def usage(policy: Policy, account: object) -> Call[list[Meter]]:
-    account_id = validation.text("account", account)
-    assert account_id is not None
-    return Call(account_id, lambda view, now: ops.usage(policy, view, now))
+    return Call(validation.text("account", account), lambda view, now: ops.usage(policy, view, now))
 
 
 def run(store: Store, policy: Policy, call: Call[T], now: float | None) -> T:

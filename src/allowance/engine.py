@@ -16,6 +16,7 @@ from allowance import messages
 from allowance.policy import Limit, Plan, Policy, Rule
 from allowance.state import Counter, Hold
 from allowance.types import Decision, Meter, to_datetime
+from allowance.windows import CalendarWindow
 
 
 @dataclass(slots=True)
@@ -253,6 +254,17 @@ def live_counters(
             keep[name] = counter
             last = max(last, expires)
     return keep, last
+
+
+def calendar_bounds(policy: Policy, feature: str, now: float) -> list[float]:
+    """For each calendar limit of ``feature``: the periods before, holding and after ``now``
+    (four boundaries). A store deciding in one step on its own clock picks the period that
+    holds its time from these, so the time zone arithmetic stays here."""
+    out: list[float] = []
+    for limit in policy.limits_of(feature):
+        if isinstance(limit.window, CalendarWindow):
+            out += limit.window.bounds(now)
+    return out
 
 
 def meters(

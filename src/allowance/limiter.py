@@ -80,9 +80,7 @@ class Limiter:
     # accounts -----------------------------------------------------------------------------
     def account_id(self, account: object) -> str:
         """``account`` checked as an account id."""
-        account_id = validation.text("account", account)
-        assert account_id is not None
-        return account_id
+        return validation.text("account", account)
 
     def account_settings(self, account: object, plan: object, seats: object) -> Account:
         """The account these arguments describe, checked (for ``put_account`` and its twin)."""

@@ -29,10 +29,6 @@ class Counter:
         self.used = used
         self.entries = entries
 
-    def copy(self) -> Counter:
-        entries = [list(e) for e in self.entries] if self.entries is not None else None
-        return Counter(self.start, self.used, entries)
-
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Counter) and (self.start, self.used, self.entries) == (
             other.start,

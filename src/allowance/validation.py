@@ -19,9 +19,7 @@ MAX_ID = 200
 MAX_TTL = 7 * 86400.0
 
 
-def text(field: str, value: object, *, optional: bool = False) -> str | None:
-    if value is None and optional:
-        return None
+def text(field: str, value: object) -> str:
     if not isinstance(value, str) or not value or len(value) > MAX_ID:
         raise InvalidRequest(
             field, value, f"expected a non-empty string of at most {MAX_ID} characters"
@@ -47,7 +45,7 @@ def request(
     if type(partial) is not bool:
         raise InvalidRequest("partial", partial, "expected true or false")
     return Request(
-        text("account", account),  # type: ignore[arg-type]
+        text("account", account),
         feature,
         amount,
         partial,

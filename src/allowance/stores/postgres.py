@@ -80,6 +80,7 @@ from allowance.stores.postgres_common import (
     SCHEMA_VERSION,
     SWEEP_BATCH,
     SWEEP_EVERY,
+    FastSpec,
     PostgresView,
     Translate,
     check_settings,
@@ -114,7 +115,7 @@ class PostgresStore(Store):
         self.schema = schema
         self.pool_min, self.pool_max = pool_min, pool_max
         self.sql = queries(schema)
-        self._specs: dict[tuple[int, str], str] = {}  # (policy, feature) -> decide() spec
+        self._specs: dict[tuple[int, str], FastSpec] = {}  # (policy, feature) -> decide() spec
         self._ops = itertools.count(1)
         with Translate():
             # One direct connection first: an unreachable server fails here at once (a pool

@@ -35,6 +35,7 @@ from allowance.stores.postgres_common import (
     NO_WAIT,
     NOW,
     ROLLBACK,
+    FastSpec,
     PostgresView,
     Translate,
     check_settings,
@@ -64,7 +65,7 @@ class AsyncPostgresStore(AsyncStore):
         self.conninfo = conninfo
         self.schema = schema
         self.sql = queries(schema)
-        self._specs: dict[tuple[int, str], str] = {}  # (policy, feature) -> decide() spec
+        self._specs: dict[tuple[int, str], FastSpec] = {}  # (policy, feature) -> decide() spec
         self.policy: Policy | None = None
         self._sizes = (pool_min, pool_max)
         self._pool: AsyncConnectionPool[AsyncConn] | None = None

@@ -23,7 +23,6 @@ from allowance.policy import Policy
 from allowance.state import HELD, Counter, Hold, IdempotencyRecord
 from allowance.stores.base import AccountView, Preload
 from allowance.types import Decision
-from allowance.windows import CalendarWindow
 
 Query = tuple[str, tuple[Any, ...]]  # a statement and its parameters
 #: runs a read in the open transaction and returns the first column of every row
@@ -321,8 +320,11 @@ class Translate:
             raise StoreError(f"postgresql: {str(exc).strip()}") from exc
 
 
-def fast_spec(policy: Policy, feature: str) -> str:
-    """The feature's limits as decide() takes them (JSON; see sql/decide.sql)."""
+FastSpec = tuple[list[str], str]  # the plans, and the feature's limits as JSON
+
+
+def fast_spec(policy: Policy, feature: str) -> FastSpec:
+    """The plans and the feature's limits as decide() takes them (see sql/decide.sql)."""
     kinds = {"anchored": "a", "sliding": "s", "calendar": "c"}
     limits = []
     for limit in policy.limits_of(feature):
@@ -336,19 +338,16 @@ def fast_spec(policy: Policy, feature: str) -> str:
                 "seat": [c.per_seat for c in cells],
             }
         )
-    return _encode(limits)
+    return [p.name for p in policy.plans], _encode(limits)
 
 
 def fast_args(
-    policy: Policy, spec: str, req: Request, now: float | None, charge: bool
+    policy: Policy, spec: FastSpec, req: Request, now: float | None, charge: bool
 ) -> tuple[Any, ...]:
     """Parameters of the ``decide`` query for one request."""
-    bounds: list[float] = []
-    for limit in policy.limits_of(req.feature):
-        if isinstance(limit.window, CalendarWindow):
-            bounds += limit.window.bounds(system_clock() if now is None else now)
-    plans = [p.name for p in policy.plans]
-    return (req.account, now, req.amount, req.partial, charge, plans, spec, bounds)
+    at = system_clock() if now is None else now  # a local estimate; see sql/decide.sql
+    bounds = engine.calendar_bounds(policy, req.feature, at)
+    return (req.account, now, req.amount, req.partial, charge, *spec, bounds)
 
 
 def fast_decision(policy: Policy, req: Request, row: Any) -> Decision | None:

@@ -24,7 +24,6 @@ from allowance.policy import Policy
 from allowance.state import HELD, Counter, Hold, IdempotencyRecord
 from allowance.stores.base import AccountView, Preload
 from allowance.types import Decision
-from allowance.windows import CalendarWindow
 
 T = TypeVar("T")
 MAX_ATTEMPTS = 50
@@ -215,20 +214,10 @@ class KeySpace:
         ]
         if self._calendar_features.get(req.feature, True):
             at = now if now is not None else system_clock()
-            bounds = calendar_bounds(policy, req.feature, at)
+            bounds = [_num(b) for b in engine.calendar_bounds(policy, req.feature, at)]
             self._calendar_features[req.feature] = bool(bounds)
             argv += bounds
         return [self.key(req.account, "a"), self.key(req.account, "c")], argv
-
-
-def calendar_bounds(policy: Policy, feature: str, now: float) -> list[str]:
-    """Four period boundaries around ``now`` per calendar limit of the feature (a local
-    estimate: the script picks the period holding its own time, or takes the slow path)."""
-    out = []
-    for limit in policy.limits_of(feature):
-        if isinstance(limit.window, CalendarWindow):
-            out += [_num(b) for b in limit.window.bounds(now)]
-    return out
 
 
 def read_decision(policy: Policy, req: Request, reply: list[Any]) -> Decision | None:
