@@ -15,6 +15,7 @@ from allowance.types import Account, Decision
 
 if TYPE_CHECKING:
     from allowance.ops import Request
+    from allowance.stores.keyring import KeyRing
 
 T = TypeVar("T")
 
@@ -121,6 +122,17 @@ class Store(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional for stores with nothing to release
         """Release connections."""
+
+    _keyring: KeyRing | None = None
+
+    def keyring(self) -> KeyRing:
+        """Where this store keeps the HTTP service's API keys (made on first use)."""
+        if self._keyring is None:
+            self._keyring = self._make_keyring()
+        return self._keyring
+
+    @abstractmethod
+    def _make_keyring(self) -> KeyRing: ...
 
     def async_store(self) -> AsyncStore | None:
         """The same store driven by an async client, or None (AsyncLimiter then runs this one

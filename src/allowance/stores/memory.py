@@ -20,6 +20,7 @@ from allowance.errors import UnknownAccount
 from allowance.ops import HOLD_KEEP
 from allowance.state import HELD, AccountState, Counter, Hold, IdempotencyRecord
 from allowance.stores.base import NO_PRELOAD, AccountView, Preload, Store
+from allowance.stores.keyring import KeyRing
 from allowance.types import Account
 
 T = TypeVar("T")
@@ -150,3 +151,8 @@ class MemoryStore(Store):
             del holds[hold_id]
             removed += 1
         return removed
+
+    def _make_keyring(self) -> KeyRing:
+        from allowance.stores.keyring import MemoryKeyRing
+
+        return MemoryKeyRing()

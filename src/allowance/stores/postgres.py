@@ -69,6 +69,7 @@ from allowance.errors import ConfigurationError, StoreError, UnknownAccount
 from allowance.ops import HOLD_KEEP, Request
 from allowance.policy import Policy
 from allowance.stores.base import NO_PRELOAD, AccountView, AsyncStore, Preload, Store
+from allowance.stores.keyring import KeyRing
 from allowance.stores.postgres_common import (
     BEGIN,
     COMMIT,
@@ -302,6 +303,11 @@ class PostgresStore(Store):
             ):
                 removed += conn.execute(statement, (cutoff, batch)).rowcount
         return removed
+
+    def _make_keyring(self) -> KeyRing:
+        from allowance.stores.keyring import PostgresKeyRing
+
+        return PostgresKeyRing(self)
 
     def close(self) -> None:
         self._pool.close()

@@ -41,6 +41,7 @@ from allowance.errors import ConfigurationError, StoreError
 from allowance.ops import Request
 from allowance.policy import Policy
 from allowance.stores.base import NO_PRELOAD, AccountView, AsyncStore, Preload, Store
+from allowance.stores.keyring import KeyRing
 from allowance.stores.redis_common import (
     MAX_ATTEMPTS,
     KeySpace,
@@ -198,6 +199,11 @@ class RedisStore(KeySpace, Store):
                 )
                 settled += 1
         return settled
+
+    def _make_keyring(self) -> KeyRing:
+        from allowance.stores.keyring import RedisKeyRing
+
+        return RedisKeyRing(self)
 
     def close(self) -> None:
         held = getattr(self._held, "client", None)

@@ -41,6 +41,7 @@ from allowance.errors import ConfigurationError, StoreError, UnknownAccount
 from allowance.ops import HOLD_KEEP
 from allowance.state import HELD, Counter, Hold, IdempotencyRecord
 from allowance.stores.base import NO_PRELOAD, AccountView, Preload, Store
+from allowance.stores.keyring import KeyRing
 from allowance.types import Account
 
 T = TypeVar("T")
@@ -301,6 +302,11 @@ class SQLiteStore(Store):
             ):
                 removed += conn.execute(sql, args).rowcount
         return removed
+
+    def _make_keyring(self) -> KeyRing:
+        from allowance.stores.keyring import SQLiteKeyRing
+
+        return SQLiteKeyRing(self)
 
     def close(self) -> None:
         with self._all_lock:

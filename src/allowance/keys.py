@@ -1,0 +1,123 @@
+"""API keys of the HTTP service: random secrets shown once, stored only as a SHA-256 digest.
+
+A key is 256 random bits, so a fast hash is enough: nothing short of the key itself yields its
+digest, and there is no password to stretch. Each key has one scope; scopes nest, so a key
+may do what its scope and every scope below it may:
+
+- ``read``: the policy, accounts and their usage;
+- ``decide``: read, plus consume, check and reservations (what an app server needs);
+- ``admin``: everything, including creating accounts and keys.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from allowance.errors import InvalidRequest
+from allowance.types import iso, to_datetime
+
+Scope = Literal["read", "decide", "admin"]
+SCOPES: tuple[Scope, ...] = ("read", "decide", "admin")  # each includes the ones before it
+KEY_PREFIX = "alw_"
+BOOTSTRAP_ID = "key_bootstrap"
+MAX_NAME = 200
+
+
+def digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def allows(scope: str, needed: Scope) -> bool:
+    return scope in SCOPES and SCOPES.index(scope) >= SCOPES.index(needed)
+
+
+def check_scope(value: object) -> Scope:
+    if value not in SCOPES:
+        raise InvalidRequest("scope", value, "expected one of " + ", ".join(SCOPES))
+    return value
+
+
+def check_name(value: object) -> str:
+    if not isinstance(value, str) or len(value) > MAX_NAME or not value.isprintable():
+        raise InvalidRequest("name", value, f"expected printable text of at most {MAX_NAME}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """What the store keeps of a key: never the secret, only its digest."""
+
+    id: str
+    digest: str
+    scope: Scope
+    name: str
+    created_at: float
+    last_used_at: float | None = None
+    revoked_at: float | None = None
+
+    def matches(self, presented_digest: str) -> bool:
+        return hmac.compare_digest(self.digest, presented_digest)
+
+    def to_json(self) -> dict[str, Any]:
+        """The public view (no digest)."""
+        return {
+            "id": self.id,
+            "scope": self.scope,
+            "name": self.name,
+            "created_at": iso(to_datetime(self.created_at)),
+            "last_used_at": iso(to_datetime(self.last_used_at)),
+            "revoked_at": iso(to_datetime(self.revoked_at)),
+        }
+
+    def to_record(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "digest": self.digest,
+            "scope": self.scope,
+            "name": self.name,
+            "created_at": self.created_at,
+            "last_used_at": self.last_used_at,
+            "revoked_at": self.revoked_at,
+        }
+
+    @classmethod
+    def from_record(cls, data: dict[str, Any]) -> ApiKey:
+        return cls(
+            id=data["id"],
+            digest=data["digest"],
+            scope=data["scope"],
+            name=data["name"],
+            created_at=float(data["created_at"]),
+            last_used_at=data.get("last_used_at"),
+            revoked_at=data.get("revoked_at"),
+        )
+
+    def with_use(self, now: float) -> ApiKey:
+        return replace(self, last_used_at=now)
+
+
+def new_key(scope: object, name: object, now: float) -> tuple[ApiKey, str]:
+    """A fresh key: the record to store and the secret to show once."""
+    secret = KEY_PREFIX + secrets.token_urlsafe(32)
+    record = ApiKey(
+        id="key_" + secrets.token_hex(8),
+        digest=digest(secret),
+        scope=check_scope(scope),
+        name=check_name(name),
+        created_at=now,
+    )
+    return record, secret
+
+
+def bootstrap_key(secret: str, now: float) -> ApiKey:
+    """The admin key named by ``ALLOWANCE_BOOTSTRAP_KEY``: a fixed id, so a new value replaces
+    the old one instead of piling up keys."""
+    if len(secret) < 16:
+        raise InvalidRequest(
+            "ALLOWANCE_BOOTSTRAP_KEY", "…", "must be at least 16 characters (use a random value)"
+        )
+    return ApiKey(BOOTSTRAP_ID, digest(secret), "admin", "bootstrap", now)
