@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from allowance import messages
 from allowance.policy import Limit, Plan, Policy, Rule
 from allowance.state import Counter, Hold
-from allowance.types import Decision, Meter, to_datetime
+from allowance.types import Decision, Meter, Quota, to_datetime
 from allowance.windows import CalendarWindow
 
 
@@ -72,6 +72,10 @@ def decide(
         if binding is None or remaining < binding[2]:
             binding = (rule, cap, remaining)
     fair_use = _fair_use(rules, seats, grant, counters, now)
+    quota = None
+    if binding is not None:
+        rule, cap, remaining = binding
+        quota = _quota(rule, cap, remaining, counters[rule.limit.name], now, None)
     feature_title = policy.features[feature].title
     shown = None if binding is None else (binding[0].limit, binding[1], binding[2])
 
@@ -89,8 +93,28 @@ def decide(
         None,
         message,
         fair_use is not None,
+        quota,
     )
     return Ruling(decision, grant, rules)
+
+
+def _quota(
+    rule: Rule, cap: int, remaining: int, counter: Counter, now: float, fits: float | None
+) -> Quota:
+    """The binding limit as the rate-limit headers show it; ``fits`` is when a denied request
+    would fit (the reset that matters to its client), else the window's own reset."""
+    window = rule.limit.window
+    if isinstance(window, CalendarWindow):
+        start, end = window.period(now)
+        length, resets = end - start, end
+    else:
+        length = window.length
+        # before this decision's charge: no open window (or an empty sliding one) means the
+        # grant opens one now
+        resets = window.span(counter, now)[1] or now + length
+    if fits is not None:
+        resets = fits
+    return Quota(rule.limit.name, cap, length, max(0, remaining), max(0.0, resets - now))
 
 
 def _fair_use(
@@ -196,6 +220,7 @@ def _limit_reached(
         None if upgrade is None else upgrade.name,
         message,
         False,
+        _quota(rule, cap, cap - used, counters[rule.limit.name], now, fits),
     )
     return Ruling(decision, 0, ())
 

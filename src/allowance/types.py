@@ -32,6 +32,39 @@ def parse_iso(text: str | None) -> datetime | None:
     return dt.astimezone(UTC) if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
+@dataclass(frozen=True, slots=True)
+class Quota:
+    """The limit that binds a decision, for rate-limit headers: the one with the least left
+    after a grant, or the one that blocked a denial. ``max`` is effective (× seats),
+    ``window`` its length in seconds (a calendar period's own length), ``reset_after`` the
+    seconds from the decision until units come back to it."""
+
+    limit: str
+    max: int
+    window: float
+    remaining: int
+    reset_after: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "limit": self.limit,
+            "max": self.max,
+            "window": self.window,
+            "remaining": self.remaining,
+            "reset_after": self.reset_after,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Quota:
+        return cls(
+            str(data["limit"]),
+            int(data["max"]),
+            float(data["window"]),
+            int(data["remaining"]),
+            float(data["reset_after"]),
+        )
+
+
 # Not frozen: building a frozen dataclass costs ~1 µs, a seventh of a decision. Treat it as
 # read-only all the same.
 @dataclass(slots=True, eq=False, repr=False)
@@ -57,6 +90,9 @@ class Decision:
     # and formatting dates is a third of a denial's cost
     _message: str | Callable[[], str]
     fair_use_exceeded: bool = False
+    # the binding limit (None for no_access or when every limit is unlimited); lazy like the
+    # message where a store's fast path would have to replay the engine for it
+    _quota: Quota | Callable[[], Quota | None] | None = None
 
     @property
     def message(self) -> str:
@@ -64,6 +100,13 @@ class Decision:
         if not isinstance(message, str):
             message = self._message = message()
         return message
+
+    @property
+    def quota(self) -> Quota | None:
+        quota = self._quota
+        if quota is not None and not isinstance(quota, Quota):
+            quota = self._quota = quota()
+        return quota
 
     def _key(self) -> tuple[Any, ...]:
         return (
@@ -116,10 +159,12 @@ class Decision:
             "upgrade": self.upgrade,
             "message": self.message,
             "fair_use_exceeded": self.fair_use_exceeded,
+            "quota": None if (quota := self.quota) is None else quota.to_json(),
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Decision:
+        quota = data.get("quota")
         return cls(
             allowed=bool(data["allowed"]),
             granted=int(data["granted"]),
@@ -131,6 +176,7 @@ class Decision:
             upgrade=data.get("upgrade"),
             _message=data.get("message", ""),
             fair_use_exceeded=bool(data.get("fair_use_exceeded", False)),
+            _quota=None if quota is None else Quota.from_json(quota),
         )
 
 

@@ -4,6 +4,7 @@ becomes a Decision. See ``redis.py`` for the design."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -230,6 +231,7 @@ def read_decision(policy: Policy, req: Request, reply: list[Any]) -> Decision | 
         return None
     plan, seats, granted = reply[4].decode(), int(reply[5]), int(reply[3])
 
+    @functools.cache
     def replay() -> Decision:
         counters = decode_counters(reply[2].decode())
         return ops.replay(policy, req, plan, seats, counters, float(reply[1]), granted, "redis")
@@ -249,6 +251,7 @@ def read_decision(policy: Policy, req: Request, reply: list[Any]) -> Decision | 
         None,
         lambda: replay().message,
         reply[7] == 1,
+        lambda: replay().quota,
     )
 
 
