@@ -45,3 +45,15 @@ class ManualClock:
 
     def datetime(self) -> datetime:
         return datetime.fromtimestamp(self._now, UTC)
+
+
+class FileClock:
+    """Epoch seconds read from a file at each call: lets tests and demos move the clock of a
+    running ``allowance serve`` (``ALLOWANCE_CLOCK_FILE``). Never for production."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __call__(self) -> float:
+        with open(self.path) as f:
+            return float(f.read())

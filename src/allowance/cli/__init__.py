@@ -1,4 +1,4 @@
-"""The ``allowance`` command line: policies, simulations, accounts and usage.
+"""The ``allowance`` command line: policies, simulations, accounts, usage, the service.
 
 Every ``AllowanceError`` becomes a one-line red error on stderr and exit status 1; exit status
 2 is left to Typer for usage mistakes (an unknown option, a missing argument).
@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from allowance import __version__
-from allowance.cli import policy_cmd, simulate, usage_cmd
+from allowance.cli import policy_cmd, serve_cmd, simulate, usage_cmd
 
 app = typer.Typer(
     name="allowance",
@@ -24,6 +24,8 @@ app.add_typer(policy_cmd.app, name="policy")
 app.command("simulate")(simulate.command)
 app.command("usage")(usage_cmd.usage)
 app.add_typer(usage_cmd.accounts_app, name="accounts")
+app.command("serve")(serve_cmd.serve)
+app.add_typer(serve_cmd.keys_app, name="keys")
 
 
 def _version(value: bool) -> None:

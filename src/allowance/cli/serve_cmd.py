@@ -1,0 +1,145 @@
+"""``allowance serve`` and ``allowance keys``: run the HTTP service, manage its API keys."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from allowance.cli.common import (
+    DEFAULT_STORE,
+    JsonOption,
+    PolicyOption,
+    StoreOption,
+    clock_text,
+    err,
+    fail,
+    handle_errors,
+    out,
+    read_policy,
+)
+from allowance.keys import SCOPES, bootstrap_key, new_key
+from allowance.limiter import Limiter
+from allowance.stores import store_from_url
+from allowance.types import to_datetime
+
+BOOTSTRAP_ENV = "ALLOWANCE_BOOTSTRAP_KEY"
+
+keys_app = typer.Typer(help="Create, list and revoke the service's API keys.", no_args_is_help=True)
+
+
+@handle_errors
+def serve(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="TCP port.")] = 8000,
+    store: StoreOption = DEFAULT_STORE,
+    policy: PolicyOption = None,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
+    log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "info",
+) -> None:
+    """Serve the HTTP API (OpenAPI at /openapi.json).
+
+    With no key in the store and no $ALLOWANCE_BOOTSTRAP_KEY, one admin key is created and
+    printed once.
+    """
+    import uvicorn
+
+    read_policy(policy)  # a bad file stops here, with its lines
+    with Limiter(policy, store) as limiter:
+        ring = limiter.store.keyring()
+        bootstrap = os.environ.get(BOOTSTRAP_ENV)
+        if bootstrap:
+            ring.add(bootstrap_key(bootstrap, limiter.store.now()))
+        elif not ring.all():
+            key, secret = new_key("admin", "created by serve", limiter.store.now())
+            ring.add(key)
+            err().print(
+                f"[bold]No API key in {store}; created an admin key (shown once):[/bold]\n"
+                f"  {secret}\n"
+                f"  export ALLOWANCE_KEY={secret}"
+            )
+    os.environ["ALLOWANCE_STORE"] = store
+    os.environ["ALLOWANCE_POLICY"] = "" if policy is None else str(Path(policy).resolve())
+    uvicorn.run(
+        "allowance.http.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=False,  # the service writes its own structured access log
+        log_level=log_level,
+        http="httptools",
+        loop="uvloop",
+        proxy_headers=False,
+        server_header=False,
+    )
+
+
+@keys_app.command("create")
+@handle_errors
+def create(
+    scope: Annotated[str, typer.Option(help="read, decide or admin.", show_default=False)],
+    name: Annotated[str, typer.Option(help="What the key is for.")] = "",
+    store: StoreOption = DEFAULT_STORE,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a key and print it once (only its digest is stored)."""
+    if scope not in SCOPES:
+        fail(f"scope: expected one of {', '.join(SCOPES)} (got {scope!r})")
+    s = store_from_url(store)
+    try:
+        key, secret = new_key(scope, name, s.now())
+        s.keyring().add(key)
+    finally:
+        s.close()
+    if as_json:
+        typer.echo(json.dumps({**key.to_json(), "key": secret}))
+        return
+    out().print(f"{secret}\n[dim]id {key.id}, scope {key.scope}; shown once, keep it safe[/dim]")
+
+
+@keys_app.command("list")
+@handle_errors
+def list_keys(store: StoreOption = DEFAULT_STORE, as_json: JsonOption = False) -> None:
+    """Every key with its scope, name and times (never the secrets)."""
+    s = store_from_url(store)
+    try:
+        keys = s.keyring().all()
+    finally:
+        s.close()
+    if as_json:
+        typer.echo(json.dumps([k.to_json() for k in keys]))
+        return
+    table = Table("id", "scope", "name", "created", "last used", "revoked")
+    for k in keys:
+        table.add_row(
+            k.id,
+            k.scope,
+            k.name,
+            clock_text(to_datetime(k.created_at)),
+            clock_text(to_datetime(k.last_used_at)) or "never",
+            clock_text(to_datetime(k.revoked_at)) or "",
+            style="dim" if k.revoked_at is not None else None,
+        )
+    out().print(table)
+
+
+@keys_app.command("revoke")
+@handle_errors
+def revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id (see keys list).")],
+    store: StoreOption = DEFAULT_STORE,
+) -> None:
+    """Revoke a key: the service refuses it within seconds."""
+    s = store_from_url(store)
+    try:
+        found = s.keyring().revoke(key_id, s.now())
+    finally:
+        s.close()
+    if not found:
+        fail(f"no key {key_id!r} in {store}")
+    out().print(f"revoked {key_id}")

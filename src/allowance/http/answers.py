@@ -1,0 +1,48 @@
+"""A Decision as an HTTP answer, shared by the service and the guards: the status, the
+``Retry-After`` header and the IETF rate-limit headers (draft-ietf-httpapi-ratelimit-headers:
+``RateLimit-Policy: "name";q=max;w=window`` and ``RateLimit: "name";r=remaining;t=reset``,
+for the limit that binds the decision)."""
+
+from __future__ import annotations
+
+from math import ceil
+from typing import Any
+
+from allowance.http.problems import Problem
+from allowance.types import Decision
+
+
+def decision_status(decision: Decision) -> int:
+    if decision.allowed:
+        return 200
+    return 403 if decision.reason == "no_access" else 429
+
+
+def decision_headers(decision: Decision) -> dict[str, str]:
+    headers = {}
+    quota = decision.quota
+    if quota is not None:
+        name = quota.limit.replace("\\", "\\\\").replace('"', '\\"')
+        headers["RateLimit-Policy"] = f'"{name}";q={quota.max};w={ceil(quota.window)}'
+        headers["RateLimit"] = f'"{name}";r={quota.remaining};t={ceil(quota.reset_after)}'
+    if not decision.allowed and decision.retry_after is not None:
+        headers["Retry-After"] = str(ceil(decision.retry_after))
+    return headers
+
+
+def decision_problem(decision: Decision) -> Problem:
+    """A denial as a problem body (for guarded app routes): the decision's fields ride along
+    as extension members, so a client reads the same ``resets_at`` and ``upgrade``."""
+    fields: dict[str, Any] = decision.to_json()
+    if decision.reason == "no_access":
+        slug, title = "no-access", "Feature not in plan"
+    else:
+        slug, title = "limit-reached", "Limit reached"
+    return Problem(
+        decision_status(decision),
+        slug,
+        title,
+        decision.message,
+        fields,
+        decision_headers(decision),
+    )

@@ -1,0 +1,171 @@
+"""The HTTP service: ``create_app(limiter)`` builds the FastAPI app; ``app_from_env`` is the
+factory ``allowance serve`` hands to uvicorn (its settings come through ``ALLOWANCE_*``
+environment variables, so every worker process builds the same app)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException
+from starlette.responses import JSONResponse, Response
+
+from allowance import __version__
+from allowance.aio import AsyncLimiter
+from allowance.clock import FileClock
+from allowance.errors import AllowanceError, StoreError
+from allowance.http import schemas
+from allowance.http.auth import AuthMiddleware, KeyCache
+from allowance.http.limits import BodyLimitMiddleware
+from allowance.http.logs import AccessLogMiddleware
+from allowance.http.metrics import Metrics
+from allowance.http.problems import Problem, for_status, from_error, internal, invalid
+from allowance.http.routes import Service, router
+from allowance.keys import bootstrap_key
+
+log = logging.getLogger("allowance.http")
+JSON_TYPES = ("application/json", "application/problem+json", "")
+
+DESCRIPTION = """Plan-based usage limits over HTTP. Every `/v1` route needs
+`Authorization: Bearer <key>`; scopes nest: `read` < `decide` < `admin`. Errors are
+`application/problem+json` (RFC 9457). Decisions carry `Retry-After` when denied and the IETF
+`RateLimit-Policy` / `RateLimit` headers for the limit that binds them."""
+
+
+def create_app(
+    limiter: AsyncLimiter,
+    *,
+    bootstrap: str | None = None,
+    key_cache_ttl: float = 5.0,
+) -> FastAPI:
+    """The service over ``limiter``. ``bootstrap``: a secret made an admin key at start-up."""
+    metrics = Metrics()
+    ring = limiter.store.keyring()
+    svc = Service(limiter, ring, KeyCache(ring, lambda: svc.now(), key_cache_ttl), metrics)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if bootstrap:
+            ring.add(bootstrap_key(bootstrap, svc.now()))
+        yield
+        await limiter.close()
+
+    app = FastAPI(
+        title="allowance",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        responses={
+            400: {"model": schemas.ProblemBody, "description": "malformed JSON"},
+            413: {"model": schemas.ProblemBody, "description": "body over 64 KiB"},
+        },
+    )
+    app.state.service = svc
+    app.include_router(router)
+    _handlers(app, metrics)
+    _operations(app, svc)
+    # outermost first: the log sees every answer, then sizes, then keys
+    app.add_middleware(AuthMiddleware, cache=lambda: svc.keys)
+    app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(AccessLogMiddleware, metrics=metrics)
+    return app
+
+
+def _operations(app: FastAPI, svc: Service) -> None:
+    @app.get("/healthz", summary="Liveness", response_model=schemas.HealthBody, tags=["ops"])
+    async def healthz() -> Response:
+        return JSONResponse({"status": "ok"})
+
+    @app.get(
+        "/readyz",
+        summary="Readiness: the store answers",
+        response_model=schemas.HealthBody,
+        responses={503: {"model": schemas.ProblemBody}},
+        tags=["ops"],
+    )
+    async def readyz() -> Response:
+        import asyncio
+
+        await asyncio.to_thread(svc.limiter.store.now)
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics", summary="Prometheus metrics", tags=["ops"], response_class=Response)
+    async def metrics() -> Response:
+        return Response(generate_latest(svc.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _handlers(app: FastAPI, metrics: Metrics) -> None:
+    @app.exception_handler(Problem)
+    async def on_problem(request: Request, exc: Problem) -> Response:
+        return exc.response()
+
+    @app.exception_handler(AllowanceError)
+    async def on_error(request: Request, exc: AllowanceError) -> Response:
+        if isinstance(exc, StoreError):
+            log.warning("store error on %s %s: %s", request.method, request.url.path, exc)
+        elif not isinstance(exc, AllowanceError):
+            log.exception("unexpected error")
+        return from_error(exc).response()
+
+    @app.exception_handler(RequestValidationError)
+    async def on_invalid(request: Request, exc: RequestValidationError) -> Response:
+        media = request.headers.get("content-type", "application/json").split(";")[0].strip()
+        if request.method in ("POST", "PUT") and media.lower() not in JSON_TYPES:
+            # FastAPI leaves such a body unparsed; say what to send instead of "not an object"
+            detail = f"send the body as application/json (got {media!r})"
+            return for_status(415, detail).response()
+        return validation_problem(exc.errors()).response()
+
+    @app.exception_handler(HTTPException)
+    async def on_http(request: Request, exc: HTTPException) -> Response:
+        headers = dict(exc.headers or {})
+        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if exc.status_code == 404:
+            detail = f"no route {request.url.path}"
+        elif exc.status_code == 405:
+            detail = f"{request.method} is not allowed on {request.url.path}"
+        return for_status(exc.status_code, detail, headers).response()
+
+    @app.exception_handler(Exception)
+    async def on_crash(request: Request, exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return internal().response()
+
+
+def validation_problem(errors: Any) -> Problem:
+    """FastAPI's validation errors as one problem naming each wrong field."""
+    listed = []
+    for err in errors:
+        if err.get("type") == "json_invalid":
+            return for_status(400, "the body is not valid JSON: " + str(err.get("msg", "")))
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body",)]
+        where = ".".join(loc) or "body"
+        if err.get("loc", ())[:1] == ("header",):
+            where = loc[-1]
+        listed.append({"field": where, "message": str(err.get("msg", "invalid"))})
+    if not listed:
+        return invalid("body", "invalid")
+    first = listed[0]
+    return invalid(first["field"], first["message"], listed)
+
+
+def app_from_env() -> FastAPI:
+    """For uvicorn's ``factory=True``: ``ALLOWANCE_STORE``, ``ALLOWANCE_POLICY`` and
+    ``ALLOWANCE_BOOTSTRAP_KEY`` as ``allowance serve`` set them; ``ALLOWANCE_CLOCK_FILE``
+    (tests only) makes the time the number in that file."""
+    from allowance.http.logs import configure
+
+    configure()
+    clock_file = os.environ.get("ALLOWANCE_CLOCK_FILE")
+    limiter = AsyncLimiter(
+        os.environ.get("ALLOWANCE_POLICY") or None,
+        os.environ.get("ALLOWANCE_STORE", "sqlite:///allowance.db"),
+        clock=FileClock(clock_file) if clock_file else None,
+    )
+    return create_app(limiter, bootstrap=os.environ.get("ALLOWANCE_BOOTSTRAP_KEY") or None)

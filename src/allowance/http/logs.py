@@ -1,0 +1,77 @@
+"""Structured access logs: one JSON line per request on the ``allowance.access`` logger.
+Never the Authorization header nor a key, only the key's id."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from allowance.http.metrics import Metrics
+from allowance.types import iso, to_datetime
+
+access_log = logging.getLogger("allowance.access")
+
+
+class AccessLogMiddleware:
+    """Logs each request once it is answered; routes add ``account``/``feature``/``outcome``
+    /``user`` to ``scope["state"]["log"]``."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        fields: dict[str, Any] = {}
+        scope.setdefault("state", {})["log"] = fields
+        status = 500
+
+        async def send_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_status)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", None) or "unmatched"
+            self.metrics.requests.labels(path, str(status)).inc()
+            if access_log.isEnabledFor(logging.INFO):
+                key = scope["state"].get("api_key")
+                line = {
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "status": status,
+                    "ms": round((time.perf_counter() - start) * 1000, 3),
+                    "key": getattr(key, "id", None),
+                    **fields,
+                }
+                access_log.info(
+                    "%s %s %s", scope["method"], scope["path"], status, extra={"line": line}
+                )
+
+
+class JsonLines(logging.Formatter):
+    """One JSON object a line: the record's time (UTC) and the request's fields."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = getattr(record, "line", None) or {"message": record.getMessage()}
+        return json.dumps({"ts": iso(to_datetime(record.created)), **line}, separators=(",", ":"))
+
+
+def configure(level: int = logging.INFO) -> None:
+    """Access lines as JSON on stderr."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonLines())
+    access_log.addHandler(handler)
+    access_log.setLevel(level)
+    access_log.propagate = False

@@ -1,0 +1,123 @@
+"""Errors as ``application/problem+json`` (RFC 9457): one table from allowance's error tree
+to HTTP statuses, shared by the service and the guards. A client's mistake is never a 500,
+and no response carries a traceback."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.responses import Response
+
+from allowance.errors import (
+    AllowanceError,
+    IdempotencyConflict,
+    InvalidRequest,
+    ReservationExpired,
+    ReservationNotFound,
+    StoreError,
+    UnknownAccount,
+)
+
+PROBLEM_JSON = "application/problem+json"
+TYPE_PREFIX = "urn:allowance:problem:"
+
+
+class Problem(Exception):
+    """An error answer. ``extra`` members join the body (RFC 9457 extension members)."""
+
+    def __init__(
+        self,
+        status: int,
+        slug: str,
+        title: str,
+        detail: str,
+        extra: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.slug = slug
+        self.title = title
+        self.detail = detail
+        self.extra = extra or {}
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "type": TYPE_PREFIX + self.slug,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            **self.extra,
+        }
+
+    def response(self) -> Response:
+        return Response(
+            json.dumps(self.body(), separators=(",", ":")),
+            status_code=self.status,
+            headers=self.headers,
+            media_type=PROBLEM_JSON,
+        )
+
+
+def invalid(field: str, message: str, errors: list[dict[str, str]] | None = None) -> Problem:
+    """422: the body is well-formed but a field is wrong; ``field`` names the first."""
+    errors = errors or [{"field": field, "message": message}]
+    return Problem(
+        422,
+        "invalid-request",
+        "Invalid request",
+        f"{field}: {message}",
+        {"field": field, "errors": errors},
+    )
+
+
+def from_error(exc: AllowanceError) -> Problem:
+    """The answer for an error raised by ``Limiter``/``AsyncLimiter``."""
+    if isinstance(exc, InvalidRequest):
+        return invalid(exc.field, str(exc).split(": ", 1)[-1])
+    if isinstance(exc, UnknownAccount):
+        return Problem(404, "unknown-account", "Unknown account", str(exc), {"field": "account"})
+    if isinstance(exc, ReservationNotFound):
+        return Problem(404, "unknown-reservation", "Unknown reservation", str(exc))
+    if isinstance(exc, ReservationExpired):
+        return Problem(410, "reservation-expired", "Reservation expired", str(exc))
+    if isinstance(exc, IdempotencyConflict):
+        return Problem(
+            409,
+            "idempotency-conflict",
+            "Idempotency key reused",
+            str(exc),
+            {"field": "idempotency_key"},
+        )
+    if isinstance(exc, StoreError):
+        # the store's own words may name hosts; the log keeps them, the client gets a retry
+        return Problem(
+            503,
+            "store-unavailable",
+            "Store unavailable",
+            "the store did not answer; nothing was charged, retry shortly",
+            headers={"Retry-After": "1"},
+        )
+    return internal()
+
+
+def internal() -> Problem:
+    return Problem(500, "internal", "Internal error", "the service failed; see its log")
+
+
+STATUS_TITLES = {
+    400: ("bad-request", "Bad request"),
+    401: ("unauthorized", "Unauthorized"),
+    403: ("forbidden", "Forbidden"),
+    404: ("not-found", "Not found"),
+    405: ("method-not-allowed", "Method not allowed"),
+    413: ("body-too-large", "Body too large"),
+    415: ("unsupported-media-type", "Unsupported media type"),
+}
+
+
+def for_status(status: int, detail: str, headers: dict[str, str] | None = None) -> Problem:
+    slug, title = STATUS_TITLES.get(status, ("error", "Error"))
+    return Problem(status, slug, title, detail, headers=headers)

@@ -1,0 +1,311 @@
+"""The ``/v1`` routes of CONTRACT.md section 5. Each validates, calls ``AsyncLimiter`` and
+answers; errors are raised and become problem+json in ``app.py``."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable
+from dataclasses import dataclass
+from typing import Annotated, Any, TypeVar
+
+from fastapi import APIRouter, Depends, Header, Path, Request
+from starlette.responses import JSONResponse, Response
+
+from allowance.aio import AsyncLimiter
+from allowance.errors import StoreError
+from allowance.http import schemas
+from allowance.http.answers import decision_headers, decision_status
+from allowance.http.auth import KeyCache, require
+from allowance.http.metrics import Metrics
+from allowance.http.problems import Problem, invalid
+from allowance.keys import ApiKey, new_key
+from allowance.stores.keyring import KeyRing
+from allowance.types import Decision, iso
+
+T = TypeVar("T")
+MAX_ID = 200
+
+
+@dataclass
+class Service:
+    """What the routes share; one per app, on ``app.state.service``."""
+
+    limiter: AsyncLimiter
+    ring: KeyRing
+    keys: KeyCache
+    metrics: Metrics
+
+    def now(self) -> float:
+        """The limiter's clock (injected, or the store's); blocking: call in a thread."""
+        injected = self.limiter.sync._now()
+        return self.limiter.store.now() if injected is None else injected
+
+    async def run(self, operation: str, call: Awaitable[T]) -> T:
+        try:
+            return await call
+        except StoreError:
+            self.metrics.store_errors.labels(operation).inc()
+            raise
+
+
+def service(request: Request) -> Service:
+    found: Service = request.app.state.service
+    return found
+
+
+Svc = Annotated[Service, Depends(service)]
+Read = Depends(require("read"))
+Decide = Depends(require("decide"))
+Admin = Depends(require("admin"))
+IdHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=MAX_ID,
+        description="works like the body's idempotency_key",
+    ),
+]
+AccountId = Annotated[str, Path(min_length=1, max_length=MAX_ID, examples=["acme"])]
+ObjectId = Annotated[str, Path(min_length=1, max_length=MAX_ID)]
+
+
+def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    out: dict[int | str, dict[str, Any]] = {}
+    for status in (401, 422, 503, *statuses):
+        out[status] = {
+            "model": schemas.ProblemBody,
+            "content": {"application/problem+json": {}},
+            "description": "a problem (RFC 9457)",
+        }
+    return out
+
+
+DENIALS: dict[int | str, dict[str, Any]] = {
+    403: {"model": schemas.DecisionBody, "description": "no access on this plan (or scope)"},
+    429: {"model": schemas.DecisionBody, "description": "a limit is reached; see Retry-After"},
+}
+
+router = APIRouter(prefix="/v1")
+
+
+def _log(request: Request, body: schemas.DecisionRequest, decision: Decision | None) -> None:
+    fields = request.scope["state"]["log"]
+    fields.update(account=body.account, feature=body.feature, user=body.user)
+    if decision is not None:
+        fields["outcome"] = "granted" if decision.allowed else decision.reason
+
+
+def _key(body: schemas.DecisionRequest, header: str | None) -> str | None:
+    if header is not None and body.idempotency_key not in (None, header):
+        raise invalid("idempotency_key", "differs from the Idempotency-Key header")
+    return body.idempotency_key or header
+
+
+def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse(data, status_code=status, headers=headers)
+
+
+def _decision(decision: Decision) -> Response:
+    return _json(decision.to_json(), decision_status(decision), decision_headers(decision))
+
+
+@router.post(
+    "/consume",
+    summary="Decide and charge",
+    dependencies=[Decide],
+    response_model=schemas.DecisionBody,
+    responses={**DENIALS, **problems(404, 409)},
+)
+async def consume(
+    request: Request, body: schemas.DecisionRequest, svc: Svc, idempotency_key: IdHeader = None
+) -> Response:
+    start = time.perf_counter()
+    d = await svc.run(
+        "consume",
+        svc.limiter.consume(
+            body.account,
+            body.feature,
+            body.amount,
+            partial=body.partial,
+            idempotency_key=_key(body, idempotency_key),
+            user=body.user,
+        ),
+    )
+    svc.metrics.decided("consume", body.feature, d, time.perf_counter() - start)
+    _log(request, body, d)
+    return _decision(d)
+
+
+@router.post(
+    "/check",
+    summary="Decide without charging",
+    dependencies=[Decide],
+    response_model=schemas.DecisionBody,
+    responses=problems(404),
+)
+async def check(request: Request, body: schemas.DecisionRequest, svc: Svc) -> Response:
+    start = time.perf_counter()
+    d = await svc.run(
+        "check",
+        svc.limiter.check(body.account, body.feature, body.amount, partial=body.partial),
+    )
+    svc.metrics.decided("check", body.feature, d, time.perf_counter() - start)
+    _log(request, body, d)
+    return _json(d.to_json(), 200, decision_headers(d))
+
+
+@router.post(
+    "/reservations",
+    summary="Hold units until commit, release or expiry",
+    dependencies=[Decide],
+    status_code=201,
+    response_model=schemas.ReservationBody,
+    responses={
+        403: {"model": schemas.ReservationBody, "description": "no access (id is null)"},
+        429: {"model": schemas.ReservationBody, "description": "limit reached (id is null)"},
+        **problems(404, 409),
+    },
+)
+async def reserve(
+    request: Request,
+    body: schemas.ReservationRequest,
+    svc: Svc,
+    idempotency_key: IdHeader = None,
+) -> Response:
+    start = time.perf_counter()
+    r = await svc.run(
+        "reserve",
+        svc.limiter.reserve(
+            body.account,
+            body.feature,
+            body.amount,
+            body.ttl,
+            partial=body.partial,
+            idempotency_key=_key(body, idempotency_key),
+            user=body.user,
+        ),
+    )
+    d = r.decision
+    svc.metrics.decided("reserve", body.feature, d, time.perf_counter() - start)
+    if r.id is not None:
+        svc.metrics.reserved(r.id, body.ttl)
+    _log(request, body, d)
+    data = {"id": r.id, "expires_at": iso(r.expires_at), "decision": d.to_json()}
+    return _json(data, 201 if d.allowed else decision_status(d), decision_headers(d))
+
+
+@router.post(
+    "/reservations/{reservation_id}/commit",
+    summary="Make a reservation's units final",
+    dependencies=[Decide],
+    response_model=schemas.CommitBody,
+    responses=problems(404, 410),
+)
+async def commit(reservation_id: ObjectId, svc: Svc) -> Response:
+    await svc.run("commit", svc.limiter.commit(reservation_id))
+    svc.metrics.settled(reservation_id)
+    return _json({"id": reservation_id, "status": "committed"})
+
+
+@router.delete(
+    "/reservations/{reservation_id}",
+    summary="Return a reservation's units",
+    dependencies=[Decide],
+    status_code=204,
+    response_class=Response,
+    responses=problems(404),
+)
+async def release(reservation_id: ObjectId, svc: Svc) -> Response:
+    await svc.run("release", svc.limiter.release(reservation_id))
+    svc.metrics.settled(reservation_id)
+    return Response(status_code=204)
+
+
+@router.put(
+    "/accounts/{account_id}",
+    summary="Create or change an account",
+    dependencies=[Admin],
+    response_model=schemas.AccountBody,
+    responses={201: {"model": schemas.AccountBody, "description": "created"}, **problems(403)},
+)
+async def put_account(account_id: AccountId, body: schemas.AccountRequest, svc: Svc) -> Response:
+    account, created = await svc.run(
+        "put_account", svc.limiter.put_account(account_id, body.plan, body.seats)
+    )
+    return _json(account.to_json(), 201 if created else 200)
+
+
+@router.get(
+    "/accounts/{account_id}",
+    summary="An account",
+    dependencies=[Read],
+    response_model=schemas.AccountBody,
+    responses=problems(403, 404),
+)
+async def get_account(account_id: AccountId, svc: Svc) -> Response:
+    account = await svc.run("get_account", svc.limiter.get_account(account_id))
+    return _json(account.to_json())
+
+
+@router.get(
+    "/accounts/{account_id}/usage",
+    summary="An account's meters",
+    dependencies=[Read],
+    response_model=schemas.UsageBody,
+    responses=problems(403, 404),
+)
+async def usage(account_id: AccountId, svc: Svc) -> Response:
+    account = await svc.run("get_account", svc.limiter.get_account(account_id))
+    meters = await svc.run("usage", svc.limiter.usage(account_id))
+    return _json(
+        {"account": account.id, "plan": account.plan, "meters": [m.to_json() for m in meters]}
+    )
+
+
+@router.get("/policy", summary="The policy in force", dependencies=[Read], responses=problems(403))
+async def policy(svc: Svc) -> Response:
+    return _json(svc.limiter.policy.to_data())
+
+
+@router.post(
+    "/keys",
+    summary="Create a key (shown once)",
+    status_code=201,
+    response_model=schemas.NewKeyBody,
+    responses=problems(403),
+)
+async def create_key(
+    body: schemas.KeyRequest, svc: Svc, caller: Annotated[ApiKey, Admin]
+) -> Response:
+    key, secret = new_key(body.scope, body.name, await asyncio.to_thread(svc.now))
+    await asyncio.to_thread(svc.ring.add, key)
+    return _json({**key.to_json(), "key": secret}, 201)
+
+
+@router.get(
+    "/keys",
+    summary="Every key (never the secrets)",
+    dependencies=[Admin],
+    response_model=list[schemas.KeyBody],
+    responses=problems(403),
+)
+async def list_keys(svc: Svc) -> Response:
+    keys = await asyncio.to_thread(svc.ring.all)
+    return _json([k.to_json() for k in keys])
+
+
+@router.delete(
+    "/keys/{key_id}",
+    summary="Revoke a key",
+    status_code=204,
+    response_class=Response,
+    responses=problems(403, 404),
+)
+async def revoke_key(key_id: ObjectId, svc: Svc, caller: Annotated[ApiKey, Admin]) -> Response:
+    now = await asyncio.to_thread(svc.now)
+    if not await asyncio.to_thread(svc.ring.revoke, key_id, now):
+        raise Problem(404, "unknown-key", "Unknown key", f"no key {key_id!r}")
+    svc.keys.forget(key_id)
+    return Response(status_code=204)

@@ -1,0 +1,232 @@
+"""Request and response bodies of the HTTP API, for validation and for /openapi.json.
+
+Requests are strict (``"1"`` is not an amount, unknown members are refused, so a typo never
+passes silently). Responses are built as plain dicts on the hot path; these models document
+them, and the schemathesis run checks that what is sent matches.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+
+from allowance.validation import MAX_AMOUNT, MAX_ID, MAX_SEATS, MAX_TTL
+
+Text = Field(min_length=1, max_length=MAX_ID)
+EXAMPLE_DECISION = {
+    "allowed": False,
+    "granted": 0,
+    "reason": "limit_reached",
+    "limit": "transform_daily",
+    "remaining": 0,
+    "resets_at": "2026-11-24T15:10:00Z",
+    "retry_after": 84240.0,
+    "upgrade": "max",
+    "message": "You have now hit your daily limit (30) for AI transforms; it resets on "
+    "Tue 24 Nov at 15:10 UTC. Upgrade to Max for 60 a day.",
+    "fair_use_exceeded": False,
+    "quota": {
+        "limit": "transform_daily",
+        "max": 30,
+        "window": 86400.0,
+        "remaining": 0,
+        "reset_after": 84240.0,
+    },
+}
+
+
+def _examples(*examples: dict[str, Any]) -> ConfigDict:
+    return ConfigDict(json_schema_extra={"examples": list(examples)})
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DecisionRequest(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"account": "acme", "feature": "transform.virtual_model"},
+                {
+                    "account": "acme",
+                    "feature": "export.ai",
+                    "amount": 5,
+                    "partial": True,
+                    "idempotency_key": "export-7f3a",
+                    "user": "u-42",
+                },
+            ]
+        },
+    )
+
+    account: str = Text
+    feature: str = Field(min_length=1, max_length=MAX_ID, examples=["transform.virtual_model"])
+    amount: StrictInt = Field(1, ge=1, le=MAX_AMOUNT)
+    partial: StrictBool = False
+    idempotency_key: str | None = Field(None, min_length=1, max_length=MAX_ID)
+    user: str | None = Field(None, min_length=1, max_length=MAX_ID)
+
+
+class ReservationRequest(DecisionRequest):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"account": "acme", "feature": "background.studio", "amount": 4}]
+        },
+    )
+
+    ttl: float = Field(900.0, gt=0, le=MAX_TTL, description="seconds the units are held")
+
+
+class AccountRequest(Strict):
+    model_config = ConfigDict(extra="forbid", **_examples({"plan": "pro", "seats": 3}))
+
+    plan: str = Field(min_length=1, max_length=MAX_ID)
+    seats: StrictInt = Field(1, ge=1, le=MAX_SEATS)
+
+
+class KeyRequest(Strict):
+    model_config = ConfigDict(
+        extra="forbid", **_examples({"scope": "decide", "name": "app servers"})
+    )
+
+    scope: Literal["read", "decide", "admin"]
+    name: str = Field("", max_length=MAX_ID)
+
+
+class QuotaBody(BaseModel):
+    limit: str
+    max: int
+    window: float
+    remaining: int
+    reset_after: float
+
+
+class DecisionBody(BaseModel):
+    model_config = _examples(EXAMPLE_DECISION)
+
+    allowed: bool
+    granted: int
+    reason: Literal["ok", "limit_reached", "no_access"]
+    limit: str | None
+    remaining: int | None
+    resets_at: str | None = Field(description="ISO 8601, UTC")
+    retry_after: float | None = Field(description="seconds")
+    upgrade: str | None
+    message: str
+    fair_use_exceeded: bool
+    quota: QuotaBody | None
+
+
+class ReservationBody(BaseModel):
+    model_config = _examples(
+        {
+            "id": "rsv_…",
+            "expires_at": "2026-11-23T15:25:00Z",
+            "decision": {**EXAMPLE_DECISION, "allowed": True, "reason": "ok"},
+        }
+    )
+
+    id: str | None
+    expires_at: str | None
+    decision: DecisionBody
+
+
+class CommitBody(BaseModel):
+    model_config = _examples({"id": "rsv_…", "status": "committed"})
+
+    id: str
+    status: Literal["committed"]
+
+
+class AccountBody(BaseModel):
+    model_config = _examples({"id": "acme", "plan": "pro", "seats": 3})
+
+    id: str
+    plan: str
+    seats: int
+
+
+class MeterBody(BaseModel):
+    limit: str
+    features: list[str]
+    used: int
+    max: int | None
+    remaining: int | None
+    window_start: str | None
+    resets_at: str | None
+
+
+class UsageBody(BaseModel):
+    model_config = _examples(
+        {
+            "account": "acme",
+            "plan": "pro",
+            "meters": [
+                {
+                    "limit": "transform_daily",
+                    "features": ["transform.virtual_model"],
+                    "used": 30,
+                    "max": 30,
+                    "remaining": 0,
+                    "window_start": "2026-11-23T15:10:00Z",
+                    "resets_at": "2026-11-24T15:10:00Z",
+                }
+            ],
+        }
+    )
+
+    account: str
+    plan: str
+    meters: list[MeterBody]
+
+
+class KeyBody(BaseModel):
+    id: str
+    scope: str
+    name: str
+    created_at: str | None
+    last_used_at: str | None
+    revoked_at: str | None
+
+
+class NewKeyBody(KeyBody):
+    model_config = _examples(
+        {
+            "id": "key_5f1c0a9e2b7d4c3a",
+            "key": "alw_…",
+            "scope": "decide",
+            "name": "app servers",
+            "created_at": "2026-11-23T15:10:00Z",
+            "last_used_at": None,
+            "revoked_at": None,
+        }
+    )
+
+    key: str = Field(description="the secret; shown this once only")
+
+
+class ProblemBody(BaseModel):
+    model_config = _examples(
+        {
+            "type": "urn:allowance:problem:invalid-request",
+            "title": "Invalid request",
+            "status": 422,
+            "detail": "amount: expected a whole number from 1 to 1,000,000 (got 0)",
+            "field": "amount",
+            "errors": [{"field": "amount", "message": "must be at least 1"}],
+        }
+    )
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    field: str | None = None
+
+
+class HealthBody(BaseModel):
+    status: str
