@@ -17,7 +17,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from allowance.http.problems import Problem, for_status
+from allowance.errors import AllowanceError, StoreError
+from allowance.http.problems import Problem, for_status, from_error
 from allowance.keys import ApiKey, allows, digest
 from allowance.keys import Scope as KeyScope
 from allowance.stores.keyring import KeyRing
@@ -43,7 +44,12 @@ class KeyCache:
         mono = time.monotonic()
         entry = self._entries.get(presented)
         if entry is None or entry[1] < mono:
-            key = await asyncio.to_thread(self._ring.find, presented)
+            try:
+                key = await asyncio.to_thread(self._ring.find, presented)
+            except StoreError:
+                if entry is None:
+                    raise
+                key = entry[0]  # the store is down: a key known a moment ago still counts
             if len(self._entries) >= MAX_CACHED:
                 self._entries.clear()  # unknown keys tried at random must not grow memory
             self._entries[presented] = (key, mono + self._ttl)
@@ -95,12 +101,17 @@ class AuthMiddleware:
         secret = bearer(header)
         if secret is None:
             problem = for_status(401, "send Authorization: Bearer <key>", CHALLENGE)
-        elif (key := await self.cache().resolve(secret)) is None:
-            problem = for_status(401, "the key is unknown or revoked", CHALLENGE)
         else:
-            scope.setdefault("state", {})["api_key"] = key
-            await self.app(scope, receive, send)
-            return
+            try:
+                key = await self.cache().resolve(secret)
+            except AllowanceError as exc:  # the store is down: 503, as for a decision
+                problem = from_error(exc)
+            else:
+                if key is not None:
+                    scope.setdefault("state", {})["api_key"] = key
+                    await self.app(scope, receive, send)
+                    return
+                problem = for_status(401, "the key is unknown or revoked", CHALLENGE)
         await problem.response()(scope, receive, send)
 
 

@@ -1,0 +1,52 @@
+"""``allowance keys create|list|revoke`` against an SQLite store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from allowance.keys import digest
+from allowance.stores import store_from_url
+
+from .support import Run
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'allowance.db'}"
+
+
+def test_create_list_revoke(run: Run, store: str) -> None:
+    made = run("keys", "create", "--scope", "decide", "--name", "web", "--store", store, "--json")
+    assert made.exit_code == 0
+    created = json.loads(made.stdout)
+    assert created["key"].startswith("alw_") and created["scope"] == "decide"
+    listed = json.loads(run("keys", "list", "--store", store, "--json").stdout)
+    assert [(k["id"], k["name"], k["revoked_at"]) for k in listed] == [(created["id"], "web", None)]
+    assert created["key"] not in run("keys", "list", "--store", store).stdout
+    s = store_from_url(store)
+    try:  # only the digest is stored
+        found = s.keyring().find(digest(created["key"]))
+        assert found is not None and found.id == created["id"]
+    finally:
+        s.close()
+    revoked = run("keys", "revoke", created["id"], "--store", store)
+    assert (revoked.exit_code, revoked.stdout) == (0, f"revoked {created['id']}\n")
+    listed = json.loads(run("keys", "list", "--store", store, "--json").stdout)
+    assert listed[0]["revoked_at"] is not None
+
+
+def test_plain_create_prints_the_key_once(run: Run, store: str) -> None:
+    made = run("keys", "create", "--scope", "read", "--store", store)
+    assert made.exit_code == 0 and made.stdout.startswith("alw_")
+    assert "shown once" in made.stdout
+
+
+def test_mistakes(run: Run, store: str) -> None:
+    bad = run("keys", "create", "--scope", "owner", "--store", store)
+    assert bad.exit_code == 1 and "scope: expected one of read, decide, admin" in bad.stderr
+    gone = run("keys", "revoke", "key_nope", "--store", store)
+    assert gone.exit_code == 1 and "no key 'key_nope'" in gone.stderr
+    assert json.loads(run("keys", "list", "--store", store, "--json").stdout) == []

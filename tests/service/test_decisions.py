@@ -1,0 +1,143 @@
+"""Decisions over HTTP on every server store: every status of CONTRACT section 5, headers,
+exactly-the-cap under 16 threads, idempotent retries."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+
+from .service import Service
+
+
+def consume(service: Service, **body: object) -> httpx.Response:
+    return service.call("POST", "/v1/consume", json=body)
+
+
+def test_accounts_are_created_then_changed(service: Service) -> None:
+    r = service.call("PUT", "/v1/accounts/acct-a", json={"plan": "pro", "seats": 3})
+    assert (r.status_code, r.json()) == (201, {"id": "acct-a", "plan": "pro", "seats": 3})
+    r = service.call("PUT", "/v1/accounts/acct-a", json={"plan": "max"})
+    assert (r.status_code, r.json()) == (200, {"id": "acct-a", "plan": "max", "seats": 1})
+    r = service.call("GET", "/v1/accounts/acct-a")
+    assert (r.status_code, r.json()["plan"]) == (200, "max")
+    r = service.call("GET", "/v1/accounts/nobody")
+    assert r.status_code == 404
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["type"] == "urn:allowance:problem:unknown-account"
+
+
+def test_grant_denial_and_no_access(service: Service) -> None:
+    service.account("acct-b", "free")
+    r = consume(service, account="acct-b", feature="export.ai", amount=2)
+    assert r.status_code == 200 and r.json()["granted"] == 2
+    assert r.headers["RateLimit-Policy"] == '"ai_exports";q=2;w=604800'
+    assert r.headers["RateLimit"] == '"ai_exports";r=0;t=604800'
+    assert "Retry-After" not in r.headers
+    r = consume(service, account="acct-b", feature="export.ai")
+    assert r.status_code == 429
+    assert r.json()["upgrade"] == "pro" and r.headers["Retry-After"] == "604800"
+    r = consume(service, account="acct-b", feature="transform.virtual_model")
+    assert r.status_code == 403
+    assert (r.json()["reason"], r.json()["upgrade"]) == ("no_access", "pro")
+    assert "RateLimit" not in r.headers
+    r = service.call(
+        "POST", "/v1/check", json={"account": "acct-b", "feature": "export.ai", "amount": 1}
+    )
+    assert r.status_code == 200 and r.json()["allowed"] is False  # check answers 200 always
+    r = consume(service, account="nobody", feature="export.ai")
+    assert r.status_code == 404
+
+
+def test_reservations(service: Service) -> None:
+    service.account("acct-c", "pro")
+    body = {"account": "acct-c", "feature": "background.studio", "amount": 4, "ttl": 60}
+    r = service.call("POST", "/v1/reservations", json=body)
+    assert r.status_code == 201
+    held = r.json()
+    assert held["id"] and held["decision"]["granted"] == 4
+    studio = _meter(service, "acct-c", "studio")
+    assert studio["used"] == 4  # held units count as used
+    r = service.call("POST", f"/v1/reservations/{held['id']}/commit")
+    assert (r.status_code, r.json()) == (200, {"id": held["id"], "status": "committed"})
+    second = service.call("POST", "/v1/reservations", json=body).json()
+    r = service.call("DELETE", f"/v1/reservations/{second['id']}")
+    assert r.status_code == 204 and r.content == b""
+    assert _meter(service, "acct-c", "studio")["used"] == 4  # released units came back
+    r = service.call("POST", "/v1/reservations/rsv_unknown/commit")
+    assert r.status_code == 404
+    too_many = {**body, "amount": 5000}
+    r = service.call("POST", "/v1/reservations", json=too_many)
+    assert r.status_code == 429 and r.json()["id"] is None
+
+
+def test_reservation_commit_after_expiry_is_gone(service: Service) -> None:
+    service.account("acct-d", "pro")
+    body = {"account": "acct-d", "feature": "background.studio", "amount": 1, "ttl": 1}
+    held = service.call("POST", "/v1/reservations", json=body).json()
+    r = service.call("GET", "/v1/accounts/acct-d")  # any call; then move time past expiry
+    assert r.status_code == 200
+    now = _now(service)
+    service.set_time(now + 5)
+    r = service.call("POST", f"/v1/reservations/{held['id']}/commit")
+    assert r.status_code == 410
+    assert r.json()["type"] == "urn:allowance:problem:reservation-expired"
+
+
+def test_exactly_the_cap_from_16_threads(service: Service) -> None:
+    service.account("acct-race", "pro")  # 30 AI exports a week
+
+    def one(_: int) -> int:
+        with httpx.Client(base_url=service.url, timeout=30) as http:
+            r = http.post(
+                "/v1/consume",
+                json={"account": "acct-race", "feature": "export.ai"},
+                headers={"Authorization": f"Bearer {service.admin}"},
+            )
+            return r.status_code
+
+    with ThreadPoolExecutor(16) as pool:
+        statuses = list(pool.map(one, range(80)))
+    assert (statuses.count(200), statuses.count(429)) == (30, 50)
+    assert _meter(service, "acct-race", "ai_exports")["used"] == 30
+
+
+def test_idempotent_retries_charge_once(service: Service) -> None:
+    service.account("acct-e", "pro")
+    body = {"account": "acct-e", "feature": "export.ai", "amount": 3}
+    first = service.call("POST", "/v1/consume", json={**body, "idempotency_key": "job-1"})
+    again = service.call("POST", "/v1/consume", json={**body, "idempotency_key": "job-1"})
+    assert first.json() == again.json() and first.status_code == again.status_code == 200
+    by_header = service.call("POST", "/v1/consume", json=body, headers={"Idempotency-Key": "j2"})
+    again = service.call("POST", "/v1/consume", json=body, headers={"Idempotency-Key": "j2"})
+    assert by_header.json() == again.json()
+    assert _meter(service, "acct-e", "ai_exports")["used"] == 6
+    r = service.call(
+        "POST", "/v1/consume", json={**body, "amount": 4}, headers={"Idempotency-Key": "j2"}
+    )
+    assert r.status_code == 409
+    assert r.json()["type"] == "urn:allowance:problem:idempotency-conflict"
+    r = service.call(
+        "POST",
+        "/v1/consume",
+        json={**body, "idempotency_key": "a"},
+        headers={"Idempotency-Key": "b"},
+    )
+    assert r.status_code == 422 and r.json()["field"] == "idempotency_key"
+    assert _meter(service, "acct-e", "ai_exports")["used"] == 6
+
+
+def test_policy_and_health(service: Service) -> None:
+    r = service.call("GET", "/v1/policy")
+    assert r.status_code == 200 and [p["name"] for p in r.json()["plans"]] == ["free", "pro", "max"]
+    assert service.call("GET", "/healthz", key=None).json() == {"status": "ok"}
+    assert service.call("GET", "/readyz", key=None).json() == {"status": "ready"}
+
+
+def _meter(service: Service, account: str, limit: str) -> dict[str, object]:
+    usage = service.call("GET", f"/v1/accounts/{account}/usage").json()
+    return next(m for m in usage["meters"] if m["limit"] == limit)
+
+
+def _now(service: Service) -> float:
+    return float(service.clock_file.read_text())
