@@ -29,3 +29,37 @@ def test_policy_file_in_the_readme_is_valid(tmp_path: Path) -> None:
 
     policy = parse_policy(blocks("yaml")[0])
     assert [p.name for p in policy.plans] == ["free", "pro"]
+
+
+def test_curl_tour_works_in_a_shell(tmp_path: Path) -> None:
+    """The bash block against a real ``allowance serve`` (its port instead of 8000)."""
+    import os
+    import shutil
+
+    import pytest
+
+    from service.service import Service
+
+    if shutil.which("curl") is None or shutil.which("bash") is None:
+        pytest.skip("no curl or bash")
+    (tour,) = blocks("bash")
+    service = Service.start(f"sqlite:///{tmp_path / 'allowance.db'}", tmp_path)
+    try:
+        env = {**os.environ, "ALLOWANCE_KEY": service.admin}
+        script = tour.replace("http://127.0.0.1:8000", service.url)
+        out = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", script],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=True,
+            timeout=60,
+        ).stdout
+    finally:
+        service.stop()
+    assert '{"id":"acme","plan":"free","seats":1}' in out
+    assert out.count('"granted":1') == 2
+    assert "HTTP/1.1 429" in out and "retry-after: 604800" in out.lower()
+    assert 'ratelimit: "ai_exports";r=0;t=604800' in out.lower()
+    usage = out.strip().splitlines()[-1]
+    assert '"limit":"ai_exports"' in usage and '"used":2' in usage
