@@ -62,3 +62,18 @@ def test_bad_key_settings_name_the_field(scope: object, name: object, field: str
     with pytest.raises(InvalidRequest) as info:
         new_key(scope, name, 0.0)
     assert info.value.field == field
+
+
+def test_bootstrap_is_idempotent_and_never_undoes_a_revocation(limiter: Limiter) -> None:
+    ring = limiter.store.keyring()
+    assert ring.ensure_bootstrap("bootstrap-secret-value", 1.0) is True
+    ring.touch(BOOTSTRAP_ID, 5.0)
+    assert ring.ensure_bootstrap("bootstrap-secret-value", 9.0) is True  # a restart
+    (key,) = ring.all()
+    assert (key.created_at, key.last_used_at) == (1.0, 5.0)  # kept, not replaced
+    ring.revoke(BOOTSTRAP_ID, 10.0)
+    assert ring.ensure_bootstrap("bootstrap-secret-value", 11.0) is False
+    assert ring.all()[0].revoked_at == 10.0
+    assert ring.ensure_bootstrap("a-new-bootstrap-value", 12.0) is True  # a new value replaces it
+    (key,) = ring.all()
+    assert key.revoked_at is None and key.created_at == 12.0

@@ -22,7 +22,7 @@ from allowance.cli.common import (
     out,
     read_policy,
 )
-from allowance.keys import SCOPES, bootstrap_key, new_key
+from allowance.keys import SCOPES, new_key
 from allowance.limiter import Limiter
 from allowance.stores import store_from_url
 from allowance.types import to_datetime
@@ -53,7 +53,8 @@ def serve(
         ring = limiter.store.keyring()
         bootstrap = os.environ.get(BOOTSTRAP_ENV)
         if bootstrap:
-            ring.add(bootstrap_key(bootstrap, limiter.store.now()))
+            if not ring.ensure_bootstrap(bootstrap, limiter.store.now()):
+                err().print(f"[yellow]warning: ${BOOTSTRAP_ENV} names a revoked key[/yellow]")
         elif not ring.all():
             key, secret = new_key("admin", "created by serve", limiter.store.now())
             ring.add(key)

@@ -26,8 +26,7 @@ from allowance.http.limits import BodyLimitMiddleware
 from allowance.http.logs import AccessLogMiddleware
 from allowance.http.metrics import Metrics
 from allowance.http.problems import Problem, for_status, from_error, internal, invalid
-from allowance.http.routes import Service, router
-from allowance.keys import bootstrap_key
+from allowance.http.routes import Service, problem_content, router
 
 log = logging.getLogger("allowance.http")
 JSON_TYPES = ("application/json", "application/problem+json", "")
@@ -51,8 +50,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if bootstrap:
-            ring.add(bootstrap_key(bootstrap, svc.now()))
+        if bootstrap and not ring.ensure_bootstrap(bootstrap, svc.now()):
+            log.warning("ALLOWANCE_BOOTSTRAP_KEY names a revoked key; it stays revoked")
         yield
         await limiter.close()
 
@@ -62,8 +61,16 @@ def create_app(
         description=DESCRIPTION,
         lifespan=lifespan,
         responses={
-            400: {"model": schemas.ProblemBody, "description": "malformed JSON"},
-            413: {"model": schemas.ProblemBody, "description": "body over 64 KiB"},
+            400: {
+                "model": schemas.ProblemBody,
+                "content": problem_content(),
+                "description": "malformed JSON",
+            },
+            413: {
+                "model": schemas.ProblemBody,
+                "content": problem_content(),
+                "description": "body over 64 KiB",
+            },
         },
     )
     app.state.service = svc

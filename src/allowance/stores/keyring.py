@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from allowance.keys import ApiKey
+from allowance.keys import ApiKey, bootstrap_key, digest
 
 if TYPE_CHECKING:
     from allowance.stores.postgres import PostgresStore
@@ -41,6 +41,16 @@ class KeyRing(ABC):
     @abstractmethod
     def touch(self, key_id: str, now: float) -> None:
         """Record a use (the service calls this at most once a minute per key)."""
+
+    def ensure_bootstrap(self, secret: str, now: float) -> bool:
+        """Make ``secret`` the bootstrap admin key unless it already is; a revoked one stays
+        revoked (restarting with the same variable must not undo a revocation). True when
+        the key is usable."""
+        found = self.find(digest(secret))
+        if found is None:
+            self.add(bootstrap_key(secret, now))
+            return True
+        return found.revoked_at is None
 
 
 class MemoryKeyRing(KeyRing):
