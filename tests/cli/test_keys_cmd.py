@@ -50,3 +50,10 @@ def test_mistakes(run: Run, store: str) -> None:
     gone = run("keys", "revoke", "key_nope", "--store", store)
     assert gone.exit_code == 1 and "no key 'key_nope'" in gone.stderr
     assert json.loads(run("keys", "list", "--store", store, "--json").stdout) == []
+
+
+def test_serve_refuses_a_bad_policy_before_listening(run: Run, tmp_path: Path) -> None:
+    from .support import POLICIES
+
+    bad = run("serve", "--policy", str(POLICIES / "negative_max.yaml"), "--port", "0")
+    assert bad.exit_code == 1 and "negative_max.yaml:" in bad.stderr
