@@ -71,19 +71,29 @@ AccountId = Annotated[str, Path(min_length=1, max_length=MAX_ID, examples=["acme
 ObjectId = Annotated[str, Path(min_length=1, max_length=MAX_ID)]
 
 
+def problem_content() -> dict[str, Any]:
+    """The problem+json media type with its schema (FastAPI's ``model`` only fills
+    application/json), so a checker validates the bodies of problems too."""
+    return {"application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemBody"}}}
+
+
 def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
     out: dict[int | str, dict[str, Any]] = {}
     for status in (401, 422, 503, *statuses):
         out[status] = {
             "model": schemas.ProblemBody,
-            "content": {"application/problem+json": {}},
+            "content": problem_content(),
             "description": "a problem (RFC 9457)",
         }
     return out
 
 
 DENIALS: dict[int | str, dict[str, Any]] = {
-    403: {"model": schemas.DecisionBody, "description": "no access on this plan (or scope)"},
+    403: {
+        "model": schemas.DecisionBody,
+        "content": problem_content(),  # a key without the decide scope gets a problem
+        "description": "no access on this plan (a decision), or a key's scope is too small",
+    },
     429: {"model": schemas.DecisionBody, "description": "a limit is reached; see Retry-After"},
 }
 
@@ -143,7 +153,7 @@ async def consume(
     summary="Decide without charging",
     dependencies=[Decide],
     response_model=schemas.DecisionBody,
-    responses=problems(404),
+    responses=problems(403, 404),
 )
 async def check(request: Request, body: schemas.DecisionRequest, svc: Svc) -> Response:
     start = time.perf_counter()
@@ -163,7 +173,11 @@ async def check(request: Request, body: schemas.DecisionRequest, svc: Svc) -> Re
     status_code=201,
     response_model=schemas.ReservationBody,
     responses={
-        403: {"model": schemas.ReservationBody, "description": "no access (id is null)"},
+        403: {
+            "model": schemas.ReservationBody,
+            "content": problem_content(),  # a key without the decide scope gets a problem
+            "description": "no access (id is null), or a key's scope is too small",
+        },
         429: {"model": schemas.ReservationBody, "description": "limit reached (id is null)"},
         **problems(404, 409),
     },
@@ -201,7 +215,7 @@ async def reserve(
     summary="Make a reservation's units final",
     dependencies=[Decide],
     response_model=schemas.CommitBody,
-    responses=problems(404, 410),
+    responses=problems(403, 404, 410),
 )
 async def commit(reservation_id: ObjectId, svc: Svc) -> Response:
     await svc.run("commit", svc.limiter.commit(reservation_id))
@@ -215,7 +229,7 @@ async def commit(reservation_id: ObjectId, svc: Svc) -> Response:
     dependencies=[Decide],
     status_code=204,
     response_class=Response,
-    responses=problems(404),
+    responses=problems(403, 404),
 )
 async def release(reservation_id: ObjectId, svc: Svc) -> Response:
     await svc.run("release", svc.limiter.release(reservation_id))
