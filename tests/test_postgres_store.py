@@ -508,12 +508,13 @@ def test_async_unreachable_server_is_a_store_error(monkeypatch: pytest.MonkeyPat
     asyncio.run(main())
 
 
-def test_a_version_1_schema_is_upgraded(schema: str) -> None:
+@pytest.mark.parametrize("version", [1, 2])
+def test_an_older_schema_is_upgraded(schema: str, version: int) -> None:
     url = with_options(schema=schema)
     Limiter(store=url).close()
-    with admin() as conn:  # as version 1 left it: no decide() function
+    with admin() as conn:  # version 1 had no decide(); version 2's took the spec as jsonb
         conn.execute(f'DROP FUNCTION "{schema}".decide')
-        conn.execute(f'UPDATE "{schema}".schema_version SET version = 1')
+        conn.execute(f'UPDATE "{schema}".schema_version SET version = %s', (version,))
     with Limiter(store=url) as lim:
         lim.set_account("acme", plan="pro")
         assert lim.consume("acme", "export.ai", 30).allowed

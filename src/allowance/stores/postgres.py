@@ -6,10 +6,13 @@ table lives in it), ``pool_min`` / ``pool_max`` (default 1 / 10). The others are
 
 A plain ``consume`` or ``check`` (no idempotency key) is one statement, one round trip: the
 schema's ``decide()`` function (``sql/decide.sql``, the twin of Redis's ``decide.lua``) locks the
-row, applies the grant arithmetic, charges and returns the counters as they were; Python replays
-the engine on them for the rest of the decision (``ops.replay``), which must agree on the grant.
-It reads ``clock_timestamp()`` after the lock is held. It hands over to the path below when the
-account has a reservation past its expiry.
+row, applies the grant arithmetic, charges and returns the counters as they were. A grant comes
+with its remaining and fair-use flag, so its decision is built at once (the engine writes its
+sentence and quota only if they are read); for a denial Python replays the engine on the
+counters (``ops.replay``), which must agree on the grant. The feature's limits are constants in
+its statement (one prepared statement per feature), and each thread reuses its cursor while the
+pool hands it the same connection. It reads ``clock_timestamp()`` after the lock is held. It
+hands over to the path below when the account has a reservation past its expiry.
 
 Every other operation is one READ COMMITTED transaction: the account's row is locked with
 ``SELECT ... FOR UPDATE``, the shared operations of ``ops.py`` run on it, and its counters (one
@@ -54,6 +57,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import threading
 import zlib
 from collections.abc import Callable
 from contextlib import suppress
@@ -118,6 +122,9 @@ class PostgresStore(Store):
         self.sql = queries(schema)
         self._specs: dict[tuple[int, str], FastSpec] = {}  # (policy, feature) -> decide() spec
         self._ops = itertools.count(1)
+        # this thread's cursor for the fast path, on the connection it last had: reused while
+        # the pool hands that connection back (a new cursor costs more than a decision's Python)
+        self._held = threading.local()
         with Translate():
             # One direct connection first: an unreachable server fails here at once (a pool
             # would retry in the background until its timeout), and it creates the schema.
@@ -199,11 +206,21 @@ class PostgresStore(Store):
         """One statement, one round trip: the schema's decide() function (sql/decide.sql)."""
         spec = self._specs.get((id(policy), req.feature))
         if spec is None:
-            spec = self._specs[(id(policy), req.feature)] = fast_spec(policy, req.feature)
-        with Translate(), self._pool.connection() as conn:
-            row = conn.execute(
-                self.sql["decide"], fast_args(policy, spec, req, now, charge), prepare=True
-            ).fetchone()
+            spec = fast_spec(policy, req.feature, self.schema)
+            self._specs[(id(policy), req.feature)] = spec
+        args = fast_args(policy, spec, req, now, charge)
+        pool = self._pool
+        with Translate():
+            # getconn / putconn, not pool.connection(): its "with conn" only adds a commit
+            # call, and an autocommit connection has nothing to commit
+            conn = pool.getconn()
+            try:
+                cur = getattr(self._held, "cursor", None)
+                if cur is None or cur.connection is not conn:
+                    cur = self._held.cursor = conn.cursor()
+                row = cur.execute(spec.query, args, prepare=True).fetchone()
+            finally:
+                pool.putconn(conn)
         return fast_decision(policy, req, row)
 
     def transact(

@@ -128,12 +128,12 @@ class AsyncPostgresStore(AsyncStore):
         """One statement, one round trip: the schema's decide() function (sql/decide.sql)."""
         spec = self._specs.get((id(policy), req.feature))
         if spec is None:
-            spec = self._specs[(id(policy), req.feature)] = fast_spec(policy, req.feature)
+            spec = fast_spec(policy, req.feature, self.schema)
+            self._specs[(id(policy), req.feature)] = spec
+        args = fast_args(policy, spec, req, now, charge)
         with Translate():
             async with self._connection() as conn:
-                cur = await conn.execute(
-                    self.sql["decide"], fast_args(policy, spec, req, now, charge), prepare=True
-                )
+                cur = await conn.execute(spec.query, args, prepare=True)
                 row = await cur.fetchone()
         return fast_decision(policy, req, row)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -23,13 +24,14 @@ from allowance.policy import Policy
 from allowance.state import HELD, Counter, Hold, IdempotencyRecord
 from allowance.stores.base import AccountView, Preload
 from allowance.types import Decision
+from allowance.windows import CalendarWindow
 
 Query = tuple[str, tuple[Any, ...]]  # a statement and its parameters
 #: runs a read in the open transaction and returns the first column of every row
 Fetch = Callable[[str, tuple[Any, ...]], list[Any]]
 _encode = json.JSONEncoder(separators=(",", ":")).encode
 
-SCHEMA_VERSION = 2  # 2: the decide() function of the fast path
+SCHEMA_VERSION = 3  # 2: the decide() function of the fast path; 3: its typed-spec version
 SWEEP_EVERY = 2048
 SWEEP_BATCH = 500
 LOCK_NAMESPACE = 0x616C6C6F  # "allo": first key of the advisory lock around schema changes
@@ -58,8 +60,6 @@ DDL = (
     resources.files("allowance.stores").joinpath("sql/decide.sql").read_text("utf-8"),
 )
 TEMPLATES = {
-    "decide": "SELECT status, at, before, granted, plan, seats FROM {s}.decide("
-    "%s, %s::float8, %s, %s, %s, %s::text[], %s::jsonb, %s::float8[])",
     "version": "SELECT max(version) FROM {s}.schema_version",
     "set_version": "INSERT INTO {s}.schema_version (version) VALUES (%s)"
     " ON CONFLICT (one) DO UPDATE SET version = excluded.version",
@@ -320,44 +320,88 @@ class Translate:
             raise StoreError(f"postgresql: {str(exc).strip()}") from exc
 
 
-FastSpec = tuple[list[str], str]  # the plans, and the feature's limits as JSON
+DECIDE = (
+    "SELECT status, at, before, granted, plan, seats, remaining, fair FROM {s}.decide("
+    "%s, %s::float8, %s, %s, %s, {plans}::text[], {names}::text[], {kinds}, {lengths}::float8[],"
+    " {caps}::bigint[], {seat}::boolean[], {fair}::bigint[], {bounds}::float8[])"
+)
 
 
-def fast_spec(policy: Policy, feature: str) -> FastSpec:
-    """The plans and the feature's limits as decide() takes them (see sql/decide.sql)."""
+@dataclass(frozen=True, slots=True)
+class FastSpec:
+    """A feature's decide() statement: its limits written in as constants, so they are parsed
+    once, when the statement is prepared; ``calendar``: it takes the period bounds."""
+
+    query: str
+    calendar: bool
+
+
+def fast_spec(policy: Policy, feature: str, schema: str) -> FastSpec:
+    """The decide() statement of one feature (see sql/decide.sql)."""
     kinds = {"anchored": "a", "sliding": "s", "calendar": "c"}
-    limits = []
-    for limit in policy.limits_of(feature):
-        cells = [limit.cells[p.name] for p in policy.plans]
-        limits.append(
-            {
-                "n": limit.name,
-                "k": kinds[limit.window.kind],
-                "l": limit.window.length,
-                "caps": [-2 if not c.access else (-1 if c.max is None else c.max) for c in cells],
-                "seat": [c.per_seat for c in cells],
-            }
-        )
-    return [p.name for p in policy.plans], _encode(limits)
+    limits = policy.limits_of(feature)
+    cells = [limit.cells[p.name] for limit in limits for p in policy.plans]
+    calendar = any(isinstance(limit.window, CalendarWindow) for limit in limits)
+    query = sql.SQL(DECIDE).format(
+        s=sql.Identifier(schema),
+        plans=sql.Literal([p.name for p in policy.plans]),
+        names=sql.Literal([limit.name for limit in limits]),
+        kinds=sql.Literal("".join(kinds[limit.window.kind] for limit in limits)),
+        lengths=sql.Literal([float(limit.window.length) for limit in limits]),
+        caps=sql.Literal([-2 if not c.access else (-1 if c.max is None else c.max) for c in cells]),
+        seat=sql.Literal([c.per_seat for c in cells]),
+        fair=sql.Literal([-1 if c.fair_use is None else c.fair_use for c in cells]),
+        bounds=sql.Placeholder() if calendar else sql.Literal([]),
+    )
+    return FastSpec(query.as_string(), calendar)
 
 
 def fast_args(
     policy: Policy, spec: FastSpec, req: Request, now: float | None, charge: bool
 ) -> tuple[Any, ...]:
-    """Parameters of the ``decide`` query for one request."""
+    """Parameters of a feature's decide() statement for one request."""
+    if not spec.calendar:
+        return (req.account, now, req.amount, req.partial, charge)
     at = system_clock() if now is None else now  # a local estimate; see sql/decide.sql
     bounds = engine.calendar_bounds(policy, req.feature, at)
-    return (req.account, now, req.amount, req.partial, charge, *spec, bounds)
+    return (req.account, now, req.amount, req.partial, charge, bounds)
 
 
 def fast_decision(policy: Policy, req: Request, row: Any) -> Decision | None:
-    """The decision from decide()'s row; None when it asked for the slow path."""
-    status, at, before, granted, plan, seats = row
+    """The decision from decide()'s row; None when it asked for the slow path. A grant is
+    built from the row (its sentence and quota are the engine's, worked out when read); a
+    denial is the engine's, replayed on the counters decide() saw, which must agree."""
+    status, at, before, granted, plan, seats, remaining, fair = row
     if status == "unknown":
         raise UnknownAccount(req.account)
     if status == "slow":
         return None
-    counters = {
-        name: Counter(start, used, entries) for name, (start, used, entries) in before.items()
-    }
-    return ops.replay(policy, req, plan, seats, counters, at, granted, "postgresql")
+
+    replayed: list[Decision] = []
+
+    def replay() -> Decision:
+        if not replayed:
+            counters = {
+                name: Counter(start, used, entries)
+                for name, (start, used, entries) in json.loads(before).items()
+            }
+            replayed.append(
+                ops.replay(policy, req, plan, seats, counters, at, granted, "postgresql")
+            )
+        return replayed[0]
+
+    if granted == 0:
+        return replay()  # a denial: the engine says which limit, until when, which plan
+    return Decision(
+        True,
+        granted,
+        "ok",
+        None,
+        remaining,
+        None,
+        None,
+        None,
+        lambda: replay().message,
+        fair,
+        lambda: replay().quota,
+    )
