@@ -4,17 +4,21 @@ The public surface is what ``__all__`` lists; other modules are importable but n
 """
 
 from allowance.aio import AsyncLimiter, AsyncReservation
+from allowance.client import AsyncClient, Client
 from allowance.clock import Clock, ManualClock
 from allowance.errors import (
     AllowanceError,
+    AuthenticationError,
     ConfigurationError,
     IdempotencyConflict,
     InvalidAmount,
     InvalidRequest,
+    PermissionDenied,
     PolicyError,
     PolicyIssue,
     ReservationExpired,
     ReservationNotFound,
+    ServiceUnavailable,
     StoreError,
     UnknownAccount,
     UnknownFeature,
@@ -29,8 +33,11 @@ __version__ = "0.1.0"
 __all__ = [
     "Account",
     "AllowanceError",
+    "AsyncClient",
     "AsyncLimiter",
     "AsyncReservation",
+    "AuthenticationError",
+    "Client",
     "Clock",
     "ConfigurationError",
     "Decision",
@@ -40,12 +47,14 @@ __all__ = [
     "Limiter",
     "ManualClock",
     "Meter",
+    "PermissionDenied",
     "Policy",
     "PolicyError",
     "PolicyIssue",
     "Reservation",
     "ReservationExpired",
     "ReservationNotFound",
+    "ServiceUnavailable",
     "StoreError",
     "UnknownAccount",
     "UnknownFeature",

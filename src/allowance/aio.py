@@ -13,7 +13,7 @@ import asyncio
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from allowance import calls
 from allowance.clock import Clock
@@ -26,6 +26,14 @@ from allowance.types import Account, Decision, Meter, to_datetime
 T = TypeVar("T")
 
 
+class AsyncSettles(Protocol):
+    """What an async reservation settles through: ``AsyncLimiter`` or ``AsyncClient``."""
+
+    async def commit(self, reservation_id: str) -> None: ...
+
+    async def release(self, reservation_id: str) -> None: ...
+
+
 class AsyncReservation:
     """Units held by ``AsyncLimiter.reserve``; ``id`` is None when denied."""
 
@@ -33,7 +41,7 @@ class AsyncReservation:
 
     def __init__(
         self,
-        limiter: AsyncLimiter,
+        limiter: AsyncSettles,
         id: str | None,
         decision: Decision,
         expires_at: datetime | None,

@@ -10,8 +10,11 @@ AllowanceError
 ├── ReservationNotFound       no reservation with that id (or it is already gone)
 ├── ReservationExpired        commit after the reservation's expiry
 ├── PolicyError               a policy file or object is invalid; ``issues`` lists each
-├── ConfigurationError        a bad store URL or option
+├── ConfigurationError        a bad store URL or option (or service URL, for ``Client``)
+├── AuthenticationError       ``Client``: the service refused the key (401)
+├── PermissionDenied          ``Client``: the key's scope is too small for the call (403)
 └── StoreError                the store failed (chained ``from`` the driver's error)
+    └── ServiceUnavailable    ``Client``: the service did not answer, or answered 5xx
 """
 
 from __future__ import annotations
@@ -95,3 +98,19 @@ class ConfigurationError(AllowanceError):
 
 class StoreError(AllowanceError):
     """The store failed; the driver's own error is chained as ``__cause__``."""
+
+
+class AuthenticationError(AllowanceError):
+    """The service refused the key: missing, unknown or revoked (HTTP 401)."""
+
+
+class PermissionDenied(AllowanceError):
+    """The key is valid but its scope does not allow the call (HTTP 403), e.g. a ``read``
+    key asking for a decision."""
+
+
+class ServiceUnavailable(StoreError):
+    """``Client``: the service could not be reached, timed out, or answered 5xx (its store
+    failed), after any retries. A ``StoreError``, so code that handles a failing store around
+    ``Limiter`` (fail open or closed) handles a failing service the same way. The httpx
+    error, when there was one, is chained as ``__cause__``."""

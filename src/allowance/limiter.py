@@ -7,6 +7,7 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
+from typing import Protocol
 
 from allowance import calls, validation
 from allowance.clock import Clock
@@ -26,13 +27,21 @@ def resolve_policy(policy: Policy | str | Path | None) -> Policy:
     return load_policy(policy)
 
 
+class Settles(Protocol):
+    """What a reservation settles through: ``Limiter`` or ``Client``."""
+
+    def commit(self, reservation_id: str) -> None: ...
+
+    def release(self, reservation_id: str) -> None: ...
+
+
 class Reservation:
     """Units held by ``reserve``. ``id`` is None when the reservation was denied."""
 
     __slots__ = ("_limiter", "decision", "expires_at", "id")
 
     def __init__(
-        self, limiter: Limiter, id: str | None, decision: Decision, expires_at: datetime | None
+        self, limiter: Settles, id: str | None, decision: Decision, expires_at: datetime | None
     ) -> None:
         self._limiter = limiter
         self.id = id

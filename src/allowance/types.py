@@ -203,6 +203,18 @@ class Meter:
             "resets_at": iso(self.resets_at),
         }
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Meter:
+        return cls(
+            limit=str(data["limit"]),
+            features=tuple(data["features"]),
+            used=int(data["used"]),
+            max=data.get("max"),
+            remaining=data.get("remaining"),
+            window_start=parse_iso(data.get("window_start")),
+            resets_at=parse_iso(data.get("resets_at")),
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class Account:
@@ -212,3 +224,7 @@ class Account:
 
     def to_json(self) -> dict[str, Any]:
         return {"id": self.id, "plan": self.plan, "seats": self.seats}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Account:
+        return cls(str(data["id"]), str(data["plan"]), int(data["seats"]))

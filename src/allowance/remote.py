@@ -1,0 +1,326 @@
+"""The HTTP side of ``Client`` and ``AsyncClient``, written once: each method as an ``Op``
+(what to send, how to read the answer), the problem+json -> error table, and when to retry.
+The two clients only send ``Op``s and sleep; everything here is plain functions of data.
+
+Arguments are checked with ``allowance.validation`` against the service's policy before
+anything is sent, so a bad argument raises exactly what ``Limiter`` raises and the service
+never sees it. Errors the service reports are mapped back by the problem's ``type`` URN (and,
+for ``invalid-request``, its ``field``), never by its wording.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Generic, TypeVar
+from urllib.parse import quote
+
+import httpx
+
+from allowance import ids, validation
+from allowance.errors import (
+    AllowanceError,
+    AuthenticationError,
+    ConfigurationError,
+    IdempotencyConflict,
+    InvalidAmount,
+    InvalidRequest,
+    PermissionDenied,
+    ReservationExpired,
+    ReservationNotFound,
+    ServiceUnavailable,
+    UnknownAccount,
+    UnknownFeature,
+    UnknownPlan,
+)
+from allowance.ops import Request
+from allowance.policy import Policy, parse_policy
+from allowance.types import Account, Decision, Meter, parse_iso
+
+T = TypeVar("T")
+
+PROBLEM_TYPE = "urn:allowance:problem:"  # = http.problems.TYPE_PREFIX (a test pins it)
+RETRY_STATUSES = frozenset({502, 503, 504})  # the service or a proxy in front: try again
+BACKOFF = 0.05  # seconds before the first retry; doubled each time
+MAX_PAUSE = 2.0  # the longest wait between tries, whatever Retry-After says
+DECISION_STATUSES = (200, 403, 429)  # 403/429: a denial, when the body is not a problem
+
+SIMPLE_ERRORS: dict[str, type[AllowanceError]] = {
+    "unknown-reservation": ReservationNotFound,
+    "reservation-expired": ReservationExpired,
+    "idempotency-conflict": IdempotencyConflict,
+    "unauthorized": AuthenticationError,
+    "insufficient-scope": PermissionDenied,
+}
+FIELD_ERRORS: dict[str, type[InvalidRequest]] = {
+    "amount": InvalidAmount,
+    "feature": UnknownFeature,
+    "plan": UnknownPlan,
+}
+
+Reserved = tuple[str | None, Decision, datetime | None]  # id, decision, expires_at
+
+
+@dataclass(slots=True)
+class Op(Generic[T]):
+    """One call: the request, and ``read(status, json)`` for an answer in ``statuses``.
+
+    ``sent`` holds the arguments by field name, so an error can name the value that was
+    wrong. ``retry`` is False when sending twice could charge twice."""
+
+    method: str
+    path: str
+    statuses: tuple[int, ...]
+    read: Callable[[int, Any], T]
+    body: dict[str, Any] | None = None
+    sent: dict[str, Any] = field(default_factory=dict)
+    retry: bool = True
+
+
+# requests ---------------------------------------------------------------------------------
+def _segment(value: str) -> str:
+    return quote(value, safe="")
+
+
+def _decision_body(req: Request, key: str | None) -> dict[str, Any]:
+    body: dict[str, Any] = {"account": req.account, "feature": req.feature, "amount": req.amount}
+    if req.partial:
+        body["partial"] = True
+    if key is not None:
+        body["idempotency_key"] = key
+    if req.user is not None:
+        body["user"] = req.user
+    return body
+
+
+def _key(given: str | None, auto: bool) -> str | None:
+    """The idempotency key to send: the caller's, else (when retrying) a fresh one, so that
+    a retry of a request whose answer was lost is recognised and charges nothing more."""
+    if given is not None or not auto:
+        return given
+    return "auto-" + secrets.token_urlsafe(18)
+
+
+def _charge(
+    path: str,
+    statuses: tuple[int, ...],
+    read: Callable[[int, Any], T],
+    req: Request,
+    auto_key: bool,
+    **extra: Any,
+) -> Op[T]:
+    """A call that charges: retried only under an idempotency key (see ``_key``)."""
+    key = _key(req.idempotency_key, auto_key)
+    body = {**_decision_body(req, key), **extra}
+    return Op("POST", path, statuses, read, body, body, retry=key is not None)
+
+
+def consume(
+    policy: Policy,
+    account: object,
+    feature: object,
+    amount: object,
+    partial: object,
+    idempotency_key: object,
+    user: object,
+    auto_key: bool,
+) -> Op[Decision]:
+    req = validation.request(policy, account, feature, amount, partial, idempotency_key, user)
+    return _charge("/v1/consume", DECISION_STATUSES, _decision, req, auto_key)
+
+
+def check(
+    policy: Policy, account: object, feature: object, amount: object, partial: object, user: object
+) -> Op[Decision]:
+    req = validation.request(policy, account, feature, amount, partial, None, user)
+    body = _decision_body(req, None)
+    return Op("POST", "/v1/check", DECISION_STATUSES, _decision, body, body)
+
+
+def reserve(
+    policy: Policy,
+    account: object,
+    feature: object,
+    amount: object,
+    ttl: object,
+    partial: object,
+    idempotency_key: object,
+    user: object,
+    auto_key: bool,
+) -> Op[Reserved]:
+    req = validation.request(policy, account, feature, amount, partial, idempotency_key, user)
+    seconds = validation.ttl(ttl)
+    return _charge("/v1/reservations", (201, 403, 429), _reserved, req, auto_key, ttl=seconds)
+
+
+def commit(reservation_id: str) -> Op[None]:
+    """Committing twice is harmless, so a retry is safe."""
+    ids.reservation_account(reservation_id)  # ReservationNotFound for what is not an id
+    path = f"/v1/reservations/{_segment(reservation_id)}/commit"
+    return Op("POST", path, (200,), _nothing)
+
+
+def release(reservation_id: str) -> Op[None]:
+    ids.reservation_account(reservation_id)
+    return Op("DELETE", f"/v1/reservations/{_segment(reservation_id)}", (204,), _nothing)
+
+
+def put_account(
+    policy: Policy, account: object, plan: object, seats: object
+) -> Op[tuple[Account, bool]]:
+    account_id = validation.text("account", account)
+    plan_name, seat_count = validation.account_settings(policy, plan, seats)
+    body = {"plan": plan_name, "seats": seat_count}
+    return Op(
+        "PUT",
+        f"/v1/accounts/{_segment(account_id)}",
+        (200, 201),
+        lambda status, data: (Account.from_json(data), status == 201),
+        body,
+        {**body, "account": account_id},
+    )
+
+
+def get_account(account: object) -> Op[Account]:
+    account_id = validation.text("account", account)
+    return Op(
+        "GET",
+        f"/v1/accounts/{_segment(account_id)}",
+        (200,),
+        lambda status, data: Account.from_json(data),
+        sent={"account": account_id},
+    )
+
+
+def usage(account: object) -> Op[list[Meter]]:
+    account_id = validation.text("account", account)
+    return Op(
+        "GET",
+        f"/v1/accounts/{_segment(account_id)}/usage",
+        (200,),
+        lambda status, data: [Meter.from_json(m) for m in data["meters"]],
+        sent={"account": account_id},
+    )
+
+
+def policy() -> Op[dict[str, Any]]:
+    return Op("GET", "/v1/policy", (200,), lambda status, data: dict(data))
+
+
+def compile_policy(data: dict[str, Any], source: str) -> Policy:
+    """The service's policy as a ``Policy``, to check arguments against (JSON is YAML)."""
+    return parse_policy(json.dumps(data), source)
+
+
+# answers ----------------------------------------------------------------------------------
+def _decision(status: int, data: Any) -> Decision:
+    return Decision.from_json(data)
+
+
+def _reserved(status: int, data: Any) -> Reserved:
+    return data["id"], Decision.from_json(data["decision"]), parse_iso(data["expires_at"])
+
+
+def _nothing(status: int, data: Any) -> None:
+    return None
+
+
+def is_problem(response: httpx.Response) -> bool:
+    media = str(response.headers.get("content-type", "")).split(";")[0].strip().lower()
+    return media == "application/problem+json"
+
+
+Outcome = httpx.Response | httpx.TransportError  # an answer, or none (connection, timeout)
+
+
+def result(op: Op[T], response: Outcome) -> T:
+    """What the answer means: the value ``op`` reads, or the error it reports (raised)."""
+    if isinstance(response, httpx.TransportError):
+        kind = type(response).__name__
+        raise ServiceUnavailable(
+            f"{op.method} {op.path}: the service did not answer ({kind}: {response})"
+        ) from response
+    if is_problem(response) or response.status_code not in op.statuses:
+        raise error(op, response)
+    try:
+        data = response.json() if response.content else None
+        return op.read(response.status_code, data)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ServiceUnavailable(
+            f"{op.method} {op.path}: the answer is not one allowance sends "
+            f"({response.status_code}, {response.text[:200]!r})"
+        ) from exc
+
+
+def _problem(response: httpx.Response) -> dict[str, Any]:
+    if not is_problem(response):
+        return {}
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def error(op: Op[Any], response: httpx.Response) -> AllowanceError:
+    """The ``AllowanceError`` that ``Limiter`` would raise for what the service reports."""
+    status = response.status_code
+    problem = _problem(response)
+    kind = str(problem.get("type", ""))
+    slug = kind.removeprefix(PROBLEM_TYPE) if kind.startswith(PROBLEM_TYPE) else ""
+    detail = str(problem.get("detail") or response.reason_phrase or status)
+    if slug == "invalid-request":
+        return _invalid(op, str(problem.get("field") or "body"), detail)
+    if slug == "unknown-account":
+        return UnknownAccount(str(op.sent.get("account")))
+    if slug in SIMPLE_ERRORS:
+        return SIMPLE_ERRORS[slug](detail)
+    if slug == "not-found":  # no such route: the URL is not an allowance service's
+        return ConfigurationError(f"url: {detail}; is it an allowance service's URL?")
+    if status == 401:
+        return AuthenticationError(detail)
+    if status >= 500:
+        return ServiceUnavailable(f"{op.method} {op.path}: the service answered {status}: {detail}")
+    return AllowanceError(f"{op.method} {op.path}: unexpected answer {status}: {detail}")
+
+
+def _invalid(op: Op[Any], name: str, detail: str) -> InvalidRequest:
+    """The service's 422 as ``Limiter``'s error: the class by field, the value as sent, and
+    the service's sentence as the message."""
+    value = op.sent.get(name)
+    problem = detail.removeprefix(f"{name}: ").removesuffix(f" (got {value!r})")
+    exc = FIELD_ERRORS.get(name, InvalidRequest)(name, value, problem)
+    exc.args = (detail,)
+    return exc
+
+
+# retries ----------------------------------------------------------------------------------
+def pause(op: Op[Any], attempt: int, retries: int, response: Outcome) -> float | None:
+    """Seconds to wait before sending ``op`` again after try number ``attempt`` (from 0), or
+    None to stop and read ``response``: a connection that failed, timed out or dropped, or
+    a 502/503/504, is tried again when ``op.retry`` allows it."""
+    if not op.retry or attempt >= retries:
+        return None
+    wait: float = BACKOFF * 2**attempt
+    if isinstance(response, httpx.Response):
+        if response.status_code not in RETRY_STATUSES:
+            return None
+        asked = str(response.headers.get("retry-after", ""))
+        if asked.isdigit():  # the other form, an HTTP date, is not worth a clock read here
+            wait = max(wait, float(asked))
+    return min(wait, MAX_PAUSE)
+
+
+def check_url(url: object) -> str:
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise ConfigurationError(f"url: expected http:// or https://... (got {url!r})")
+    return url
+
+
+def headers(key: object) -> dict[str, str]:
+    if not isinstance(key, str) or not key or not key.isprintable():
+        raise ConfigurationError("key: expected an API key (alw_...) as a string")
+    return {"Authorization": f"Bearer {key}", "User-Agent": "allowance-client"}
