@@ -80,3 +80,35 @@ def test_bench_stores_quick_run_prints_every_row() -> None:
                 ), f"no row {row!r} / {threads} threads / {workload!r} in:\n{proc.stdout}"
     assert "Redis memory per active account" in proc.stdout
     assert "Targets (issue):" in proc.stdout
+
+
+HTTP_SCRIPT = ROOT / "benchmarks" / "bench_http.py"
+HTTP_ROWS = ("bare FastAPI route", "allowance sqlite", "allowance redis")
+
+
+@pytest.mark.slow
+def test_bench_http_quick_run_prints_every_row() -> None:
+    """Three servers (bare route, SQLite, Redis: the local one or a throwaway), 50 accounts,
+    4 connections, a fraction of a second per phase: about 10 s, most of it starting them."""
+    pytest.importorskip("aiohttp")  # the "bench" extra: the load client
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(HTTP_SCRIPT),
+            *("--seconds", "0.3", "--rounds", "1", "--accounts", "50", "--connections", "4"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    if proc.returncode == 3:  # no Redis here and no redis-server to start one
+        pytest.skip(proc.stderr.strip().splitlines()[-1])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    for row in HTTP_ROWS:
+        for phase in ("peak", "half load"):
+            assert any(line.startswith(row) and phase in line for line in lines), (
+                f"no row {row!r} / {phase!r} in:\n{proc.stdout}"
+            )
+    assert "Targets (issue):" in proc.stdout
