@@ -15,12 +15,14 @@ whatever it does when ``Limiter``'s store fails (fail open, fail closed) it does
 **Retries.** ``retries`` (default 2) extra tries follow a failed connection, a timeout, a
 dropped connection or a 502/503/504, after 0.05 s, 0.1 s, ... (or the ``Retry-After`` the
 service sent, at most 2 s). Every call is safe to send twice except ``consume`` and
-``reserve``, which charge; a lost answer does not say whether the first try charged. So when
-``retries`` > 0 and the caller gave no ``idempotency_key``, each such call gets a fresh
-random one, sent on every try of that call: a try that did charge is recognised and its
-decision returned, never charged again. The cost is the service's idempotency record (kept
-24 h) and its keyed path instead of the one-round-trip path on Redis; ``retries=0`` sends no
-key of its own and never retries.
+``reserve``, which charge: a lost answer does not say whether the first try charged. Those
+are tried again only when nothing can have been charged (the connection was never made, or
+the service answered 503, which it sends only before charging) or under an idempotency key:
+the caller's, or with ``auto_idempotency_keys=True`` a fresh random one per call, sent on
+every try, so a try that did charge is recognised and its decision returned. Auto keys cost
+the service an idempotency record per call (kept 24 h) and the keyed path instead of the
+one-round-trip path on Redis, so they are off by default; without them an ambiguous failure
+raises ``ServiceUnavailable`` and the caller decides (denying is the safe side).
 
 The service's policy is read once (``GET /v1/policy``, at the first call that needs it), or
 given as ``policy=``. A feature or plan that it does not know makes the client read it again
@@ -51,10 +53,17 @@ DEFAULT_RETRIES = 2
 
 class _Base:
     def __init__(
-        self, url: str, key: str, timeout: float, retries: int, policy: Policy | None
+        self,
+        url: str,
+        key: str,
+        timeout: float,
+        retries: int,
+        policy: Policy | None,
+        auto_idempotency_keys: bool,
     ) -> None:
         self.url = remote.check_url(url)
         self.retries = retries
+        self.auto_keys = auto_idempotency_keys and retries > 0
         self._policy = policy
         self._given = policy is not None  # the caller's policy: never read the service's
         self._options: dict[str, Any] = {
@@ -86,8 +95,9 @@ class Client(_Base):
         transport: httpx.BaseTransport | None = None,
         retries: int = DEFAULT_RETRIES,
         policy: Policy | None = None,
+        auto_idempotency_keys: bool = False,
     ) -> None:
-        super().__init__(url, key, timeout, retries, policy)
+        super().__init__(url, key, timeout, retries, policy, auto_idempotency_keys)
         self._http = httpx.Client(transport=transport, **self._options)
 
     def _send(self, op: remote.Op[T]) -> T:
@@ -143,7 +153,7 @@ class Client(_Base):
         idempotency_key: str | None = None,
         user: str | None = None,
     ) -> Decision:
-        auto = self.retries > 0
+        auto = self.auto_keys
         return self._run(
             lambda p: remote.consume(
                 p, account, feature, amount, partial, idempotency_key, user, auto
@@ -174,7 +184,7 @@ class Client(_Base):
         idempotency_key: str | None = None,
         user: str | None = None,
     ) -> Reservation:
-        auto = self.retries > 0
+        auto = self.auto_keys
         held = self._run(
             lambda p: remote.reserve(
                 p, account, feature, amount, ttl, partial, idempotency_key, user, auto
@@ -218,8 +228,9 @@ class AsyncClient(_Base):
         transport: httpx.AsyncBaseTransport | None = None,
         retries: int = DEFAULT_RETRIES,
         policy: Policy | None = None,
+        auto_idempotency_keys: bool = False,
     ) -> None:
-        super().__init__(url, key, timeout, retries, policy)
+        super().__init__(url, key, timeout, retries, policy, auto_idempotency_keys)
         self._http = httpx.AsyncClient(transport=transport, **self._options)
 
     async def _send(self, op: remote.Op[T]) -> T:
@@ -273,7 +284,7 @@ class AsyncClient(_Base):
         idempotency_key: str | None = None,
         user: str | None = None,
     ) -> Decision:
-        auto = self.retries > 0
+        auto = self.auto_keys
         return await self._run(
             lambda p: remote.consume(
                 p, account, feature, amount, partial, idempotency_key, user, auto
@@ -303,7 +314,7 @@ class AsyncClient(_Base):
         idempotency_key: str | None = None,
         user: str | None = None,
     ) -> AsyncReservation:
-        auto = self.retries > 0
+        auto = self.auto_keys
         held = await self._run(
             lambda p: remote.reserve(
                 p, account, feature, amount, ttl, partial, idempotency_key, user, auto

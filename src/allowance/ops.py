@@ -110,7 +110,11 @@ def consume(policy: Policy, view: AccountView, req: Request, now: float) -> Deci
         view.put_idempotency(
             req.idempotency_key,
             IdempotencyRecord(
-                "consume", req.feature, req.amount, decision.to_json(), now + IDEMPOTENCY_TTL
+                "consume",
+                req.feature,
+                req.amount,
+                decision.to_json(quota=True),
+                now + IDEMPOTENCY_TTL,
             ),
         )
     return decision
@@ -157,7 +161,7 @@ def reserve(
                 "reserve",
                 req.feature,
                 req.amount,
-                decision.to_json(),
+                decision.to_json(quota=True),
                 now + IDEMPOTENCY_TTL,
                 held.hold_id,
                 held.expires_at,

@@ -11,6 +11,7 @@ for ``invalid-request``, its ``field``), never by its wording.
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,12 +39,16 @@ from allowance.errors import (
 )
 from allowance.ops import Request
 from allowance.policy import Policy, parse_policy
-from allowance.types import Account, Decision, Meter, parse_iso
+from allowance.types import Account, Decision, Meter, Quota, parse_iso
 
 T = TypeVar("T")
 
 PROBLEM_TYPE = "urn:allowance:problem:"  # = http.problems.TYPE_PREFIX (a test pins it)
 RETRY_STATUSES = frozenset({502, 503, 504})  # the service or a proxy in front: try again
+# what is safe to retry even for a charge without a key: the service answers 503 only before
+# charging (its store failed), and a connection that was never made carried nothing
+UNTOUCHED_STATUS = 503
+UNSENT = (httpx.ConnectError, httpx.ConnectTimeout)
 BACKOFF = 0.05  # seconds before the first retry; doubled each time
 MAX_PAUSE = 2.0  # the longest wait between tries, whatever Retry-After says
 DECISION_STATUSES = (200, 403, 429)  # 403/429: a denial, when the body is not a problem
@@ -74,7 +79,7 @@ class Op(Generic[T]):
     method: str
     path: str
     statuses: tuple[int, ...]
-    read: Callable[[int, Any], T]
+    read: Callable[[httpx.Response, Any], T]
     body: dict[str, Any] | None = None
     sent: dict[str, Any] = field(default_factory=dict)
     retry: bool = True
@@ -107,7 +112,7 @@ def _key(given: str | None, auto: bool) -> str | None:
 def _charge(
     path: str,
     statuses: tuple[int, ...],
-    read: Callable[[int, Any], T],
+    read: Callable[[httpx.Response, Any], T],
     req: Request,
     auto_key: bool,
     **extra: Any,
@@ -178,7 +183,7 @@ def put_account(
         "PUT",
         f"/v1/accounts/{_segment(account_id)}",
         (200, 201),
-        lambda status, data: (Account.from_json(data), status == 201),
+        lambda answer, data: (Account.from_json(data), answer.status_code == 201),
         body,
         {**body, "account": account_id},
     )
@@ -190,7 +195,7 @@ def get_account(account: object) -> Op[Account]:
         "GET",
         f"/v1/accounts/{_segment(account_id)}",
         (200,),
-        lambda status, data: Account.from_json(data),
+        lambda answer, data: Account.from_json(data),
         sent={"account": account_id},
     )
 
@@ -201,13 +206,13 @@ def usage(account: object) -> Op[list[Meter]]:
         "GET",
         f"/v1/accounts/{_segment(account_id)}/usage",
         (200,),
-        lambda status, data: [Meter.from_json(m) for m in data["meters"]],
+        lambda answer, data: [Meter.from_json(m) for m in data["meters"]],
         sent={"account": account_id},
     )
 
 
 def policy() -> Op[dict[str, Any]]:
-    return Op("GET", "/v1/policy", (200,), lambda status, data: dict(data))
+    return Op("GET", "/v1/policy", (200,), lambda answer, data: dict(data))
 
 
 def compile_policy(data: dict[str, Any], source: str) -> Policy:
@@ -216,15 +221,37 @@ def compile_policy(data: dict[str, Any], source: str) -> Policy:
 
 
 # answers ----------------------------------------------------------------------------------
-def _decision(status: int, data: Any) -> Decision:
-    return Decision.from_json(data)
+_POLICY = re.compile(r'^"((?:[^"\\]|\\.)*)";q=(\d+);w=(\d+)$')
+_STATE = re.compile(r'^"(?:[^"\\]|\\.)*";r=(\d+);t=(\d+)$')
 
 
-def _reserved(status: int, data: Any) -> Reserved:
-    return data["id"], Decision.from_json(data["decision"]), parse_iso(data["expires_at"])
+def quota_of(answer: httpx.Response) -> Quota | None:
+    """``Decision.quota`` from the RateLimit-Policy / RateLimit headers (whole seconds)."""
+    policy = _POLICY.match(answer.headers.get("ratelimit-policy", ""))
+    state = _STATE.match(answer.headers.get("ratelimit", ""))
+    if policy is None or state is None:
+        return None
+    name = re.sub(r"\\(.)", r"\1", policy.group(1))
+    return Quota(
+        name,
+        int(policy.group(2)),
+        float(policy.group(3)),
+        int(state.group(1)),
+        float(state.group(2)),
+    )
 
 
-def _nothing(status: int, data: Any) -> None:
+def _decision(answer: httpx.Response, data: Any) -> Decision:
+    decision = Decision.from_json(data)
+    decision._quota = quota_of(answer)
+    return decision
+
+
+def _reserved(answer: httpx.Response, data: Any) -> Reserved:
+    return data["id"], _decision(answer, data["decision"]), parse_iso(data["expires_at"])
+
+
+def _nothing(answer: httpx.Response, data: Any) -> None:
     return None
 
 
@@ -247,7 +274,7 @@ def result(op: Op[T], response: Outcome) -> T:
         raise error(op, response)
     try:
         data = response.json() if response.content else None
-        return op.read(response.status_code, data)
+        return op.read(response, data)
     except (ValueError, KeyError, TypeError) as exc:
         raise ServiceUnavailable(
             f"{op.method} {op.path}: the answer is not one allowance sends "
@@ -301,16 +328,20 @@ def _invalid(op: Op[Any], name: str, detail: str) -> InvalidRequest:
 def pause(op: Op[Any], attempt: int, retries: int, response: Outcome) -> float | None:
     """Seconds to wait before sending ``op`` again after try number ``attempt`` (from 0), or
     None to stop and read ``response``: a connection that failed, timed out or dropped, or
-    a 502/503/504, is tried again when ``op.retry`` allows it."""
-    if not op.retry or attempt >= retries:
+    a 502/503/504, is tried again; a call that charges without an idempotency key
+    (``op.retry`` False) only when nothing can have been charged."""
+    if attempt >= retries:
         return None
     wait: float = BACKOFF * 2**attempt
     if isinstance(response, httpx.Response):
-        if response.status_code not in RETRY_STATUSES:
+        status = response.status_code
+        if status not in RETRY_STATUSES or (not op.retry and status != UNTOUCHED_STATUS):
             return None
         asked = str(response.headers.get("retry-after", ""))
         if asked.isdigit():  # the other form, an HTTP date, is not worth a clock read here
             wait = max(wait, float(asked))
+    elif not op.retry and not isinstance(response, UNSENT):
+        return None
     return min(wait, MAX_PAUSE)
 
 

@@ -147,8 +147,11 @@ class Decision:
         )
         return f"Decision({fields})"
 
-    def to_json(self) -> dict[str, Any]:
-        return {
+    def to_json(self, *, quota: bool = False) -> dict[str, Any]:
+        """The fields of CONTRACT section 4 (what HTTP bodies and ``simulate`` show); with
+        ``quota``, also the binding limit (for stored idempotency records: over HTTP it
+        travels in the RateLimit headers)."""
+        data: dict[str, Any] = {
             "allowed": self.allowed,
             "granted": self.granted,
             "reason": self.reason,
@@ -159,8 +162,11 @@ class Decision:
             "upgrade": self.upgrade,
             "message": self.message,
             "fair_use_exceeded": self.fair_use_exceeded,
-            "quota": None if (quota := self.quota) is None else quota.to_json(),
         }
+        if quota:
+            binding = self.quota
+            data["quota"] = None if binding is None else binding.to_json()
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Decision:

@@ -44,4 +44,5 @@ def test_no_quota_without_a_limit(limiter: Limiter) -> None:
 def test_quota_survives_json() -> None:
     q = Quota("studio", 4000, 86400.0, 3999, 86400.0)
     d = Decision(True, 1, "ok", None, 3999, None, None, None, "ok", False, q)
-    assert Decision.from_json(d.to_json()).quota == q
+    assert Decision.from_json(d.to_json(quota=True)).quota == q
+    assert "quota" not in d.to_json()  # section 4's fields only, unless asked

@@ -256,9 +256,12 @@ class LoseFirstAnswer(httpx.HTTPTransport):
         super().__init__()
         self.path = path
         self.lost = 0
+        self.sent = 0
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         response = super().handle_request(request)
+        if request.url.path == self.path:
+            self.sent += 1
         if request.url.path == self.path and not self.lost:
             response.read()
             response.close()
@@ -273,7 +276,9 @@ def test_a_retried_charge_charges_once(service: Service, path: str) -> None:
     account = "retry" + path.replace("/", "-")
     call = "consume" if path == "/v1/consume" else "reserve"
     transport = LoseFirstAnswer(path)
-    with Client(service.url, service.admin, transport=transport) as client:
+    with Client(
+        service.url, service.admin, transport=transport, auto_idempotency_keys=True
+    ) as client:
         client.set_account(account, "pro")
         twin.lim.set_account(account, "pro")
         got = getattr(client, call)(account, "export.ai", 3)  # no key given: one is made
@@ -290,12 +295,43 @@ def test_a_retried_charge_charges_once(service: Service, path: str) -> None:
         twin.lim.consume(account, "export.ai", 2, idempotency_key="job-9")
         assert client.usage(account) == twin.lim.usage(account)
 
-    # without retries the lost answer is an error, and nothing is tried again
-    with Client(service.url, service.admin, transport=LoseFirstAnswer(path), retries=0) as once:
-        with pytest.raises(ServiceUnavailable) as err:
-            getattr(once, call)(account, "export.ai", 1)
-        assert isinstance(err.value, StoreError)
-        assert isinstance(err.value.__cause__, httpx.ReadError)
+    # without a key (the default) the lost answer may have charged: an error, not a retry
+    before = twin.lim.usage(account)
+    for options in ({}, {"retries": 0}):
+        lose = LoseFirstAnswer(path)
+        with Client(service.url, service.admin, transport=lose, **options) as once:
+            with pytest.raises(ServiceUnavailable) as err:
+                getattr(once, call)(account, "export.ai", 1)
+            assert isinstance(err.value, StoreError)
+            assert isinstance(err.value.__cause__, httpx.ReadError)
+            assert lose.lost == 1 and lose.sent == 1  # sent once: it did charge, once
+            twin.lim.consume(account, "export.ai", 1)
+            assert once.usage(account) == twin.lim.usage(account) != before
+
+
+class RefuseFirstConnection(httpx.HTTPTransport):
+    """The first request to ``path`` never reaches the service (a refused connection)."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+        self.refused = 0
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == self.path and not self.refused:
+            self.refused += 1
+            raise httpx.ConnectError("refused", request=request)
+        return super().handle_request(request)
+
+
+def test_a_charge_that_never_left_is_retried_without_a_key(service: Service) -> None:
+    transport = RefuseFirstConnection("/v1/consume")
+    with Client(service.url, service.admin, transport=transport) as client:
+        client.set_account("refused", "pro")
+        d = client.consume("refused", "export.ai", 2)  # refused once, then sent: charged once
+        assert transport.refused == 1 and d.allowed
+        used = next(m.used for m in client.usage("refused") if m.limit == "ai_exports")
+        assert used == 2
 
 
 def test_connection_refused_after_retries() -> None:
@@ -370,3 +406,16 @@ def test_bad_url_or_key_is_refused_at_once() -> None:
         Client("localhost:8000", "k")
     with pytest.raises(ConfigurationError, match="key"):
         AsyncClient("http://localhost:8000", "")
+
+
+def test_quota_comes_from_the_ratelimit_headers(service: Service) -> None:
+    from allowance.types import Quota
+
+    with Client(service.url, service.admin) as client:
+        client.set_account("quota", "pro", seats=2)
+        d = client.consume("quota", "export.ai", 5)
+        assert d.quota == Quota("ai_exports", 60, 604800.0, 55, 604800.0)
+        r = client.reserve("quota", "transform.virtual_model", 1)
+        assert r.decision.quota == Quota("transform_rate", 2, 60.0, 1, 60.0)
+        d = client.consume("quota", "background.standard")  # unlimited: no headers
+        assert d.allowed and d.quota is None

@@ -23,16 +23,9 @@ EXAMPLE_DECISION = {
     "resets_at": "2026-11-24T15:10:00Z",
     "retry_after": 84240.0,
     "upgrade": "max",
-    "message": "You have now hit your daily limit (30) for AI transforms; it resets on "
-    "Tue 24 Nov at 15:10 UTC. Upgrade to Max for 60 a day.",
+    "message": "You have reached your daily limit of 30 generations for image transformation "
+    "tools. It resets on Tue 24 Nov at 15:10 UTC, or upgrade to Max for 60 a day.",
     "fair_use_exceeded": False,
-    "quota": {
-        "limit": "transform_daily",
-        "max": 30,
-        "window": 86400.0,
-        "remaining": 0,
-        "reset_after": 84240.0,
-    },
 }
 
 
@@ -97,14 +90,6 @@ class KeyRequest(Strict):
     name: str = Field("", max_length=MAX_ID)
 
 
-class QuotaBody(BaseModel):
-    limit: str
-    max: int
-    window: float
-    remaining: int
-    reset_after: float
-
-
 class DecisionBody(BaseModel):
     model_config = _examples(EXAMPLE_DECISION)
 
@@ -118,7 +103,6 @@ class DecisionBody(BaseModel):
     upgrade: str | None
     message: str
     fair_use_exceeded: bool
-    quota: QuotaBody | None
 
 
 class ReservationBody(BaseModel):
