@@ -31,7 +31,13 @@ from starlette.requests import Request
 from allowance.aio import AsyncLimiter
 from allowance.errors import AllowanceError, UnknownAccount, UnknownFeature
 from allowance.http.answers import decision_problem
-from allowance.http.problems import Problem, from_error, invalid
+from allowance.http.problems import (
+    account_unresolved,
+    account_without_plan,
+    from_error,
+    guard_misconfigured,
+    invalid,
+)
 from allowance.limiter import Limiter
 from allowance.types import Decision
 
@@ -68,10 +74,6 @@ class Options(TypedDict, total=False):
     check_only: bool
 
 
-def misconfigured(detail: str) -> Problem:
-    return Problem(500, "guard-misconfigured", "Guard misconfigured", detail)
-
-
 class Guard:
     """One feature and how to read a request's account, amount, user and idempotency key."""
 
@@ -94,7 +96,7 @@ class Guard:
         denial (429/403 with the decision's headers and fields) and for every error."""
         if limiter is None:
             log.error("no limiter for %s: pass limiter= or set app.state.allowance", self.feature)
-            raise misconfigured("no limiter is configured for this route")
+            raise guard_misconfigured("no limiter is configured for this route")
         account = await self._account(request)
         amount = await read(self.amount, request, "amount")
         user = await read(self.user, request, "user")
@@ -104,12 +106,12 @@ class Guard:
         except UnknownAccount as exc:
             log.warning("guard on %s: account %r is not in the store", self.feature, account)
             detail = f"the account {account!r} has no plan here"
-            raise Problem(
-                403, "unknown-account", "Unknown account", detail, {"field": "account"}
-            ) from exc
+            raise account_without_plan(detail) from exc
         except UnknownFeature as exc:
             log.error("guard misconfigured: %s", exc)
-            raise misconfigured(f"the guard names an unknown feature {self.feature!r}") from exc
+            raise guard_misconfigured(
+                f"the guard names an unknown feature {self.feature!r}"
+            ) from exc
         except AllowanceError as exc:
             raise from_error(exc) from exc
         if not decision.allowed:
@@ -122,12 +124,12 @@ class Guard:
         except HTTPException:
             raise
         except MissingValue as exc:
-            raise unresolved(str(exc)) from exc
+            raise account_unresolved(str(exc)) from exc
         except Exception as exc:
             log.warning("guard on %s: the account extractor failed", self.feature, exc_info=True)
-            raise unresolved("the request does not identify an account") from exc
+            raise account_unresolved("the request does not identify an account") from exc
         if account is None or account == "":
-            raise unresolved("the request does not identify an account")
+            raise account_unresolved("the request does not identify an account")
         return account
 
     async def _ask(
@@ -149,12 +151,6 @@ class Guard:
         return await asyncio.to_thread(
             limiter.consume, account, self.feature, amount, idempotency_key=key, user=user
         )
-
-
-def unresolved(detail: str) -> Problem:
-    return Problem(
-        403, "account-unresolved", "Account not identified", detail, {"field": "account"}
-    )
 
 
 async def resolve(source: Source[T], request: Request) -> T:

@@ -121,3 +121,19 @@ STATUS_TITLES = {
 def for_status(status: int, detail: str, headers: dict[str, str] | None = None) -> Problem:
     slug, title = STATUS_TITLES.get(status, ("error", "Error"))
     return Problem(status, slug, title, detail, headers=headers)
+
+
+# the guards' own answers (allowance.fastapi, allowance.asgi): an app's configuration mistakes
+def guard_misconfigured(detail: str) -> Problem:
+    return Problem(500, "guard-misconfigured", "Guard misconfigured", detail)
+
+
+def account_unresolved(detail: str) -> Problem:
+    """The request does not say whose it is (a missing header, say): the app refuses it."""
+    return Problem(
+        403, "account-unresolved", "Account not identified", detail, {"field": "account"}
+    )
+
+
+def account_without_plan(detail: str) -> Problem:
+    return Problem(403, "unknown-account", "Unknown account", detail, {"field": "account"})
