@@ -68,12 +68,13 @@ def test_unreachable_server_is_a_store_error() -> None:
     assert isinstance(info.value.__cause__, redis.exceptions.ConnectionError)
 
 
+@pytest.mark.parametrize("kind", ["redis", "redis_cluster"])
 def test_a_forked_child_takes_its_own_connection(
-    request: pytest.FixtureRequest, tmp_path: Path
+    request: pytest.FixtureRequest, tmp_path: Path, kind: str
 ) -> None:
     import os
 
-    url = STORE_FACTORIES["redis"](request, tmp_path)
+    url = STORE_FACTORIES[kind](request, tmp_path)
     lim = Limiter(store=url)
     lim.set_account("acme", plan="pro")
     assert lim.consume("acme", "export.ai").allowed  # the parent holds a connection now
@@ -86,3 +87,29 @@ def test_a_forked_child_takes_its_own_connection(
     assert lim.consume("acme", "export.ai").allowed  # the parent's connection still works
     assert {m.limit: m.used for m in lim.usage("acme")}["ai_exports"] == 4
     lim.close()
+
+
+def test_cluster_decisions_follow_a_redirection(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """The fast path talks to the slot's master over a connection its thread holds; a MOVED
+    there (here: the held connection goes to another master, as after a resharding) is sent
+    again through RedisCluster, and the stale connection is dropped."""
+    url = STORE_FACTORIES["redis_cluster"](request, tmp_path)
+    with Limiter(store=url, clock=ManualClock("2026-11-23T15:10:00Z")) as lim:
+        store = lim.store
+        assert isinstance(store, RedisStore)
+        lim.set_account("acme", plan="pro")
+        assert lim.consume("acme", "export.ai", 10).granted == 10
+        slot = redis.cluster.key_slot(store.key("acme", "a").encode())
+        owner = store.client.nodes_manager.get_node_from_slot(slot)
+        other = next(n for n in store.client.get_primaries() if n.name != owner.name)
+        wrong = redis.Redis(
+            connection_pool=other.redis_connection.connection_pool, single_connection_client=True
+        )
+        store._held.nodes[owner.name] = wrong  # what a thread holds after the slot moved
+        assert lim.consume("acme", "export.ai", 20).granted == 20  # MOVED, then RedisCluster
+        assert store._held.nodes.get(owner.name) is not wrong
+        assert wrong.connection is None  # given back to its pool
+        assert not lim.consume("acme", "export.ai").allowed  # 30 of 30, on the right master
+        assert {m.limit: m.used for m in lim.usage("acme")}["ai_exports"] == 30

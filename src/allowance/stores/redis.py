@@ -30,10 +30,12 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
+from contextlib import suppress
 from typing import Any, TypeVar
 
 import redis
 import redis.cluster
+from redis.crc import key_slot
 from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
 from allowance import ops
@@ -129,14 +131,11 @@ class RedisStore(KeySpace, Store):
             text = compiled_decide(policy)
             compiled = self._decide_by_policy[id(policy)] = (sha1_hex(text), text)
         keys, argv = self.decide_args(policy, req, now, charge)
-        client = self._thread_client()
-        # EVALSHA directly: redis-py's Script wrapper costs more than the decision's Python
         try:
-            reply = client.evalsha(compiled[0], 2, *keys, *argv)
-        except NoScriptError:
-            with _translate():
-                client.script_load(compiled[1])
-                reply = client.evalsha(compiled[0], 2, *keys, *argv)
+            if self.cluster:
+                reply = self._cluster_evalsha(compiled, keys, argv)
+            else:
+                reply = _evalsha(self._thread_client(), compiled, keys, argv)
         except (RedisError, RedisClusterException) as exc:
             raise StoreError(f"redis: {exc}") from exc
         return read_decision(policy, req, reply)
@@ -145,9 +144,7 @@ class RedisStore(KeySpace, Store):
         """A client holding one pooled connection for this thread: taking a connection from
         the pool and giving it back on every command costs more than a decision's own Python.
         The connection goes back to the pool when the thread's client is collected; after a
-        fork the child takes its own. Cluster clients keep their per-node pools."""
-        if self.cluster:
-            return self.client
+        fork the child takes its own."""
         held = getattr(self._held, "client", None)
         if held is None or self._held.pid != os.getpid():
             held = redis.Redis(
@@ -155,6 +152,36 @@ class RedisStore(KeySpace, Store):
             )
             self._held.client, self._held.pid = held, os.getpid()
         return held
+
+    def _cluster_evalsha(self, compiled: tuple[str, str], keys: list[str], argv: list[Any]) -> Any:
+        """EVALSHA on the master that serves the account's slot, over a connection this thread
+        holds to that master (as ``_thread_client``; RedisCluster's own routing, per-node pool
+        and bookkeeping on every call cost more than the decision's Python). The slot map is
+        RedisCluster's. Any error there but NOSCRIPT (MOVED or ASK after a resharding, a
+        failover, a lost connection, CLUSTERDOWN, ...) drops the held connection and sends the
+        command again through RedisCluster, which follows the redirection, refreshes its slot
+        map and retries as it always does; the next call then finds the new owner."""
+        held: dict[str, Any] | None = getattr(self._held, "nodes", None)
+        if held is None or self._held.pid != os.getpid():
+            held = self._held.nodes = {}
+            self._held.pid = os.getpid()
+        name = None
+        try:
+            node = self.client.nodes_manager.get_node_from_slot(key_slot(keys[0].encode()))
+            name = node.name
+            client = held.get(name)
+            if client is None:
+                pool = node.redis_connection.connection_pool
+                client = held[name] = redis.Redis(
+                    connection_pool=pool, single_connection_client=True
+                )
+            return _evalsha(client, compiled, keys, argv)
+        except (RedisError, RedisClusterException):
+            dropped = held.pop(name, None) if name is not None else None
+            if dropped is not None:
+                with suppress(RedisError, RedisClusterException):
+                    dropped.close()
+        return _evalsha(self.client, compiled, keys, argv)
 
     def transact(
         self,
@@ -209,4 +236,16 @@ class RedisStore(KeySpace, Store):
         held = getattr(self._held, "client", None)
         if held is not None:
             held.close()
+        for client in getattr(self._held, "nodes", {}).values():
+            client.close()
         self.client.close()
+
+
+def _evalsha(client: Any, compiled: tuple[str, str], keys: list[str], argv: list[Any]) -> Any:
+    """EVALSHA directly (redis-py's Script wrapper costs more than the decision's Python),
+    loading the script on NOSCRIPT."""
+    try:
+        return client.evalsha(compiled[0], 2, *keys, *argv)
+    except NoScriptError:
+        client.script_load(compiled[1])
+        return client.evalsha(compiled[0], 2, *keys, *argv)

@@ -26,24 +26,29 @@ else
   now = tonumber(ARGV[1])
 end
 local fmt = '%.17g'
-if acct[3] and now >= tonumber(acct[3]) then return {'slow', string.format(fmt, now)} end
+local now_text = string.format(fmt, now)
+if acct[3] and now >= tonumber(acct[3]) then return {'slow', now_text} end
 local plan, seats = acct[1], tonumber(acct[2])
 local amount, partial, charge = tonumber(ARGV[2]), ARGV[3] == '1', ARGV[4] == '1'
 
 local plan_index = PLANS[plan]
 local limits = spec(ARGV[5])
-if not plan_index or not limits then return {'slow', string.format(fmt, now)} end
+if not plan_index or not limits then return {'slow', now_text} end
 
--- counters: name -> {start, used, entries}
+-- counters: name -> {start, used, entries, text}; an entry is {t, n, t as written}. Only the
+-- feature's counters are decoded; the others are written back as they were (their text).
 local raw = redis.call('GET', KEYS[2]) or ''
 local counters = {}
-for name, body in string.gmatch(raw, '([^|=]+)=([^|]*)') do
+local function decode(body)
   local start, used, rest = string.match(body, '^([^,]*),([^,]*),(.*)$')
   local entries = {}
   for t, n in string.gmatch(rest, '([^;:]+):([^;]+)') do
-    entries[#entries + 1] = {tonumber(t), tonumber(n)}
+    entries[#entries + 1] = {tonumber(t), tonumber(n), t}
   end
-  counters[name] = {start ~= '' and tonumber(start) or nil, tonumber(used), entries}
+  return {start ~= '' and tonumber(start) or nil, tonumber(used), entries, start_text = start}
+end
+for name, body in string.gmatch(raw, '([^|=]+)=([^|]*)') do
+  counters[name] = body
 end
 
 local b = 6
@@ -51,13 +56,15 @@ for _, lim in ipairs(limits) do
   if lim.kind == 'c' then
     for k = 0, 2 do
       local lo, hi = tonumber(ARGV[b + k]), tonumber(ARGV[b + k + 1])
-      if lo <= now and now < hi then lim.period, lim.period_end = lo, hi end
+      if lo <= now and now < hi then
+        lim.period, lim.period_end, lim.period_text = lo, hi, ARGV[b + k]
+      end
     end
     b = b + 4
-    if not lim.period then return {'slow', string.format(fmt, now)} end
+    if not lim.period then return {'slow', now_text} end
   end
   local cap = lim.caps[plan_index]
-  if cap == -2 then return {'ok', string.format(fmt, now), raw, 0, plan, acct[2]} end
+  if cap == -2 then return {'ok', now_text, raw, 0, plan, acct[2]} end
   local fair = lim.fair[plan_index]
   if lim.seat[plan_index] == 1 then
     if cap >= 0 then cap = cap * seats end
@@ -86,7 +93,11 @@ end
 local grant = amount
 local blocked = false
 for _, lim in ipairs(limits) do
-  lim.used = used_now(lim, counters[lim.name])
+  local body = counters[lim.name]
+  if body then
+    lim.counter = decode(body)
+  end
+  lim.used = used_now(lim, lim.counter)
   if lim.cap >= 0 then
     local left = lim.cap - lim.used
     if left < grant then
@@ -94,7 +105,7 @@ for _, lim in ipairs(limits) do
     end
   end
 end
-if blocked then return {'ok', string.format(fmt, now), raw, 0, plan, acct[2]} end
+if blocked then return {'ok', now_text, raw, 0, plan, acct[2]} end
 
 -- what a grant's decision needs besides the grant, so Python need not replay the engine:
 -- the least remaining over the limited limits, and whether a fair-use level is passed
@@ -110,44 +121,59 @@ for _, lim in ipairs(limits) do
 end
 remaining = remaining == nil and '' or remaining
 if not charge then
-  return {'ok', string.format(fmt, now), raw, grant, plan, acct[2], remaining, fair}
+  return {'ok', now_text, raw, grant, plan, acct[2], remaining, fair}
 end
 
-local after = {}
-for name, c in pairs(counters) do after[name] = c end
+-- the feature's counters after the charge, as text (times as they were written: %.17g
+-- survives the trip exactly); the others stay as they were
+local expires = now
 for _, lim in ipairs(limits) do
-  local c = after[lim.name] or {nil, 0, {}}
+  local c = lim.counter
+  local start_text, used, items = '', 0, ''
+  local ends
   if lim.kind == 'a' then
-    if (not c[1]) or now >= c[1] + lim.length then c = {now, grant, {}} else c = {c[1], c[2] + grant, {}} end
+    if c and c[1] and now < c[1] + lim.length then
+      start_text, used, ends = c.start_text, c[2] + grant, c[1] + lim.length
+    else
+      start_text, used, ends = now_text, grant, now + lim.length
+    end
   elseif lim.kind == 'c' then
-    if c[1] ~= lim.period then c = {lim.period, grant, {}} else c = {c[1], c[2] + grant, {}} end
+    used = grant
+    if c and c[1] == lim.period then used = c[2] + grant end
+    start_text, ends = lim.period_text, lim.period_end
   else
     local horizon, kept, total = now - lim.length, {}, 0
-    for _, e in ipairs(c[3]) do
-      if e[1] > horizon then kept[#kept + 1] = e; total = total + e[2] end
+    local last
+    for _, e in ipairs(c and c[3] or {}) do
+      if e[1] > horizon then
+        kept[#kept + 1] = e
+        total = total + e[2]
+        last = e
+      end
     end
-    local last = kept[#kept]
-    if last and last[1] == now then last[2] = last[2] + grant else kept[#kept + 1] = {now, grant} end
-    c = {nil, total + grant, kept}
+    if last and last[1] == now then
+      last[2] = last[2] + grant
+    else
+      last = {now, grant, now_text}
+      kept[#kept + 1] = last
+    end
+    local texts = {}
+    for i, e in ipairs(kept) do
+      texts[i] = e[3] .. ':' .. string.format('%d', e[2])
+    end
+    used, items, ends = total + grant, table.concat(texts, ';'), last[1] + lim.length
   end
-  c.expires = (lim.kind == 'a' and c[1] + lim.length) or (lim.kind == 'c' and lim.period_end)
-    or (c[3][#c[3]][1] + lim.length)
-  after[lim.name] = c
+  if ends > expires then expires = ends end
+  counters[lim.name] = start_text .. ',' .. string.format('%d', used) .. ',' .. items
 end
 
 -- write back; the key lives until the last window closes. TTLs are relative to `now`, so an
 -- injected clock (tests, simulations) gets the same lifetimes as Redis time.
-local parts, expires = {}, now
-for name, c in pairs(after) do
-  if c.expires and c.expires > expires then expires = c.expires end
-  local items = {}
-  for _, e in ipairs(c[3]) do
-    items[#items + 1] = string.format(fmt, e[1]) .. ':' .. string.format('%d', e[2])
-  end
-  parts[#parts + 1] = name .. '=' .. (c[1] and string.format(fmt, c[1]) or '') .. ','
-    .. string.format('%d', c[2]) .. ',' .. table.concat(items, ';')
+local parts = {}
+for name, body in pairs(counters) do
+  parts[#parts + 1] = name .. '=' .. body
 end
 local ttl = math.max(redis.call('PTTL', KEYS[2]), math.ceil((expires - now) * 1000), 1)
 redis.call('SET', KEYS[2], table.concat(parts, '|'), 'PX', string.format('%d', ttl))
 redis.call('HINCRBY', KEYS[1], 'v', 1)
-return {'ok', string.format(fmt, now), raw, grant, plan, acct[2], remaining, fair}
+return {'ok', now_text, raw, grant, plan, acct[2], remaining, fair}
