@@ -141,3 +141,38 @@ def _meter(service: Service, account: str, limit: str) -> dict[str, object]:
 
 def _now(service: Service) -> float:
     return float(service.clock_file.read_text())
+
+
+def test_the_fast_path_answers_like_the_routes(service: Service) -> None:
+    """A whole body in one piece takes the plain-ASGI fast path; the same body sent in chunks
+    goes through FastAPI's route. Both must answer byte for byte alike."""
+    import json
+
+    def send(path: str, body: dict[str, object], chunked: bool) -> httpx.Response:
+        raw = json.dumps(body).encode()
+        content = iter([raw[:5], raw[5:]]) if chunked else raw
+        return service.call(
+            "POST", path, content=content, headers={"content-type": "application/json"}
+        )
+
+    cases: list[tuple[str, dict[str, object]]] = [
+        ("/v1/consume", {"feature": "export.ai", "amount": 2}),
+        ("/v1/consume", {"feature": "export.ai", "amount": 1}),  # the free plan's cap: 429
+        ("/v1/consume", {"feature": "transform.virtual_model"}),  # 403 no access
+        ("/v1/check", {"feature": "export.ai"}),
+        ("/v1/consume", {"feature": "export.ai", "amount": 0}),  # 422
+        ("/v1/consume", {"feature": "background.standard", "user": "u1", "partial": True}),
+    ]
+    for account in ("fast", "slow"):
+        service.account(account, "free")
+    answers = {}
+    for chunked, account in ((False, "fast"), (True, "slow")):
+        answers[chunked] = [
+            send(path, {**body, "account": account}, chunked) for path, body in cases
+        ]
+    for fast, slow in zip(answers[False], answers[True], strict=True):
+        assert fast.status_code == slow.status_code
+        assert fast.content.replace(b"fast", b"slow") == slow.content
+        keep = ("content-type", "retry-after", "ratelimit-policy", "ratelimit")
+        assert {k: fast.headers.get(k) for k in keep} == {k: slow.headers.get(k) for k in keep}
+    assert [a.status_code for a in answers[False]] == [200, 429, 403, 200, 422, 200]

@@ -5,6 +5,7 @@ for the limit that binds the decision)."""
 
 from __future__ import annotations
 
+import json
 from math import ceil
 from typing import Any
 
@@ -28,6 +29,16 @@ def decision_headers(decision: Decision) -> dict[str, str]:
     if not decision.allowed and decision.retry_after is not None:
         headers["Retry-After"] = str(ceil(decision.retry_after))
     return headers
+
+
+def decision_answer(decision: Decision, charged: bool) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers and JSON body of a decision route (``charged``: consume or reserve,
+    whose denials answer 429/403; a check always answers 200). The one encoding of a
+    decision body, for the FastAPI routes and the plain-ASGI fast path alike."""
+    headers = decision_headers(decision)
+    headers["content-type"] = "application/json"
+    body = json.dumps(decision.to_json(), separators=(",", ":"), ensure_ascii=False).encode()
+    return decision_status(decision) if charged else 200, headers, body
 
 
 def decision_problem(decision: Decision) -> Problem:

@@ -22,6 +22,7 @@ from allowance.clock import FileClock
 from allowance.errors import AllowanceError, StoreError
 from allowance.http import schemas
 from allowance.http.auth import AuthMiddleware, KeyCache
+from allowance.http.fastpath import FastDecisions
 from allowance.http.limits import BodyLimitMiddleware
 from allowance.http.logs import AccessLogMiddleware
 from allowance.http.metrics import Metrics
@@ -81,6 +82,7 @@ def create_app(
     app.add_middleware(AuthMiddleware, cache=lambda: svc.keys)
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(AccessLogMiddleware, metrics=metrics)
+    app.add_middleware(FastDecisions, service=svc)  # outermost: the hot routes skip the rest
     return app
 
 

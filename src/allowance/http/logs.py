@@ -44,20 +44,31 @@ class AccessLogMiddleware:
         finally:
             route = scope.get("route")
             path = getattr(route, "path", None) or "unmatched"
-            self.metrics.requests.labels(path, str(status)).inc()
-            if access_log.isEnabledFor(logging.INFO):
-                key = scope["state"].get("api_key")
-                line = {
-                    "method": scope["method"],
-                    "path": scope["path"],
-                    "status": status,
-                    "ms": round((time.perf_counter() - start) * 1000, 3),
-                    "key": getattr(key, "id", None),
-                    **fields,
-                }
-                access_log.info(
-                    "%s %s %s", scope["method"], scope["path"], status, extra={"line": line}
-                )
+            key = scope["state"].get("api_key")
+            log_request(self.metrics, scope, path, status, start, key, fields)
+
+
+def log_request(
+    metrics: Metrics,
+    scope: Scope,
+    route: str,
+    status: int,
+    start: float,
+    key: Any,
+    fields: dict[str, Any],
+) -> None:
+    """Count the request and write its access line (``start``: its perf_counter)."""
+    metrics.request(route, status)
+    if access_log.isEnabledFor(logging.INFO):
+        line = {
+            "method": scope["method"],
+            "path": scope["path"],
+            "status": status,
+            "ms": round((time.perf_counter() - start) * 1000, 3),
+            "key": getattr(key, "id", None),
+            **fields,
+        }
+        access_log.info("%s %s %s", scope["method"], scope["path"], status, extra={"line": line})
 
 
 class JsonLines(logging.Formatter):

@@ -4,6 +4,7 @@ process, as in tests, do not collide)."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -39,6 +40,9 @@ class Metrics:
             registry=r,
         )
         self._open: dict[str, float] = {}  # reservation id -> monotonic expiry
+        self._decisions: dict[tuple[str, str, str, str], Any] = {}
+        self._latency: dict[str, Any] = {}
+        self._requests: dict[tuple[str, int], Any] = {}
         gauge = Gauge(
             "allowance_reservations_open",
             "Reservations made through this process, neither settled nor expired yet",
@@ -48,8 +52,23 @@ class Metrics:
 
     def decided(self, operation: str, feature: str, decision: Decision, seconds: float) -> None:
         outcome = "granted" if decision.allowed else decision.reason
-        self.decisions.labels(operation, feature, decision.limit or "", outcome).inc()
-        self.latency.labels(operation).observe(seconds)
+        labels = (operation, feature, decision.limit or "", outcome)
+        # labels() looks its child up under a lock each time: a few µs a decision, so the
+        # children are kept here (bounded: features and limits come from the policy)
+        child = self._decisions.get(labels)
+        if child is None:
+            child = self._decisions[labels] = self.decisions.labels(*labels)
+        child.inc()
+        timer = self._latency.get(operation)
+        if timer is None:
+            timer = self._latency[operation] = self.latency.labels(operation)
+        timer.observe(seconds)
+
+    def request(self, route: str, status: int) -> None:
+        child = self._requests.get((route, status))
+        if child is None:
+            child = self._requests[route, status] = self.requests.labels(route, str(status))
+        child.inc()
 
     def reserved(self, reservation_id: str, ttl: float) -> None:
         self._open[reservation_id] = time.monotonic() + ttl

@@ -52,13 +52,17 @@ class Problem(Exception):
             **self.extra,
         }
 
-    def response(self) -> Response:
-        return Response(
-            json.dumps(self.body(), separators=(",", ":")),
-            status_code=self.status,
-            headers=self.headers,
-            media_type=PROBLEM_JSON,
+    def parts(self) -> tuple[int, dict[str, str], bytes]:
+        """Status, headers (with the content type) and body, for plain ASGI senders."""
+        return (
+            self.status,
+            {"content-type": PROBLEM_JSON, **self.headers},
+            json.dumps(self.body(), separators=(",", ":"), ensure_ascii=False).encode(),
         )
+
+    def response(self) -> Response:
+        status, headers, body = self.parts()
+        return Response(body, status_code=status, headers=headers)
 
 
 def invalid(field: str, message: str, errors: list[dict[str, str]] | None = None) -> Problem:

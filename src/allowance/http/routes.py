@@ -15,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 from allowance.aio import AsyncLimiter
 from allowance.errors import StoreError
 from allowance.http import schemas
-from allowance.http.answers import decision_headers, decision_status
+from allowance.http.answers import decision_answer, decision_headers, decision_status
 from allowance.http.auth import KeyCache, require
 from allowance.http.metrics import Metrics
 from allowance.http.problems import Problem, invalid
@@ -119,8 +119,9 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
     return JSONResponse(data, status_code=status, headers=headers)
 
 
-def _decision(decision: Decision) -> Response:
-    return _json(decision.to_json(), decision_status(decision), decision_headers(decision))
+def _decision(decision: Decision, charged: bool = True) -> Response:
+    status, headers, body = decision_answer(decision, charged)
+    return Response(body, status_code=status, headers=headers)
 
 
 @router.post(
@@ -165,7 +166,7 @@ async def check(request: Request, body: schemas.DecisionRequest, svc: Svc) -> Re
     )
     svc.metrics.decided("check", body.feature, d, time.perf_counter() - start)
     _log(request, body, d)
-    return _json(d.to_json(), 200, decision_headers(d))
+    return _decision(d, charged=False)
 
 
 @router.post(
