@@ -93,16 +93,14 @@ BEGIN
                 RETURN;
             END IF;
         END IF;
-        c := acct.counters -> p_names[i];
+        c := acct.counters -> p_names[i];  -- [start, used, entries]; a NULL start: none
         used := 0;
-        IF c IS NULL THEN
-            NULL;
-        ELSIF kind = 'a' THEN
-            IF jsonb_typeof(c -> 0) = 'number' AND t < (c ->> 0)::float8 + p_lengths[i] THEN
+        IF kind = 'a' THEN
+            IF t < (c ->> 0)::float8 + p_lengths[i] THEN
                 used := (c ->> 1)::bigint;
             END IF;
         ELSIF kind = 'c' THEN
-            IF jsonb_typeof(c -> 0) = 'number' AND (c ->> 0)::float8 = periods[i] THEN
+            IF (c ->> 0)::float8 = periods[i] THEN
                 used := (c ->> 1)::bigint;
             END IF;
         ELSE
@@ -155,18 +153,16 @@ BEGIN
         kind := substr(p_kinds, i, 1);
         c := acct.counters -> p_names[i];
         IF kind = 'a' THEN  -- the open window, or a new one from now
-            IF c IS NULL OR jsonb_typeof(c -> 0) <> 'number'
-                    OR t >= (c ->> 0)::float8 + p_lengths[i] THEN
-                c := jsonb_build_array(t, g, NULL);
-            ELSE
+            IF t < (c ->> 0)::float8 + p_lengths[i] THEN
                 c := jsonb_build_array(c -> 0, (c ->> 1)::bigint + g, NULL);
+            ELSE
+                c := jsonb_build_array(t, g, NULL);
             END IF;
         ELSIF kind = 'c' THEN  -- this period's counter, or a new one
-            IF c IS NULL OR jsonb_typeof(c -> 0) <> 'number'
-                    OR (c ->> 0)::float8 <> periods[i] THEN
-                c := jsonb_build_array(periods[i], g, NULL);
-            ELSE
+            IF (c ->> 0)::float8 = periods[i] THEN
                 c := jsonb_build_array(periods[i], (c ->> 1)::bigint + g, NULL);
+            ELSE
+                c := jsonb_build_array(periods[i], g, NULL);
             END IF;
         ELSE  -- the grants still in the window, oldest first, and this one (merged at equal t)
             kept := '[]'::jsonb;
@@ -185,7 +181,9 @@ BEGIN
                 END LOOP;
             END IF;
             IF last_t = t THEN
-                kept := jsonb_set(kept, ARRAY['-1', '1'], to_jsonb((kept -> -1 ->> 1)::bigint + g));
+                kept := jsonb_set(
+                    kept, ARRAY['-1', '1'], to_jsonb((kept -> -1 ->> 1)::bigint + g)
+                );
             ELSE
                 kept := kept || jsonb_build_array(jsonb_build_array(t, g));
             END IF;
