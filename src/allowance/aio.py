@@ -13,7 +13,7 @@ import asyncio
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from allowance import calls
 from allowance.clock import Clock
@@ -21,6 +21,7 @@ from allowance.errors import ReservationNotFound, UnknownAccount
 from allowance.limiter import DEFAULT_TTL, Limiter
 from allowance.policy import Policy
 from allowance.stores import Store
+from allowance.stores.base import Outcome
 from allowance.types import Account, Decision, Meter, to_datetime
 
 T = TypeVar("T")
@@ -74,11 +75,14 @@ class AsyncLimiter:
         self.policy = self.sync.policy
         self.store = self.sync.store
         self.async_store = self.store.async_store()
+        self._batcher = Batcher(self.store, self.policy) if self.store.batches else None
 
     async def _run(self, call: calls.Call[T]) -> T:
         now = self.sync._now()
         if self.async_store is not None:
             return await calls.run_async(self.async_store, self.policy, call, now)
+        if self._batcher is not None:
+            return await self._batcher.run(call, now)
         if self.store.blocking:
             return await asyncio.to_thread(calls.run, self.store, self.policy, call, now)
         return calls.run(self.store, self.policy, call, now)
@@ -173,3 +177,42 @@ class AsyncLimiter:
         tb: TracebackType | None,
     ) -> None:
         await self.close()
+
+
+class Batcher:
+    """For a store that commits batches (SQLite): the calls awaited while a batch is in the
+    worker thread form the next batch, one thread hop and one commit for all of them."""
+
+    def __init__(self, store: Store, policy: Policy) -> None:
+        self.store = store
+        self.policy = policy
+        self._waiting: list[tuple[calls.Call[Any], float | None, asyncio.Future[Any]]] = []
+        self._draining: asyncio.Task[None] | None = None
+
+    async def run(self, call: calls.Call[T], now: float | None) -> T:
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        self._waiting.append((call, now, future))
+        if self._draining is None:
+            self._draining = asyncio.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                items = [(call, now) for call, now, _ in batch]
+                try:
+                    outcomes = await asyncio.to_thread(
+                        calls.run_many, self.store, self.policy, items
+                    )
+                except Exception as exc:  # the batch as a whole failed
+                    outcomes = [Outcome(None, exc)] * len(batch)
+                for (_, _, future), outcome in zip(batch, outcomes, strict=True):
+                    if future.done():  # its caller went away; the work is done regardless
+                        continue
+                    if outcome.error is not None:
+                        future.set_exception(outcome.error)
+                    else:
+                        future.set_result(outcome.value)
+        finally:
+            self._draining = None

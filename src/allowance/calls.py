@@ -7,12 +7,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 from allowance import ids, ops, validation
 from allowance.errors import ReservationNotFound, UnknownAccount
 from allowance.policy import Policy
-from allowance.stores.base import NO_PRELOAD, AccountView, AsyncStore, Preload, Store
+from allowance.stores.base import (
+    NO_PRELOAD,
+    AccountView,
+    AsyncStore,
+    Outcome,
+    Preload,
+    Store,
+    Transaction,
+)
 from allowance.types import Decision, Meter
 
 T = TypeVar("T")
@@ -122,3 +130,17 @@ async def run_async(store: AsyncStore, policy: Policy, call: Call[T], now: float
         if call.on_reservation:
             raise ReservationNotFound("reservation: no such reservation") from None
         raise
+
+
+def run_many(
+    store: Store, policy: Policy, items: list[tuple[Call[Any], float | None]]
+) -> list[Outcome[Any]]:
+    """``run`` for each item, through the store's ``transact_many`` (one batch)."""
+    batch: list[Transaction[Any]] = [
+        (call.account, now, call.fn, call.preload) for call, now in items
+    ]
+    out = store.transact_many(batch)
+    for i, ((call, _), outcome) in enumerate(zip(items, out, strict=True)):
+        if call.on_reservation and isinstance(outcome.error, UnknownAccount):
+            out[i] = Outcome(None, ReservationNotFound("reservation: no such reservation"))
+    return out

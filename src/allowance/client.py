@@ -16,8 +16,8 @@ whatever it does when ``Limiter``'s store fails (fail open, fail closed) it does
 dropped connection or a 502/503/504, after 0.05 s, 0.1 s, ... (or the ``Retry-After`` the
 service sent, at most 2 s). Every call is safe to send twice except ``consume`` and
 ``reserve``, which charge: a lost answer does not say whether the first try charged. Those
-are tried again only when nothing can have been charged (the connection was never made, or
-the service answered 503, which it sends only before charging) or under an idempotency key:
+are tried again only when nothing can have been charged (the connection was never made) or
+under an idempotency key:
 the caller's, or with ``auto_idempotency_keys=True`` a fresh random one per call, sent on
 every try, so a try that did charge is recognised and its decision returned. Auto keys cost
 the service an idempotency record per call (kept 24 h) and the keyed path instead of the

@@ -45,9 +45,8 @@ T = TypeVar("T")
 
 PROBLEM_TYPE = "urn:allowance:problem:"  # = http.problems.TYPE_PREFIX (a test pins it)
 RETRY_STATUSES = frozenset({502, 503, 504})  # the service or a proxy in front: try again
-# what is safe to retry even for a charge without a key: the service answers 503 only before
-# charging (its store failed), and a connection that was never made carried nothing
-UNTOUCHED_STATUS = 503
+# what is safe to retry even for a charge without a key: a connection that was never made
+# carried nothing (a 503 may come after the store ran the charge and its reply was lost)
 UNSENT = (httpx.ConnectError, httpx.ConnectTimeout)
 BACKOFF = 0.05  # seconds before the first retry; doubled each time
 MAX_PAUSE = 2.0  # the longest wait between tries, whatever Retry-After says
@@ -335,7 +334,7 @@ def pause(op: Op[Any], attempt: int, retries: int, response: Outcome) -> float |
     wait: float = BACKOFF * 2**attempt
     if isinstance(response, httpx.Response):
         status = response.status_code
-        if status not in RETRY_STATUSES or (not op.retry and status != UNTOUCHED_STATUS):
+        if status not in RETRY_STATUSES or not op.retry:
             return None
         asked = str(response.headers.get("retry-after", ""))
         if asked.isdigit():  # the other form, an HTTP date, is not worth a clock read here

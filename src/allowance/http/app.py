@@ -15,6 +15,7 @@ from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp
 
 from allowance import __version__
 from allowance.aio import AsyncLimiter
@@ -82,8 +83,13 @@ def create_app(
     app.add_middleware(AuthMiddleware, cache=lambda: svc.keys)
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(AccessLogMiddleware, metrics=metrics)
-    app.add_middleware(FastDecisions, service=svc)  # outermost: the hot routes skip the rest
     return app
+
+
+def serve_app(app: FastAPI) -> ASGIApp:
+    """What uvicorn runs: the hot routes answered in front of ``app`` (outside FastAPI's own
+    per-request wrapping too), everything else by ``app``."""
+    return FastDecisions(app, app.state.service)
 
 
 def _operations(app: FastAPI, svc: Service) -> None:
@@ -164,7 +170,7 @@ def validation_problem(errors: Any) -> Problem:
     return invalid(first["field"], first["message"], listed)
 
 
-def app_from_env() -> FastAPI:
+def app_from_env() -> ASGIApp:
     """For uvicorn's ``factory=True``: ``ALLOWANCE_STORE``, ``ALLOWANCE_POLICY`` and
     ``ALLOWANCE_BOOTSTRAP_KEY`` as ``allowance serve`` set them; ``ALLOWANCE_CLOCK_FILE``
     (tests only) makes the time the number in that file."""
@@ -177,4 +183,5 @@ def app_from_env() -> FastAPI:
         os.environ.get("ALLOWANCE_STORE", "sqlite:///allowance.db"),
         clock=FileClock(clock_file) if clock_file else None,
     )
-    return create_app(limiter, bootstrap=os.environ.get("ALLOWANCE_BOOTSTRAP_KEY") or None)
+    bootstrap = os.environ.get("ALLOWANCE_BOOTSTRAP_KEY") or None
+    return serve_app(create_app(limiter, bootstrap=bootstrap))

@@ -101,7 +101,8 @@ def from_error(exc: AllowanceError) -> Problem:
             503,
             "store-unavailable",
             "Store unavailable",
-            "the store did not answer; nothing was charged, retry shortly",
+            "the store did not answer; retry shortly (under the same idempotency key a "
+            "retry never charges twice)",
             headers={"Retry-After": "1"},
         )
     return internal()

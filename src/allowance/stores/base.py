@@ -7,7 +7,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from allowance.policy import Policy
 from allowance.state import Counter, Hold, IdempotencyRecord
@@ -30,6 +30,17 @@ class Preload:
 
 
 NO_PRELOAD = Preload()
+
+# one ``transact`` call: account id, time (None = the store's), the operation, its preload
+Transaction = tuple[str, "float | None", Callable[["AccountView", float], T], Preload]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome(Generic[T]):
+    """What one item of ``transact_many`` gave: its value, or the error it raised."""
+
+    value: T | None
+    error: Exception | None = None
 
 
 class AccountView(ABC):
@@ -105,6 +116,20 @@ class Store(ABC):
     ) -> T:
         """Run ``fn(view, now)`` atomically on one account; ``now`` None = the store's clock,
         read inside the atomic step. Raises ``UnknownAccount``."""
+
+    def transact_many(self, items: list[Transaction[Any]]) -> list[Outcome[Any]]:
+        """``transact`` for each item, as one batch where the store can (SQLite commits them
+        together); each outcome is the item's result or the error it raised."""
+        out: list[Outcome[Any]] = []
+        for account_id, now, fn, preload in items:
+            try:
+                out.append(Outcome(self.transact(account_id, now, fn, preload)))
+            except Exception as exc:
+                out.append(Outcome(None, exc))
+        return out
+
+    #: whether ``transact_many`` is worth batching calls for (AsyncLimiter does then)
+    batches: bool = False
 
     #: whether ``fast_decide`` can answer plain consume/check requests in one step
     fast: bool = False

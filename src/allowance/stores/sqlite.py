@@ -1,8 +1,10 @@
 """``sqlite:///path.db``: one file, safe for many threads and processes.
 
-Each operation is one ``BEGIN IMMEDIATE`` transaction (the write lock is taken before anything is
-read, so two processes never decide on the same stale counters) and time is read after the
-lock is held, so decisions are ordered as they commit. WAL journal.
+Each operation runs in a ``BEGIN IMMEDIATE`` transaction (the write lock is taken before
+anything is read, so two processes never decide on the same stale counters) and time is read
+after the lock is held, so decisions are ordered as they commit. WAL journal. Operations that
+threads of one process bring at once share one transaction and one commit, each in its own
+savepoint (``sqlite_commit.py``).
 
 Durability: ``synchronous=FULL`` by default: a granted decision is on disk (the WAL fsynced)
 before it is returned, so a power cut loses no recorded usage. ``?synchronous=normal`` skips
@@ -40,8 +42,16 @@ from allowance.clock import system_clock
 from allowance.errors import ConfigurationError, StoreError, UnknownAccount
 from allowance.ops import HOLD_KEEP
 from allowance.state import HELD, Counter, Hold, IdempotencyRecord
-from allowance.stores.base import NO_PRELOAD, AccountView, Preload, Store
+from allowance.stores.base import (
+    NO_PRELOAD,
+    AccountView,
+    Outcome,
+    Preload,
+    Store,
+    Transaction,
+)
 from allowance.stores.keyring import KeyRing
+from allowance.stores.sqlite_commit import GroupCommit
 from allowance.types import Account
 
 T = TypeVar("T")
@@ -167,6 +177,7 @@ class SQLiteStore(Store):
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
         self._ops = 0
+        self._group = GroupCommit()
         conn = self._conn()
         with _Translate():
             if conn.execute("PRAGMA user_version").fetchone()[0] > SCHEMA_VERSION:
@@ -249,24 +260,49 @@ class SQLiteStore(Store):
         fn: Callable[[AccountView, float], T],
         preload: Preload = NO_PRELOAD,
     ) -> T:
-        conn = self._conn()
+        (outcome,) = self.transact_many([(account_id, now, fn, preload)])
+        if outcome.error is not None:
+            raise outcome.error
+        return outcome.value  # type: ignore[return-value]
+
+    batches = True
+
+    def transact_many(self, items: list[Transaction[Any]]) -> list[Outcome[Any]]:
+        works = [self._work(account_id, now, fn) for account_id, now, fn, _ in items]
+        out = []
         with _Translate():
-            with _Transaction(conn):
-                row = conn.execute(
-                    "SELECT plan, seats, next_hold_expiry, counters FROM accounts WHERE id = ?",
-                    (account_id,),
-                ).fetchone()
-                if row is None:
-                    raise UnknownAccount(account_id)
-                if now is None:
-                    now = system_clock()  # read under the write lock: commit order = time order
-                view = SQLiteView(self, conn, account_id, row)
-                result = fn(view, now)
-                view.flush(now)
-            self._ops += 1
-            if self._ops % SWEEP_EVERY == 0:
-                self._sweep(now, SWEEP_BATCH)
-        return result
+            for done in self._group.run_many(self._conn, works):
+                error = done.error
+                if isinstance(error, sqlite3.Error):
+                    error = StoreError(f"sqlite: {error}")
+                    error.__cause__ = done.error
+                if error is not None and not isinstance(error, Exception):
+                    raise error  # KeyboardInterrupt and the like
+                out.append(Outcome(None if error else done.value[0], error))
+                if error is None:
+                    self._ops += 1
+                    if self._ops % SWEEP_EVERY == 0:
+                        self._sweep(done.value[1], SWEEP_BATCH)
+        return out
+
+    def _work(
+        self, account_id: str, now: float | None, fn: Callable[[AccountView, float], T]
+    ) -> Callable[[sqlite3.Connection], tuple[T, float]]:
+        def work(conn: sqlite3.Connection) -> tuple[T, float]:
+            row = conn.execute(
+                "SELECT plan, seats, next_hold_expiry, counters FROM accounts WHERE id = ?",
+                (account_id,),
+            ).fetchone()
+            if row is None:
+                raise UnknownAccount(account_id)
+            # read under the write lock: commit order = time order
+            at = system_clock() if now is None else now
+            view = SQLiteView(self, conn, account_id, row)
+            result = fn(view, at)
+            view.flush(at)
+            return result, at
+
+        return work
 
     def sweep(self, now: float | None = None) -> int:
         with _Translate():
