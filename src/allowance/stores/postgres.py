@@ -85,19 +85,16 @@ from allowance.stores.postgres_common import (
     SCHEMA_VERSION,
     SWEEP_BATCH,
     SWEEP_EVERY,
-    FastSpec,
     PostgresView,
     Translate,
     check_settings,
     due_read,
-    fast_args,
-    fast_decision,
-    fast_spec,
     parse_url,
     queries,
     record_reads,
     render,
 )
+from allowance.stores.postgres_fast import FastSpec, fast_args, fast_decision, fast_spec
 from allowance.types import Account, Decision
 
 __all__ = ["SCHEMA_VERSION", "SWEEP_BATCH", "SWEEP_EVERY", "PostgresStore", "PostgresView"]

@@ -35,18 +35,15 @@ from allowance.stores.postgres_common import (
     NO_WAIT,
     NOW,
     ROLLBACK,
-    FastSpec,
     PostgresView,
     Translate,
     check_settings,
     due_read,
-    fast_args,
-    fast_decision,
-    fast_spec,
     parse_url,
     queries,
     record_reads,
 )
+from allowance.stores.postgres_fast import FastSpec, fast_args, fast_decision, fast_spec
 from allowance.types import Account, Decision
 
 T = TypeVar("T")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -16,15 +15,11 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from allowance import engine, ops
-from allowance.clock import system_clock
-from allowance.errors import ConfigurationError, StoreError, UnknownAccount
-from allowance.ops import Request
+from allowance import engine
+from allowance.errors import ConfigurationError, StoreError
 from allowance.policy import Policy
 from allowance.state import HELD, Counter, Hold, IdempotencyRecord
 from allowance.stores.base import AccountView, Preload
-from allowance.types import Decision
-from allowance.windows import CalendarWindow
 
 Query = tuple[str, tuple[Any, ...]]  # a statement and its parameters
 #: runs a read in the open transaction and returns the first column of every row
@@ -318,90 +313,3 @@ class Translate:
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         if exc_type is not None and issubclass(exc_type, psycopg.Error):
             raise StoreError(f"postgresql: {str(exc).strip()}") from exc
-
-
-DECIDE = (
-    "SELECT status, at, before, granted, plan, seats, remaining, fair FROM {s}.decide("
-    "%s, %s::float8, %s, %s, %s, {plans}::text[], {names}::text[], {kinds}, {lengths}::float8[],"
-    " {caps}::bigint[], {seat}::boolean[], {fair}::bigint[], {bounds}::float8[])"
-)
-
-
-@dataclass(frozen=True, slots=True)
-class FastSpec:
-    """A feature's decide() statement: its limits written in as constants, so they are parsed
-    once, when the statement is prepared; ``calendar``: it takes the period bounds."""
-
-    query: str
-    calendar: bool
-
-
-def fast_spec(policy: Policy, feature: str, schema: str) -> FastSpec:
-    """The decide() statement of one feature (see sql/decide.sql)."""
-    kinds = {"anchored": "a", "sliding": "s", "calendar": "c"}
-    limits = policy.limits_of(feature)
-    cells = [limit.cells[p.name] for limit in limits for p in policy.plans]
-    calendar = any(isinstance(limit.window, CalendarWindow) for limit in limits)
-    query = sql.SQL(DECIDE).format(
-        s=sql.Identifier(schema),
-        plans=sql.Literal([p.name for p in policy.plans]),
-        names=sql.Literal([limit.name for limit in limits]),
-        kinds=sql.Literal("".join(kinds[limit.window.kind] for limit in limits)),
-        lengths=sql.Literal([float(limit.window.length) for limit in limits]),
-        caps=sql.Literal([-2 if not c.access else (-1 if c.max is None else c.max) for c in cells]),
-        seat=sql.Literal([c.per_seat for c in cells]),
-        fair=sql.Literal([-1 if c.fair_use is None else c.fair_use for c in cells]),
-        bounds=sql.Placeholder() if calendar else sql.Literal([]),
-    )
-    return FastSpec(query.as_string(), calendar)
-
-
-def fast_args(
-    policy: Policy, spec: FastSpec, req: Request, now: float | None, charge: bool
-) -> tuple[Any, ...]:
-    """Parameters of a feature's decide() statement for one request."""
-    if not spec.calendar:
-        return (req.account, now, req.amount, req.partial, charge)
-    at = system_clock() if now is None else now  # a local estimate; see sql/decide.sql
-    bounds = engine.calendar_bounds(policy, req.feature, at)
-    return (req.account, now, req.amount, req.partial, charge, bounds)
-
-
-def fast_decision(policy: Policy, req: Request, row: Any) -> Decision | None:
-    """The decision from decide()'s row; None when it asked for the slow path. A grant is
-    built from the row (its sentence and quota are the engine's, worked out when read); a
-    denial is the engine's, replayed on the counters decide() saw, which must agree."""
-    status, at, before, granted, plan, seats, remaining, fair = row
-    if status == "unknown":
-        raise UnknownAccount(req.account)
-    if status == "slow":
-        return None
-
-    replayed: list[Decision] = []
-
-    def replay() -> Decision:
-        if not replayed:
-            counters = {
-                name: Counter(start, used, entries)
-                for name, (start, used, entries) in json.loads(before).items()
-            }
-            replayed.append(
-                ops.replay(policy, req, plan, seats, counters, at, granted, "postgresql")
-            )
-        return replayed[0]
-
-    if granted == 0:
-        return replay()  # a denial: the engine says which limit, until when, which plan
-    return Decision(
-        True,
-        granted,
-        "ok",
-        None,
-        remaining,
-        None,
-        None,
-        None,
-        lambda: replay().message,
-        fair,
-        lambda: replay().quota,
-    )
