@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -64,8 +65,14 @@ def test_access_log_has_one_json_line_per_request_and_no_secrets(sqlite_service:
     svc.call(
         "POST", "/v1/consume", json={"account": "logged", "feature": "export.ai", "user": "u7"}
     )
-    lines = [json.loads(x) for x in svc.log.splitlines() if x.startswith("{")]
-    line = next(x for x in lines if x.get("account") == "logged")
+    deadline = time.monotonic() + 5
+    while True:  # lines are written in batches, within 50 ms
+        lines = [json.loads(x) for x in svc.log.splitlines() if x.startswith("{")]
+        found = [x for x in lines if x.get("account") == "logged"]
+        if found or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
+    (line,) = found
     assert line["path"] == "/v1/consume" and line["status"] == 200 and line["user"] == "u7"
     assert (
         line["outcome"] == "granted" and line["key"] == "key_bootstrap" and line["ts"].endswith("Z")

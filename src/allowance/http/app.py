@@ -25,7 +25,7 @@ from allowance.http import schemas
 from allowance.http.auth import AuthMiddleware, KeyCache
 from allowance.http.fastpath import FastDecisions
 from allowance.http.limits import BodyLimitMiddleware
-from allowance.http.logs import AccessLogMiddleware
+from allowance.http.logs import AccessLogMiddleware, access_log
 from allowance.http.metrics import Metrics
 from allowance.http.problems import Problem, for_status, from_error, internal, invalid
 from allowance.http.routes import Service, problem_content, router
@@ -55,6 +55,8 @@ def create_app(
         if bootstrap and not ring.ensure_bootstrap(bootstrap, svc.now()):
             log.warning("ALLOWANCE_BOOTSTRAP_KEY names a revoked key; it stays revoked")
         yield
+        for handler in access_log.handlers:
+            handler.flush()  # the access lines still batched
         await limiter.close()
 
     app = FastAPI(
