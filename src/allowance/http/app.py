@@ -75,6 +75,11 @@ def create_app(
                 "content": problem_content(),
                 "description": "body over 64 KiB",
             },
+            415: {
+                "model": schemas.ProblemBody,
+                "content": problem_content(),
+                "description": "a body that is not application/json",
+            },
         },
     )
     app.state.service = svc

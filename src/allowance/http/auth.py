@@ -12,8 +12,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Annotated, Any
 
+from fastapi import Depends
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -27,6 +29,8 @@ CACHE_TTL = 5.0
 TOUCH_EVERY = 60.0  # last-used time is recorded at most this often per key and process
 MAX_CACHED = 10_000
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="allowance"'}
+# for /openapi.json (and the docs' Authorize button) only: AuthMiddleware has checked the key
+BEARER = HTTPBearer(auto_error=False, description="an API key: alw_...")
 
 
 class KeyCache:
@@ -118,7 +122,10 @@ class AuthMiddleware:
 def require(needed: KeyScope) -> Callable[[Request], Awaitable[ApiKey]]:
     """A dependency: the caller's key, which must hold ``needed`` (or a wider scope)."""
 
-    async def dependency(request: Request) -> ApiKey:
+    async def dependency(
+        request: Request,
+        _documented: Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)] = None,
+    ) -> ApiKey:
         key: Any = getattr(request.state, "api_key", None)
         if not isinstance(key, ApiKey):  # a route outside /v1 asked; never expected
             raise for_status(401, "send Authorization: Bearer <key>", CHALLENGE)
