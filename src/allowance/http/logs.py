@@ -77,7 +77,11 @@ class JsonLines(logging.Formatter):
     """One JSON object a line: the record's time (UTC) and the request's fields."""
 
     def format(self, record: logging.LogRecord) -> str:
-        line = getattr(record, "line", None) or {"message": record.getMessage()}
+        line = getattr(record, "line", None)
+        if line is None:
+            line = {"level": record.levelname.lower(), "message": record.getMessage()}
+            if record.exc_info:  # the log's reader needs it; clients never see it
+                line["error"] = self.formatException(record.exc_info)
         return json.dumps({"ts": iso(to_datetime(record.created)), **line}, separators=(",", ":"))
 
 
@@ -119,4 +123,9 @@ def configure(level: int = logging.INFO) -> BatchedLines:
     access_log.addHandler(handler)
     access_log.setLevel(level)
     access_log.propagate = False
+    # the service's own warnings and errors (a store that fails, a bug) as JSON lines too
+    errors = logging.getLogger("allowance.http")
+    errors.addHandler(handler)
+    errors.setLevel(logging.WARNING)
+    errors.propagate = False
     return handler
