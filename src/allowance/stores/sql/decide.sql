@@ -13,9 +13,12 @@
 -- estimates). Returns status 'ok' | 'slow' (reservations due, or a period not covered) |
 -- 'unknown'; remaining is NULL when no charged limit has a cap.
 --
--- Written for the interpreter: no loop over jsonb sets, no query but the row's two, nothing
--- the function does not need; a transaction that wrote nothing (a denial, a check) commits
--- without waiting for the WAL flush (it only logged the row lock).
+-- Written for the interpreter. PL/pgSQL prepares each expression it evaluates once per
+-- transaction, and every decision is a transaction of its own, so the cost is in how many
+-- distinct expressions run: few and dense (CASE, least/greatest over NULLs), no query but the
+-- row's read and its update, the charged counters merged into the row with one ||. A
+-- transaction that wrote nothing (a denial, a check) commits without waiting for the WAL flush
+-- (it only logged the row lock).
 CREATE OR REPLACE FUNCTION {s}.decide(
     p_account text, p_now float8, p_amount bigint, p_partial boolean, p_charge boolean,
     p_plans text[], p_names text[], p_kinds text, p_lengths float8[], p_caps bigint[],
@@ -24,26 +27,24 @@ CREATE OR REPLACE FUNCTION {s}.decide(
     OUT seats int, OUT remaining bigint, OUT fair boolean
 ) LANGUAGE plpgsql AS $fn$
 DECLARE
-    acct record;
-    t float8;
+    cs jsonb;  -- the counters as read: limit name -> [start, used, entries]
+    due float8;  -- the earliest expiry of a held reservation
     pi int;
-    np int := cardinality(p_plans);
-    n int := cardinality(p_names);
+    np int;
     periods float8[];
     kind text;
     cap bigint;
-    soft bigint;
     used bigint;
     g bigint := p_amount;
     blocked boolean := false;
-    least_left bigint;   -- the least cap - used over the capped limits
-    most_over bigint;    -- the most used - fair-use level over the others
+    least_left bigint;  -- the least cap - used over the capped limits (least() skips NULLs)
+    most_over bigint;  -- the most used - fair-use level over the others
     b int := 1;
     c jsonb;
     es jsonb;
     e jsonb;
     horizon float8;
-    after jsonb;
+    touched jsonb := '{{}}';
     kept jsonb;
     last_t float8;
     nowait text;
@@ -51,146 +52,120 @@ DECLARE
     j int;
     m int;
 BEGIN
-    SELECT a.plan, a.seats, a.next_hold_expiry, a.counters INTO acct
+    SELECT a.plan, a.seats, a.next_hold_expiry, a.counters INTO plan, seats, due, cs
         FROM {s}.accounts a WHERE a.id = p_account FOR UPDATE;
     IF NOT FOUND THEN
         status := 'unknown';
         RETURN;
     END IF;
     -- read after the row lock is held: decisions on one account are ordered as they commit
-    t := coalesce(p_now, extract(epoch FROM clock_timestamp())::float8);
-    at := t;
-    plan := acct.plan;
-    seats := acct.seats;
+    at := coalesce(p_now, extract(epoch FROM clock_timestamp())::float8);
     granted := 0;
     fair := false;
-    pi := array_position(p_plans, acct.plan);
-    IF pi IS NULL OR (acct.next_hold_expiry IS NOT NULL AND t >= acct.next_hold_expiry) THEN
-        nowait := set_config('synchronous_commit', 'off', true);  -- wrote nothing
+    pi := array_position(p_plans, plan);
+    IF pi IS NULL OR at >= due THEN  -- an unknown plan, or reservations to settle
         status := 'slow';
-        RETURN;
-    END IF;
-    status := 'ok';
-    before := acct.counters::text;
-    FOR i IN 1 .. n LOOP
-        m := (i - 1) * np + pi;
-        cap := p_caps[m];
-        IF cap = -2 THEN  -- no access: the engine says so
-            nowait := set_config('synchronous_commit', 'off', true);
-            RETURN;
-        END IF;
-        kind := substr(p_kinds, i, 1);
-        IF kind = 'c' THEN
-            FOR j IN 0 .. 2 LOOP
-                IF p_bounds[b + j] <= t AND t < p_bounds[b + j + 1] THEN
-                    periods[i] := p_bounds[b + j];
+    ELSE
+        status := 'ok';
+        before := cs::text;
+        np := cardinality(p_plans);
+        FOR i IN 1 .. cardinality(p_names) LOOP
+            m := (i - 1) * np + pi;
+            cap := CASE WHEN p_seat[m] AND p_caps[m] >= 0 THEN p_caps[m] * seats
+                ELSE p_caps[m] END;
+            EXIT WHEN cap = -2;  -- no access: the engine says so
+            kind := substr(p_kinds, i, 1);
+            c := cs -> p_names[i];  -- a NULL start: no window
+            IF kind = 's' THEN
+                used := 0;
+                horizon := at - p_lengths[i];
+                es := c -> 2;
+                IF jsonb_typeof(es) = 'array' THEN
+                    FOR j IN 0 .. jsonb_array_length(es) - 1 LOOP
+                        e := es -> j;
+                        IF (e ->> 0)::float8 > horizon THEN
+                            used := used + (e ->> 1)::bigint;
+                        END IF;
+                    END LOOP;
                 END IF;
-            END LOOP;
-            b := b + 4;
-            IF periods[i] IS NULL THEN
-                nowait := set_config('synchronous_commit', 'off', true);
-                status := 'slow';
+            ELSIF kind = 'a' THEN
+                used := CASE WHEN at < (c ->> 0)::float8 + p_lengths[i]
+                    THEN (c ->> 1)::bigint ELSE 0 END;
+            ELSE
+                FOR j IN 0 .. 2 LOOP
+                    IF p_bounds[b + j] <= at AND at < p_bounds[b + j + 1] THEN
+                        periods[i] := p_bounds[b + j];
+                    END IF;
+                END LOOP;
+                b := b + 4;
+                IF periods[i] IS NULL THEN
+                    status := 'slow';
+                    EXIT;
+                END IF;
+                used := CASE WHEN (c ->> 0)::float8 = periods[i]
+                    THEN (c ->> 1)::bigint ELSE 0 END;
+            END IF;
+            IF cap >= 0 THEN
+                IF cap - used < g THEN
+                    IF p_partial AND cap - used >= 1 THEN
+                        g := cap - used;
+                    ELSE
+                        blocked := true;
+                    END IF;
+                END IF;
+                least_left := least(least_left, cap - used);
+            ELSIF p_fair[m] >= 0 THEN
+                most_over := greatest(most_over,
+                    used - CASE WHEN p_seat[m] THEN p_fair[m] * seats ELSE p_fair[m] END);
+            END IF;
+        END LOOP;
+        -- cap: the last limit's (-2 when no access stopped the loop; NULL when no limit)
+        IF status = 'ok' AND NOT blocked AND cap IS DISTINCT FROM -2 THEN
+            -- a grant: what its decision needs besides the grant, so Python need not replay
+            -- the engine (the least remaining over the capped limits; a fair-use level passed)
+            granted := g;
+            remaining := least_left - g;
+            fair := coalesce(most_over + g > 0, false);
+            IF p_charge AND cardinality(p_names) > 0 THEN
+                FOR i IN 1 .. cardinality(p_names) LOOP
+                    kind := substr(p_kinds, i, 1);
+                    c := cs -> p_names[i];
+                    IF kind = 'a' THEN  -- the open window, or a new one from now
+                        c := CASE WHEN at < (c ->> 0)::float8 + p_lengths[i]
+                            THEN jsonb_build_array(c -> 0, (c ->> 1)::bigint + g, NULL)
+                            ELSE jsonb_build_array(at, g, NULL) END;
+                    ELSIF kind = 'c' THEN  -- this period's counter, or a new one
+                        c := jsonb_build_array(periods[i], CASE WHEN (c ->> 0)::float8 = periods[i]
+                            THEN (c ->> 1)::bigint + g ELSE g END, NULL);
+                    ELSE  -- the grants still in the window, oldest first, and this one
+                        kept := '[]';
+                        used := 0;
+                        last_t := NULL;
+                        horizon := at - p_lengths[i];
+                        es := c -> 2;
+                        IF jsonb_typeof(es) = 'array' THEN
+                            FOR j IN 0 .. jsonb_array_length(es) - 1 LOOP
+                                e := es -> j;
+                                IF (e ->> 0)::float8 > horizon THEN
+                                    kept := kept || jsonb_build_array(e);
+                                    used := used + (e ->> 1)::bigint;
+                                    last_t := (e ->> 0)::float8;
+                                END IF;
+                            END LOOP;
+                        END IF;
+                        kept := CASE WHEN last_t = at  -- merged with a grant at the same time
+                            THEN jsonb_set(kept, ARRAY['-1', '1'],
+                                to_jsonb((kept -> -1 ->> 1)::bigint + g))
+                            ELSE kept || jsonb_build_array(jsonb_build_array(at, g)) END;
+                        c := jsonb_build_array(NULL, used + g, kept);
+                    END IF;
+                    touched := touched || jsonb_build_object(p_names[i], c);
+                END LOOP;
+                UPDATE {s}.accounts SET counters = cs || touched WHERE id = p_account;
                 RETURN;
             END IF;
         END IF;
-        c := acct.counters -> p_names[i];  -- [start, used, entries]; a NULL start: none
-        used := 0;
-        IF kind = 'a' THEN
-            IF t < (c ->> 0)::float8 + p_lengths[i] THEN
-                used := (c ->> 1)::bigint;
-            END IF;
-        ELSIF kind = 'c' THEN
-            IF (c ->> 0)::float8 = periods[i] THEN
-                used := (c ->> 1)::bigint;
-            END IF;
-        ELSE
-            es := c -> 2;
-            IF jsonb_typeof(es) = 'array' THEN
-                horizon := t - p_lengths[i];
-                FOR j IN 0 .. jsonb_array_length(es) - 1 LOOP
-                    e := es -> j;
-                    IF (e ->> 0)::float8 > horizon THEN
-                        used := used + (e ->> 1)::bigint;
-                    END IF;
-                END LOOP;
-            END IF;
-        END IF;
-        IF p_seat[m] AND cap >= 0 THEN
-            cap := cap * acct.seats;
-        END IF;
-        IF cap >= 0 THEN
-            IF cap - used < g THEN
-                IF p_partial AND cap - used >= 1 THEN g := cap - used; ELSE blocked := true; END IF;
-            END IF;
-            IF least_left IS NULL OR cap - used < least_left THEN
-                least_left := cap - used;
-            END IF;
-        ELSE
-            soft := p_fair[m];
-            IF soft >= 0 THEN
-                IF p_seat[m] THEN soft := soft * acct.seats; END IF;
-                IF most_over IS NULL OR used - soft > most_over THEN
-                    most_over := used - soft;
-                END IF;
-            END IF;
-        END IF;
-    END LOOP;
-    IF blocked THEN
-        nowait := set_config('synchronous_commit', 'off', true);
-        RETURN;
     END IF;
-    -- what a grant's decision needs besides the grant, so Python need not replay the engine:
-    -- the least remaining over the capped limits, and whether a fair-use level is passed
-    granted := g;
-    remaining := least_left - g;
-    fair := coalesce(most_over + g > 0, false);
-    IF NOT p_charge OR n = 0 THEN  -- nothing to write
-        nowait := set_config('synchronous_commit', 'off', true);
-        RETURN;
-    END IF;
-    after := acct.counters;
-    FOR i IN 1 .. n LOOP
-        kind := substr(p_kinds, i, 1);
-        c := acct.counters -> p_names[i];
-        IF kind = 'a' THEN  -- the open window, or a new one from now
-            IF t < (c ->> 0)::float8 + p_lengths[i] THEN
-                c := jsonb_build_array(c -> 0, (c ->> 1)::bigint + g, NULL);
-            ELSE
-                c := jsonb_build_array(t, g, NULL);
-            END IF;
-        ELSIF kind = 'c' THEN  -- this period's counter, or a new one
-            IF (c ->> 0)::float8 = periods[i] THEN
-                c := jsonb_build_array(periods[i], (c ->> 1)::bigint + g, NULL);
-            ELSE
-                c := jsonb_build_array(periods[i], g, NULL);
-            END IF;
-        ELSE  -- the grants still in the window, oldest first, and this one (merged at equal t)
-            kept := '[]'::jsonb;
-            used := 0;
-            last_t := NULL;
-            es := c -> 2;
-            IF jsonb_typeof(es) = 'array' THEN
-                horizon := t - p_lengths[i];
-                FOR j IN 0 .. jsonb_array_length(es) - 1 LOOP
-                    e := es -> j;
-                    IF (e ->> 0)::float8 > horizon THEN
-                        kept := kept || jsonb_build_array(e);
-                        used := used + (e ->> 1)::bigint;
-                        last_t := (e ->> 0)::float8;
-                    END IF;
-                END LOOP;
-            END IF;
-            IF last_t = t THEN
-                kept := jsonb_set(
-                    kept, ARRAY['-1', '1'], to_jsonb((kept -> -1 ->> 1)::bigint + g)
-                );
-            ELSE
-                kept := kept || jsonb_build_array(jsonb_build_array(t, g));
-            END IF;
-            c := jsonb_build_array(NULL, used + g, kept);
-        END IF;
-        after := jsonb_set(after, ARRAY[p_names[i]], c);
-    END LOOP;
-    UPDATE {s}.accounts SET counters = after WHERE id = p_account;
+    nowait := set_config('synchronous_commit', 'off', true);  -- wrote nothing but the lock
 END
 $fn$
