@@ -160,7 +160,9 @@ class RedisStore(KeySpace, Store):
         RedisCluster's. Any error there but NOSCRIPT (MOVED or ASK after a resharding, a
         failover, a lost connection, CLUSTERDOWN, ...) drops the held connection and sends the
         command again through RedisCluster, which follows the redirection, refreshes its slot
-        map and retries as it always does; the next call then finds the new owner."""
+        map and retries as it always does; the next call then finds the new owner. (As with
+        RedisCluster's own retries, a connection lost after the script ran sends it again.)
+        Nodes the slot map learnt from a redirection get their pool from RedisCluster too."""
         held: dict[str, Any] | None = getattr(self._held, "nodes", None)
         if held is None or self._held.pid != os.getpid():
             held = self._held.nodes = {}
@@ -171,7 +173,7 @@ class RedisStore(KeySpace, Store):
             name = node.name
             client = held.get(name)
             if client is None:
-                pool = node.redis_connection.connection_pool
+                pool = self.client.get_redis_connection(node).connection_pool
                 client = held[name] = redis.Redis(
                     connection_pool=pool, single_connection_client=True
                 )
