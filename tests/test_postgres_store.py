@@ -522,3 +522,41 @@ def test_an_older_schema_is_upgraded(schema: str, version: int) -> None:
     with admin() as conn:
         row = conn.execute(f'SELECT version FROM "{schema}".schema_version').fetchone()
         assert row == (pg.SCHEMA_VERSION,)
+
+
+def test_errors_inside_a_transaction_leave_prepared_statements_usable(schema: str) -> None:
+    """Operations that fail inside the pipelined transaction (a reused idempotency key, often
+    enough that psycopg would prepare their statements) must not break the prepared
+    statements of later decisions on the same connection (sync and async)."""
+    from allowance import IdempotencyConflict, UnknownAccount
+
+    url = with_options(schema=schema, pool_min="1", pool_max="1")  # one connection for all
+    keyed = [("a", "background.studio", n, "k1") for n in (1, 2) * 7]
+    steps = [*keyed, ("nobody", "export.ai", 1, None), *[("a", "export.ai", 1, None)] * 3]
+    expected = ["ok", "IdempotencyConflict"] * 7 + ["UnknownAccount", "ok", "ok", "ok"]
+    refused = (IdempotencyConflict, UnknownAccount)
+
+    with Limiter(store=url) as lim:
+        lim.set_account("a", "free")
+        got = []
+        for account, feature, amount, key in steps:
+            try:
+                lim.consume(account, feature, amount, idempotency_key=key)
+                got.append("ok")
+            except refused as exc:
+                got.append(type(exc).__name__)
+        assert got == expected
+
+    async def main() -> list[str]:
+        got = []
+        async with AsyncLimiter(store=url) as alim:
+            await alim.set_account("a", "free")  # a new store: its counters start again
+            for account, feature, amount, key in steps:
+                try:
+                    await alim.consume(account, feature, amount, idempotency_key=key and key + "b")
+                    got.append("ok")
+                except refused as exc:
+                    got.append(type(exc).__name__)
+        return got
+
+    assert asyncio.run(main()) == expected

@@ -246,16 +246,19 @@ class PostgresStore(Store):
         with Translate(), self._pool.connection() as conn:
 
             def fetch(query: str, params: tuple[Any, ...]) -> list[Any]:
-                return [r[0] for r in conn.execute(query, params, prepare=True).fetchall()]
+                return [r[0] for r in conn.execute(query, params, prepare=False).fetchall()]
 
             try:
                 with conn.pipeline():
+                    # nothing prepared inside the pipeline: when one ends in an error (an
+                    # unknown account, a reused idempotency key) psycopg 3.3 loses track of
+                    # what it prepared there; later: "prepared statement _pg3_N does not exist"
                     conn.execute(BEGIN, prepare=False)
                     try:
                         # flight 1: BEGIN, the lock and the preloaded reads
-                        lock = conn.execute(q["lock"], (account_id,), prepare=True)
+                        lock = conn.execute(q["lock"], (account_id,), prepare=False)
                         reads = [
-                            conn.execute(query, params, prepare=True)
+                            conn.execute(query, params, prepare=False)
                             for query, params in record_reads(q, account_id, preload)
                         ]
                         row = lock.fetchone()
@@ -279,7 +282,7 @@ class PostgresStore(Store):
                         result = fn(view, now)
                         # last flight: the writes and COMMIT
                         for query, params in view.finish():
-                            conn.execute(query, params, prepare=True)
+                            conn.execute(query, params, prepare=False)
                     except BaseException:
                         with suppress(psycopg.Error):  # rides with the pipeline's last flight
                             conn.execute(ROLLBACK, prepare=False)

@@ -162,12 +162,15 @@ class AsyncPostgresStore(AsyncStore):
             async with self._connection() as conn:
                 try:
                     async with conn.pipeline():
+                        # nothing prepared inside the pipeline: when one ends in an error (an
+                        # unknown account, a reused idempotency key) psycopg 3.3 loses track of
+                        # what it prepared there; later: "prepared statement _pg3_N does not exist"
                         await conn.execute(BEGIN, prepare=False)
                         try:
                             # flight 1: BEGIN, the lock and the preloaded reads
-                            lock = await conn.execute(q["lock"], (account_id,), prepare=True)
+                            lock = await conn.execute(q["lock"], (account_id,), prepare=False)
                             reads = [
-                                await conn.execute(query, params, prepare=True)
+                                await conn.execute(query, params, prepare=False)
                                 for query, params in record_reads(q, account_id, preload)
                             ]
                             row = await lock.fetchone()
@@ -179,7 +182,7 @@ class AsyncPostgresStore(AsyncStore):
                             due: list[Any] = []
                             read = due_read(q, account_id, row, now)
                             if read is not None:  # a flight only when a reservation is due
-                                cur = await conn.execute(*read, prepare=True)
+                                cur = await conn.execute(*read, prepare=False)
                                 due = [r[0] for r in await cur.fetchall()]
                             view = PostgresView(
                                 q, self.policy, account_id, row, now, preload, found, due
@@ -187,7 +190,7 @@ class AsyncPostgresStore(AsyncStore):
                             result = fn(view, now)
                             # last flight: the writes and COMMIT
                             for query, params in view.finish():
-                                await conn.execute(query, params, prepare=True)
+                                await conn.execute(query, params, prepare=False)
                         except BaseException:
                             with suppress(psycopg.Error):  # rides with the last flight
                                 await conn.execute(ROLLBACK, prepare=False)
