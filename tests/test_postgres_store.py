@@ -532,8 +532,16 @@ def test_errors_inside_a_transaction_leave_prepared_statements_usable(schema: st
 
     url = with_options(schema=schema, pool_min="1", pool_max="1")  # one connection for all
     keyed = [("a", "background.studio", n, "k1") for n in (1, 2) * 7]
-    steps = [*keyed, ("nobody", "export.ai", 1, None), *[("a", "export.ai", 1, None)] * 3]
-    expected = ["ok", "IdempotencyConflict"] * 7 + ["UnknownAccount", "ok", "ok", "ok"]
+    plain = [("a", "background.standard", 1, None)] * 3  # prepared after the failures
+    steps = [
+        ("a", "export.ai", 1, None),  # a prepared statement on the connection first
+        *keyed,
+        *plain,
+        ("nobody", "export.ai", 1, None),
+        *[("a", "export.ai", 1, None)] * 3,
+    ]
+    expected = ["ok", *["ok", "IdempotencyConflict"] * 7, "ok", "ok", "ok", "UnknownAccount"]
+    expected += ["ok"] * 3
     refused = (IdempotencyConflict, UnknownAccount)
 
     with Limiter(store=url) as lim:

@@ -127,6 +127,32 @@ def test_idempotent_retries_charge_once(service: Service) -> None:
     assert _meter(service, "acct-e", "ai_exports")["used"] == 6
 
 
+def test_decisions_after_refused_transactions_still_work(service: Service) -> None:
+    """A transaction that fails before writing (a reused idempotency key) must leave the
+    store's connections fit for every later decision: on PostgreSQL a ROLLBACK there made
+    psycopg drop the next statement it prepared ("prepared statement _pg3_N does not
+    exist"), which showed under concurrent requests on several connections."""
+    service.account("after", "max")
+    features = ["background.studio", "background.studio_hd", "transform.product_staging"]
+    features += ["export.ai", "export.standard", "background.standard"]
+
+    def one(i: int) -> int:
+        with httpx.Client(base_url=service.url, timeout=30) as http:
+            body = {"account": "after", "feature": features[i % len(features)]}
+            headers = {"Authorization": f"Bearer {service.admin}"}
+            return http.post("/v1/consume", json=body, headers=headers).status_code
+
+    statuses = []
+    for n in range(4):
+        for amount in (1, 2):  # the second reuses the key for another amount: refused
+            body = {"account": "after", "feature": "export.ai", "amount": amount}
+            r = service.call("POST", "/v1/consume", json={**body, "idempotency_key": f"k{n}"})
+            assert r.status_code == (200 if amount == 1 else 409)
+        with ThreadPoolExecutor(16) as pool:
+            statuses += pool.map(one, range(48))
+    assert 503 not in statuses and set(statuses) <= {200, 429}
+
+
 def test_policy_and_health(service: Service) -> None:
     r = service.call("GET", "/v1/policy")
     assert r.status_code == 200 and [p["name"] for p in r.json()["plans"]] == ["free", "pro", "max"]

@@ -12,6 +12,7 @@ Both paths build the answer with ``answers.decision_answer``.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any
 
@@ -26,6 +27,7 @@ from allowance.http.problems import from_error
 from allowance.http.routes import Service
 from allowance.keys import ApiKey, allows
 
+log = logging.getLogger("allowance.http")
 MEMBERS = frozenset({"account", "feature", "amount", "partial", "idempotency_key", "user"})
 HOT = {"/v1/consume": "consume", "/v1/check": "check"}
 
@@ -56,6 +58,7 @@ class FastDecisions:
         except AllowanceError as exc:
             if isinstance(exc, StoreError):
                 self.svc.metrics.store_errors.labels(operation).inc()
+                log.warning("store error on POST %s: %s", scope["path"], exc)
             status, headers, payload = from_error(exc).parts()
         else:
             elapsed = time.perf_counter() - start

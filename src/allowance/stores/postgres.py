@@ -250,9 +250,12 @@ class PostgresStore(Store):
 
             try:
                 with conn.pipeline():
-                    # nothing prepared inside the pipeline: when one ends in an error (an
-                    # unknown account, a reused idempotency key) psycopg 3.3 loses track of
-                    # what it prepared there; later: "prepared statement _pg3_N does not exist"
+                    # A failure before any write (an unknown account, a reused idempotency
+                    # key) ends in COMMIT, not ROLLBACK: nothing changed, and on a ROLLBACK
+                    # psycopg drops the connection's prepared statements so late that it also
+                    # drops the next one it prepares ("prepared statement _pg3_N does not
+                    # exist"). Nothing is prepared inside the pipeline for the same reason.
+                    wrote = False
                     conn.execute(BEGIN, prepare=False)
                     try:
                         # flight 1: BEGIN, the lock and the preloaded reads
@@ -281,11 +284,16 @@ class PostgresStore(Store):
                         )
                         result = fn(view, now)
                         # last flight: the writes and COMMIT
+                        wrote = True
                         for query, params in view.finish():
                             conn.execute(query, params, prepare=False)
                     except BaseException:
                         with suppress(psycopg.Error):  # rides with the pipeline's last flight
-                            conn.execute(ROLLBACK, prepare=False)
+                            if wrote:
+                                conn.execute(ROLLBACK, prepare=False)
+                            else:  # the row lock alone: no fsync needed either
+                                conn.execute(NO_WAIT, prepare=False)
+                                conn.execute(COMMIT, prepare=False)
                         raise
                     if not view.writes:  # only the row lock: a crash could lose nothing
                         conn.execute(NO_WAIT, prepare=False)

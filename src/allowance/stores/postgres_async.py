@@ -162,9 +162,12 @@ class AsyncPostgresStore(AsyncStore):
             async with self._connection() as conn:
                 try:
                     async with conn.pipeline():
-                        # nothing prepared inside the pipeline: when one ends in an error (an
-                        # unknown account, a reused idempotency key) psycopg 3.3 loses track of
-                        # what it prepared there; later: "prepared statement _pg3_N does not exist"
+                        # A failure before any write (an unknown account, a reused idempotency
+                        # key) ends in COMMIT, not ROLLBACK: nothing changed, and on a ROLLBACK
+                        # psycopg drops the connection's prepared statements so late that it also
+                        # drops the next one it prepares ("prepared statement _pg3_N does not
+                        # exist"). Nothing is prepared inside the pipeline for the same reason.
+                        wrote = False
                         await conn.execute(BEGIN, prepare=False)
                         try:
                             # flight 1: BEGIN, the lock and the preloaded reads
@@ -189,11 +192,16 @@ class AsyncPostgresStore(AsyncStore):
                             )
                             result = fn(view, now)
                             # last flight: the writes and COMMIT
+                            wrote = True
                             for query, params in view.finish():
                                 await conn.execute(query, params, prepare=False)
                         except BaseException:
                             with suppress(psycopg.Error):  # rides with the last flight
-                                await conn.execute(ROLLBACK, prepare=False)
+                                if wrote:
+                                    await conn.execute(ROLLBACK, prepare=False)
+                                else:  # the row lock alone: no fsync needed either
+                                    await conn.execute(NO_WAIT, prepare=False)
+                                    await conn.execute(COMMIT, prepare=False)
                             raise
                         if not view.writes:  # only the row lock: a crash could lose nothing
                             await conn.execute(NO_WAIT, prepare=False)
