@@ -16,9 +16,11 @@
 -- Written for the interpreter. PL/pgSQL prepares each expression it evaluates once per
 -- transaction, and every decision is a transaction of its own, so the cost is in how many
 -- distinct expressions run: few and dense (CASE, least/greatest over NULLs), no query but the
--- row's read and its update, the charged counters merged into the row with one ||. A
--- transaction that wrote nothing (a denial, a check) commits without waiting for the WAL flush
--- (it only logged the row lock).
+-- row's read and its update, the charged counters merged into the row with one ||. Unless the
+-- request is partial, the grant is known before the limits are read, so each charged counter
+-- is built as its limit is checked (one pass; a partial grant takes a second). A transaction
+-- that wrote nothing (a denial, a check) commits without waiting for the WAL flush (it only
+-- logged the row lock).
 CREATE OR REPLACE FUNCTION {s}.decide(
     p_account text, p_now float8, p_amount bigint, p_partial boolean, p_charge boolean,
     p_plans text[], p_names text[], p_kinds text, p_lengths float8[], p_caps bigint[],
@@ -44,7 +46,8 @@ DECLARE
     es jsonb;
     e jsonb;
     horizon float8;
-    touched jsonb := '{{}}';
+    touched jsonb := '{{}}';  -- the charged counters
+    onepass boolean := p_charge AND NOT p_partial;  -- the grant is known: build them as read
     kept jsonb;
     last_t float8;
     nowait text;
@@ -78,6 +81,8 @@ BEGIN
             c := cs -> p_names[i];  -- a NULL start: no window
             IF kind = 's' THEN
                 used := 0;
+                kept := '[]';
+                last_t := NULL;
                 horizon := at - p_lengths[i];
                 es := c -> 2;
                 IF jsonb_typeof(es) = 'array' THEN
@@ -85,12 +90,29 @@ BEGIN
                         e := es -> j;
                         IF (e ->> 0)::float8 > horizon THEN
                             used := used + (e ->> 1)::bigint;
+                            IF onepass THEN
+                                kept := kept || jsonb_build_array(e);
+                                last_t := (e ->> 0)::float8;
+                            END IF;
                         END IF;
                     END LOOP;
+                END IF;
+                IF onepass THEN  -- the grants still in the window and this one (see below)
+                    touched := touched || jsonb_build_object(p_names[i], jsonb_build_array(NULL,
+                        used + g, CASE WHEN last_t = at
+                            THEN jsonb_set(kept, ARRAY['-1', '1'],
+                                to_jsonb((kept -> -1 ->> 1)::bigint + g))
+                            ELSE kept || jsonb_build_array(jsonb_build_array(at, g)) END));
                 END IF;
             ELSIF kind = 'a' THEN
                 used := CASE WHEN at < (c ->> 0)::float8 + p_lengths[i]
                     THEN (c ->> 1)::bigint ELSE 0 END;
+                IF onepass THEN  -- the open window, or a new one from now
+                    touched := touched || jsonb_build_object(p_names[i],
+                        CASE WHEN at < (c ->> 0)::float8 + p_lengths[i]
+                            THEN jsonb_build_array(c -> 0, used + g, NULL)
+                            ELSE jsonb_build_array(at, g, NULL) END);
+                END IF;
             ELSE
                 FOR j IN 0 .. 2 LOOP
                     IF p_bounds[b + j] <= at AND at < p_bounds[b + j + 1] THEN
@@ -104,6 +126,10 @@ BEGIN
                 END IF;
                 used := CASE WHEN (c ->> 0)::float8 = periods[i]
                     THEN (c ->> 1)::bigint ELSE 0 END;
+                IF onepass THEN  -- this period's counter
+                    touched := touched || jsonb_build_object(p_names[i],
+                        jsonb_build_array(periods[i], used + g, NULL));
+                END IF;
             END IF;
             IF cap >= 0 THEN
                 IF cap - used < g THEN
@@ -126,7 +152,10 @@ BEGIN
             granted := g;
             remaining := least_left - g;
             fair := coalesce(most_over + g > 0, false);
-            IF p_charge AND cardinality(p_names) > 0 THEN
+            IF onepass AND cardinality(p_names) > 0 THEN  -- built above
+                UPDATE {s}.accounts SET counters = cs || touched WHERE id = p_account;
+                RETURN;
+            ELSIF p_charge AND cardinality(p_names) > 0 THEN  -- partial: the grant is known now
                 FOR i IN 1 .. cardinality(p_names) LOOP
                     kind := substr(p_kinds, i, 1);
                     c := cs -> p_names[i];
