@@ -8,8 +8,10 @@ import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from .service import SCRIPT, Service
@@ -80,6 +82,14 @@ def test_access_log_has_one_json_line_per_request_and_no_secrets(sqlite_service:
     assert svc.admin not in svc.log
 
 
+@pytest.fixture
+def run_cli() -> Callable[..., Any]:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=60)
+
+    return run
+
+
 def start_and_read(store: str, cwd: Path, then: Callable[[str], None]) -> str:
     """Run ``allowance serve`` without a bootstrap key until it listens; call ``then`` with
     its start-up text; stop it."""
@@ -118,3 +128,20 @@ def test_first_run_creates_and_prints_one_admin_key(tmp_path: Path) -> None:
     assert "created an admin key" in start_and_read(store, tmp_path, works)
     again = start_and_read(store, tmp_path, lambda text: None)  # the key is there: none printed
     assert "alw_" not in again and "created" not in again
+
+
+def test_a_memory_store_hands_its_first_key_to_the_serving_process(tmp_path: Path) -> None:
+    def works(text: str) -> None:
+        key = re.search(r"alw_[\w-]+", text).group(0)  # type: ignore[union-attr]
+        port = re.search(r"127\.0\.0\.1:(\d+)", text).group(1)  # type: ignore[union-attr]
+        r = httpx.get(
+            f"http://127.0.0.1:{port}/v1/policy", headers={"Authorization": f"Bearer {key}"}
+        )
+        assert r.status_code == 200
+
+    assert "created an admin key" in start_and_read("memory://", tmp_path, works)
+
+
+def test_a_memory_store_refuses_several_workers(run_cli: Callable[..., Any]) -> None:
+    result = run_cli("serve", "--store", "memory://", "--workers", "2")
+    assert result.returncode == 1 and "memory:// lives in one process" in result.stderr

@@ -49,6 +49,15 @@ def serve(
     import uvicorn
 
     read_policy(policy)  # a bad file stops here, with its lines
+    if store.startswith("memory:"):
+        # the store lives in the serving process alone: one worker, and a first key handed
+        # over as the bootstrap key (a key written here would be in this process only)
+        if workers > 1:
+            fail("store: memory:// lives in one process; with --workers use sqlite:// or a server")
+        if not os.environ.get(BOOTSTRAP_ENV):
+            secret = new_key("admin", "", 0.0)[1]
+            os.environ[BOOTSTRAP_ENV] = secret
+            _announce(store, secret)
     with Limiter(policy, store) as limiter:
         ring = limiter.store.keyring()
         bootstrap = os.environ.get(BOOTSTRAP_ENV)
@@ -58,11 +67,7 @@ def serve(
         elif not ring.all():
             key, secret = new_key("admin", "created by serve", limiter.store.now())
             ring.add(key)
-            err().print(
-                f"[bold]No API key in {store}; created an admin key (shown once):[/bold]\n"
-                f"  {secret}\n"
-                f"  export ALLOWANCE_KEY={secret}"
-            )
+            _announce(store, secret)
     os.environ["ALLOWANCE_STORE"] = store
     os.environ["ALLOWANCE_POLICY"] = "" if policy is None else str(Path(policy).resolve())
     uvicorn.run(
@@ -77,6 +82,14 @@ def serve(
         loop="uvloop",
         proxy_headers=False,
         server_header=False,
+    )
+
+
+def _announce(store: str, secret: str) -> None:
+    err().print(
+        f"[bold]No API key in {store}; created an admin key (shown once):[/bold]\n"
+        f"  {secret}\n"
+        f"  export ALLOWANCE_KEY={secret}"
     )
 
 
