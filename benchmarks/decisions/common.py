@@ -1,0 +1,89 @@
+"""What every part of the decision benchmark shares: the constants of the workload, the result
+records, the log, the simulated clock and the clock ``limits`` reads."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import operator
+import sys
+import types
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+import limits.storage.memory
+
+FEATURE = "transform.virtual_model"
+PLAN = "pro"
+LIMITS_SPEC = "2/minute;30/day"  # the same two limits, in the ``limits`` notation
+SIM_START = 1_800_000_000.0  # 2027-01-15 08:00 UTC; any epoch works
+SWEEP_STEP = 2_900.0  # simulated seconds per sweep: >= 86,400 / 30 and >> 60
+CHUNK = 256  # calls between two reads of the wall clock in the throughput pass
+GRANTED = "mostly granted"
+DENIED = "mostly denied"
+WORKLOADS = (GRANTED, DENIED)
+MAX_SECONDS = 20.0  # "mostly denied" must end inside the per-minute window it relies on
+MEMORY_RATIO, MEMORY_AIM, MEMORY_FLOOR, SQLITE_RATIO = 1.5, 2.0, 100_000.0, 0.7
+
+Op = Callable[[str], bool]  # one request for an account; True when granted
+
+
+@dataclass
+class Contender:
+    """A prepared contender: ``op`` decides one request; ``tick`` (if any) starts a sweep."""
+
+    op: Op
+    tick: Callable[[], None] | None
+
+
+@dataclass
+class Result:
+    name: str
+    workload: str
+    ops_per_s: float
+    p50_us: float
+    p99_us: float
+    grant_ratio: float
+    calls: int  # calls of the throughput pass
+    timed_calls: int  # calls of the latency pass
+    timed_ops_per_s: float  # throughput of the latency pass (includes the timing overhead)
+    baseline: str | None = None
+    ratio: float | None = None  # ops/s over the baseline's ops/s
+    p50_ratio: float | None = None  # the baseline's p50 over this p50 (per-call speed)
+    target: str | None = None
+    met: bool | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def log(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+# --- clocks ---------------------------------------------------------------------------------
+
+
+class SimTime:
+    """Simulated epoch seconds. ``clock`` is a C-level callable (no Python frame per read), so
+    reading it costs about what ``time.time()`` does; the driver moves it once per sweep."""
+
+    def __init__(self, start: float = SIM_START) -> None:
+        self._cell = [start]
+        getter = functools.partial(operator.getitem, self._cell, 0)
+        self.clock = cast(Callable[[], float], getter)
+
+    def advance(self) -> None:
+        self._cell[0] += SWEEP_STEP
+
+
+@contextlib.contextmanager
+def limits_time(clock: Callable[[], float] | None) -> Iterator[None]:
+    """Make ``limits``' memory storage read ``clock`` instead of ``time.time`` (None: as is)."""
+    module: Any = limits.storage.memory
+    real = module.time
+    if clock is not None:
+        module.time = types.SimpleNamespace(time=clock)
+    try:
+        yield
+    finally:
+        module.time = real
