@@ -17,7 +17,7 @@ from typing import Any, Protocol, TypeVar
 
 from allowance import calls
 from allowance.clock import Clock
-from allowance.errors import ReservationNotFound, UnknownAccount
+from allowance.errors import ReservationNotFound, StoreError, UnknownAccount
 from allowance.limiter import DEFAULT_TTL, Limiter
 from allowance.policy import Policy
 from allowance.stores import Store
@@ -199,14 +199,16 @@ class Batcher:
     async def _drain(self) -> None:
         try:
             while self._waiting:
-                batch, self._waiting = self._waiting, []
+                # a caller that went away before its call was sent is not charged
+                batch = [item for item in self._waiting if not item[2].done()]
+                self._waiting = []
                 items = [(call, now) for call, now, _ in batch]
                 try:
                     outcomes = await asyncio.to_thread(
                         calls.run_many, self.store, self.policy, items
                     )
-                except Exception as exc:  # the batch as a whole failed
-                    outcomes = [Outcome(None, exc)] * len(batch)
+                except Exception as exc:  # the batch as a whole failed: each its own error
+                    outcomes = [Outcome(None, _batch_error(exc)) for _ in batch]
                 for (_, _, future), outcome in zip(batch, outcomes, strict=True):
                     if future.done():  # its caller went away; the work is done regardless
                         continue
@@ -216,3 +218,9 @@ class Batcher:
                         future.set_result(outcome.value)
         finally:
             self._draining = None
+
+
+def _batch_error(exc: Exception) -> Exception:
+    error = StoreError(f"the batch failed: {exc}")
+    error.__cause__ = exc
+    return error

@@ -106,7 +106,7 @@ class Client(_Base):
             outcome: remote.Outcome
             try:
                 outcome = self._http.request(op.method, op.path, json=op.body)
-            except httpx.TransportError as exc:
+            except httpx.RequestError as exc:
                 outcome = exc
             wait = remote.pause(op, attempt, self.retries, outcome)
             if wait is None:
@@ -239,7 +239,7 @@ class AsyncClient(_Base):
             outcome: remote.Outcome
             try:
                 outcome = await self._http.request(op.method, op.path, json=op.body)
-            except httpx.TransportError as exc:
+            except httpx.RequestError as exc:
                 outcome = exc
             wait = remote.pause(op, attempt, self.retries, outcome)
             if wait is None:

@@ -259,12 +259,12 @@ def is_problem(response: httpx.Response) -> bool:
     return media == "application/problem+json"
 
 
-Outcome = httpx.Response | httpx.TransportError  # an answer, or none (connection, timeout)
+Outcome = httpx.Response | httpx.RequestError  # an answer, or none (connection, timeout)
 
 
 def result(op: Op[T], response: Outcome) -> T:
     """What the answer means: the value ``op`` reads, or the error it reports (raised)."""
-    if isinstance(response, httpx.TransportError):
+    if isinstance(response, httpx.RequestError):
         kind = type(response).__name__
         raise ServiceUnavailable(
             f"{op.method} {op.path}: the service did not answer ({kind}: {response})"

@@ -4,6 +4,7 @@ environment variables, so every worker process builds the same app)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -22,7 +23,7 @@ from allowance.aio import AsyncLimiter
 from allowance.clock import FileClock
 from allowance.errors import AllowanceError, StoreError
 from allowance.http import schemas
-from allowance.http.auth import AuthMiddleware, KeyCache
+from allowance.http.auth import CACHE_TTL, AuthMiddleware, KeyCache
 from allowance.http.fastpath import FastDecisions
 from allowance.http.limits import BodyLimitMiddleware
 from allowance.http.logs import AccessLogMiddleware, access_log
@@ -43,7 +44,7 @@ def create_app(
     limiter: AsyncLimiter,
     *,
     bootstrap: str | None = None,
-    key_cache_ttl: float = 5.0,
+    key_cache_ttl: float = CACHE_TTL,
 ) -> FastAPI:
     """The service over ``limiter``. ``bootstrap``: a secret made an admin key at start-up."""
     metrics = Metrics()
@@ -52,7 +53,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if bootstrap and not ring.ensure_bootstrap(bootstrap, svc.now()):
+        usable = not bootstrap or await asyncio.to_thread(
+            lambda: ring.ensure_bootstrap(bootstrap, svc.now())
+        )
+        if not usable:
             log.warning("ALLOWANCE_BOOTSTRAP_KEY names a revoked key; it stays revoked")
         yield
         for handler in access_log.handlers:
@@ -112,8 +116,6 @@ def _operations(app: FastAPI, svc: Service) -> None:
         tags=["ops"],
     )
     async def readyz() -> Response:
-        import asyncio
-
         await asyncio.to_thread(svc.limiter.store.now)
         return JSONResponse({"status": "ready"})
 
@@ -129,11 +131,12 @@ def _handlers(app: FastAPI, metrics: Metrics) -> None:
 
     @app.exception_handler(AllowanceError)
     async def on_error(request: Request, exc: AllowanceError) -> Response:
+        problem = from_error(exc)
         if isinstance(exc, StoreError):
             log.warning("store error on %s %s: %s", request.method, request.url.path, exc)
-        elif not isinstance(exc, AllowanceError):
-            log.exception("unexpected error")
-        return from_error(exc).response()
+        elif problem.status >= 500:
+            log.error("error on %s %s", request.method, request.url.path, exc_info=exc)
+        return problem.response()
 
     @app.exception_handler(RequestValidationError)
     async def on_invalid(request: Request, exc: RequestValidationError) -> Response:

@@ -10,6 +10,7 @@ store out of the hot path, so a revocation made through another process takes ef
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
@@ -25,6 +26,7 @@ from allowance.keys import ApiKey, allows, digest
 from allowance.keys import Scope as KeyScope
 from allowance.stores.keyring import KeyRing
 
+log = logging.getLogger("allowance.http")
 CACHE_TTL = 5.0
 TOUCH_EVERY = 60.0  # last-used time is recorded at most this often per key and process
 MAX_CACHED = 10_000
@@ -54,8 +56,10 @@ class KeyCache:
                 if entry is None:
                     raise
                 key = entry[0]  # the store is down: a key known a moment ago still counts
-            if len(self._entries) >= MAX_CACHED:
-                self._entries.clear()  # unknown keys tried at random must not grow memory
+            if key is None and len(self._entries) >= MAX_CACHED:
+                # unknown keys tried at random must not grow memory, nor push out known ones
+                for d in [d for d, (k, _) in self._entries.items() if k is None]:
+                    del self._entries[d]
             self._entries[presented] = (key, mono + self._ttl)
         else:
             key = entry[0]
@@ -69,7 +73,10 @@ class KeyCache:
         return key
 
     def _touch(self, key_id: str) -> None:
-        self._ring.touch(key_id, self._now())
+        try:
+            self._ring.touch(key_id, self._now())
+        except AllowanceError as exc:  # only the last-used time is lost
+            log.warning("could not record the use of key %s: %s", key_id, exc)
 
     def forget(self, key_id: str) -> None:
         for d, (key, _) in list(self._entries.items()):

@@ -23,7 +23,7 @@ from allowance.http.answers import decision_answer
 from allowance.http.auth import bearer
 from allowance.http.limits import MAX_BODY
 from allowance.http.logs import log_request
-from allowance.http.problems import from_error
+from allowance.http.problems import from_error, internal
 from allowance.http.routes import Service
 from allowance.keys import ApiKey, allows
 
@@ -52,18 +52,23 @@ class FastDecisions:
         fields = {k: request.get(k) for k in ("account", "feature", "user")}
         try:
             decision = await self._decide(operation, request)
+            # built in here: the message of a fast-path grant is written (and the store's
+            # grant checked against the engine's) only now
+            status, headers, payload = decision_answer(decision, operation == "consume")
         except InvalidRequest:
             await self.app(scope, _replay(message, receive), send)
             return
-        except AllowanceError as exc:
+        except Exception as exc:
+            problem = from_error(exc) if isinstance(exc, AllowanceError) else internal()
             if isinstance(exc, StoreError):
                 self.svc.metrics.store_errors.labels(operation).inc()
                 log.warning("store error on POST %s: %s", scope["path"], exc)
-            status, headers, payload = from_error(exc).parts()
+            elif problem.status >= 500:
+                log.error("error on POST %s", scope["path"], exc_info=exc)
+            status, headers, payload = problem.parts()
         else:
             elapsed = time.perf_counter() - start
             self.svc.metrics.decided(operation, request["feature"], decision, elapsed)
-            status, headers, payload = decision_answer(decision, operation == "consume")
             fields["outcome"] = "granted" if decision.allowed else decision.reason
         raw = [(b"content-length", str(len(payload)).encode())]
         raw += [(k.lower().encode(), v.encode()) for k, v in headers.items()]

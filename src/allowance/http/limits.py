@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from starlette.exceptions import HTTPException
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from allowance.http.problems import for_status
@@ -24,15 +25,17 @@ class BodyLimitMiddleware:
         self.app = app
         self.max_body = max_body
 
+    def _too_large(self) -> Response:
+        return for_status(413, f"the body is over {self.max_body} bytes").response()
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        too_large = for_status(413, f"the body is over {self.max_body} bytes")
         for name, value in scope["headers"]:
             if name == b"content-length":
                 if not value.isdigit() or int(value) > self.max_body:
-                    await too_large.response()(scope, receive, send)
+                    await self._too_large()(scope, receive, send)
                     return
                 break
         seen = 0
@@ -57,4 +60,4 @@ class BodyLimitMiddleware:
             await self.app(scope, counted, watched)
         except _TooLarge:
             if not started:
-                await too_large.response()(scope, receive, send)
+                await self._too_large()(scope, receive, send)

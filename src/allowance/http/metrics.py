@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from allowance.types import Decision
 
+PRUNE_AT = 10_000
 LATENCY_BUCKETS = (0.0002, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
 
 
@@ -71,6 +72,8 @@ class Metrics:
         child.inc()
 
     def reserved(self, reservation_id: str, ttl: float) -> None:
+        if len(self._open) >= PRUNE_AT:  # bounded even when nobody scrapes /metrics
+            self._count_open()
         self._open[reservation_id] = time.monotonic() + ttl
 
     def settled(self, reservation_id: str) -> None:

@@ -108,12 +108,10 @@ class SQLiteKeyRing(KeyRing):
         self._translate = _Translate
         self._run(self.CREATE)
 
-    def _run(self, sql: str, args: tuple[Any, ...] = ()) -> list[Any]:
+    def _run(self, sql: str, args: tuple[Any, ...] = ()) -> tuple[list[Any], int]:
         with self._translate():
             cursor = self._store._conn().execute(sql, args)
-            rows = cursor.fetchall()
-            self._changed = cursor.rowcount
-            return rows
+            return cursor.fetchall(), cursor.rowcount
 
     def add(self, key: ApiKey) -> None:
         r = key.to_record()
@@ -123,17 +121,18 @@ class SQLiteKeyRing(KeyRing):
         )
 
     def find(self, digest: str) -> ApiKey | None:
-        rows = self._run(f"SELECT {COLUMNS} FROM api_keys WHERE digest = ?", (digest,))
+        rows, _ = self._run(f"SELECT {COLUMNS} FROM api_keys WHERE digest = ?", (digest,))
         return _row(rows[0]) if rows else None
 
     def all(self) -> list[ApiKey]:
-        return [_row(r) for r in self._run(f"SELECT {COLUMNS} FROM api_keys ORDER BY 5, 1")]
+        rows, _ = self._run(f"SELECT {COLUMNS} FROM api_keys ORDER BY 5, 1")
+        return [_row(r) for r in rows]
 
     def revoke(self, key_id: str, now: float) -> bool:
-        self._run(
+        _, changed = self._run(
             "UPDATE api_keys SET revoked_at = coalesce(revoked_at, ?) WHERE id = ?", (now, key_id)
         )
-        return self._changed > 0
+        return changed > 0
 
     def touch(self, key_id: str, now: float) -> None:
         self._run("UPDATE api_keys SET last_used_at = ? WHERE id = ?", (now, key_id))
@@ -141,12 +140,12 @@ class SQLiteKeyRing(KeyRing):
 
 class PostgresKeyRing(KeyRing):
     def __init__(self, store: PostgresStore) -> None:
-        from allowance.stores.postgres_common import Translate
+        from allowance.stores.postgres_common import Translate, render
 
         self._store = store
         self._translate = Translate
-        s = store.schema
-        self._table = f"{s}.api_keys"
+        # quoted as the decision queries quote it (a schema may have capitals)
+        self._table = render("{s}.api_keys", store.schema)
         self._run(
             f"CREATE TABLE IF NOT EXISTS {self._table} (id text PRIMARY KEY,"
             " digest text NOT NULL UNIQUE, scope text NOT NULL, name text NOT NULL,"

@@ -36,6 +36,7 @@ from allowance.stores.redis_common import (
 from allowance.types import Account, Decision
 
 T = TypeVar("T")
+MAX_IDLE = 16  # connections Lanes keeps between decisions
 
 
 class AsyncRedisStore(KeySpace, AsyncStore):
@@ -175,13 +176,19 @@ class Lanes:
             await conn.send_packed_command(hiredis.pack_command(args), check_health=False)
             reply = await conn.read_response()
         except ResponseError:
-            self._free.append(conn)  # a whole error reply (NOSCRIPT, a script's error)
+            await self._put(conn)  # a whole error reply (NOSCRIPT, a script's error)
             raise
         except BaseException:  # lost, timed out or cancelled midway: never reuse it
             await self._drop(conn)
             raise
-        self._free.append(conn)
+        await self._put(conn)
         return reply
+
+    async def _put(self, conn: Any) -> None:
+        if len(self._free) < MAX_IDLE:
+            self._free.append(conn)
+        else:  # after a burst: back to the pool, not held for good
+            await self._pool.release(conn)
 
     async def _drop(self, conn: Any) -> None:
         await conn.disconnect()
