@@ -36,7 +36,15 @@ from typing import Any, TypeVar
 import redis
 import redis.cluster
 from redis.crc import key_slot
-from redis.exceptions import NoScriptError, RedisClusterException, RedisError
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    MovedError,
+    NoScriptError,
+    RedisClusterException,
+    RedisError,
+    TryAgainError,
+)
 
 from allowance import ops
 from allowance.errors import ConfigurationError, StoreError
@@ -58,6 +66,8 @@ from allowance.stores.redis_common import (
 from allowance.types import Account, Decision
 
 T = TypeVar("T")
+# replies that say the script did not run on that node: safe to send again elsewhere
+NOT_RUN = (MovedError, AskError, TryAgainError, ClusterDownError)
 
 
 class RedisStore(KeySpace, Store):
@@ -157,11 +167,12 @@ class RedisStore(KeySpace, Store):
         """EVALSHA on the master that serves the account's slot, over a connection this thread
         holds to that master (as ``_thread_client``; RedisCluster's own routing, per-node pool
         and bookkeeping on every call cost more than the decision's Python). The slot map is
-        RedisCluster's. Any error there but NOSCRIPT (MOVED or ASK after a resharding, a
-        failover, a lost connection, CLUSTERDOWN, ...) drops the held connection and sends the
-        command again through RedisCluster, which follows the redirection, refreshes its slot
-        map and retries as it always does; the next call then finds the new owner. (As with
-        RedisCluster's own retries, a connection lost after the script ran sends it again.)
+        RedisCluster's. A reply saying the script did not run there (MOVED or ASK after a
+        resharding, TRYAGAIN, CLUSTERDOWN) drops the held connection and sends the command
+        again through RedisCluster, which follows the redirection and refreshes its slot map;
+        the next call then finds the new owner. Any other error (a timeout, a connection lost
+        midway, a node that is down) may come after the script charged, so nothing is sent
+        again: StoreError, and the slot map is reread for the next decision.
         Nodes the slot map learnt from a redirection get their pool from RedisCluster too."""
         held: dict[str, Any] | None = getattr(self._held, "nodes", None)
         if held is None or self._held.pid != os.getpid():
@@ -178,12 +189,18 @@ class RedisStore(KeySpace, Store):
                     connection_pool=pool, single_connection_client=True
                 )
             return _evalsha(client, compiled, keys, argv)
-        except (RedisError, RedisClusterException):
+        except (RedisError, RedisClusterException) as exc:
             dropped = held.pop(name, None) if name is not None else None
             if dropped is not None:
                 with suppress(RedisError, RedisClusterException):
                     dropped.close()
-        return _evalsha(self.client, compiled, keys, argv)
+            if not isinstance(exc, NOT_RUN):
+                # lost midway (timeout, dropped connection): the script may have charged,
+                # so it is not sent again; the slot map is reread for the next decision
+                with suppress(RedisError, RedisClusterException):
+                    self.client.nodes_manager.initialize()
+                raise StoreError(f"redis: {exc}") from exc
+        return _evalsha(self.client, compiled, keys, argv)  # RedisCluster follows it
 
     def transact(
         self,
