@@ -113,7 +113,7 @@ class Guard:
                 f"the guard names an unknown feature {self.feature!r}"
             ) from exc
         except AllowanceError as exc:
-            raise from_error(exc) from exc
+            raise from_error(exc, f"the guard of {self.feature}") from exc
         if not decision.allowed:
             raise decision_problem(decision)
         return decision

@@ -4,6 +4,7 @@ inside its atomic step, so idempotency, reservations and expiry behave the same 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -245,3 +246,28 @@ def replay(
             f"{ruling.granted} ({req.feature} x{req.amount} for {req.account!r})"
         )
     return ruling.decision
+
+
+def one_step_decision(
+    granted: int, remaining: int | None, fair_use: bool, replay: Callable[[], Decision]
+) -> Decision:
+    """The decision for a request a store decided in one step. A denial is the engine's
+    (``replay()``, which also checks the store's grant). A grant is built from what the
+    store returned; its sentence and quota, and that check, come from one replay when first
+    read, since most callers of a hot endpoint never read them."""
+    if granted == 0:
+        return replay()  # which limit, until when, which plan: the engine's
+    replayed = functools.cache(replay)
+    return Decision(
+        True,
+        granted,
+        "ok",
+        None,
+        remaining,
+        None,
+        None,
+        None,
+        lambda: replayed().message,
+        fair_use,
+        lambda: replayed().quota,
+    )

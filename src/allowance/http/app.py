@@ -21,14 +21,14 @@ from starlette.types import ASGIApp
 from allowance import __version__
 from allowance.aio import AsyncLimiter
 from allowance.clock import FileClock
-from allowance.errors import AllowanceError, StoreError
+from allowance.errors import AllowanceError
 from allowance.http import schemas
 from allowance.http.auth import CACHE_TTL, AuthMiddleware, KeyCache
 from allowance.http.fastpath import FastDecisions
 from allowance.http.limits import BodyLimitMiddleware
 from allowance.http.logs import AccessLogMiddleware, access_log
 from allowance.http.metrics import Metrics
-from allowance.http.problems import Problem, for_status, from_error, internal, invalid
+from allowance.http.problems import Problem, for_status, from_error, invalid
 from allowance.http.routes import Service, problem_content, router
 
 log = logging.getLogger("allowance.http")
@@ -131,12 +131,7 @@ def _handlers(app: FastAPI, metrics: Metrics) -> None:
 
     @app.exception_handler(AllowanceError)
     async def on_error(request: Request, exc: AllowanceError) -> Response:
-        problem = from_error(exc)
-        if isinstance(exc, StoreError):
-            log.warning("store error on %s %s: %s", request.method, request.url.path, exc)
-        elif problem.status >= 500:
-            log.error("error on %s %s", request.method, request.url.path, exc_info=exc)
-        return problem.response()
+        return from_error(exc, f"{request.method} {request.url.path}").response()
 
     @app.exception_handler(RequestValidationError)
     async def on_invalid(request: Request, exc: RequestValidationError) -> Response:
@@ -159,8 +154,7 @@ def _handlers(app: FastAPI, metrics: Metrics) -> None:
 
     @app.exception_handler(Exception)
     async def on_crash(request: Request, exc: Exception) -> Response:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return internal().response()
+        return from_error(exc, f"{request.method} {request.url.path}").response()
 
 
 def validation_problem(errors: Any) -> Problem:

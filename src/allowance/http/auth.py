@@ -116,7 +116,7 @@ class AuthMiddleware:
             try:
                 key = await self.cache().resolve(secret)
             except AllowanceError as exc:  # the store is down: 503, as for a decision
-                problem = from_error(exc)
+                problem = from_error(exc, "the key lookup")
             else:
                 if key is not None:
                     scope.setdefault("state", {})["api_key"] = key

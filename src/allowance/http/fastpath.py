@@ -12,22 +12,20 @@ Both paths build the answer with ``answers.decision_answer``.
 from __future__ import annotations
 
 import json
-import logging
 import time
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from allowance.errors import AllowanceError, InvalidRequest, StoreError
+from allowance.errors import AllowanceError, InvalidRequest
 from allowance.http.answers import decision_answer
 from allowance.http.auth import bearer
 from allowance.http.limits import MAX_BODY
 from allowance.http.logs import log_request
-from allowance.http.problems import from_error, internal
+from allowance.http.problems import from_error
 from allowance.http.routes import Service
 from allowance.keys import ApiKey, allows
 
-log = logging.getLogger("allowance.http")
 MEMBERS = frozenset({"account", "feature", "amount", "partial", "idempotency_key", "user"})
 HOT = {"/v1/consume": "consume", "/v1/check": "check"}
 
@@ -51,7 +49,7 @@ class FastDecisions:
         request, key = accepted
         fields = {k: request.get(k) for k in ("account", "feature", "user")}
         try:
-            decision = await self._decide(operation, request)
+            decision = await self.svc.run(operation, self._decide(operation, request))
             # built in here: the message of a fast-path grant is written (and the store's
             # grant checked against the engine's) only now
             status, headers, payload = decision_answer(decision, operation == "consume")
@@ -59,13 +57,7 @@ class FastDecisions:
             await self.app(scope, _replay(message, receive), send)
             return
         except Exception as exc:
-            problem = from_error(exc) if isinstance(exc, AllowanceError) else internal()
-            if isinstance(exc, StoreError):
-                self.svc.metrics.store_errors.labels(operation).inc()
-                log.warning("store error on POST %s: %s", scope["path"], exc)
-            elif problem.status >= 500:
-                log.error("error on POST %s", scope["path"], exc_info=exc)
-            status, headers, payload = problem.parts()
+            status, headers, payload = from_error(exc, f"POST {scope['path']}").parts()
         else:
             elapsed = time.perf_counter() - start
             self.svc.metrics.decided(operation, request["feature"], decision, elapsed)

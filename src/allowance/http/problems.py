@@ -5,6 +5,7 @@ and no response carries a traceback."""
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from starlette.responses import Response
@@ -19,6 +20,7 @@ from allowance.errors import (
     UnknownAccount,
 )
 
+log = logging.getLogger("allowance.http")
 PROBLEM_JSON = "application/problem+json"
 TYPE_PREFIX = "urn:allowance:problem:"
 
@@ -77,8 +79,21 @@ def invalid(field: str, message: str, errors: list[dict[str, str]] | None = None
     )
 
 
-def from_error(exc: AllowanceError) -> Problem:
-    """The answer for an error raised by ``Limiter``/``AsyncLimiter``."""
+def from_error(exc: BaseException, where: str) -> Problem:
+    """The answer for an error raised while serving ``where`` (``"POST /v1/consume"``), and
+    the one place such an error is logged: a failing store as a warning, anything else that
+    answers 5xx (a bug) with its traceback. A client's mistake is not logged."""
+    problem = _answer(exc)
+    if isinstance(exc, StoreError):
+        log.warning("store error on %s: %s", where, exc)
+    elif problem.status >= 500:
+        log.error("error on %s", where, exc_info=exc)
+    return problem
+
+
+def _answer(exc: BaseException) -> Problem:
+    if not isinstance(exc, AllowanceError):
+        return internal()
     if isinstance(exc, InvalidRequest):
         return invalid(exc.field, str(exc).split(": ", 1)[-1])
     if isinstance(exc, UnknownAccount):

@@ -76,31 +76,11 @@ def fast_decision(policy: Policy, req: Request, row: Any) -> Decision | None:
     if status == "slow":
         return None
 
-    replayed: list[Decision] = []
-
     def replay() -> Decision:
-        if not replayed:
-            counters = {
-                name: Counter(start, used, entries)
-                for name, (start, used, entries) in json.loads(before).items()
-            }
-            replayed.append(
-                ops.replay(policy, req, plan, seats, counters, at, granted, "postgresql")
-            )
-        return replayed[0]
+        counters = {
+            name: Counter(start, used, entries)
+            for name, (start, used, entries) in json.loads(before).items()
+        }
+        return ops.replay(policy, req, plan, seats, counters, at, granted, "postgresql")
 
-    if granted == 0:
-        return replay()  # a denial: the engine says which limit, until when, which plan
-    return Decision(
-        True,
-        granted,
-        "ok",
-        None,
-        remaining,
-        None,
-        None,
-        None,
-        lambda: replay().message,
-        fair,
-        lambda: replay().quota,
-    )
+    return ops.one_step_decision(granted, remaining, fair, replay)

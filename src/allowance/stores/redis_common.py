@@ -4,7 +4,6 @@ becomes a Decision. See ``redis.py`` for the design."""
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import re
@@ -231,28 +230,14 @@ def read_decision(policy: Policy, req: Request, reply: list[Any]) -> Decision | 
         return None
     plan, seats, granted = reply[4].decode(), int(reply[5]), int(reply[3])
 
-    @functools.cache
     def replay() -> Decision:
         counters = decode_counters(reply[2].decode())
         return ops.replay(policy, req, plan, seats, counters, float(reply[1]), granted, "redis")
 
-    if granted == 0:
-        return replay()  # a denial: the engine says which limit, until when, which plan
-    # a grant: the script returned what the decision needs; the sentence waits to be read
+    if granted == 0:  # a denial's reply ends at the plan and seats
+        return ops.one_step_decision(0, None, False, replay)
     remaining = None if reply[6] == b"" else int(reply[6])
-    return Decision(
-        True,
-        granted,
-        "ok",
-        None,
-        remaining,
-        None,
-        None,
-        None,
-        lambda: replay().message,
-        reply[7] == 1,
-        lambda: replay().quota,
-    )
+    return ops.one_step_decision(granted, remaining, reply[7] == 1, replay)
 
 
 def sha1_hex(text: str) -> str:
