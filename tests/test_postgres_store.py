@@ -568,3 +568,36 @@ def test_errors_inside_a_transaction_leave_prepared_statements_usable(schema: st
         return got
 
     assert asyncio.run(main()) == expected
+
+
+def test_fast_path_prepares_again_after_deallocate_all(schema: str) -> None:
+    """The fast path's statement is prepared by name on each connection; a DEALLOCATE ALL
+    (psycopg sends one when it resets its own cache) drops it, and the next decision prepares
+    it again: charged once, not refused, not sent twice."""
+    store = PostgresStore.from_url(with_options(schema=schema, pool_min="1", pool_max="1"))
+    with Limiter(store=store) as lim:
+        lim.set_account("a", "pro")
+        assert lim.consume("a", "export.ai").allowed
+        with store._pool.connection() as conn:  # the one connection the fast path uses
+            names = conn.execute("SELECT name FROM pg_prepared_statements").fetchall()
+            assert any(name.startswith("allowance_decide_") for (name,) in names)
+            conn.execute("DEALLOCATE ALL")
+        assert lim.consume("a", "export.ai", 2).allowed
+        assert used(lim, "a", "ai_exports") == 3
+
+
+def test_fast_path_connection_lost_is_a_store_error_then_recovers(schema: str) -> None:
+    """A connection killed under the fast path: that decision is a StoreError (never sent
+    again: it might have charged), and the pool's next connection decides normally."""
+    store = PostgresStore.from_url(with_options(schema=schema, pool_min="1", pool_max="1"))
+    with Limiter(store=store) as lim:
+        lim.set_account("a", "pro")
+        assert lim.consume("a", "export.ai").allowed
+        with store._pool.connection() as conn:
+            pid = conn.pgconn.backend_pid
+        with admin() as other:
+            other.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        with pytest.raises(StoreError):
+            lim.consume("a", "export.ai")
+        assert lim.consume("a", "export.ai").allowed
+        assert used(lim, "a", "ai_exports") == 2

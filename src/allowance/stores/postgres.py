@@ -10,8 +10,9 @@ row, applies the grant arithmetic, charges and returns the counters as they were
 with its remaining and fair-use flag, so its decision is built at once (the engine writes its
 sentence and quota only if they are read); for a denial Python replays the engine on the
 counters (``ops.replay``), which must agree on the grant. The feature's limits are constants in
-its statement (one prepared statement per feature), and each thread reuses its cursor while the
-pool hands it the same connection. It reads ``clock_timestamp()`` after the lock is held. It
+its statement (one prepared statement per feature and connection, sent through psycopg's libpq
+layer: see ``postgres_fast.py``); a connection lost under it is a ``StoreError``, never a second
+send (the first may have charged). It reads ``clock_timestamp()`` after the lock is held. It
 hands over to the path below when the account has a reservation past its expiry.
 
 Every other operation is one READ COMMITTED transaction: the account's row is locked with
@@ -57,14 +58,16 @@ from __future__ import annotations
 
 import itertools
 import logging
-import threading
+import weakref
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import suppress
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import psycopg
-from psycopg.pq import TransactionStatus
+from psycopg import pq
+from psycopg.errors import error_from_result
+from psycopg.pq import ExecStatus, TransactionStatus, abc
 from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool
 
@@ -94,7 +97,15 @@ from allowance.stores.postgres_common import (
     record_reads,
     render,
 )
-from allowance.stores.postgres_fast import FastSpec, fast_args, fast_decision, fast_spec
+from allowance.stores.postgres_fast import (
+    INVALID_STATEMENT_NAME,
+    FastSpec,
+    fast_args,
+    fast_decision,
+    fast_spec,
+    libpq_params,
+    libpq_row,
+)
 from allowance.types import Account, Decision
 
 __all__ = ["SCHEMA_VERSION", "SWEEP_BATCH", "SWEEP_EVERY", "PostgresStore", "PostgresView"]
@@ -119,9 +130,10 @@ class PostgresStore(Store):
         self.sql = queries(schema)
         self._specs: dict[tuple[int, str], FastSpec] = {}  # (policy, feature) -> decide() spec
         self._ops = itertools.count(1)
-        # this thread's cursor for the fast path, on the connection it last had: reused while
-        # the pool hands that connection back (a new cursor costs more than a decision's Python)
-        self._held = threading.local()
+        # the fast path's statements prepared on each connection (by libpq, by name)
+        self._prepared: weakref.WeakKeyDictionary[abc.PGconn, set[bytes]] = (
+            weakref.WeakKeyDictionary()
+        )
         with Translate():
             # One direct connection first: an unreachable server fails here at once (a pool
             # would retry in the background until its timeout), and it creates the schema.
@@ -200,25 +212,41 @@ class PostgresStore(Store):
     def fast_decide(
         self, policy: Policy, req: Request, now: float | None, charge: bool
     ) -> Decision | None:
-        """One statement, one round trip: the schema's decide() function (sql/decide.sql)."""
+        """One statement, one round trip: the schema's decide() function (sql/decide.sql),
+        through libpq (see postgres_fast.py)."""
         spec = self._specs.get((id(policy), req.feature))
         if spec is None:
             spec = fast_spec(policy, req.feature, self.schema)
             self._specs[(id(policy), req.feature)] = spec
-        args = fast_args(policy, spec, req, now, charge)
+        params = libpq_params(fast_args(policy, spec, req, now, charge))
         pool = self._pool
         with Translate():
             # getconn / putconn, not pool.connection(): its "with conn" only adds a commit
             # call, and an autocommit connection has nothing to commit
             conn = pool.getconn()
             try:
-                cur = getattr(self._held, "cursor", None)
-                if cur is None or cur.connection is not conn:
-                    cur = self._held.cursor = conn.cursor()
-                row = cur.execute(spec.query, args, prepare=True).fetchone()
+                row = self._run_prepared(conn, spec, params)
             finally:
                 pool.putconn(conn)
         return fast_decision(policy, req, row)
+
+    def _run_prepared(self, conn: Conn, spec: FastSpec, params: list[bytes | None]) -> Any:
+        """decide()'s row, the statement prepared on this connection first if need be."""
+        pg = conn.pgconn
+        names = self._prepared.get(pg)
+        if names is None:
+            names = self._prepared[pg] = set()
+        if spec.name not in names:
+            _prepare(conn, spec)
+            names.add(spec.name)
+        result = pg.exec_prepared(spec.name, cast(Params, params))
+        if result.error_field(pq.DiagnosticField.SQLSTATE) == INVALID_STATEMENT_NAME:
+            # dropped behind our back (psycopg sends DEALLOCATE ALL when it resets its own
+            # cache): the statement did not run, so it is prepared and sent again
+            _prepare(conn, spec)
+            result = pg.exec_prepared(spec.name, cast(Params, params))
+        _check(conn, result, ExecStatus.TUPLES_OK)
+        return libpq_row(result)
 
     def transact(
         self,
@@ -336,6 +364,25 @@ class PostgresStore(Store):
 
     def close(self) -> None:
         self._pool.close()
+
+
+DUPLICATE_STATEMENT = b"42P05"  # SQLSTATE: a prepared statement of that name exists
+
+
+# libpq takes None for NULL; psycopg's stub leaves it out of the type
+Params = Sequence[abc.Buffer]
+
+
+def _prepare(conn: Conn, spec: FastSpec) -> None:
+    result = conn.pgconn.prepare(spec.name, spec.libpq)
+    if result.error_field(pq.DiagnosticField.SQLSTATE) != DUPLICATE_STATEMENT:
+        _check(conn, result, ExecStatus.COMMAND_OK)
+
+
+def _check(conn: Conn, result: abc.PGresult, expected: ExecStatus) -> None:
+    """A libpq result that is not what was expected raises psycopg's error for it."""
+    if result.status != expected:
+        raise error_from_result(result, encoding=conn.info.encoding)
 
 
 def _rollback(conn: Conn) -> None:
