@@ -3,7 +3,10 @@ slot, bad options and unreachable servers are clear errors."""
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -12,6 +15,7 @@ import redis.cluster
 from allowance import ConfigurationError, Limiter, ManualClock, StoreError
 from allowance.stores.redis import RedisStore
 from conftest import STORE_FACTORIES
+from reply_dropper import ReplyDropper
 
 
 @pytest.mark.parametrize("kind", ["redis", "redis_cluster"])
@@ -113,3 +117,111 @@ def test_cluster_decisions_follow_a_redirection(
         assert wrong.connection is None  # given back to its pool
         assert not lim.consume("acme", "export.ai").allowed  # 30 of 30, on the right master
         assert {m.limit: m.used for m in lim.usage("acme")}["ai_exports"] == 30
+
+
+# keeps the server busy for 0.6 s: other clients' commands wait unread until it ends
+BUSY_SCRIPT = """
+local t = redis.call('TIME')
+local start = t[1] * 1000000 + t[2]
+repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] - start > 600000
+return 1
+"""
+
+
+@pytest.mark.parametrize("kind", ["redis", "redis_cluster"])
+@pytest.mark.parametrize("path", ["fast", "slow"])
+def test_a_lost_reply_is_not_sent_again(
+    request: pytest.FixtureRequest, tmp_path: Path, kind: str, path: str
+) -> None:
+    """A decision whose reply is lost is a StoreError, and nothing is sent again. Here the
+    server is kept busy past the client's socket timeout: the client gives up and closes the
+    connection, and when the server is free it still runs the command it had received (then
+    fails to answer). A resend would charge a second time. The fast path is a plain consume;
+    on the slow path (``reserve``) it is the read before the write that is lost."""
+    url = STORE_FACTORIES[kind](request, tmp_path)
+    sep = "&" if "?" in url else "?"
+    with Limiter(store=f"{url}{sep}socket_timeout=0.3") as lim:
+        lim.set_account("acme", plan="pro")
+        assert lim.consume("acme", "export.ai").allowed  # warm the connections
+        store: RedisStore = lim.store  # type: ignore[assignment]
+        if store.cluster:
+            slot = redis.cluster.key_slot(store.key("acme", "a").encode())
+            node = store.client.nodes_manager.get_node_from_slot(slot)
+            busy = redis.Redis(host=node.host, port=node.port)
+        else:
+            where = store.client.connection_pool.connection_kwargs
+            busy = redis.Redis(host=where["host"], port=where["port"])  # no socket timeout
+        with busy:
+            blocker = threading.Thread(target=busy.eval, args=(BUSY_SCRIPT, 0))
+            blocker.start()
+            time.sleep(0.1)
+            with pytest.raises(StoreError):
+                if path == "fast":
+                    lim.consume("acme", "export.ai", 2)
+                else:
+                    lim.reserve("acme", "export.ai", 2)
+            blocker.join()
+        used = {m.limit: m.used for m in lim.usage("acme")}["ai_exports"]
+        assert used == (3 if path == "fast" else 1)
+
+
+@pytest.mark.parametrize("path", ["fast", "slow"])
+def test_a_connection_lost_after_the_command_ran_is_not_sent_again(
+    request: pytest.FixtureRequest, tmp_path: Path, path: str
+) -> None:
+    """The connection drops after the server ran the script, before its reply reaches the
+    client (a proxy cuts it): a StoreError, and charged once; redis-py's own retry would send
+    it again on a new connection and charge twice. On the slow path (``reserve``) the write
+    is the second script: its reply is the one cut."""
+    url = STORE_FACTORIES["redis"](request, tmp_path)
+    where = urlsplit(url)
+    assert where.hostname is not None and where.port is not None
+    proxy = ReplyDropper(where.hostname, where.port)
+    try:
+        with Limiter(store=url.replace(f":{where.port}/", f":{proxy.port}/", 1)) as lim:
+            lim.set_account("acme", plan="pro")
+            assert lim.consume("acme", "export.ai").allowed
+            if path == "slow":  # the scripts loaded, so each step below is one reply
+                lim.reserve("acme", "export.ai", 1).release()
+            proxy.arm(skip=0 if path == "fast" else 1)  # slow: the read passes, the write not
+            with pytest.raises(StoreError):
+                if path == "fast":
+                    lim.consume("acme", "export.ai", 2)
+                else:
+                    lim.reserve("acme", "export.ai", 2)
+            assert proxy.dropped == 1
+            used = {m.limit: m.used for m in lim.usage("acme")}["ai_exports"]
+            assert used == 3  # 1, then 2 (charged or held) once
+    finally:
+        proxy.close()
+
+
+@pytest.mark.parametrize("kind", ["redis", "redis_cluster"])
+def test_a_held_connection_the_server_closed_while_idle_is_replaced(
+    request: pytest.FixtureRequest, tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Decisions go over a connection each thread holds. One the server closed while it sat
+    idle (a restart, an idle timeout; here CLIENT KILL) is found closed before it is used
+    and replaced, so the decision goes through; nothing is sent on a dead connection."""
+    from allowance.stores import redis as redis_store
+
+    monkeypatch.setattr(redis_store, "IDLE_CHECK", 0.05)
+    url = STORE_FACTORIES[kind](request, tmp_path)
+    with Limiter(store=url) as lim:
+        lim.set_account("acme", plan="pro")
+        assert lim.consume("acme", "export.ai").allowed
+        store: RedisStore = lim.store  # type: ignore[assignment]
+        if store.cluster:
+            slot = redis.cluster.key_slot(store.key("acme", "a").encode())
+            node = store.client.nodes_manager.get_node_from_slot(slot)
+            held = store._held.nodes[node.name]
+            admin = redis.Redis(host=node.host, port=node.port)
+        else:
+            held = store._held.client
+            where = store.client.connection_pool.connection_kwargs
+            admin = redis.Redis(host=where["host"], port=where["port"])
+        with admin:
+            assert admin.client_kill_filter(_id=held.client_id()) == 1
+        time.sleep(0.1)
+        assert lim.consume("acme", "export.ai", 2).allowed
+        assert {m.limit: m.used for m in lim.usage("acme")}["ai_exports"] == 3

@@ -23,18 +23,26 @@ record (24 h), ``P:{a}:r:ID`` a reservation record (until 24 h after its expiry)
 significant digits, so they survive Lua and back exactly.
 
 Time is Redis ``TIME`` inside the scripts, unless the Limiter has a clock.
+
+Failures. A command is sent once: a timeout or a connection lost after sending is a
+``StoreError``, since the script may have run (redis-py's retries are turned off, RedisCluster's
+too, which would send it again). Only a cluster reply saying the script did not run is followed
+(``_cluster_evalsha``). Decisions go over connections each thread holds; one idle for a second
+is checked before use, so a connection the server closed meanwhile is replaced, not failed on.
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 from contextlib import suppress
 from typing import Any, TypeVar
 
 import redis
 import redis.cluster
+from redis.backoff import NoBackoff
 from redis.crc import key_slot
 from redis.exceptions import (
     AskError,
@@ -45,6 +53,7 @@ from redis.exceptions import (
     RedisError,
     TryAgainError,
 )
+from redis.retry import Retry
 
 from allowance import ops
 from allowance.errors import ConfigurationError, StoreError
@@ -68,6 +77,14 @@ from allowance.types import Account, Decision
 T = TypeVar("T")
 # replies that say the script did not run on that node: safe to send again elsewhere
 NOT_RUN = (MovedError, AskError, TryAgainError, ClusterDownError)
+IDLE_CHECK = 1.0  # seconds: a held connection idle this long is checked before it is used
+
+
+def no_retry() -> Retry:
+    """redis-py retries a command after a timeout or a lost connection by sending it again,
+    which for a script that charges is a second charge. Nothing is resent: the error is a
+    StoreError (the caller knows whether its request may be retried: an idempotency key)."""
+    return Retry(NoBackoff(), 0)
 
 
 class RedisStore(KeySpace, Store):
@@ -90,9 +107,9 @@ class RedisStore(KeySpace, Store):
         rest, prefix, cluster = split_url(url)
         try:
             if cluster:
-                client: Any = redis.cluster.RedisCluster.from_url(rest)
+                client: Any = redis.cluster.RedisCluster.from_url(rest, retry=no_retry())
             else:
-                client = redis.Redis.from_url(rest)
+                client = redis.Redis.from_url(rest, retry=no_retry())
         except (RedisError, RedisClusterException) as exc:
             raise StoreError(f"redis: cannot connect: {exc}") from exc
         except ValueError as exc:
@@ -161,7 +178,27 @@ class RedisStore(KeySpace, Store):
                 connection_pool=self.client.connection_pool, single_connection_client=True
             )
             self._held.client, self._held.pid = held, os.getpid()
+        self._check_if_idle(held)
         return held
+
+    def _check_if_idle(self, client: Any) -> None:
+        """A held connection idle for a while is checked the way the pool checks one it hands
+        out (readable means closed by the server, or stray data): dropped, so the command goes
+        out on a new one. Under load the check is skipped; a connection that dies then fails
+        its decision (StoreError) rather than sending it twice."""
+        now = time.monotonic()
+        used: dict[int, float] = self._held.__dict__.setdefault("used", {})  # client -> last use
+        last = used.get(id(client), 0.0)
+        used[id(client)] = now
+        conn = client.connection
+        if now - last < IDLE_CHECK or conn is None:
+            return
+        try:
+            stale = conn._sock is not None and conn.can_read(timeout=0)
+        except (RedisError, OSError):
+            stale = True
+        if stale:
+            conn.disconnect()
 
     def _cluster_evalsha(self, compiled: tuple[str, str], keys: list[str], argv: list[Any]) -> Any:
         """EVALSHA on the master that serves the account's slot, over a connection this thread
@@ -188,6 +225,7 @@ class RedisStore(KeySpace, Store):
                 client = held[name] = redis.Redis(
                     connection_pool=pool, single_connection_client=True
                 )
+            self._check_if_idle(client)
             return _evalsha(client, compiled, keys, argv)
         except (RedisError, RedisClusterException) as exc:
             dropped = held.pop(name, None) if name is not None else None

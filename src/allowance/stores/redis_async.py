@@ -10,6 +10,8 @@ from typing import Any, TypeVar
 import hiredis
 import redis.asyncio
 import redis.asyncio.cluster
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.exceptions import (
     NoScriptError,
     RedisClusterException,
@@ -55,12 +57,14 @@ class AsyncRedisStore(KeySpace, AsyncStore):
 
     @classmethod
     def from_url(cls, url: str) -> AsyncRedisStore:
+        """As ``RedisStore.from_url``: nothing is sent twice (see ``redis.no_retry``)."""
         rest, prefix, cluster = split_url(url)
         try:
+            once = Retry(NoBackoff(), 0)
             if cluster:
-                client: Any = redis.asyncio.cluster.RedisCluster.from_url(rest)
+                client: Any = redis.asyncio.cluster.RedisCluster.from_url(rest, retry=once)
             else:
-                client = redis.asyncio.Redis.from_url(rest)
+                client = redis.asyncio.Redis.from_url(rest, retry=once)
         except (RedisError, RedisClusterException) as exc:
             raise StoreError(f"redis: cannot connect: {exc}") from exc
         except ValueError as exc:
