@@ -4,7 +4,6 @@ inside its atomic step, so idempotency, reservations and expiry behave the same 
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -257,7 +256,13 @@ def one_step_decision(
     read, since most callers of a hot endpoint never read them."""
     if granted == 0:
         return replay()  # which limit, until when, which plan: the engine's
-    replayed = functools.cache(replay)
+    memo: list[Decision] = []  # not functools.cache: building one costs more than this call
+
+    def replayed() -> Decision:
+        if not memo:
+            memo.append(replay())
+        return memo[0]
+
     return Decision(
         True,
         granted,
