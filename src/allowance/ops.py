@@ -104,7 +104,7 @@ def decide(
 def consume(policy: Policy, view: AccountView, req: Request, now: float) -> Decision:
     record = _replay(view, req, "consume", now)
     if record is not None:
-        return Decision.from_json(record.decision)
+        return Decision.from_json(record.decision, now)
     decision, _ = decide(policy, view, req, now, charge=True)
     if req.idempotency_key is not None:
         view.put_idempotency(
@@ -113,7 +113,7 @@ def consume(policy: Policy, view: AccountView, req: Request, now: float) -> Deci
                 "consume",
                 req.feature,
                 req.amount,
-                decision.to_json(quota=True),
+                decision.to_json(quota=True, at=now),
                 now + IDEMPOTENCY_TTL,
             ),
         )
@@ -136,7 +136,7 @@ def reserve(
     record = _replay(view, req, "reserve", now)
     if record is not None:
         return Held(
-            Decision.from_json(record.decision),
+            Decision.from_json(record.decision, now),
             record.reservation_id,
             record.reservation_expires_at,
         )
@@ -161,7 +161,7 @@ def reserve(
                 "reserve",
                 req.feature,
                 req.amount,
-                decision.to_json(quota=True),
+                decision.to_json(quota=True, at=now),
                 now + IDEMPOTENCY_TTL,
                 held.hold_id,
                 held.expires_at,

@@ -45,23 +45,31 @@ class Quota:
     remaining: int
     reset_after: float
 
-    def to_json(self) -> dict[str, Any]:
-        return {
+    def to_json(self, at: float | None = None) -> dict[str, Any]:
+        """With ``at`` (the decision's time), also ``reset_at``, so a decision read back later
+        (an idempotent replay) can say how long is left from then."""
+        data = {
             "limit": self.limit,
             "max": self.max,
             "window": self.window,
             "remaining": self.remaining,
             "reset_after": self.reset_after,
         }
+        if at is not None:
+            data["reset_at"] = at + self.reset_after
+        return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Quota:
+    def from_json(cls, data: dict[str, Any], now: float | None = None) -> Quota:
+        reset_after = float(data["reset_after"])
+        if now is not None and data.get("reset_at") is not None:
+            reset_after = max(0.0, float(data["reset_at"]) - now)
         return cls(
             str(data["limit"]),
             int(data["max"]),
             float(data["window"]),
             int(data["remaining"]),
-            float(data["reset_after"]),
+            reset_after,
         )
 
 
@@ -147,10 +155,11 @@ class Decision:
         )
         return f"Decision({fields})"
 
-    def to_json(self, *, quota: bool = False) -> dict[str, Any]:
+    def to_json(self, *, quota: bool = False, at: float | None = None) -> dict[str, Any]:
         """The fields of CONTRACT section 4 (what HTTP bodies and ``simulate`` show); with
         ``quota``, also the binding limit (for stored idempotency records: over HTTP it
-        travels in the RateLimit headers)."""
+        travels in the RateLimit headers), and with ``at`` (the decision's time) when it
+        resets (see ``from_json``)."""
         data: dict[str, Any] = {
             "allowed": self.allowed,
             "granted": self.granted,
@@ -165,11 +174,14 @@ class Decision:
         }
         if quota:
             binding = self.quota
-            data["quota"] = None if binding is None else binding.to_json()
+            data["quota"] = None if binding is None else binding.to_json(at)
         return data
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Decision:
+    def from_json(cls, data: dict[str, Any], now: float | None = None) -> Decision:
+        """The decision as ``to_json`` wrote it. Read back at ``now``, its quota counts down
+        from then; the section-4 fields stay the first decision's (CONTRACT: an idempotent
+        replay returns the first decision again)."""
         quota = data.get("quota")
         return cls(
             allowed=bool(data["allowed"]),
@@ -182,7 +194,7 @@ class Decision:
             upgrade=data.get("upgrade"),
             _message=data.get("message", ""),
             fair_use_exceeded=bool(data.get("fair_use_exceeded", False)),
-            _quota=None if quota is None else Quota.from_json(quota),
+            _quota=None if quota is None else Quota.from_json(quota, now),
         )
 
 

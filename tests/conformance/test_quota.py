@@ -46,3 +46,21 @@ def test_quota_survives_json() -> None:
     d = Decision(True, 1, "ok", None, 3999, None, None, None, "ok", False, q)
     assert Decision.from_json(d.to_json(quota=True)).quota == q
     assert "quota" not in d.to_json()  # section 4's fields only, unless asked
+
+
+def test_an_idempotent_replay_counts_down_from_now(limiter: Limiter, clock: ManualClock) -> None:
+    """A replay returns the first decision (CONTRACT), but the binding limit's time to reset
+    is from the replay's time: a retry ten minutes later is not told the whole window."""
+    limiter.set_account("a", plan="free")
+    first = limiter.consume("a", "export.ai", 2, idempotency_key="job-1")
+    assert first.quota == Quota("ai_exports", 2, 7 * 86400.0, 0, 7 * 86400.0)
+    clock.advance(600)
+    again = limiter.consume("a", "export.ai", 2, idempotency_key="job-1")
+    assert again.to_json() == first.to_json()  # the same decision, charged once
+    assert again.quota == Quota("ai_exports", 2, 7 * 86400.0, 0, 7 * 86400.0 - 600)
+    denied = limiter.consume("a", "export.ai", idempotency_key="job-2")
+    clock.advance(60)
+    replayed = limiter.consume("a", "export.ai", idempotency_key="job-2")
+    assert not replayed.allowed and replayed.retry_after == denied.retry_after
+    assert denied.quota is not None and replayed.quota is not None
+    assert replayed.quota.reset_after == denied.quota.reset_after - 60
