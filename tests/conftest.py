@@ -118,9 +118,9 @@ def _host_port(url: str, default_port: int) -> tuple[str, int]:
 def _cleanup_errors() -> tuple[type[Exception], ...]:
     import psycopg
     import redis
-    import redis.cluster
+    import redis.exceptions
 
-    return (redis.RedisError, redis.cluster.RedisClusterException, psycopg.Error, OSError)
+    return (redis.RedisError, redis.exceptions.RedisClusterException, psycopg.Error, OSError)
 
 
 def _delete_keys(client: Any, prefix: str) -> None:

@@ -245,7 +245,7 @@ def _cluster_state(port: int) -> str | None:
 
     client = _redis_client(port)
     try:
-        info = client.execute_command("CLUSTER INFO")
+        info = client.cluster("INFO")  # sends CLUSTER INFO
     except redis.RedisError:
         return None
     finally:

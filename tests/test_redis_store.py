@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import redis
-import redis.cluster
+from redis.crc import key_slot
 
 from allowance import ConfigurationError, Limiter, ManualClock, StoreError
 from allowance.stores.redis import RedisStore
@@ -53,7 +53,7 @@ def test_every_key_of_an_account_is_in_one_slot(
             assert isinstance(store, RedisStore)
             assert r.id is not None
             names = [store.key(account, s) for s in ("a", "c", "i:k", "r:" + r.id)]
-            slots = {redis.cluster.key_slot(name.encode()) for name in names}
+            slots = {key_slot(name.encode()) for name in names}
             assert len(slots) == 1, names
 
 
@@ -105,7 +105,7 @@ def test_cluster_decisions_follow_a_redirection(
         assert isinstance(store, RedisStore)
         lim.set_account("acme", plan="pro")
         assert lim.consume("acme", "export.ai", 10).granted == 10
-        slot = redis.cluster.key_slot(store.key("acme", "a").encode())
+        slot = key_slot(store.key("acme", "a").encode())
         owner = store.client.nodes_manager.get_node_from_slot(slot)
         other = next(n for n in store.client.get_primaries() if n.name != owner.name)
         wrong = redis.Redis(
@@ -145,7 +145,7 @@ def test_a_lost_reply_is_not_sent_again(
         assert lim.consume("acme", "export.ai").allowed  # warm the connections
         store: RedisStore = lim.store  # type: ignore[assignment]
         if store.cluster:
-            slot = redis.cluster.key_slot(store.key("acme", "a").encode())
+            slot = key_slot(store.key("acme", "a").encode())
             node = store.client.nodes_manager.get_node_from_slot(slot)
             busy = redis.Redis(host=node.host, port=node.port)
         else:
@@ -212,7 +212,7 @@ def test_a_held_connection_the_server_closed_while_idle_is_replaced(
         assert lim.consume("acme", "export.ai").allowed
         store: RedisStore = lim.store  # type: ignore[assignment]
         if store.cluster:
-            slot = redis.cluster.key_slot(store.key("acme", "a").encode())
+            slot = key_slot(store.key("acme", "a").encode())
             node = store.client.nodes_manager.get_node_from_slot(slot)
             held = store._held.nodes[node.name]
             admin = redis.Redis(host=node.host, port=node.port)

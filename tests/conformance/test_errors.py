@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from allowance import (
@@ -24,9 +26,11 @@ def test_bad_amounts(limiter: Limiter, amount: object) -> None:
     limiter.set_account("a", plan="pro")
     limiter.consume("a", "export.ai", 2)
     before = snapshot(limiter)
-    for call in (limiter.consume, limiter.check, limiter.reserve):
+    # typed loosely on purpose: the amounts are the wrong types the calls must refuse
+    calls: tuple[Callable[..., object], ...] = (limiter.consume, limiter.check, limiter.reserve)
+    for call in calls:
         with pytest.raises(InvalidAmount) as info:
-            call("a", "export.ai", amount)  # type: ignore[operator]
+            call("a", "export.ai", amount)
         assert info.value.field == "amount"
         assert "amount" in str(info.value) and repr(amount) in str(info.value)
     assert snapshot(limiter) == before

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from typing import Any
 
 _real = time.time
 time.time = lambda: _real() + float(sys.argv[1])  # the skew: this process's clock is off
@@ -19,6 +20,7 @@ from allowance import Limiter  # noqa: E402 - imported after the clock is skewed
 def main() -> None:
     _, _, url, op, account, *rest = sys.argv
     lim = Limiter(store=url)
+    out: list[dict[str, Any]] | dict[str, Any]
     if op == "usage":
         out = [m.to_json() for m in lim.usage(account)]
     elif op == "consume":

@@ -9,7 +9,7 @@ import json
 import socket
 from collections.abc import Iterator
 from datetime import UTC
-from typing import Any
+from typing import Any, TypedDict
 
 import httpx
 import pytest
@@ -230,7 +230,7 @@ def test_errors_the_service_reports(service: Service) -> None:
     ]:
         sent = {"account": "svc", "feature": "export.ai", **body}
         answer = service.call("POST", "/v1/consume", json=sent)
-        op = remote.Op("POST", "/v1/consume", (200,), remote.check_url, sent, sent)
+        op = remote.Op("POST", "/v1/consume", (200,), lambda answer, data: None, sent, sent)
         err = remote.error(op, answer)
         assert type(err) is kind and getattr(err, "field", None) == name, answer.text
         assert getattr(err, "value", None) == body[name]
@@ -246,6 +246,10 @@ def test_errors_the_service_reports(service: Service) -> None:
     lost = Client(service.url + "/elsewhere", service.admin)
     with lost, pytest.raises(ConfigurationError, match="no route"):
         lost.get_account("svc")
+
+
+class ClientOptions(TypedDict, total=False):
+    retries: int
 
 
 class LoseFirstAnswer(httpx.HTTPTransport):
@@ -297,7 +301,8 @@ def test_a_retried_charge_charges_once(service: Service, path: str) -> None:
 
     # without a key (the default) the lost answer may have charged: an error, not a retry
     before = twin.lim.usage(account)
-    for options in ({}, {"retries": 0}):
+    no_key_options: tuple[ClientOptions, ...] = ({}, {"retries": 0})
+    for options in no_key_options:
         lose = LoseFirstAnswer(path)
         with Client(service.url, service.admin, transport=lose, **options) as once:
             with pytest.raises(ServiceUnavailable) as err:

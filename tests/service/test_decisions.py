@@ -142,7 +142,7 @@ def test_decisions_after_refused_transactions_still_work(service: Service) -> No
             headers = {"Authorization": f"Bearer {service.admin}"}
             return http.post("/v1/consume", json=body, headers=headers).status_code
 
-    statuses = []
+    statuses: list[int] = []
     for n in range(4):
         for amount in (1, 2):  # the second reuses the key for another amount: refused
             body = {"account": "after", "feature": "export.ai", "amount": amount}

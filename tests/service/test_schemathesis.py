@@ -16,11 +16,10 @@ generation with a fixed seed, no shrinking: about 2,500 requests, 15 s.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import schemathesis
-from schemathesis import Case
 from schemathesis.checks import (
     content_type_conformance,
     negative_data_rejection,
@@ -35,6 +34,9 @@ from allowance.aio import AsyncLimiter
 from allowance.http.app import create_app
 
 from .service import Service
+
+if TYPE_CHECKING:  # schemathesis's own name for Case[its OpenAPI APIOperation]
+    from schemathesis.specs.openapi.schemas import OpenApiCase
 
 pytestmark = pytest.mark.slow
 
@@ -80,15 +82,17 @@ def read_key(served: Service) -> str:
     return served.new_key("read")
 
 
-def _call(case: Case, service: Service, key: str | None, checks: list[Any] = CHECKS) -> Any:
+def _call(case: OpenApiCase, service: Service, key: str | None, checks: list[Any] = CHECKS) -> Any:
     headers = {k: v for k, v in (case.headers or {}).items() if k.lower() != "authorization"}
     if key is not None:
         headers["Authorization"] = "Bearer " + key
-    case.headers = headers
+    # a plain dict, as schemathesis's own Auth examples assign; its annotation says
+    # CaseInsensitiveDict only
+    case.headers = headers  # type: ignore[assignment]
     return case.call_and_validate(base_url=service.url, checks=checks, timeout=30)
 
 
-def _refused_for_scope(case: Case, response: Any, guarded: set[str]) -> bool:
+def _refused_for_scope(case: OpenApiCase, response: Any, guarded: set[str]) -> bool:
     """Whether this answer must be the 403 of a too small key: the operation needs more,
     the method is the operation's own (the coverage phase also tries others, for 405), and
     the body was not refused first (too large, not JSON)."""
@@ -109,26 +113,28 @@ def test_served_schema_is_the_one_tested(served: Service) -> None:
 
 
 @schema.parametrize()
-def test_admin_answers_are_documented(case: Case, served: Service) -> None:
+def test_admin_answers_are_documented(case: OpenApiCase, served: Service) -> None:
     _call(case, served, served.admin)
 
 
 @schema.parametrize()
-def test_decide_key_answers_are_documented(case: Case, served: Service, decide_key: str) -> None:
+def test_decide_key_answers_are_documented(
+    case: OpenApiCase, served: Service, decide_key: str
+) -> None:
     response = _call(case, served, decide_key)
     if _refused_for_scope(case, response, ADMIN_ONLY):
         _problem(response, 403)
 
 
 @schema.parametrize()
-def test_read_key_answers_are_documented(case: Case, served: Service, read_key: str) -> None:
+def test_read_key_answers_are_documented(case: OpenApiCase, served: Service, read_key: str) -> None:
     response = _call(case, served, read_key)
     if _refused_for_scope(case, response, ADMIN_ONLY | DECIDE_ONLY):
         _problem(response, 403)
 
 
 @schema.parametrize()
-def test_no_key_answers_are_documented(case: Case, served: Service) -> None:
+def test_no_key_answers_are_documented(case: OpenApiCase, served: Service) -> None:
     # no unsupported_method check: a request without a key is refused (401) before routing,
     # so an unknown method on a /v1 path gets 401, not 405
     response = _call(case, served, None, [c for c in CHECKS if c is not unsupported_method])
