@@ -18,12 +18,14 @@ threads:
   all or nothing) and skips the per-day one when the per-minute one denies (a denial costs one
   round trip).
 * ``allowance redis`` / ``allowance redis+cluster`` (3 masters): one EVALSHA of ``decide.lua``
-  per decision, then Python replays the engine on the counters the script returns.
+  per decision over a connection the thread holds; a grant is built from the script's reply,
+  a denial by replaying the engine on the counters the script returns.
 * ``bare upsert``: psycopg in autocommit, one durable statement per request:
   ``INSERT INTO t(k, n) VALUES (%s, 1) ON CONFLICT (k) DO UPDATE SET n = t.n + 1`` on the same
   keys (all present beforehand), at the server's default ``synchronous_commit``.
-* ``allowance postgresql``: one READ COMMITTED transaction per decision (two round trips, one
-  commit that waits for the WAL flush when it wrote).
+* ``allowance postgresql``: one statement per decision, the schema's ``decide()`` (prepared on
+  each connection, sent through psycopg's libpq layer), one round trip and one commit that
+  waits for the WAL flush when it wrote.
 
 Targets (the issue's): allowance on Redis >= 0.8x raw EVALSHA and >= 1.8x limits on Redis
 ("mostly granted"; Redis Cluster is held to the same ratios against the cluster's own
