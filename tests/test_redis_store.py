@@ -3,6 +3,7 @@ slot, bad options and unreachable servers are clear errors."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from pathlib import Path
@@ -13,6 +14,7 @@ import redis
 from redis.crc import key_slot
 
 from allowance import ConfigurationError, Limiter, ManualClock, StoreError
+from allowance.stores import redis_common
 from allowance.stores.redis import RedisStore
 from conftest import STORE_FACTORIES
 from reply_dropper import ReplyDropper
@@ -119,11 +121,11 @@ def test_cluster_decisions_follow_a_redirection(
         assert {m.limit: m.used for m in lim.usage("acme")}["ai_exports"] == 30
 
 
-# keeps the server busy for 0.6 s: other clients' commands wait unread until it ends
+# keeps the server busy for 1 s: other clients' commands wait unread until it ends
 BUSY_SCRIPT = """
 local t = redis.call('TIME')
 local start = t[1] * 1000000 + t[2]
-repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] - start > 600000
+repeat t = redis.call('TIME') until t[1] * 1000000 + t[2] - start > 1000000
 return 1
 """
 
@@ -154,7 +156,7 @@ def test_a_lost_reply_is_not_sent_again(
         with busy:
             blocker = threading.Thread(target=busy.eval, args=(BUSY_SCRIPT, 0))
             blocker.start()
-            time.sleep(0.1)
+            time.sleep(0.3)  # the script has started (a thread start is quick)
             with pytest.raises(StoreError):
                 if path == "fast":
                     lim.consume("acme", "export.ai", 2)
@@ -203,9 +205,7 @@ def test_a_held_connection_the_server_closed_while_idle_is_replaced(
     """Decisions go over a connection each thread holds. One the server closed while it sat
     idle (a restart, an idle timeout; here CLIENT KILL) is found closed before it is used
     and replaced, so the decision goes through; nothing is sent on a dead connection."""
-    from allowance.stores import redis as redis_store
-
-    monkeypatch.setattr(redis_store, "IDLE_CHECK", 0.05)
+    monkeypatch.setattr(redis_common, "IDLE_CHECK", 0.05)
     url = STORE_FACTORIES[kind](request, tmp_path)
     with Limiter(store=url) as lim:
         lim.set_account("acme", plan="pro")
@@ -225,3 +225,33 @@ def test_a_held_connection_the_server_closed_while_idle_is_replaced(
         time.sleep(0.1)
         assert lim.consume("acme", "export.ai", 2).allowed
         assert {m.limit: m.used for m in lim.usage("acme")}["ai_exports"] == 3
+
+
+def test_an_async_lane_the_server_closed_while_idle_is_replaced(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same for the connections the async store holds for decisions (``Lanes``)."""
+    from allowance import AsyncLimiter
+    from allowance.stores.redis_async import AsyncRedisStore
+
+    monkeypatch.setattr(redis_common, "IDLE_CHECK", 0.05)
+    url = STORE_FACTORIES["redis"](request, tmp_path)
+
+    async def main() -> int:
+        async with AsyncLimiter(store=url) as lim:
+            await lim.set_account("acme", plan="pro")
+            assert (await lim.consume("acme", "export.ai")).allowed
+            store = lim.async_store
+            assert isinstance(store, AsyncRedisStore) and store._lanes is not None
+            [(lane, _)] = store._lanes._free
+            await lane.send_command("CLIENT", "ID")
+            lane_id = await lane.read_response()
+            where = store.client.connection_pool.connection_kwargs
+            with redis.Redis(host=where["host"], port=where["port"]) as admin:
+                assert admin.client_kill_filter(_id=lane_id) == 1
+            await asyncio.sleep(0.1)
+            assert (await lim.consume("acme", "export.ai", 2)).allowed
+            usage = await lim.usage("acme")
+            return {m.limit: m.used for m in usage}["ai_exports"]
+
+    assert asyncio.run(main()) == 3

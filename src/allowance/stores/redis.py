@@ -61,6 +61,7 @@ from allowance import ops
 from allowance.errors import ConfigurationError, StoreError
 from allowance.ops import Request
 from allowance.policy import Policy
+from allowance.stores import redis_common
 from allowance.stores.base import NO_PRELOAD, AccountView, AsyncStore, Preload, Store
 from allowance.stores.keyring import KeyRing
 from allowance.stores.redis_common import (
@@ -79,7 +80,6 @@ from allowance.types import Account, Decision
 T = TypeVar("T")
 # replies that say the script did not run on that node: safe to send again elsewhere
 NOT_RUN = (MovedError, AskError, TryAgainError, ClusterDownError)
-IDLE_CHECK = 1.0  # seconds: a held connection idle this long is checked before it is used
 
 
 def no_retry() -> Retry:
@@ -193,7 +193,7 @@ class RedisStore(KeySpace, Store):
         last = used.get(id(client), 0.0)
         used[id(client)] = now
         conn = client.connection
-        if now - last < IDLE_CHECK or conn is None:
+        if now - last < redis_common.IDLE_CHECK or conn is None:
             return
         try:
             stale = conn._sock is not None and conn.can_read(timeout=0)

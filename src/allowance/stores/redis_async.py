@@ -4,6 +4,7 @@ scripts, keys and views, awaited. Records an operation reads come preloaded with
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -23,6 +24,7 @@ from allowance import ops
 from allowance.errors import ConfigurationError, StoreError, UnknownAccount
 from allowance.ops import Request
 from allowance.policy import Policy
+from allowance.stores import redis_common
 from allowance.stores.base import NO_PRELOAD, AccountView, AsyncStore, Preload
 from allowance.stores.redis_common import (
     MAX_ATTEMPTS,
@@ -171,10 +173,10 @@ class Lanes:
 
     def __init__(self, pool: Any) -> None:
         self._pool = pool
-        self._free: list[Any] = []
+        self._free: list[tuple[Any, float]] = []  # (connection, when last used)
 
     async def call(self, *args: Any) -> Any:
-        conn = self._free.pop() if self._free else await self._pool.get_connection()
+        conn = await self._take()
         try:
             # hiredis packs in C: a seventh of redis-py's packer, a few µs a decision
             await conn.send_packed_command(hiredis.pack_command(args), check_health=False)
@@ -188,9 +190,31 @@ class Lanes:
         await self._put(conn)
         return reply
 
+    async def _take(self) -> Any:
+        """A held connection, or one from the pool. One idle for a while is checked first, as
+        the pool checks one it hands out (readable: closed by the server meanwhile, e.g. a
+        restart, or stray data), and connected again if need be. (The pool's own
+        ``ensure_connection`` skips that check when maintenance notifications are on.)"""
+        if not self._free:
+            return await self._pool.get_connection()
+        conn, used = self._free.pop()
+        if time.monotonic() - used >= redis_common.IDLE_CHECK:
+            try:
+                try:
+                    stale = await conn.can_read()
+                except (RedisError, OSError):
+                    stale = True
+                if stale:
+                    await conn.disconnect()
+                    await conn.connect()
+            except BaseException:
+                await self._drop(conn)
+                raise
+        return conn
+
     async def _put(self, conn: Any) -> None:
         if len(self._free) < MAX_IDLE:
-            self._free.append(conn)
+            self._free.append((conn, time.monotonic()))
         else:  # after a burst: back to the pool, not held for good
             await self._pool.release(conn)
 
@@ -200,5 +224,5 @@ class Lanes:
 
     async def close(self) -> None:
         free, self._free = self._free, []
-        for conn in free:
+        for conn, _ in free:
             await self._pool.release(conn)

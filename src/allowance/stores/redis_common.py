@@ -27,6 +27,9 @@ from allowance.types import Decision
 
 T = TypeVar("T")
 MAX_ATTEMPTS = 50
+# seconds: a held connection idle this long is checked before it is used (a server restart
+# or idle timeout closes it; under load the check is skipped)
+IDLE_CHECK = 1.0
 _PREFIX = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
