@@ -4,8 +4,12 @@ exactly-the-cap under 16 threads, idempotent retries."""
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from urllib.parse import quote
 
 import httpx
+import pytest
+
+from allowance import Client
 
 from .service import Service
 
@@ -25,6 +29,26 @@ def test_accounts_are_created_then_changed(service: Service) -> None:
     assert r.status_code == 404
     assert r.headers["content-type"] == "application/problem+json"
     assert r.json()["type"] == "urn:allowance:problem:unknown-account"
+
+
+@pytest.mark.parametrize("account", ["team/42", "team/42/usage", "50%off", "a%2541", "x y"])
+def test_account_ids_with_slashes_and_escapes(service: Service, account: str) -> None:
+    """Any text is an account id, "/" and "%" included: percent-encoded in the path, each
+    reaches its own account (not two segments, not decoded twice), by the routes and the
+    Client alike."""
+    path = f"/v1/accounts/{quote(account, safe='')}"
+    r = service.call("PUT", path, json={"plan": "free"})
+    assert (r.status_code, r.json()["id"]) == (201, account)
+    r = service.call("GET", path)
+    assert (r.status_code, r.json()["id"]) == (200, account)
+    assert consume(service, account=account, feature="export.ai").status_code == 200
+    r = service.call("GET", f"{path}/usage")
+    assert r.status_code == 200 and r.json()["account"] == account
+    assert {m["limit"]: m["used"] for m in r.json()["meters"]}["ai_exports"] == 1
+    with Client(service.url, service.admin) as client:
+        assert client.get_account(account).id == account
+        assert {m.limit: m.used for m in client.usage(account)}["ai_exports"] == 1
+    assert service.call("GET", "/v1/accounts/team").status_code == 404  # not a prefix match
 
 
 def test_grant_denial_and_no_access(service: Service) -> None:

@@ -30,6 +30,7 @@ from allowance.http.logs import AccessLogMiddleware, access_log
 from allowance.http.metrics import Metrics
 from allowance.http.problems import Problem, for_status, from_error, invalid
 from allowance.http.routes import Service, problem_content, router
+from allowance.http.segments import AccountSegments
 
 log = logging.getLogger("allowance.http")
 JSON_TYPES = ("application/json", "application/problem+json", "")
@@ -90,7 +91,8 @@ def create_app(
     app.include_router(router)
     _handlers(app, metrics)
     _operations(app, svc)
-    # outermost first: the log sees every answer, then sizes, then keys
+    # innermost first: account segments, keys, sizes, then the log (it sees every answer)
+    app.add_middleware(AccountSegments)
     app.add_middleware(AuthMiddleware, cache=lambda: svc.keys)
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(AccessLogMiddleware, metrics=metrics)

@@ -19,6 +19,7 @@ from allowance.http.answers import decision_answer, decision_headers, decision_s
 from allowance.http.auth import KeyCache, require
 from allowance.http.metrics import Metrics
 from allowance.http.problems import Problem, invalid
+from allowance.http.segments import account_from_segment
 from allowance.keys import ApiKey, new_key
 from allowance.stores.keyring import KeyRing
 from allowance.types import Decision, iso
@@ -69,7 +70,16 @@ IdHeader = Annotated[
         description="works like the body's idempotency_key",
     ),
 ]
-AccountId = Annotated[str, Path(min_length=1, max_length=MAX_ID, examples=["acme"])]
+# "/" in an id is sent as %2F (see segments.py); the limiter checks its length once decoded
+AccountId = Annotated[
+    str,
+    Path(
+        min_length=1,
+        max_length=3 * MAX_ID,  # each character escaped at most once: "/" -> %2F
+        description=f"the account id, percent-encoded (at most {MAX_ID} characters decoded)",
+        examples=["acme", "team%2F42"],
+    ),
+]
 ObjectId = Annotated[str, Path(min_length=1, max_length=MAX_ID)]
 
 
@@ -248,6 +258,7 @@ async def release(reservation_id: ObjectId, svc: Svc) -> Response:
     responses={201: {"model": schemas.AccountBody, "description": "created"}, **problems(403)},
 )
 async def put_account(account_id: AccountId, body: schemas.AccountRequest, svc: Svc) -> Response:
+    account_id = account_from_segment(account_id)
     account, created = await svc.run(
         "put_account", svc.limiter.put_account(account_id, body.plan, body.seats)
     )
@@ -262,6 +273,7 @@ async def put_account(account_id: AccountId, body: schemas.AccountRequest, svc: 
     responses=problems(403, 404),
 )
 async def get_account(account_id: AccountId, svc: Svc) -> Response:
+    account_id = account_from_segment(account_id)
     account = await svc.run("get_account", svc.limiter.get_account(account_id))
     return _json(account.to_json())
 
@@ -274,6 +286,7 @@ async def get_account(account_id: AccountId, svc: Svc) -> Response:
     responses=problems(403, 404),
 )
 async def usage(account_id: AccountId, svc: Svc) -> Response:
+    account_id = account_from_segment(account_id)
     account = await svc.run("get_account", svc.limiter.get_account(account_id))
     meters = await svc.run("usage", svc.limiter.usage(account_id))
     return _json(
