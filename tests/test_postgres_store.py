@@ -601,3 +601,32 @@ def test_fast_path_connection_lost_is_a_store_error_then_recovers(schema: str) -
             lim.consume("a", "export.ai")
         assert lim.consume("a", "export.ai").allowed
         assert used(lim, "a", "ai_exports") == 2
+
+
+def test_async_fast_path_prepares_again_and_fails_a_lost_connection(schema: str) -> None:
+    """The async store's fast path, as the two tests above: a DEALLOCATE ALL is met by
+    preparing again (charged once), a killed connection fails its decision (StoreError,
+    nothing sent twice) and the pool's next connection decides normally."""
+    url = with_options(schema=schema, pool_min="1", pool_max="1")
+
+    async def main() -> int:
+        async with AsyncLimiter(store=url) as lim:
+            store = lim.async_store
+            assert isinstance(store, AsyncPostgresStore)  # its pool: one connection
+            await lim.set_account("a", "pro")
+            assert (await lim.consume("a", "export.ai")).allowed
+            async with store._connection() as conn:
+                cur = await conn.execute("SELECT name FROM pg_prepared_statements")
+                names = await cur.fetchall()
+                assert any(name.startswith("allowance_decide_") for (name,) in names)
+                await conn.execute("DEALLOCATE ALL")
+                pid = conn.pgconn.backend_pid
+            assert (await lim.consume("a", "export.ai", 2)).allowed
+            with admin() as other:
+                other.execute("SELECT pg_terminate_backend(%s)", (pid,))
+            with pytest.raises(StoreError):
+                await lim.consume("a", "export.ai")
+            assert (await lim.consume("a", "export.ai")).allowed
+            return {m.limit: m.used for m in await lim.usage("a")}["ai_exports"]
+
+    assert asyncio.run(main()) == 4

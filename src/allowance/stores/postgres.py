@@ -58,16 +58,13 @@ from __future__ import annotations
 
 import itertools
 import logging
-import weakref
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import suppress
 from typing import Any, TypeVar, cast
 
 import psycopg
-from psycopg import pq
-from psycopg.errors import error_from_result
-from psycopg.pq import ExecStatus, TransactionStatus, abc
+from psycopg.pq import ExecStatus, TransactionStatus
 from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool
 
@@ -98,8 +95,12 @@ from allowance.stores.postgres_common import (
     render,
 )
 from allowance.stores.postgres_fast import (
-    INVALID_STATEMENT_NAME,
     FastSpec,
+    Params,
+    Prepared,
+    check_prepared,
+    check_result,
+    dropped,
     fast_args,
     fast_decision,
     fast_spec,
@@ -130,10 +131,7 @@ class PostgresStore(Store):
         self.sql = queries(schema)
         self._specs: dict[tuple[int, str], FastSpec] = {}  # (policy, feature) -> decide() spec
         self._ops = itertools.count(1)
-        # the fast path's statements prepared on each connection (by libpq, by name)
-        self._prepared: weakref.WeakKeyDictionary[abc.PGconn, set[bytes]] = (
-            weakref.WeakKeyDictionary()
-        )
+        self._prepared = Prepared()  # the fast path's, on each connection
         with Translate():
             # One direct connection first: an unreachable server fails here at once (a pool
             # would retry in the background until its timeout), and it creates the schema.
@@ -232,20 +230,15 @@ class PostgresStore(Store):
 
     def _run_prepared(self, conn: Conn, spec: FastSpec, params: list[bytes | None]) -> Any:
         """decide()'s row, the statement prepared on this connection first if need be."""
-        pg = conn.pgconn
-        names = self._prepared.get(pg)
-        if names is None:
-            names = self._prepared[pg] = set()
-        if spec.name not in names:
-            _prepare(conn, spec)
-            names.add(spec.name)
+        pg, encoding = conn.pgconn, conn.info.encoding
+        if not self._prepared.has(pg, spec.name):
+            check_prepared(pg.prepare(spec.name, spec.libpq), encoding)
+            self._prepared.add(pg, spec.name)
         result = pg.exec_prepared(spec.name, cast(Params, params))
-        if result.error_field(pq.DiagnosticField.SQLSTATE) == INVALID_STATEMENT_NAME:
-            # dropped behind our back (psycopg sends DEALLOCATE ALL when it resets its own
-            # cache): the statement did not run, so it is prepared and sent again
-            _prepare(conn, spec)
+        if dropped(result):
+            check_prepared(pg.prepare(spec.name, spec.libpq), encoding)
             result = pg.exec_prepared(spec.name, cast(Params, params))
-        _check(conn, result, ExecStatus.TUPLES_OK)
+        check_result(result, ExecStatus.TUPLES_OK, encoding)
         return libpq_row(result)
 
     def transact(
@@ -364,25 +357,6 @@ class PostgresStore(Store):
 
     def close(self) -> None:
         self._pool.close()
-
-
-DUPLICATE_STATEMENT = b"42P05"  # SQLSTATE: a prepared statement of that name exists
-
-
-# libpq takes None for NULL; psycopg's stub leaves it out of the type
-Params = Sequence[abc.Buffer]
-
-
-def _prepare(conn: Conn, spec: FastSpec) -> None:
-    result = conn.pgconn.prepare(spec.name, spec.libpq)
-    if result.error_field(pq.DiagnosticField.SQLSTATE) != DUPLICATE_STATEMENT:
-        _check(conn, result, ExecStatus.COMMAND_OK)
-
-
-def _check(conn: Conn, result: abc.PGresult, expected: ExecStatus) -> None:
-    """A libpq result that is not what was expected raises psycopg's error for it."""
-    if result.status != expected:
-        raise error_from_result(result, encoding=conn.info.encoding)
 
 
 def _rollback(conn: Conn) -> None:

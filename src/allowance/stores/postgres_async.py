@@ -16,10 +16,11 @@ import itertools
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import psycopg
-from psycopg.pq import TransactionStatus
+from psycopg.generators import execute  # what psycopg's cursors await results with
+from psycopg.pq import ExecStatus, TransactionStatus
 from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
@@ -43,7 +44,19 @@ from allowance.stores.postgres_common import (
     queries,
     record_reads,
 )
-from allowance.stores.postgres_fast import FastSpec, fast_args, fast_decision, fast_spec
+from allowance.stores.postgres_fast import (
+    FastSpec,
+    Params,
+    Prepared,
+    check_prepared,
+    check_result,
+    dropped,
+    fast_args,
+    fast_decision,
+    fast_spec,
+    libpq_params,
+    libpq_row,
+)
 from allowance.types import Account, Decision
 
 T = TypeVar("T")
@@ -63,6 +76,7 @@ class AsyncPostgresStore(AsyncStore):
         self.schema = schema
         self.sql = queries(schema)
         self._specs: dict[tuple[int, str], FastSpec] = {}  # (policy, feature) -> decide() spec
+        self._prepared = Prepared()  # the fast path's, on each connection
         self.policy: Policy | None = None
         self._sizes = (pool_min, pool_max)
         self._pool: AsyncConnectionPool[AsyncConn] | None = None
@@ -122,17 +136,36 @@ class AsyncPostgresStore(AsyncStore):
     async def fast_decide(
         self, policy: Policy, req: Request, now: float | None, charge: bool
     ) -> Decision | None:
-        """One statement, one round trip: the schema's decide() function (sql/decide.sql)."""
+        """One statement, one round trip: the schema's decide() function (sql/decide.sql),
+        through libpq (see postgres_fast.py)."""
         spec = self._specs.get((id(policy), req.feature))
         if spec is None:
             spec = fast_spec(policy, req.feature, self.schema)
             self._specs[(id(policy), req.feature)] = spec
-        args = fast_args(policy, spec, req, now, charge)
+        params = cast(Params, libpq_params(fast_args(policy, spec, req, now, charge)))
         with Translate():
             async with self._connection() as conn:
-                cur = await conn.execute(spec.query, args, prepare=True)
-                row = await cur.fetchone()
+                row = await self._run_prepared(conn, spec, params)
         return fast_decision(policy, req, row)
+
+    async def _run_prepared(self, conn: AsyncConn, spec: FastSpec, params: Params) -> Any:
+        """decide()'s row, the statement prepared on this connection first if need be. Sent
+        with libpq's async calls and awaited the way psycopg's own cursor awaits its results
+        (``AsyncConnection.wait`` on ``generators.execute``)."""
+        pg, encoding = conn.pgconn, conn.info.encoding
+        if not self._prepared.has(pg, spec.name):
+            pg.send_prepare(spec.name, spec.libpq)
+            check_prepared((await conn.wait(execute(pg)))[-1], encoding)
+            self._prepared.add(pg, spec.name)
+        pg.send_query_prepared(spec.name, params)
+        result = (await conn.wait(execute(pg)))[-1]
+        if dropped(result):
+            pg.send_prepare(spec.name, spec.libpq)
+            check_prepared((await conn.wait(execute(pg)))[-1], encoding)
+            pg.send_query_prepared(spec.name, params)
+            result = (await conn.wait(execute(pg)))[-1]
+        check_result(result, ExecStatus.TUPLES_OK, encoding)
+        return libpq_row(result)
 
     async def transact(
         self,

@@ -2,21 +2,24 @@
 decide() statement (its limits written in as constants) and its parameters, and the decision
 from decide()'s row. See ``postgres.py`` and ``sql/decide.sql``.
 
-The sync store sends the statement through psycopg's libpq layer (``psycopg.pq``), prepared by
+Both stores send the statement through psycopg's libpq layer (``psycopg.pq``), prepared by
 name on each connection, with its parameters and row in text: a cursor's ``execute`` costs
-about 50 us of Python per call on top of libpq's, as much as all the rest of a decision's
-Python, and with many threads on few cores that is throughput lost to the server's share."""
+about 50 us of Python per call on top of libpq's (the async one about 75), as much as all the
+rest of a decision's Python, and with many threads or tasks on few cores that is throughput
+lost to the server's share."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+import weakref
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from psycopg import sql
-from psycopg.pq import abc
+from psycopg.errors import error_from_result
+from psycopg.pq import DiagnosticField, ExecStatus, abc
 
 from allowance import engine, ops
 from allowance.clock import system_clock
@@ -34,16 +37,18 @@ DECIDE = (
     " {bounds}::float8[])"
 )
 INVALID_STATEMENT_NAME = b"26000"  # SQLSTATE: no prepared statement of that name
+DUPLICATE_STATEMENT = b"42P05"  # SQLSTATE: a prepared statement of that name exists
+# libpq takes None for NULL; psycopg's stub leaves it out of the type
+Params = Sequence[abc.Buffer]
 
 
 @dataclass(frozen=True, slots=True)
 class FastSpec:
     """A feature's decide() statement: its limits written in as constants, so they are parsed
-    once, when the statement is prepared; ``calendar``: it takes the period bounds.
-    ``query`` has psycopg's placeholders; ``libpq`` is the same statement with libpq's
-    (``$1``...), prepared as ``name`` (named after its text, so one per schema and feature)."""
+    once, when the statement is prepared; ``calendar``: it takes the period bounds. ``libpq``
+    is its text (``$1``... placeholders), prepared as ``name`` (named after the text, so one
+    per schema and feature)."""
 
-    query: str
     libpq: bytes
     name: bytes
     calendar: bool
@@ -65,23 +70,12 @@ def fast_spec(policy: Policy, feature: str, schema: str) -> FastSpec:
         seat=sql.Literal([c.per_seat for c in cells]),
         fair=sql.Literal([-1 if c.fair_use is None else c.fair_use for c in cells]),
     )
-    template = sql.SQL(DECIDE)
-    psycopg_params = {f"p{i}": sql.Placeholder() for i in range(1, 6)}
-    libpq_params = {f"p{i}": sql.SQL(f"${i}") for i in range(1, 6)}
-    query = template.format(
-        **constants,
-        **psycopg_params,
-        bounds=sql.Placeholder() if calendar else sql.Literal([]),
-    ).as_string()
-    libpq = (
-        template.format(
-            **constants, **libpq_params, bounds=sql.SQL("$6") if calendar else sql.Literal([])
-        )
-        .as_string()
-        .encode()
-    )
-    name = b"allowance_decide_" + hashlib.sha256(libpq).hexdigest()[:24].encode()
-    return FastSpec(query, libpq, name, calendar)
+    placeholders = {f"p{i}": sql.SQL(f"${i}") for i in range(1, 6)}
+    bounds = sql.SQL("$6") if calendar else sql.Literal([])
+    libpq = sql.SQL(DECIDE).format(**constants, **placeholders, bounds=bounds).as_string()
+    text = libpq.encode()
+    name = b"allowance_decide_" + hashlib.sha256(text).hexdigest()[:24].encode()
+    return FastSpec(text, name, calendar)
 
 
 def fast_args(
@@ -108,6 +102,38 @@ def libpq_params(args: tuple[Any, ...]) -> list[bytes | None]:
     if bounds:
         params.append(("{" + ",".join(repr(float(b)) for b in bounds[0]) + "}").encode())
     return params
+
+
+class Prepared:
+    """The fast path's statements prepared on each connection, by name (forgotten with it)."""
+
+    def __init__(self) -> None:
+        self._names: weakref.WeakKeyDictionary[abc.PGconn, set[bytes]] = weakref.WeakKeyDictionary()
+
+    def has(self, pgconn: abc.PGconn, name: bytes) -> bool:
+        names = self._names.get(pgconn)
+        return names is not None and name in names
+
+    def add(self, pgconn: abc.PGconn, name: bytes) -> None:
+        self._names.setdefault(pgconn, set()).add(name)
+
+
+def dropped(result: abc.PGresult) -> bool:
+    """The prepared statement was not there (psycopg sends DEALLOCATE ALL when it resets its
+    own cache): nothing ran, so it is prepared and sent again."""
+    return result.error_field(DiagnosticField.SQLSTATE) == INVALID_STATEMENT_NAME
+
+
+def check_prepared(result: abc.PGresult, encoding: str) -> None:
+    """PREPARE's result; one that exists already (prepared, then forgotten here) is fine."""
+    if result.error_field(DiagnosticField.SQLSTATE) != DUPLICATE_STATEMENT:
+        check_result(result, ExecStatus.COMMAND_OK, encoding)
+
+
+def check_result(result: abc.PGresult, expected: ExecStatus, encoding: str) -> None:
+    """A libpq result that is not what was expected raises psycopg's error for it."""
+    if result.status != expected:
+        raise error_from_result(result, encoding=encoding)
 
 
 def _flag(text: bytes) -> bool:
