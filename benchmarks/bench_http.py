@@ -11,7 +11,10 @@ settings: httptools, uvloop, one worker, no uvicorn access log, no proxy headers
   a temporary directory, the default ``synchronous=FULL``), ``sqlite-normal``
   (``?synchronous=normal``) and ``redis`` (``ALLOWANCE_BENCH_REDIS_URL``, else
   ``redis://127.0.0.1:6379/0`` if it answers, else a throwaway ``redis-server`` from
-  ``tests/servers.py``; a fresh random ``?prefix=``, deleted afterwards).
+  ``tests/servers.py``; a fresh random ``?prefix=``, deleted afterwards) and ``postgresql``
+  (``ALLOWANCE_BENCH_POSTGRES_URL``, else ``postgresql://postgres@127.0.0.1:5432/test`` if it
+  answers, else a throwaway one; a fresh random ``?schema=``, dropped afterwards; the service's
+  default pool of up to 10 connections).
 
 Workload: ``--accounts`` accounts (default 1,000) on Pro, created in the store before the
 server starts, with a ``decide`` key. Each request is ``{"account": A, "feature":
@@ -42,8 +45,9 @@ Targets (the issue's): allowance >= 0.5x the bare route's peak throughput, and p
 half of its own peak load.
 
 Usage: ``python benchmarks/bench_http.py [--seconds S] [--connections N] [--clients N]
-[--stores sqlite,redis] [--accounts N] [--json]``. A default run takes about 75 s. Exit status:
-0; 2 if a workload was not what it claims to be; 3 if a server could not be started.
+[--stores sqlite,redis,postgresql] [--accounts N] [--json]``. A default run takes about
+100 s. Exit status: 0; 2 if a workload was not what it claims to be; 3 if a server could not
+be started.
 
 The code: this file reads the command line and prints (and, with ``--worker``, is a client
 process); ``http_load/`` holds the rest (``common``: constants, helpers; ``servers``: the
@@ -80,7 +84,9 @@ from http_load.report import table, targets, versions
 from http_load.servers import (
     Server,
     drop_prefix,
+    drop_schema,
     make_store,
+    postgres_url,
     prepare,
     redis_url,
     start_allowance,
@@ -94,7 +100,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--connections", type=int, default=64, help="keep-alive connections in all")
     p.add_argument("--clients", type=int, default=1, help="client processes")
     p.add_argument("--rounds", type=int, default=3, help="interleaved peak slices per server")
-    p.add_argument("--stores", default="sqlite,redis", help=f"comma-separated: {STORES}")
+    p.add_argument("--stores", default="sqlite,redis,postgresql", help=f"comma-separated: {STORES}")
     p.add_argument("--accounts", type=int, default=1000)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument(
@@ -137,13 +143,19 @@ def main(argv: list[str] | None = None) -> int:
             if "redis" in args.stores:
                 redis, source = stack.enter_context(redis_url())
                 env["redis"] = source
+            postgres: str | None = None
+            if "postgresql" in args.stores:
+                postgres, source = stack.enter_context(postgres_url())
+                env["postgresql"] = source
             bare = start_bare(tmp)
             stack.callback(bare.stop)
             servers: list[tuple[Server, str | None]] = [(bare, None)]
             for name in args.stores:
-                store = make_store(name, tmp, redis)
+                store = make_store(name, tmp, redis, postgres)
                 if store.redis_prefix and redis:
                     stack.callback(drop_prefix, redis, store.redis_prefix)
+                if store.postgres_schema and postgres:
+                    stack.callback(drop_schema, postgres, store.postgres_schema)
                 key = prepare(store, accounts)
                 title = f"allowance {name}"
                 server = start_allowance(title, store.url, tmp, args.profile)

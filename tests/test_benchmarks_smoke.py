@@ -83,13 +83,14 @@ def test_bench_stores_quick_run_prints_every_row() -> None:
 
 
 HTTP_SCRIPT = ROOT / "benchmarks" / "bench_http.py"
-HTTP_ROWS = ("bare FastAPI route", "allowance sqlite", "allowance redis")
+HTTP_ROWS = ("bare FastAPI route", "allowance sqlite", "allowance redis", "allowance postgresql")
 
 
 @pytest.mark.slow
 def test_bench_http_quick_run_prints_every_row() -> None:
-    """Three servers (bare route, SQLite, Redis: the local one or a throwaway), 50 accounts,
-    4 connections, a fraction of a second per phase: about 10 s, most of it starting them."""
+    """Four servers (bare route, SQLite, Redis and PostgreSQL: the local ones or throwaway),
+    50 accounts, 4 connections, a fraction of a second per phase: about 12 s, most of it
+    starting them."""
     pytest.importorskip("aiohttp")  # the "bench" extra: the load client
     proc = subprocess.run(
         [
@@ -102,7 +103,7 @@ def test_bench_http_quick_run_prints_every_row() -> None:
         timeout=120,
         cwd=ROOT,
     )
-    if proc.returncode == 3:  # no Redis here and no redis-server to start one
+    if proc.returncode == 3:  # no Redis / PostgreSQL here and no binary to start one
         pytest.skip(proc.stderr.strip().splitlines()[-1])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()

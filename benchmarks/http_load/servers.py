@@ -20,8 +20,10 @@ from http_load.common import (
     ALLOWANCE,
     BARE,
     BENCHMARKS,
+    DEFAULT_POSTGRES,
     DEFAULT_REDIS,
     PLAN,
+    POSTGRES_ENV,
     REDIS_ENV,
     ROOT,
     ServerUnavailable,
@@ -112,8 +114,9 @@ def start_allowance(title: str, store: str, tmp: Path, profile: Path | None = No
 class Store:
     name: str
     url: str
-    setup_url: str  # the same data; SQLite at synchronous=normal for a faster setup
+    setup_url: str  # the same data; at synchronous=normal (SQLite) or off (PostgreSQL)
     redis_prefix: str | None = None
+    postgres_schema: str | None = None
 
 
 @contextlib.contextmanager
@@ -146,11 +149,46 @@ def redis_url() -> Iterator[tuple[str, str]]:
         handle.stop()
 
 
-def make_store(name: str, tmp: Path, redis: str | None) -> Store:
+@contextlib.contextmanager
+def postgres_url() -> Iterator[tuple[str, str]]:
+    """(url, source) as ``redis_url``: the environment's, the local default, or throwaway."""
+    import psycopg
+
+    if os.environ.get(POSTGRES_ENV):
+        yield os.environ[POSTGRES_ENV], POSTGRES_ENV
+        return
+    try:
+        psycopg.connect(DEFAULT_POSTGRES, connect_timeout=1).close()
+        local = True
+    except psycopg.Error:
+        local = False
+    if local:
+        yield DEFAULT_POSTGRES, "local"
+        return
+    sys.path.insert(0, str(ROOT / "tests"))
+    import servers as throwaway  # tests/servers.py
+
+    try:
+        handle = throwaway.start_postgres()
+    except Exception as exc:  # a missing binary, or a server that did not start
+        raise ServerUnavailable(f"PostgreSQL: {exc}") from exc
+    try:
+        yield handle.url, "throwaway"
+    finally:
+        handle.stop()
+
+
+def make_store(name: str, tmp: Path, redis: str | None, postgres: str | None) -> Store:
     if name in ("sqlite", "sqlite-normal"):
         path = tmp / f"{name}.db"
         url = f"sqlite:///{path}" + ("?synchronous=normal" if name == "sqlite-normal" else "")
         return Store(name, url, f"sqlite:///{path}?synchronous=normal")
+    if name == "postgresql":
+        assert postgres is not None
+        schema = "benchhttp" + secrets.token_hex(4)
+        url = add_query(postgres, schema=schema)
+        setup = add_query(url, options="-c synchronous_commit=off")
+        return Store(name, url, setup, postgres_schema=schema)
     assert redis is not None
     prefix = "benchhttp" + secrets.token_hex(4)
     url = add_query(redis, prefix=prefix)
@@ -177,3 +215,10 @@ def drop_prefix(url: str, prefix: str) -> None:
         keys = list(client.scan_iter(match=f"{prefix}:*", count=1000))
         for i in range(0, len(keys), 1000):
             client.unlink(*keys[i : i + 1000])
+
+
+def drop_schema(url: str, schema: str) -> None:
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
