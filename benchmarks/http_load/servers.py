@@ -12,7 +12,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,63 +119,60 @@ class Store:
     postgres_schema: str | None = None
 
 
-@contextlib.contextmanager
-def redis_url() -> Iterator[tuple[str, str]]:
-    """(url, source): the environment's, the local default if it answers, else throwaway."""
+def _redis_answers(url: str) -> bool:
     import redis
 
-    if os.environ.get(REDIS_ENV):
-        yield os.environ[REDIS_ENV], REDIS_ENV
-        return
     try:
-        with redis.Redis.from_url(DEFAULT_REDIS, socket_connect_timeout=1) as client:
+        with redis.Redis.from_url(url, socket_connect_timeout=1) as client:
             client.ping()
-        local = True
     except redis.RedisError:
-        local = False
-    if local:
-        yield DEFAULT_REDIS, "local"
-        return
-    sys.path.insert(0, str(ROOT / "tests"))
-    import servers as throwaway  # tests/servers.py
+        return False
+    return True
+
+
+def _postgres_answers(url: str) -> bool:
+    import psycopg
 
     try:
-        handle = throwaway.start_redis()
-    except Exception as exc:  # a missing binary, or a server that did not start
-        raise ServerUnavailable(f"Redis: {exc}") from exc
-    try:
-        yield handle.url, "throwaway"
-    finally:
-        handle.stop()
+        psycopg.connect(url, connect_timeout=1).close()
+    except psycopg.Error:
+        return False
+    return True
 
 
 @contextlib.contextmanager
-def postgres_url() -> Iterator[tuple[str, str]]:
-    """(url, source) as ``redis_url``: the environment's, the local default, or throwaway."""
-    import psycopg
-
-    if os.environ.get(POSTGRES_ENV):
-        yield os.environ[POSTGRES_ENV], POSTGRES_ENV
+def _server_url(
+    title: str, env: str, default: str, answers: Callable[[str], bool], start: str
+) -> Iterator[tuple[str, str]]:
+    """(url, source): the environment's, the local default if it answers, else a throwaway
+    server from ``tests/servers.py`` (its function ``start``), stopped at the end."""
+    if os.environ.get(env):
+        yield os.environ[env], env
         return
-    try:
-        psycopg.connect(DEFAULT_POSTGRES, connect_timeout=1).close()
-        local = True
-    except psycopg.Error:
-        local = False
-    if local:
-        yield DEFAULT_POSTGRES, "local"
+    if answers(default):
+        yield default, "local"
         return
     sys.path.insert(0, str(ROOT / "tests"))
     import servers as throwaway  # tests/servers.py
 
     try:
-        handle = throwaway.start_postgres()
+        handle = getattr(throwaway, start)()
     except Exception as exc:  # a missing binary, or a server that did not start
-        raise ServerUnavailable(f"PostgreSQL: {exc}") from exc
+        raise ServerUnavailable(f"{title}: {exc}") from exc
     try:
         yield handle.url, "throwaway"
     finally:
         handle.stop()
+
+
+def redis_url() -> contextlib.AbstractContextManager[tuple[str, str]]:
+    return _server_url("Redis", REDIS_ENV, DEFAULT_REDIS, _redis_answers, "start_redis")
+
+
+def postgres_url() -> contextlib.AbstractContextManager[tuple[str, str]]:
+    return _server_url(
+        "PostgreSQL", POSTGRES_ENV, DEFAULT_POSTGRES, _postgres_answers, "start_postgres"
+    )
 
 
 def make_store(name: str, tmp: Path, redis: str | None, postgres: str | None) -> Store:
