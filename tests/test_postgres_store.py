@@ -630,3 +630,37 @@ def test_async_fast_path_prepares_again_and_fails_a_lost_connection(schema: str)
             return {m.limit: m.used for m in await lim.usage("a")}["ai_exports"]
 
     assert asyncio.run(main()) == 4
+
+
+@pytest.mark.parametrize("pool_max", ["1", "2"])
+def test_async_kept_connections_never_starve_waiters(schema: str, pool_max: str) -> None:
+    """The async store keeps connections idle between operations instead of returning them
+    to the pool; with many operations in flight on a pool of one or two (fast decisions,
+    reservations and reads through the slow path), every one still gets a connection, in
+    far less than the pool's 30 s wait, and the counts add up."""
+    url = with_options(schema=schema, pool_min="1", pool_max=pool_max)
+
+    async def main() -> tuple[int, float]:
+        async with AsyncLimiter(store=url) as lim:
+            await lim.set_account("a", "max", seats=10)  # 1,200 exports a week
+
+            async def one(n: int) -> None:
+                if n % 3 == 0:
+                    await lim.reserve("a", "export.ai", 2)  # held: counts as used
+                elif n % 3 == 1:
+                    assert (await lim.consume("a", "export.ai")).allowed
+                else:
+                    await lim.usage("a")
+
+            began = time.perf_counter()
+            await asyncio.wait_for(asyncio.gather(*(one(n) for n in range(60))), 20)
+            took = time.perf_counter() - began
+            store = lim.async_store
+            assert isinstance(store, AsyncPostgresStore)
+            assert len(store._idle) <= int(pool_max)
+            used = {m.limit: m.used for m in await lim.usage("a")}["ai_exports"]
+            return used, took
+
+    used, took = asyncio.run(main())
+    assert used == 20 * 2 + 20  # 20 reservations of 2 (held count as used), 20 consumes
+    assert took < 10

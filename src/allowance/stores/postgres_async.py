@@ -80,6 +80,8 @@ class AsyncPostgresStore(AsyncStore):
         self.policy: Policy | None = None
         self._sizes = (pool_min, pool_max)
         self._pool: AsyncConnectionPool[AsyncConn] | None = None
+        self._idle: list[AsyncConn] = []  # connections kept between operations (_connection)
+        self._waiting = 0  # callers waiting for the pool
         self._opening = asyncio.Lock()  # binds to a loop only when first contended
         self._closed = False
         self._ops = itertools.count(1)
@@ -115,9 +117,35 @@ class AsyncPostgresStore(AsyncStore):
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[AsyncConn]:
+        """A connection this store kept idle, else the pool's. One that comes back clean and
+        idle is kept (up to the pool's size) unless someone waits for the pool: the pool's
+        checkout and return cost about 40 us of CPU, as much as a decision's own Python.
+        Every caller comes through here, so an idle kept connection is always taken before
+        anyone waits on the pool, and one coming back goes to the pool while anyone does.
+        Anything but a clean idle connection goes back to the pool, which resets or drops it."""
         pool = self._pool if self._pool is not None else await self._open()
-        async with pool.connection() as conn:
+        if self._idle:
+            conn = self._idle.pop()
+        else:
+            self._waiting += 1
+            try:
+                conn = await pool.getconn()
+            finally:
+                self._waiting -= 1
+        try:
             yield conn
+        except BaseException:
+            await pool.putconn(conn)
+            raise
+        if (
+            self._waiting == 0
+            and len(self._idle) < self._sizes[1]
+            and not self._closed
+            and conn.pgconn.transaction_status == TransactionStatus.IDLE
+        ):
+            self._idle.append(conn)
+        else:
+            await pool.putconn(conn)
 
     async def _one(self, query: str, params: tuple[Any, ...] = ()) -> tuple[Any, ...]:
         """The first row of a single-statement transaction; () when there is none."""
@@ -279,7 +307,10 @@ class AsyncPostgresStore(AsyncStore):
         async with self._opening:  # after an opening in progress, so its pool is closed too
             self._closed = True
             pool, self._pool = self._pool, None
+            idle, self._idle = self._idle, []
         if pool is not None:
+            for conn in idle:
+                await pool.putconn(conn)
             await pool.close()
 
 
