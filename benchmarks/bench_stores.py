@@ -107,6 +107,7 @@ import time
 from dataclasses import asdict
 from typing import Any
 
+from _simtime import SWEEP_STEP
 from stores.common import (
     ENV,
     FEATURE,
@@ -114,7 +115,6 @@ from stores.common import (
     ROUNDS,
     SERVER_TITLE,
     SERVERS,
-    SWEEP_STEP,
     ServerUnavailable,
     limits_time,
     log,

@@ -4,21 +4,17 @@ records, the log, the simulated clock and the clock ``limits`` reads."""
 from __future__ import annotations
 
 import contextlib
-import functools
-import operator
 import sys
 import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import limits.storage.memory
 
 FEATURE = "transform.virtual_model"
 PLAN = "pro"
 LIMITS_SPEC = "2/minute;30/day"  # the same two limits, in the ``limits`` notation
-SIM_START = 1_800_000_000.0  # 2027-01-15 08:00 UTC; any epoch works
-SWEEP_STEP = 2_900.0  # simulated seconds per sweep: >= 86,400 / 30 and >> 60
 CHUNK = 256  # calls between two reads of the wall clock in the throughput pass
 GRANTED = "mostly granted"
 DENIED = "mostly denied"
@@ -61,19 +57,6 @@ def log(text: str) -> None:
 
 
 # --- clocks ---------------------------------------------------------------------------------
-
-
-class SimTime:
-    """Simulated epoch seconds. ``clock`` is a C-level callable (no Python frame per read), so
-    reading it costs about what ``time.time()`` does; the driver moves it once per sweep."""
-
-    def __init__(self, start: float = SIM_START) -> None:
-        self._cell = [start]
-        getter = functools.partial(operator.getitem, self._cell, 0)
-        self.clock = cast(Callable[[], float], getter)
-
-    def advance(self) -> None:
-        self._cell[0] += SWEEP_STEP
 
 
 @contextlib.contextmanager

@@ -10,6 +10,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from _simtime import SWEEP_STEP
 from _table import aligned
 from decisions.common import (
     FEATURE,
@@ -18,7 +19,6 @@ from decisions.common import (
     MEMORY_RATIO,
     PLAN,
     SQLITE_RATIO,
-    SWEEP_STEP,
     WORKLOADS,
     Result,
 )

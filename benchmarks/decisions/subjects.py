@@ -12,6 +12,7 @@ from limits import parse_many
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
+from _simtime import SimTime
 from allowance import Limiter
 from decisions.common import (
     FEATURE,
@@ -20,7 +21,6 @@ from decisions.common import (
     PLAN,
     Contender,
     Op,
-    SimTime,
     limits_time,
 )
 

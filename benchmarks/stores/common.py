@@ -4,8 +4,6 @@ records, small helpers, simulated clocks and the clock ``limits`` reads."""
 from __future__ import annotations
 
 import contextlib
-import functools
-import operator
 import secrets
 import sys
 import threading
@@ -14,7 +12,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import limits.storage.redis
@@ -24,8 +22,6 @@ FEATURE = "transform.virtual_model"
 PLAN = "pro"
 LIMITS_SPEC = "2/minute;30/day"  # the same two limits, in the ``limits`` notation
 MEMORY_FEATURES = ("transform.virtual_model", "export.ai", "background.studio")
-SIM_START = 1_800_000_000.0  # 2027-01-15 08:00 UTC; any epoch works
-SWEEP_STEP = 2_900.0  # simulated seconds per sweep: >= 86,400 / 30 and >> 60
 GRANTED = "mostly granted"
 DENIED = "mostly denied"
 ROUNDS = 4  # slices per row and thread count, interleaved with the other rows of its group
@@ -139,18 +135,6 @@ def in_parallel(fn: Callable[[list[str]], None], keys: list[str], workers: int) 
     with ThreadPoolExecutor(len(parts)) as pool:
         for _ in pool.map(fn, parts):
             pass
-
-
-class SimTime:
-    """Simulated epoch seconds; ``clock`` is a C-level callable (no Python frame per read)."""
-
-    def __init__(self, start: float = SIM_START) -> None:
-        self._cell = [start]
-        getter = functools.partial(operator.getitem, self._cell, 0)
-        self.clock = cast(Callable[[], float], getter)
-
-    def advance(self) -> None:
-        self._cell[0] += SWEEP_STEP
 
 
 class ThreadClock:

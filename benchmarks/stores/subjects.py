@@ -12,6 +12,7 @@ from limits import parse_many
 from limits.storage import RedisClusterStorage, RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 
+from _simtime import SIM_START, SWEEP_STEP, SimTime
 from allowance import Limiter
 from allowance.stores.postgres import PostgresStore
 from stores.common import (
@@ -22,13 +23,10 @@ from stores.common import (
     PLAN,
     RAW_SCRIPT,
     RAW_VALUES,
-    SIM_START,
-    SWEEP_STEP,
     UPSERT,
     Contender,
     Cursor,
     Op,
-    SimTime,
     add_query,
     check_setup,
     new_name,

@@ -61,7 +61,7 @@ import logging
 import zlib
 from collections.abc import Callable
 from contextlib import suppress
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.pq import ExecStatus, TransactionStatus
@@ -101,10 +101,9 @@ from allowance.stores.postgres_fast import (
     check_prepared,
     check_result,
     dropped,
-    fast_args,
     fast_decision,
+    fast_params,
     fast_spec,
-    libpq_params,
     libpq_row,
 )
 from allowance.types import Account, Decision
@@ -216,7 +215,7 @@ class PostgresStore(Store):
         if spec is None:
             spec = fast_spec(policy, req.feature, self.schema)
             self._specs[(id(policy), req.feature)] = spec
-        params = libpq_params(fast_args(policy, spec, req, now, charge))
+        params = fast_params(policy, spec, req, now, charge)
         pool = self._pool
         with Translate():
             # getconn / putconn, not pool.connection(): its "with conn" only adds a commit
@@ -228,17 +227,17 @@ class PostgresStore(Store):
                 pool.putconn(conn)
         return fast_decision(policy, req, row)
 
-    def _run_prepared(self, conn: Conn, spec: FastSpec, params: list[bytes | None]) -> Any:
+    def _run_prepared(self, conn: Conn, spec: FastSpec, params: Params) -> Any:
         """decide()'s row, the statement prepared on this connection first if need be."""
-        pg, encoding = conn.pgconn, conn.info.encoding
+        pg = conn.pgconn
         if not self._prepared.has(pg, spec.name):
-            check_prepared(pg.prepare(spec.name, spec.libpq), encoding)
+            check_prepared(pg.prepare(spec.name, spec.libpq), conn)
             self._prepared.add(pg, spec.name)
-        result = pg.exec_prepared(spec.name, cast(Params, params))
+        result = pg.exec_prepared(spec.name, params)
         if dropped(result):
-            check_prepared(pg.prepare(spec.name, spec.libpq), encoding)
-            result = pg.exec_prepared(spec.name, cast(Params, params))
-        check_result(result, ExecStatus.TUPLES_OK, encoding)
+            check_prepared(pg.prepare(spec.name, spec.libpq), conn)
+            result = pg.exec_prepared(spec.name, params)
+        check_result(result, ExecStatus.TUPLES_OK, conn)
         return libpq_row(result)
 
     def transact(

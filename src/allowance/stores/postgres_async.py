@@ -16,7 +16,7 @@ import itertools
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.generators import execute  # what psycopg's cursors await results with
@@ -51,10 +51,9 @@ from allowance.stores.postgres_fast import (
     check_prepared,
     check_result,
     dropped,
-    fast_args,
     fast_decision,
+    fast_params,
     fast_spec,
-    libpq_params,
     libpq_row,
 )
 from allowance.types import Account, Decision
@@ -170,7 +169,7 @@ class AsyncPostgresStore(AsyncStore):
         if spec is None:
             spec = fast_spec(policy, req.feature, self.schema)
             self._specs[(id(policy), req.feature)] = spec
-        params = cast(Params, libpq_params(fast_args(policy, spec, req, now, charge)))
+        params = fast_params(policy, spec, req, now, charge)
         with Translate():
             async with self._connection() as conn:
                 row = await self._run_prepared(conn, spec, params)
@@ -180,19 +179,19 @@ class AsyncPostgresStore(AsyncStore):
         """decide()'s row, the statement prepared on this connection first if need be. Sent
         with libpq's async calls and awaited the way psycopg's own cursor awaits its results
         (``AsyncConnection.wait`` on ``generators.execute``)."""
-        pg, encoding = conn.pgconn, conn.info.encoding
+        pg = conn.pgconn
         if not self._prepared.has(pg, spec.name):
             pg.send_prepare(spec.name, spec.libpq)
-            check_prepared((await conn.wait(execute(pg)))[-1], encoding)
+            check_prepared((await conn.wait(execute(pg)))[-1], conn)
             self._prepared.add(pg, spec.name)
         pg.send_query_prepared(spec.name, params)
         result = (await conn.wait(execute(pg)))[-1]
         if dropped(result):
             pg.send_prepare(spec.name, spec.libpq)
-            check_prepared((await conn.wait(execute(pg)))[-1], encoding)
+            check_prepared((await conn.wait(execute(pg)))[-1], conn)
             pg.send_query_prepared(spec.name, params)
             result = (await conn.wait(execute(pg)))[-1]
-        check_result(result, ExecStatus.TUPLES_OK, encoding)
+        check_result(result, ExecStatus.TUPLES_OK, conn)
         return libpq_row(result)
 
     async def transact(

@@ -15,9 +15,9 @@ import json
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from psycopg import sql
+from psycopg import BaseConnection, sql
 from psycopg.errors import error_from_result
 from psycopg.pq import DiagnosticField, ExecStatus, abc
 
@@ -78,30 +78,23 @@ def fast_spec(policy: Policy, feature: str, schema: str) -> FastSpec:
     return FastSpec(text, name, calendar)
 
 
-def fast_args(
+def fast_params(
     policy: Policy, spec: FastSpec, req: Request, now: float | None, charge: bool
-) -> tuple[Any, ...]:
-    """Parameters of a feature's decide() statement for one request."""
-    if not spec.calendar:
-        return (req.account, now, req.amount, req.partial, charge)
-    at = system_clock() if now is None else now  # a local estimate; see sql/decide.sql
-    bounds = engine.calendar_bounds(policy, req.feature, at)
-    return (req.account, now, req.amount, req.partial, charge, bounds)
-
-
-def libpq_params(args: tuple[Any, ...]) -> list[bytes | None]:
-    """``fast_args`` in libpq's text format (``repr`` of a float reads back exactly)."""
-    account, now, amount, partial, charge, *bounds = args
+) -> Params:
+    """The parameters of a feature's decide() statement for one request, in libpq's text
+    format (``repr`` of a float reads back exactly; None is NULL)."""
     params: list[bytes | None] = [
-        account.encode(),
+        req.account.encode(),
         None if now is None else repr(float(now)).encode(),
-        str(amount).encode(),
-        b"t" if partial else b"f",
+        str(req.amount).encode(),
+        b"t" if req.partial else b"f",
         b"t" if charge else b"f",
     ]
-    if bounds:
-        params.append(("{" + ",".join(repr(float(b)) for b in bounds[0]) + "}").encode())
-    return params
+    if spec.calendar:
+        at = system_clock() if now is None else now  # a local estimate; see sql/decide.sql
+        bounds = engine.calendar_bounds(policy, req.feature, at)
+        params.append(("{" + ",".join(repr(float(b)) for b in bounds) + "}").encode())
+    return cast(Params, params)
 
 
 class Prepared:
@@ -124,16 +117,17 @@ def dropped(result: abc.PGresult) -> bool:
     return result.error_field(DiagnosticField.SQLSTATE) == INVALID_STATEMENT_NAME
 
 
-def check_prepared(result: abc.PGresult, encoding: str) -> None:
+def check_prepared(result: abc.PGresult, conn: BaseConnection[Any]) -> None:
     """PREPARE's result; one that exists already (prepared, then forgotten here) is fine."""
     if result.error_field(DiagnosticField.SQLSTATE) != DUPLICATE_STATEMENT:
-        check_result(result, ExecStatus.COMMAND_OK, encoding)
+        check_result(result, ExecStatus.COMMAND_OK, conn)
 
 
-def check_result(result: abc.PGresult, expected: ExecStatus, encoding: str) -> None:
-    """A libpq result that is not what was expected raises psycopg's error for it."""
+def check_result(result: abc.PGresult, expected: ExecStatus, conn: BaseConnection[Any]) -> None:
+    """A libpq result that is not what was expected raises psycopg's error for it (the
+    connection's encoding is read only then: ``conn.info`` is built anew on every access)."""
     if result.status != expected:
-        raise error_from_result(result, encoding=encoding)
+        raise error_from_result(result, encoding=conn.info.encoding)
 
 
 def _flag(text: bytes) -> bool:

@@ -189,7 +189,9 @@ class RedisStore(KeySpace, Store):
         out on a new one. Under load the check is skipped; a connection that dies then fails
         its decision (StoreError) rather than sending it twice."""
         now = time.monotonic()
-        used: dict[int, float] = self._held.__dict__.setdefault("used", {})  # client -> last use
+        used: dict[int, float] | None = getattr(self._held, "used", None)  # client -> last use
+        if used is None:
+            used = self._held.used = {}
         last = used.get(id(client), 0.0)
         used[id(client)] = now
         conn = client.connection
