@@ -36,6 +36,11 @@ class Call(Generic[T]):
     on_reservation: bool = False  # an unknown account means an unknown reservation
 
 
+def _keyed(req: ops.Request) -> Preload:
+    """The idempotency record a keyed call reads (nothing to build for the plain ones)."""
+    return NO_PRELOAD if req.idempotency_key is None else Preload(req.idempotency_key)
+
+
 def consume(
     policy: Policy,
     account: object,
@@ -49,7 +54,7 @@ def consume(
     return Call(
         req.account,
         lambda view, now: ops.consume(policy, view, req, now),
-        Preload(idempotency_key=req.idempotency_key),
+        _keyed(req),
         fast=req if req.idempotency_key is None else None,
     )
 
@@ -78,7 +83,7 @@ def reserve(
     return Call(
         req.account,
         lambda view, now: ops.reserve(policy, view, req, seconds, now, ids.new_reservation_id),
-        Preload(idempotency_key=req.idempotency_key),
+        _keyed(req),
     )
 
 

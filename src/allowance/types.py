@@ -110,6 +110,11 @@ class Decision:
         return message
 
     @property
+    def outcome(self) -> str:
+        """ "granted", else the reason (the label of metrics and access lines)."""
+        return "granted" if self.allowed else self.reason
+
+    @property
     def quota(self) -> Quota | None:
         quota = self._quota
         if quota is not None and not isinstance(quota, Quota):

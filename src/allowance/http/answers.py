@@ -5,11 +5,10 @@ for the limit that binds the decision)."""
 
 from __future__ import annotations
 
-import json
 from math import ceil
 from typing import Any
 
-from allowance.http.problems import Problem
+from allowance.http.problems import ENCODE, Problem
 from allowance.types import Decision
 
 
@@ -37,7 +36,7 @@ def decision_answer(decision: Decision, charged: bool) -> tuple[int, dict[str, s
     decision body, for the FastAPI routes and the plain-ASGI fast path alike."""
     headers = decision_headers(decision)
     headers["content-type"] = "application/json"
-    body = json.dumps(decision.to_json(), separators=(",", ":"), ensure_ascii=False).encode()
+    body = ENCODE(decision.to_json()).encode()
     return decision_status(decision) if charged else 200, headers, body
 
 

@@ -78,6 +78,15 @@ def log_request(
             access_log.info("%s %s %s", method, path, status, extra={"line": line})
 
 
+# built once: json.dumps with non-default options builds a new encoder on every call
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def _line(created: float, line: dict[str, Any]) -> str:
+    """One log line: its time (UTC), then its fields."""
+    return _ENCODE({"ts": iso(to_datetime(created)), **line})
+
+
 class JsonLines(logging.Formatter):
     """One JSON object a line: the record's time (UTC) and the request's fields."""
 
@@ -87,7 +96,7 @@ class JsonLines(logging.Formatter):
             line = {"level": record.levelname.lower(), "message": record.getMessage()}
             if record.exc_info:  # the log's reader needs it; clients never see it
                 line["error"] = self.formatException(record.exc_info)
-        return json.dumps({"ts": iso(to_datetime(record.created)), **line}, separators=(",", ":"))
+        return _line(record.created, line)
 
 
 class BatchedLines(logging.StreamHandler):  # type: ignore[type-arg]
@@ -110,8 +119,7 @@ class BatchedLines(logging.StreamHandler):  # type: ignore[type-arg]
 
     def add(self, line: dict[str, Any]) -> None:
         """An access line, as ``JsonLines`` would format its record, without the record."""
-        ts = iso(to_datetime(time.time()))  # what logging would stamp a record with
-        self._append(json.dumps({"ts": ts, **line}, separators=(",", ":")))
+        self._append(_line(time.time(), line))  # the time logging would stamp a record with
 
     def _append(self, text: str) -> None:
         self._lines.append(text)

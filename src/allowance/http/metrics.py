@@ -52,7 +52,7 @@ class Metrics:
         gauge.set_function(self._count_open)
 
     def decided(self, operation: str, feature: str, decision: Decision, seconds: float) -> None:
-        outcome = "granted" if decision.allowed else decision.reason
+        outcome = decision.outcome
         labels = (operation, feature, decision.limit or "", outcome)
         # labels() looks its child up under a lock each time: a few µs a decision, so the
         # children are kept here (bounded: features and limits come from the policy)

@@ -24,6 +24,10 @@ log = logging.getLogger("allowance.http")
 PROBLEM_JSON = "application/problem+json"
 TYPE_PREFIX = "urn:allowance:problem:"
 
+# the JSON of answers, built once: json.dumps with non-default options builds a new encoder on
+# every call
+ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
 
 class Problem(Exception):
     """An error answer. ``extra`` members join the body (RFC 9457 extension members)."""
@@ -59,7 +63,7 @@ class Problem(Exception):
         return (
             self.status,
             {"content-type": PROBLEM_JSON, **self.headers},
-            json.dumps(self.body(), separators=(",", ":"), ensure_ascii=False).encode(),
+            ENCODE(self.body()).encode(),
         )
 
     def response(self) -> Response:

@@ -116,7 +116,7 @@ def _log(request: Request, body: schemas.DecisionRequest, decision: Decision | N
     fields = request.scope["state"]["log"]
     fields.update(account=body.account, feature=body.feature, user=body.user)
     if decision is not None:
-        fields["outcome"] = "granted" if decision.allowed else decision.reason
+        fields["outcome"] = decision.outcome
 
 
 def _key(body: schemas.DecisionRequest, header: str | None) -> str | None:
