@@ -105,7 +105,7 @@ def _quota(
     would fit (the reset that matters to its client), else the window's own reset."""
     window = rule.limit.window
     if isinstance(window, CalendarWindow):
-        start, end = window.period(now)
+        start, end = window.period(window.current(counter, now))
         length, resets = end - start, end
     else:
         length = window.length

@@ -8,6 +8,7 @@ what changed. Times are epoch seconds (float, UTC).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
 
 
@@ -29,6 +30,15 @@ class Counter:
         self.used = used
         self.entries = entries
 
+    @classmethod
+    def stored(cls, start: float | None, used: int, entries: list[list[Any]] | None) -> Counter:
+        """A counter as a store read it back. Sliding entries are put in time order, which the
+        windows rely on: a kernel before schema 4 appended a grant made after a clock step
+        back behind later ones."""
+        if entries and any(a[0] > b[0] for a, b in pairwise(entries)):
+            entries.sort(key=_time)
+        return cls(start, used, entries)
+
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Counter) and (self.start, self.used, self.entries) == (
             other.start,
@@ -38,6 +48,10 @@ class Counter:
 
     def __repr__(self) -> str:
         return f"Counter(start={self.start!r}, used={self.used!r}, entries={self.entries!r})"
+
+
+def _time(entry: list[Any]) -> float:
+    return float(entry[0])
 
 
 HELD = "held"

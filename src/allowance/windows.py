@@ -216,16 +216,26 @@ class CalendarWindow(Window):
         start, end = self.period(now)
         return self.period(start - 1)[0], start, end, self.period(end)[1]
 
+    def current(self, c: Counter, now: float) -> float:
+        """The start of the period a decision at ``now`` counts in: ``now``'s, or the
+        counter's when that is later. A clock that stepped back (NTP on the store's host, app
+        servers that disagree) must neither throw away a later period's units nor grant them
+        again, so a counter's period only ever moves forward."""
+        start = self.period(now)[0]
+        counted = c.start
+        return counted if counted is not None and counted > start else start
+
     def used(self, c: Counter, now: float) -> int:
-        return c.used if c.start == self.period(now)[0] else 0
+        start = c.start
+        return c.used if start is not None and start >= self.period(now)[0] else 0
 
     def charge(self, c: Counter, units: int, now: float) -> float:
         start = self.period(now)[0]
-        if c.start != start:
+        if c.start is None or c.start < start:
             c.start = start
             c.used = 0
         c.used += units
-        return start
+        return c.start
 
     def uncharge(self, c: Counter, mark: float, units: int, now: float) -> None:
         if c.start == mark:
@@ -236,10 +246,10 @@ class CalendarWindow(Window):
             return None
         if self.used(c, now) + need <= cap:
             return now
-        return self.period(now)[1]
+        return self.period(self.current(c, now))[1]
 
     def span(self, c: Counter, now: float) -> tuple[float | None, float | None]:
-        return self.period(now)
+        return self.period(self.current(c, now))
 
     def expires_at(self, c: Counter) -> float | None:
         if c.start is None:

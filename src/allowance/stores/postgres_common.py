@@ -26,7 +26,8 @@ Query = tuple[str, tuple[Any, ...]]  # a statement and its parameters
 Fetch = Callable[[str, tuple[Any, ...]], list[Any]]
 _encode = json.JSONEncoder(separators=(",", ":")).encode
 
-SCHEMA_VERSION = 3  # 2: the decide() function of the fast path; 3: its typed-spec version
+# 2: the decide() function of the fast path; 3: its typed-spec version; 4: clock steps back
+SCHEMA_VERSION = 4
 SWEEP_EVERY = 2048
 SWEEP_BATCH = 500
 LOCK_NAMESPACE = 0x616C6C6F  # "allo": first key of the advisory lock around schema changes
@@ -52,6 +53,7 @@ DDL = (
     "CREATE INDEX IF NOT EXISTS idempotency_expires_at ON {s}.idempotency (expires_at)",
     # the one-statement fast path (sql/decide.sql): the decision rules it repeats are the
     # grant arithmetic only, held equal to the engine's by the shared test suites
+    resources.files("allowance.stores").joinpath("sql/slide.sql").read_text("utf-8"),
     resources.files("allowance.stores").joinpath("sql/decide.sql").read_text("utf-8"),
 )
 TEMPLATES = {
@@ -153,7 +155,8 @@ class PostgresView(AccountView):
         self.account_id = account_id
         self.plan, self.seats, self.next_hold_expiry, stored = row[:4]
         self._counters = {
-            name: Counter(start, used, entries) for name, (start, used, entries) in stored.items()
+            name: Counter.stored(start, used, entries)
+            for name, (start, used, entries) in stored.items()
         }
         # Records as this operation sees them, by key / id (None: none stored). A write
         # replaces what was read, so a hold settled as expired and then read again for a

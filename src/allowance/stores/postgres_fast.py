@@ -168,7 +168,7 @@ def fast_decision(policy: Policy, req: Request, row: Any) -> Decision | None:
 
     def replay() -> Decision:
         counters = {
-            name: Counter(start, used, entries)
+            name: Counter.stored(start, used, entries)
             for name, (start, used, entries) in json.loads(before).items()
         }
         return ops.replay(policy, req, plan, seats, counters, at, granted, "postgresql")

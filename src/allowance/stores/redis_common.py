@@ -57,7 +57,7 @@ def decode_counters(raw: str) -> dict[str, Counter]:
         name, body = part.split("=", 1)
         start, used, items = body.split(",", 2)
         entries = [[float(t), int(n)] for t, n in (i.split(":") for i in items.split(";") if i)]
-        out[name] = Counter(float(start) if start else None, int(used), entries or None)
+        out[name] = Counter.stored(float(start) if start else None, int(used), entries or None)
     return out
 
 

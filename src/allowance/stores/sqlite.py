@@ -99,7 +99,7 @@ class SQLiteView(AccountView):
         self.account_id = account_id
         self.plan, self.seats, self.next_hold_expiry, stored = row
         self._counters = {
-            name: Counter(start, used, entries)
+            name: Counter.stored(start, used, entries)
             for name, (start, used, entries) in _scan(stored, 0)[0].items()
         }
         self.dirty = False

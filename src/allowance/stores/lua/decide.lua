@@ -58,6 +58,7 @@ for _, lim in ipairs(limits) do
       local lo, hi = tonumber(ARGV[b + k]), tonumber(ARGV[b + k + 1])
       if lo <= now and now < hi then
         lim.period, lim.period_end, lim.period_text = lo, hi, ARGV[b + k]
+        if k < 2 then lim.next_start, lim.next_end = hi, tonumber(ARGV[b + k + 2]) end
       end
     end
     b = b + 4
@@ -80,7 +81,8 @@ local function used_now(lim, c)
     if c[1] and now < c[1] + lim.length then return c[2] end
     return 0
   elseif lim.kind == 'c' then
-    if c[1] == lim.period then return c[2] end
+    -- a counter of a later period (the clock stepped back) still counts: see windows.py
+    if c[1] and c[1] >= lim.period then return c[2] end
     return 0
   end
   local horizon, total = now - lim.length, 0
@@ -96,6 +98,11 @@ for _, lim in ipairs(limits) do
   local body = counters[lim.name]
   if body then
     lim.counter = decode(body)
+    local start = lim.counter[1]
+    -- a counter more than one period ahead: its period's end is not among the bounds
+    if lim.kind == 'c' and start and start > lim.period and start ~= lim.next_start then
+      return {'slow', now_text}
+    end
   end
   lim.used = used_now(lim, lim.counter)
   if lim.cap >= 0 then
@@ -138,30 +145,40 @@ for _, lim in ipairs(limits) do
       start_text, used, ends = now_text, grant, now + lim.length
     end
   elseif lim.kind == 'c' then
-    used = grant
-    if c and c[1] == lim.period then used = c[2] + grant end
-    start_text, ends = lim.period_text, lim.period_end
+    if c and c[1] and c[1] > lim.period then  -- the next period's counter: it stays
+      start_text, used, ends = c.start_text, c[2] + grant, lim.next_end
+    else
+      used = grant
+      if c and c[1] == lim.period then used = c[2] + grant end
+      start_text, ends = lim.period_text, lim.period_end
+    end
   else
-    local horizon, kept, total = now - lim.length, {}, 0
-    local last
+    -- the grants still in the window in time order, this one merged with a grant made at
+    -- the same time or put in its place (after a clock step back it is not the last)
+    local horizon, kept, total, ordered = now - lim.length, {}, 0, true
     for _, e in ipairs(c and c[3] or {}) do
       if e[1] > horizon then
+        local prev = kept[#kept]
+        if prev and prev[1] > e[1] then ordered = false end
         kept[#kept + 1] = e
         total = total + e[2]
-        last = e
       end
     end
-    if last and last[1] == now then
-      last[2] = last[2] + grant
+    if not ordered then  -- written by a kernel before schema 4, which appended
+      table.sort(kept, function(x, y) return x[1] < y[1] end)
+    end
+    local at = #kept + 1
+    while at > 1 and kept[at - 1][1] >= now do at = at - 1 end
+    if kept[at] and kept[at][1] == now then
+      kept[at][2] = kept[at][2] + grant
     else
-      last = {now, grant, now_text}
-      kept[#kept + 1] = last
+      table.insert(kept, at, {now, grant, now_text})
     end
     local texts = {}
     for i, e in ipairs(kept) do
       texts[i] = e[3] .. ':' .. string.format('%d', e[2])
     end
-    used, items, ends = total + grant, table.concat(texts, ';'), last[1] + lim.length
+    used, items, ends = total + grant, table.concat(texts, ';'), kept[#kept][1] + lim.length
   end
   if ends > expires then expires = ends end
   counters[lim.name] = start_text .. ',' .. string.format('%d', used) .. ',' .. items

@@ -50,6 +50,8 @@ DECLARE
     onepass boolean := p_charge AND NOT p_partial;  -- the grant is known: build them as read
     kept jsonb;
     last_t float8;
+    t float8;
+    ordered boolean;  -- the sliding entries read are in time order
     nowait text;
     i int;
     j int;
@@ -83,23 +85,30 @@ BEGIN
                 used := 0;
                 kept := '[]';
                 last_t := NULL;
+                ordered := true;
                 horizon := at - p_lengths[i];
                 es := c -> 2;
                 IF jsonb_typeof(es) = 'array' THEN
                     FOR j IN 0 .. jsonb_array_length(es) - 1 LOOP
                         e := es -> j;
-                        IF (e ->> 0)::float8 > horizon THEN
+                        t := (e ->> 0)::float8;
+                        IF t > horizon THEN
                             used := used + (e ->> 1)::bigint;
                             IF onepass THEN
                                 kept := kept || jsonb_build_array(e);
-                                last_t := (e ->> 0)::float8;
+                                IF last_t > t THEN
+                                    ordered := false;
+                                END IF;
+                                last_t := t;
                             END IF;
                         END IF;
                     END LOOP;
                 END IF;
                 IF onepass THEN  -- the grants still in the window and this one (see below)
                     touched := touched || jsonb_build_object(p_names[i], jsonb_build_array(NULL,
-                        used + g, CASE WHEN last_t = at
+                        used + g, CASE WHEN NOT ordered OR last_t > at
+                            THEN {s}.slide(es, horizon, at, g)
+                            WHEN last_t = at
                             THEN jsonb_set(kept, ARRAY['-1', '1'],
                                 to_jsonb((kept -> -1 ->> 1)::bigint + g))
                             ELSE kept || jsonb_build_array(jsonb_build_array(at, g)) END));
@@ -124,11 +133,13 @@ BEGIN
                     status := 'slow';
                     EXIT;
                 END IF;
-                used := CASE WHEN (c ->> 0)::float8 = periods[i]
+                -- a counter of a later period (the clock stepped back) still counts, and
+                -- stays: a counter's period only moves forward (windows.py)
+                used := CASE WHEN (c ->> 0)::float8 >= periods[i]
                     THEN (c ->> 1)::bigint ELSE 0 END;
                 IF onepass THEN  -- this period's counter
-                    touched := touched || jsonb_build_object(p_names[i],
-                        jsonb_build_array(periods[i], used + g, NULL));
+                    touched := touched || jsonb_build_object(p_names[i], jsonb_build_array(
+                        greatest(periods[i], (c ->> 0)::float8), used + g, NULL));
                 END IF;
             END IF;
             IF cap >= 0 THEN
@@ -163,26 +174,34 @@ BEGIN
                         c := CASE WHEN at < (c ->> 0)::float8 + p_lengths[i]
                             THEN jsonb_build_array(c -> 0, (c ->> 1)::bigint + g, NULL)
                             ELSE jsonb_build_array(at, g, NULL) END;
-                    ELSIF kind = 'c' THEN  -- this period's counter, or a new one
-                        c := jsonb_build_array(periods[i], CASE WHEN (c ->> 0)::float8 = periods[i]
+                    ELSIF kind = 'c' THEN  -- this (or a later) period's counter, or a new one
+                        c := jsonb_build_array(greatest(periods[i], (c ->> 0)::float8),
+                            CASE WHEN (c ->> 0)::float8 >= periods[i]
                             THEN (c ->> 1)::bigint + g ELSE g END, NULL);
                     ELSE  -- the grants still in the window, oldest first, and this one
                         kept := '[]';
                         used := 0;
                         last_t := NULL;
+                        ordered := true;
                         horizon := at - p_lengths[i];
                         es := c -> 2;
                         IF jsonb_typeof(es) = 'array' THEN
                             FOR j IN 0 .. jsonb_array_length(es) - 1 LOOP
                                 e := es -> j;
-                                IF (e ->> 0)::float8 > horizon THEN
+                                t := (e ->> 0)::float8;
+                                IF t > horizon THEN
                                     kept := kept || jsonb_build_array(e);
                                     used := used + (e ->> 1)::bigint;
-                                    last_t := (e ->> 0)::float8;
+                                    IF last_t > t THEN
+                                        ordered := false;
+                                    END IF;
+                                    last_t := t;
                                 END IF;
                             END LOOP;
                         END IF;
-                        kept := CASE WHEN last_t = at  -- merged with a grant at the same time
+                        kept := CASE WHEN NOT ordered OR last_t > at  -- see slide()
+                            THEN {s}.slide(es, horizon, at, g)
+                            WHEN last_t = at  -- merged with a grant at the same time
                             THEN jsonb_set(kept, ARRAY['-1', '1'],
                                 to_jsonb((kept -> -1 ->> 1)::bigint + g))
                             ELSE kept || jsonb_build_array(jsonb_build_array(at, g)) END;
