@@ -70,8 +70,10 @@ class AsyncLimiter:
         policy: Policy | str | Path | None = None,
         store: str | Store = "memory://",
         clock: Clock | None = None,
+        *,
+        timeout: float | None = None,
     ) -> None:
-        self.sync = Limiter(policy, store, clock)
+        self.sync = Limiter(policy, store, clock, timeout=timeout)
         self.policy = self.sync.policy
         self.store = self.sync.store
         self.async_store = self.store.async_store()

@@ -14,7 +14,8 @@ AllowanceError
 ├── AuthenticationError       ``Client``: the service refused the key (401)
 ├── PermissionDenied          ``Client``: the key's scope is too small for the call (403)
 └── StoreError                the store failed (chained ``from`` the driver's error)
-    └── ServiceUnavailable    ``Client``: the service did not answer, or answered 5xx
+    └── StoreUnavailable      not reached in time: down, hung past the timeout, breaker open
+        └── ServiceUnavailable  ``Client``: the service did not answer, or answered 5xx
 """
 
 from __future__ import annotations
@@ -100,6 +101,20 @@ class StoreError(AllowanceError):
     """The store failed; the driver's own error is chained as ``__cause__``."""
 
 
+class StoreUnavailable(StoreError):
+    """The store could not be reached in time: it is down, it did not answer within the
+    timeout, or its circuit breaker is open. ``retry_after``: seconds until a retry may
+    succeed. ``maybe_applied``: whether the request may have reached the store and been
+    applied before its reply was lost (False only when it was certainly never sent)."""
+
+    def __init__(
+        self, message: str, *, retry_after: float = 1.0, maybe_applied: bool = True
+    ) -> None:
+        self.retry_after = retry_after
+        self.maybe_applied = maybe_applied
+        super().__init__(message)
+
+
 class AuthenticationError(AllowanceError):
     """The service refused the key: missing, unknown or revoked (HTTP 401)."""
 
@@ -109,8 +124,8 @@ class PermissionDenied(AllowanceError):
     key asking for a decision."""
 
 
-class ServiceUnavailable(StoreError):
+class ServiceUnavailable(StoreUnavailable):
     """``Client``: the service could not be reached, timed out, or answered 5xx (its store
-    failed), after any retries. A ``StoreError``, so code that handles a failing store around
+    failed), after any retries. A ``StoreUnavailable``, so code that handles a failing store around
     ``Limiter`` (fail open or closed) handles a failing service the same way. The httpx
     error, when there was one, is chained as ``__cause__``."""

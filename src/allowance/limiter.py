@@ -70,6 +70,8 @@ class Limiter:
     ``policy``: a ``Policy``, a policy file path, or None for the built-in policy.
     ``store``: a URL (``memory://``, ``sqlite:///path.db``) or a ``Store``.
     ``clock``: zero-argument callable returning epoch seconds; None = the store's clock.
+    ``timeout``: seconds any one store call may take (Redis, PostgreSQL; a store given by URL);
+    None = the URL's ``?timeout=`` or ``DEFAULT_TIMEOUT``.
     """
 
     def __init__(
@@ -77,9 +79,11 @@ class Limiter:
         policy: Policy | str | Path | None = None,
         store: str | Store = "memory://",
         clock: Clock | None = None,
+        *,
+        timeout: float | None = None,
     ) -> None:
         self.policy = resolve_policy(policy)
-        self.store = store_from_url(store) if isinstance(store, str) else store
+        self.store = store_from_url(store, timeout=timeout) if isinstance(store, str) else store
         self.store.policy = self.policy
         self.clock = clock
 

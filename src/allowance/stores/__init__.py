@@ -10,9 +10,11 @@ from allowance.stores.base import AccountView, Store
 __all__ = ["AccountView", "Store", "store_from_url"]
 
 
-def store_from_url(url: str) -> Store:
+def store_from_url(url: str, *, timeout: float | None = None) -> Store:
     """The store for ``url``: memory://, sqlite:///path.db, redis://host:port/db,
-    redis+cluster://host:port, postgresql://user@host:port/db."""
+    redis+cluster://host:port, postgresql://user@host:port/db. ``timeout`` (seconds) bounds
+    every call to a networked store; it overrides the URL's ``?timeout=`` (default
+    ``DEFAULT_TIMEOUT``)."""
     if not isinstance(url, str) or "://" not in url:
         raise ConfigurationError(
             f"store: expected a URL such as memory:// or sqlite:///allowance.db (got {url!r})"
@@ -29,11 +31,11 @@ def store_from_url(url: str) -> Store:
     if scheme in ("redis", "rediss", "redis+cluster"):
         from allowance.stores.redis import RedisStore
 
-        return RedisStore.from_url(url)
+        return RedisStore.from_url(url, timeout=timeout)
     if scheme in ("postgresql", "postgres"):
         from allowance.stores.postgres import PostgresStore
 
-        return PostgresStore.from_url(url)
+        return PostgresStore.from_url(url, timeout=timeout)
     raise ConfigurationError(
         f"store: unknown scheme {scheme!r} in {url!r}; known: memory://, sqlite:///PATH,"
         " redis://HOST:PORT/DB, redis+cluster://HOST:PORT, postgresql://..."

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from allowance.errors import ConfigurationError
 from allowance.policy import Policy
 from allowance.state import Counter, Hold, IdempotencyRecord
 from allowance.types import Account, Decision
@@ -18,6 +19,28 @@ if TYPE_CHECKING:
     from allowance.stores.keyring import KeyRing
 
 T = TypeVar("T")
+
+#: seconds a networked store (Redis, PostgreSQL) may take for one call, unless ``?timeout=``
+#: or ``Limiter(timeout=)`` says otherwise: long enough for a loaded server, short enough that
+#: a hung one costs a request well under a second
+DEFAULT_TIMEOUT = 0.5
+
+
+def store_timeout(url_value: str | None, override: float | None, url: str) -> float:
+    """The timeout a store uses: ``override`` (from ``Limiter(timeout=)``), else the URL's
+    ``?timeout=`` value in seconds, else ``DEFAULT_TIMEOUT``."""
+    value: object = override if override is not None else url_value
+    if value is None:
+        return DEFAULT_TIMEOUT
+    try:
+        seconds = float("nan") if isinstance(value, bool) else float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        seconds = float("nan")
+    if not 0 < seconds <= 3600:  # also rejects NaN
+        raise ConfigurationError(
+            f"store: timeout must be seconds in (0, 3600] (got {value!r} for {url!r})"
+        )
+    return seconds
 
 
 @dataclass(frozen=True, slots=True)

@@ -151,7 +151,7 @@ class PostgresStore(Store):
                 raise
 
     @classmethod
-    def from_url(cls, url: str) -> PostgresStore:
+    def from_url(cls, url: str, *, timeout: float | None = None) -> PostgresStore:
         conninfo, schema, pool_min, pool_max = parse_url(url)
         return cls(conninfo, schema=schema, pool_min=pool_min, pool_max=pool_max)
 

@@ -105,7 +105,7 @@ class RedisStore(KeySpace, Store):
         self._held = threading.local()
 
     @classmethod
-    def from_url(cls, url: str) -> RedisStore:
+    def from_url(cls, url: str, *, timeout: float | None = None) -> RedisStore:
         rest, prefix, cluster = split_url(url)
         try:
             if cluster:
