@@ -15,11 +15,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
-from allowance import calls
+from allowance import calls, ids
 from allowance.clock import Clock
-from allowance.errors import ReservationNotFound, StoreError, UnknownAccount
-from allowance.limiter import DEFAULT_TTL, Limiter
+from allowance.errors import ReservationNotFound, StoreError, StoreUnavailable, UnknownAccount
+from allowance.limiter import DEFAULT_TTL, Limiter, without_store
 from allowance.policy import Policy
+from allowance.resilience import JOURNAL_SIZE, Mode
 from allowance.stores import Store
 from allowance.stores.base import Outcome
 from allowance.types import Account, Decision, Meter, to_datetime
@@ -72,15 +73,45 @@ class AsyncLimiter:
         clock: Clock | None = None,
         *,
         timeout: float | None = None,
+        on_store_error: Mode | None = None,
+        journal_size: int = JOURNAL_SIZE,
     ) -> None:
-        self.sync = Limiter(policy, store, clock, timeout=timeout)
+        self.sync = Limiter(
+            policy,
+            store,
+            clock,
+            timeout=timeout,
+            on_store_error=on_store_error,
+            journal_size=journal_size,
+        )
+        self.guard = self.sync.guard
         self.policy = self.sync.policy
         self.store = self.sync.store
         self.async_store = self.store.async_store()
         self._batcher = Batcher(self.store, self.policy) if self.store.batches else None
 
     async def _run(self, call: calls.Call[T]) -> T:
+        """As ``Limiter._run``: through the breaker, by the failure mode without the store."""
         now = self.sync._now()
+        guard = self.guard
+        try:
+            guard.breaker.before()
+            try:
+                result = await self._run_on_store(call, now)
+            except StoreUnavailable as exc:
+                exc.retry_after = guard.breaker.failed()
+                raise
+        except StoreUnavailable as exc:
+            return without_store(guard, call, exc, now)
+        if guard.breaker.succeeded() or guard.journal:
+            self.sync._start_flush()  # in a thread, on the sync store
+        return result
+
+    async def flush_journal(self) -> int:
+        """As ``Limiter.flush_journal``."""
+        return await asyncio.to_thread(self.sync.flush_journal)
+
+    async def _run_on_store(self, call: calls.Call[T], now: float | None) -> T:
         if self.async_store is not None:
             return await calls.run_async(self.async_store, self.policy, call, now)
         if self._batcher is not None:
@@ -151,10 +182,12 @@ class AsyncLimiter:
         return AsyncReservation(self, held.hold_id, held.decision, to_datetime(held.expires_at))
 
     async def commit(self, reservation_id: str) -> None:
-        await self._run(calls.commit(self.policy, reservation_id))
+        if not ids.is_degraded(reservation_id):  # see Limiter.commit
+            await self._run(calls.commit(self.policy, reservation_id))
 
     async def release(self, reservation_id: str) -> None:
-        await self._run(calls.release(self.policy, reservation_id))
+        if not ids.is_degraded(reservation_id):
+            await self._run(calls.release(self.policy, reservation_id))
 
     async def usage(self, account: str) -> list[Meter]:
         return await self._run(calls.usage(self.policy, account))

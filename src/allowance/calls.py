@@ -12,6 +12,7 @@ from typing import Any, Generic, TypeVar, cast
 from allowance import ids, ops, validation
 from allowance.errors import ReservationNotFound, UnknownAccount
 from allowance.policy import Policy
+from allowance.resilience import Entry
 from allowance.stores.base import (
     NO_PRELOAD,
     AccountView,
@@ -34,6 +35,10 @@ class Call(Generic[T]):
     fast: ops.Request | None = None  # set when a store's fast path may answer (T = Decision)
     charge: bool = True
     on_reservation: bool = False  # an unknown account means an unknown reservation
+    # a decision (consume, check, reserve): what a failure mode needs to answer without the
+    # store; ``ttl`` is set for a reservation
+    request: ops.Request | None = None
+    ttl: float | None = None
 
 
 def _keyed(req: ops.Request) -> Preload:
@@ -56,6 +61,7 @@ def consume(
         lambda view, now: ops.consume(policy, view, req, now),
         _keyed(req),
         fast=req if req.idempotency_key is None else None,
+        request=req,
     )
 
 
@@ -64,7 +70,11 @@ def check(
 ) -> Call[Decision]:
     req = validation.request(policy, account, feature, amount, partial, None, user)
     return Call(
-        req.account, lambda view, now: ops.check(policy, view, req, now), fast=req, charge=False
+        req.account,
+        lambda view, now: ops.check(policy, view, req, now),
+        fast=req,
+        charge=False,
+        request=req,
     )
 
 
@@ -84,6 +94,8 @@ def reserve(
         req.account,
         lambda view, now: ops.reserve(policy, view, req, seconds, now, ids.new_reservation_id),
         _keyed(req),
+        request=req,
+        ttl=seconds,
     )
 
 
@@ -105,6 +117,14 @@ def release(policy: Policy, reservation_id: str) -> Call[None]:
         Preload(hold_id=reservation_id),
         on_reservation=True,
     )
+
+
+def record(policy: Policy, entry: Entry) -> Call[bool]:
+    """Charge one journaled degraded grant (``ops.record``)."""
+    req = ops.Request(
+        entry.account, entry.feature, entry.amount, False, entry.idempotency_key, entry.user
+    )
+    return Call(req.account, lambda view, now: ops.record(policy, view, req, now), _keyed(req))
 
 
 def usage(policy: Policy, account: object) -> Call[list[Meter]]:

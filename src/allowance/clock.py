@@ -5,11 +5,32 @@ A clock is a zero-argument callable returning epoch seconds (float, UTC).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from allowance.errors import ConfigurationError
+
 Clock = Callable[[], float]
+
+# the times a limiter accepts: after 1970 and before the year 9000, so that every window's
+# bounds (a month ahead, in any time zone) stay inside what datetime can represent
+MAX_TIME = 221_845_392_000.0  # 9000-01-01T00:00:00Z
+
+
+def checked(value: object) -> float:
+    """A clock's reading as epoch seconds; ``ConfigurationError`` for anything that is not a
+    finite time in 1970..9000 (NaN, inf, a string, a year-9999 time)."""
+    try:
+        seconds = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        seconds = math.nan
+    if isinstance(value, bool) or not 0.0 <= seconds < MAX_TIME:  # NaN fails both
+        raise ConfigurationError(
+            f"clock: returned {value!r}; expected epoch seconds between 1970 and the year 9000"
+        )
+    return seconds
 
 
 def system_clock() -> float:

@@ -16,6 +16,25 @@ def new_reservation_id(account: str, expires_at: float) -> str:
     return f"r{secrets.token_hex(10)}.{int(expires_at * 1000):x}.{tag}"
 
 
+DEGRADED_PREFIX = "d"
+
+
+def new_degraded_reservation_id() -> str:
+    """The id of a reservation granted without the store (``on_store_error: allow``): it holds
+    nothing in any store, so committing or releasing it does nothing (its units were journaled
+    as used when it was granted)."""
+    return f"{DEGRADED_PREFIX}{secrets.token_hex(10)}"
+
+
+def is_degraded(reservation_id: object) -> bool:
+    return (
+        isinstance(reservation_id, str)
+        and len(reservation_id) == 21
+        and reservation_id.startswith(DEGRADED_PREFIX)
+        and all(c in "0123456789abcdef" for c in reservation_id[1:])
+    )
+
+
 def _parts(reservation_id: object) -> tuple[str, float] | None:
     if not isinstance(reservation_id, str) or not reservation_id.startswith("r"):
         return None

@@ -4,19 +4,24 @@ atomically in the store. Time is the injected ``clock`` or, without one, the sto
 
 from __future__ import annotations
 
+import logging
+import threading
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Protocol
+from typing import Any, Protocol, TypeVar, cast
 
-from allowance import calls, validation
-from allowance.clock import Clock
-from allowance.errors import ReservationNotFound, UnknownAccount
+from allowance import calls, ids, ops, validation
+from allowance.clock import Clock, checked, system_clock
+from allowance.errors import AllowanceError, ReservationNotFound, StoreUnavailable, UnknownAccount
 from allowance.policy import Policy, builtin_policy, load_policy
+from allowance.resilience import FLUSH_BATCH, JOURNAL_SIZE, Mode, StoreGuard
 from allowance.stores import Store, store_from_url
 from allowance.types import Account, Decision, Meter, to_datetime
 
 DEFAULT_TTL = 900.0
+T = TypeVar("T")
+log = logging.getLogger("allowance.store")
 
 
 def resolve_policy(policy: Policy | str | Path | None) -> Policy:
@@ -72,6 +77,9 @@ class Limiter:
     ``clock``: zero-argument callable returning epoch seconds; None = the store's clock.
     ``timeout``: seconds any one store call may take (Redis, PostgreSQL; a store given by URL);
     None = the URL's ``?timeout=`` or ``DEFAULT_TIMEOUT``.
+    ``on_store_error``: ``"deny"`` or ``"allow"``, what a decision answers when the store fails
+    (replaces the policy's top-level ``on_store_error``; a feature's own setting still wins).
+    ``journal_size``: degraded grants kept for charging later (see ``resilience.py``).
     """
 
     def __init__(
@@ -81,14 +89,19 @@ class Limiter:
         clock: Clock | None = None,
         *,
         timeout: float | None = None,
+        on_store_error: Mode | None = None,
+        journal_size: int = JOURNAL_SIZE,
     ) -> None:
         self.policy = resolve_policy(policy)
+        mode = validation.store_error_mode(on_store_error)
+        size = validation.journal_size(journal_size)
         self.store = store_from_url(store, timeout=timeout) if isinstance(store, str) else store
         self.store.policy = self.policy
         self.clock = clock
+        self.guard = StoreGuard(self.policy, mode, size)
 
     def _now(self) -> float | None:
-        return None if self.clock is None else float(self.clock())
+        return None if self.clock is None else checked(self.clock())
 
     # accounts -----------------------------------------------------------------------------
     def account_id(self, account: object) -> str:
@@ -129,7 +142,7 @@ class Limiter:
     ) -> Decision:
         """Decide and, if granted, charge every limit of the feature, all or nothing."""
         call = calls.consume(self.policy, account, feature, amount, partial, idempotency_key, user)
-        return calls.run(self.store, self.policy, call, self._now())
+        return self._run(call)
 
     def check(
         self,
@@ -143,7 +156,7 @@ class Limiter:
     ) -> Decision:
         """What ``consume`` would answer now; charges nothing, ignores idempotency keys."""
         call = calls.check(self.policy, account, feature, amount, partial, user)
-        return calls.run(self.store, self.policy, call, self._now())
+        return self._run(call)
 
     def reserve(
         self,
@@ -160,28 +173,90 @@ class Limiter:
         call = calls.reserve(
             self.policy, account, feature, amount, ttl, partial, idempotency_key, user
         )
-        held = calls.run(self.store, self.policy, call, self._now())
+        held = self._run(call)
         return Reservation(self, held.hold_id, held.decision, to_datetime(held.expires_at))
 
     def commit(self, reservation_id: str) -> None:
         """Make a reservation's units final; ``ReservationExpired`` after its expiry."""
-        calls.run(self.store, self.policy, calls.commit(self.policy, reservation_id), self._now())
+        if ids.is_degraded(reservation_id):
+            return  # granted without the store: journaled as used when it was granted
+        self._run(calls.commit(self.policy, reservation_id))
 
     def release(self, reservation_id: str) -> None:
         """Return a reservation's units to the windows they came from."""
-        call = calls.release(self.policy, reservation_id)
-        calls.run(self.store, self.policy, call, self._now())
+        if ids.is_degraded(reservation_id):
+            return  # nothing is held in the store; its journaled charge stands
+        self._run(calls.release(self.policy, reservation_id))
 
     def usage(self, account: str) -> list[Meter]:
         """One meter per limit of the account's plan that it has access to."""
-        return calls.run(self.store, self.policy, calls.usage(self.policy, account), self._now())
+        return self._run(calls.usage(self.policy, account))
 
     # upkeep -------------------------------------------------------------------------------
     def sweep(self) -> int:
         """Delete expired records now (stores also do this by themselves, a little at a time)."""
         return self.store.sweep(self._now())
 
+    def flush_journal(self) -> int:
+        """Charge the journaled degraded grants now (the limiter starts this by itself once
+        the store answers again); stops at the first store failure. Returns how many it
+        charged (an entry the store already knew, by its idempotency key, is not counted)."""
+        journal = self.guard.journal
+        if not journal.flushing.acquire(blocking=False):
+            return 0  # another thread is at it
+        charged = 0
+        try:
+            while batch := journal.take(FLUSH_BATCH):
+                for entry in batch:
+                    try:
+                        call = calls.record(self.policy, entry)
+                        charged += calls.run(self.store, self.policy, call, entry.now)
+                        self.guard.breaker.succeeded()
+                    except StoreUnavailable:
+                        self.guard.breaker.failed()
+                        return charged
+                    except AllowanceError as exc:  # the account was deleted, say: nothing to do
+                        log.warning(
+                            "journal: dropped a degraded grant for %r: %s", entry.account, exc
+                        )
+                    journal.done(1)
+        finally:
+            journal.flushing.release()
+        return charged
+
+    def _run(self, call: calls.Call[T]) -> T:
+        """Run ``call`` on the store through the breaker; without the store, answer by the
+        failure mode."""
+        now = self._now()
+        guard = self.guard
+        try:
+            guard.breaker.before()
+            try:
+                result = calls.run(self.store, self.policy, call, now)
+            except StoreUnavailable as exc:
+                exc.retry_after = guard.breaker.failed()
+                raise
+        except StoreUnavailable as exc:
+            return without_store(guard, call, exc, now)
+        if guard.breaker.succeeded() or guard.journal:
+            self._start_flush()
+        return result
+
+    def _start_flush(self) -> None:
+        journal = self.guard.journal
+        if journal and not journal.flushing.locked():
+            threading.Thread(
+                target=self.flush_journal, name="allowance-journal", daemon=True
+            ).start()
+
     def close(self) -> None:
+        if self.guard.journal:
+            self.flush_journal()
+            if self.guard.journal:
+                log.warning(
+                    "journal: %d degraded grants could not be charged before closing",
+                    len(self.guard.journal),
+                )
         self.store.close()
 
     def __enter__(self) -> Limiter:
@@ -194,3 +269,23 @@ class Limiter:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def without_store(
+    guard: StoreGuard, call: calls.Call[T], exc: StoreUnavailable, now: float | None
+) -> T:
+    """What ``call`` answers when the store is unavailable: ``exc`` again, unless it is a
+    decision on a feature whose failure mode is ``allow`` (a degraded grant)."""
+    req = call.request
+    if req is None:
+        raise exc
+    at = system_clock() if now is None else now
+    # a reservation journals under its own key: the caller's key names a reserve, not a charge
+    key = req.idempotency_key if call.ttl is None else None
+    decision = guard.degrade(
+        exc, req.feature, req.amount, req.account, req.user, key, at, call.charge
+    )
+    if call.ttl is None:
+        return cast(T, decision)
+    held: Any = ops.Held(decision, ids.new_degraded_reservation_id(), at + call.ttl)
+    return cast(T, held)

@@ -17,6 +17,7 @@ from allowance.errors import (
 )
 from allowance.ids import reservation_expiry
 from allowance.policy import Policy
+from allowance.resilience import degraded_decision
 from allowance.state import COMMITTED, EXPIRED, HELD, RELEASED, Counter, Hold, IdempotencyRecord
 from allowance.stores.base import AccountView
 from allowance.types import Decision, Meter
@@ -215,6 +216,36 @@ def release(policy: Policy, view: AccountView, hold_id: str, now: float) -> None
     view.save_counters(counters)
     hold.state = RELEASED
     view.put_hold(hold)
+
+
+def record(policy: Policy, view: AccountView, req: Request, now: float) -> bool:
+    """Charge a degraded grant from the journal (see resilience.py) at the time it was granted:
+    every limit of the feature counts ``req.amount``, past its max if need be (the units were
+    given). Under ``req.idempotency_key``, so a key the store already knows charges nothing: the
+    caller's own retry came first, or this charge's reply was lost. True when it charged."""
+    key = req.idempotency_key
+    assert key is not None
+    found = view.get_idempotency(key)
+    if found is not None and found.expires_at > now:
+        return False
+    _plan(policy, view)
+    settle_due_holds(policy, view, now)
+    counters = view.counters(policy.limit_names(req.feature))
+    for limit in policy.limits_of(req.feature):
+        limit.window.charge(counters[limit.name], req.amount, now)
+    view.save_counters(counters)
+    granted = degraded_decision(req.amount)
+    view.put_idempotency(
+        key,
+        IdempotencyRecord(
+            "consume",
+            req.feature,
+            req.amount,
+            granted.to_json(quota=True, at=now),
+            now + IDEMPOTENCY_TTL,
+        ),
+    )
+    return True
 
 
 def usage(policy: Policy, view: AccountView, now: float) -> list[Meter]:

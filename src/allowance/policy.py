@@ -21,6 +21,7 @@ from allowance.policy_schema import (
     LimitSpec,
     PlanSpec,
     PolicySpec,
+    StoreErrorMode,
     WindowSpec,
     spec_to_data,
 )
@@ -42,6 +43,7 @@ class Plan:
 class Feature:
     name: str
     title: str
+    on_store_error: StoreErrorMode | None = None  # None: the policy's (or the Limiter's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,8 +96,13 @@ class Policy:
             Plan(p.name, p.title or p.name.capitalize(), i) for i, p in enumerate(spec.plans)
         )
         self.plan_by_name = {p.name: p for p in self.plans}
+        self.on_store_error: StoreErrorMode = spec.on_store_error
         self.features = {
-            name: Feature(name, (f.title if f is not None and f.title else name))
+            name: Feature(
+                name,
+                (f.title if f is not None and f.title else name),
+                None if f is None else f.on_store_error,
+            )
             for name, f in spec.features.items()
         }
         limits: dict[str, Limit] = {}

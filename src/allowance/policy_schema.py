@@ -52,8 +52,12 @@ class PlanSpec(_Strict):
     title: str | None = Field(default=None, min_length=1, max_length=100)
 
 
+StoreErrorMode = Literal["deny", "allow"]
+
+
 class FeatureSpec(_Strict):
     title: str | None = Field(default=None, min_length=1, max_length=100)
+    on_store_error: StoreErrorMode | None = None  # None: the policy's
 
 
 class WindowSpec(_Strict):
@@ -117,6 +121,7 @@ class LimitSpec(_Strict):
 class PolicySpec(_Strict):
     version: Literal[1] = 1
     timezone: str = "UTC"
+    on_store_error: StoreErrorMode = "deny"
     plans: list[PlanSpec] = Field(min_length=1)
     features: dict[str, FeatureSpec | None] = Field(min_length=1)
     limits: dict[str, LimitSpec] = Field(default_factory=dict)
@@ -161,13 +166,24 @@ def spec_to_data(spec: PolicySpec) -> dict[str, Any]:
             entry["per_seat"] = True
         entry["plans"] = {p: cell(c, lim.per_seat) for p, c in lim.plans.items()}
         limits[name] = entry
-    return {
+    data: dict[str, Any] = {
         "version": spec.version,
         "timezone": spec.timezone,
         "plans": [{"name": p.name, **({"title": p.title} if p.title else {})} for p in spec.plans],
-        "features": {
-            f: ({"title": s.title} if s is not None and s.title else None)
-            for f, s in spec.features.items()
-        },
+        "features": {f: _feature_data(s) for f, s in spec.features.items()},
         "limits": limits,
     }
+    if spec.on_store_error != "deny":
+        data["on_store_error"] = spec.on_store_error
+    return data
+
+
+def _feature_data(spec: FeatureSpec | None) -> dict[str, Any] | None:
+    if spec is None:
+        return None
+    data: dict[str, Any] = {}
+    if spec.title:
+        data["title"] = spec.title
+    if spec.on_store_error is not None:
+        data["on_store_error"] = spec.on_store_error
+    return data or None

@@ -309,7 +309,11 @@ def error(op: Op[Any], response: httpx.Response) -> AllowanceError:
     if status == 401:
         return AuthenticationError(detail)
     if status >= 500:
-        return ServiceUnavailable(f"{op.method} {op.path}: the service answered {status}: {detail}")
+        asked = str(response.headers.get("retry-after", ""))
+        return ServiceUnavailable(
+            f"{op.method} {op.path}: the service answered {status}: {detail}",
+            retry_after=float(asked) if asked.isdigit() else 1.0,
+        )
     return AllowanceError(f"{op.method} {op.path}: unexpected answer {status}: {detail}")
 
 

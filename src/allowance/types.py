@@ -83,7 +83,8 @@ class Decision:
     charged limits after this decision (None when all are unlimited or for ``no_access``).
     ``resets_at`` / ``retry_after`` say when this same request would fit again (None when
     granted, or when it can never fit under the plan). ``upgrade`` is the cheapest higher plan
-    on which it would be granted now. ``message`` is one sentence for a person.
+    on which it would be granted now. ``message`` is one sentence for a person. ``degraded``:
+    granted without the store, by the feature's ``on_store_error: allow``.
     """
 
     allowed: bool
@@ -101,6 +102,9 @@ class Decision:
     # the binding limit (None for no_access or when every limit is unlimited); lazy like the
     # message where a store's fast path would have to replay the engine for it
     _quota: Quota | Callable[[], Quota | None] | None = None
+    # granted without the store (it failed and the feature's on_store_error is "allow"): the
+    # grant is journaled and charged when the store is back
+    degraded: bool = False
 
     @property
     def message(self) -> str:
@@ -133,6 +137,7 @@ class Decision:
             self.upgrade,
             self.message,
             self.fair_use_exceeded,
+            self.degraded,
         )
 
     def __eq__(self, other: object) -> bool:
@@ -153,6 +158,7 @@ class Decision:
                     "upgrade",
                     "message",
                     "fair_use_exceeded",
+                    "degraded",
                 ),
                 self._key(),
                 strict=True,
@@ -176,6 +182,7 @@ class Decision:
             "upgrade": self.upgrade,
             "message": self.message,
             "fair_use_exceeded": self.fair_use_exceeded,
+            "degraded": self.degraded,
         }
         if quota:
             binding = self.quota
@@ -200,6 +207,7 @@ class Decision:
             _message=data.get("message", ""),
             fair_use_exceeded=bool(data.get("fair_use_exceeded", False)),
             _quota=None if quota is None else Quota.from_json(quota, now),
+            degraded=bool(data.get("degraded", False)),
         )
 
 

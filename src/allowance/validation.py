@@ -12,6 +12,7 @@ from allowance.errors import (
 )
 from allowance.ops import Request
 from allowance.policy import Policy
+from allowance.resilience import Mode
 
 MAX_AMOUNT = 1_000_000
 MAX_SEATS = 1_000_000
@@ -72,3 +73,16 @@ def ttl(value: object) -> float:
     ):
         raise InvalidRequest("ttl", value, "expected seconds, more than 0 and at most 7 days")
     return float(value)
+
+
+def store_error_mode(value: object) -> Mode | None:
+    """``on_store_error`` of a limiter: None (the policy's), "deny" or "allow"."""
+    if value is None or value == "deny" or value == "allow":
+        return value
+    raise InvalidRequest("on_store_error", value, "expected 'deny' or 'allow'")
+
+
+def journal_size(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10_000_000:
+        raise InvalidRequest("journal_size", value, "expected a whole number in 0..10,000,000")
+    return value

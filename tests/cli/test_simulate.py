@@ -34,6 +34,7 @@ DENIED_1535 = {
         "It resets on Tue 24 Nov at 15:10 UTC, or upgrade to Max for 60 a day."
     ),
     "fair_use_exceeded": False,
+    "degraded": False,
 }
 GRANTED_1610 = {
     "at": "2026-11-24T16:10:00Z",
@@ -53,6 +54,7 @@ GRANTED_1610 = {
         "transformation tools left."
     ),
     "fair_use_exceeded": False,
+    "degraded": False,
 }
 
 

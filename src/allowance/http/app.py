@@ -49,6 +49,7 @@ def create_app(
 ) -> FastAPI:
     """The service over ``limiter``. ``bootstrap``: a secret made an admin key at start-up."""
     metrics = Metrics()
+    metrics.watch(limiter.guard)
     ring = limiter.store.keyring()
     svc = Service(limiter, ring, KeyCache(ring, lambda: svc.now(), key_cache_ttl), metrics)
 

@@ -4,10 +4,14 @@ process, as in tests, do not collide)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
 
+from allowance.resilience import StoreGuard
 from allowance.types import Decision
 
 PRUNE_AT = 10_000
@@ -51,6 +55,10 @@ class Metrics:
         )
         gauge.set_function(self._count_open)
 
+    def watch(self, guard: StoreGuard) -> None:
+        """Expose the limiter's breaker and journal (read at each scrape)."""
+        self.registry.register(GuardCollector(guard))
+
     def decided(self, operation: str, feature: str, decision: Decision, seconds: float) -> None:
         outcome = decision.outcome
         labels = (operation, feature, decision.limit or "", outcome)
@@ -84,3 +92,34 @@ class Metrics:
         for rid in [rid for rid, until in self._open.items() if until <= now]:
             del self._open[rid]
         return len(self._open)
+
+
+class GuardCollector(Collector):
+    """The failure-mode figures of CONTRACT section 7, read from the limiter's ``StoreGuard``
+    when scraped (the decision path only bumps plain integers)."""
+
+    def __init__(self, guard: StoreGuard) -> None:
+        self.guard = guard
+
+    def collect(self) -> Iterator[Any]:
+        guard = self.guard
+        yield GaugeMetricFamily(
+            "allowance_store_breaker_open",
+            "1 while the store's circuit breaker is open (decisions do not wait on the store)",
+            value=1.0 if guard.breaker.is_open else 0.0,
+        )
+        yield CounterMetricFamily(
+            "allowance_degraded_decisions",
+            "Decisions granted without the store (on_store_error: allow)",
+            value=guard.degraded,
+        )
+        yield GaugeMetricFamily(
+            "allowance_journal_entries",
+            "Degraded grants waiting to be charged to the store",
+            value=len(guard.journal),
+        )
+        yield CounterMetricFamily(
+            "allowance_degraded_unrecorded",
+            "Degraded grants not journaled: their request may have reached the store already",
+            value=guard.journal.unrecorded,
+        )

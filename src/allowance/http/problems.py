@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from typing import Any
 
 from starlette.responses import Response
@@ -17,6 +18,7 @@ from allowance.errors import (
     ReservationExpired,
     ReservationNotFound,
     StoreError,
+    StoreUnavailable,
     UnknownAccount,
 )
 
@@ -122,9 +124,15 @@ def _answer(exc: BaseException) -> Problem:
             "Store unavailable",
             "the store did not answer; retry shortly (under the same idempotency key a "
             "retry never charges twice)",
-            headers={"Retry-After": "1"},
+            headers={"Retry-After": retry_after_header(exc)},
         )
     return internal()
+
+
+def retry_after_header(exc: StoreError) -> str:
+    """Whole seconds, at least 1 (the breaker's cooldown when it is open)."""
+    seconds = exc.retry_after if isinstance(exc, StoreUnavailable) else 1.0
+    return str(max(1, math.ceil(seconds)))
 
 
 def internal() -> Problem:

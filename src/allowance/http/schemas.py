@@ -26,6 +26,7 @@ EXAMPLE_DECISION = {
     "message": "You have reached your daily limit of 30 generations for image transformation "
     "tools. It resets on Tue 24 Nov at 15:10 UTC, or upgrade to Max for 60 a day.",
     "fair_use_exceeded": False,
+    "degraded": False,
 }
 
 
@@ -103,6 +104,9 @@ class DecisionBody(BaseModel):
     upgrade: str | None
     message: str
     fair_use_exceeded: bool
+    degraded: bool = Field(
+        description="granted without the store (its on_store_error is allow); charged later"
+    )
 
 
 class ReservationBody(BaseModel):
