@@ -25,6 +25,7 @@ from allowance.state import Counter
 
 SWEEP_EVERY = 512
 SWEEP_BATCH = 2 * SWEEP_EVERY  # more than the operations in between can add
+SWEEP_INTERVAL = 300.0  # seconds between the service's full sweeps (`serve --sweep-interval`)
 
 
 def spent(policy: Policy, name: str, counter: Counter, now: float) -> bool:
