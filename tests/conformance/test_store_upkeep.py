@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
 from typing import Any
 
 from psycopg import sql
 
-from allowance import Limiter, ManualClock
+from allowance import AsyncLimiter, Limiter, ManualClock
 from allowance.stores.redis_common import decode_counters
 
 
@@ -156,3 +157,32 @@ def test_sweep_reclaims_spent_counters_and_keeps_later_ones(
     assert limiter.sweep() == 0
     exports = next(m for m in limiter.usage("later") if m.limit == "exports")
     assert exports.used == 1  # still counted: a step back never grants it again
+
+
+def test_async_stores_keep_up_and_reclaim_too(store_url: str, clock: ManualClock) -> None:
+    """The same cleanup through ``AsyncLimiter`` (PostgreSQL has its own async store)."""
+
+    async def main() -> None:
+        async with AsyncLimiter(store=store_url, clock=clock) as lim:
+            await lim.set_account("busy", plan="max")
+            await lim.set_account("idle", plan="pro")
+            for feature in IDLE_KINDS:
+                await lim.consume("idle", feature)
+            kept = []
+            for day in range(2):
+                for n in range(PER_DAY):
+                    key = f"op-{day}-{n}"
+                    await lim.consume("busy", "export.standard", idempotency_key=key)
+                    clock.advance(DAY / PER_DAY)
+                kept.append(len(idempotency_keys(lim.sync)))
+            clock.set("2026-12-02T00:00:00Z")
+            removed = await lim.sweep()
+            if _is_redis(lim.sync):  # records and counters expire by TTL there
+                return
+            assert removed >= len(kept)
+            assert max(kept) <= 1.6 * PER_DAY, kept
+            assert idempotency_keys(lim.sync) == []
+            assert counter_names(lim.sync, "idle") == set()
+            assert await lim.sweep() == 0
+
+    asyncio.run(main())
