@@ -25,6 +25,7 @@ from allowance.cli.common import (
 from allowance.keys import SCOPES, new_key
 from allowance.limiter import Limiter
 from allowance.stores import store_from_url
+from allowance.stores.upkeep import SWEEP_INTERVAL
 from allowance.types import to_datetime
 
 BOOTSTRAP_ENV = "ALLOWANCE_BOOTSTRAP_KEY"
@@ -40,6 +41,12 @@ def serve(
     policy: PolicyOption = None,
     workers: Annotated[int, typer.Option(min=1, max=64, help="Worker processes.")] = 1,
     log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "info",
+    sweep_interval: Annotated[
+        float,
+        typer.Option(
+            min=0, help="Seconds between cleanups of expired records and spent counters (0: off)."
+        ),
+    ] = SWEEP_INTERVAL,
 ) -> None:
     """Serve the HTTP API (OpenAPI at /openapi.json).
 
@@ -69,6 +76,7 @@ def serve(
             ring.add(key)
             _announce(store, secret)
     os.environ["ALLOWANCE_STORE"] = store
+    os.environ["ALLOWANCE_SWEEP_INTERVAL"] = repr(sweep_interval)
     os.environ["ALLOWANCE_POLICY"] = "" if policy is None else str(Path(policy).resolve())
     uvicorn.run(
         "allowance.http.app:app_from_env",

@@ -31,6 +31,8 @@ from allowance.http.metrics import Metrics
 from allowance.http.problems import Problem, for_status, from_error, invalid
 from allowance.http.routes import Service, problem_content, router
 from allowance.http.segments import AccountSegments
+from allowance.http.upkeep import start_sweeping
+from allowance.stores.upkeep import SWEEP_INTERVAL
 
 log = logging.getLogger("allowance.http")
 JSON_TYPES = ("application/json", "application/problem+json", "")
@@ -46,8 +48,10 @@ def create_app(
     *,
     bootstrap: str | None = None,
     key_cache_ttl: float = CACHE_TTL,
+    sweep_interval: float = 0.0,
 ) -> FastAPI:
-    """The service over ``limiter``. ``bootstrap``: a secret made an admin key at start-up."""
+    """The service over ``limiter``. ``bootstrap``: a secret made an admin key at start-up;
+    ``sweep_interval``: seconds between cleanups of expired records (0: none)."""
     metrics = Metrics()
     metrics.watch(limiter.guard)
     ring = limiter.store.keyring()
@@ -60,7 +64,10 @@ def create_app(
         )
         if not usable:
             log.warning("ALLOWANCE_BOOTSTRAP_KEY names a revoked key; it stays revoked")
+        sweeper = start_sweeping(limiter, sweep_interval)
         yield
+        if sweeper is not None:
+            sweeper.cancel()
         for handler in access_log.handlers:
             handler.flush()  # the access lines still batched
         await limiter.close()
@@ -178,9 +185,9 @@ def validation_problem(errors: Any) -> Problem:
 
 
 def app_from_env() -> ASGIApp:
-    """For uvicorn's ``factory=True``: ``ALLOWANCE_STORE``, ``ALLOWANCE_POLICY`` and
-    ``ALLOWANCE_BOOTSTRAP_KEY`` as ``allowance serve`` set them; ``ALLOWANCE_CLOCK_FILE``
-    (tests only) makes the time the number in that file."""
+    """For uvicorn's ``factory=True``: ``ALLOWANCE_STORE``, ``ALLOWANCE_POLICY``,
+    ``ALLOWANCE_BOOTSTRAP_KEY`` and ``ALLOWANCE_SWEEP_INTERVAL`` as ``allowance serve`` set them;
+    ``ALLOWANCE_CLOCK_FILE`` (tests only) makes the time the number in that file."""
     from allowance.http.logs import configure
 
     configure()
@@ -191,4 +198,5 @@ def app_from_env() -> ASGIApp:
         clock=FileClock(clock_file) if clock_file else None,
     )
     bootstrap = os.environ.get("ALLOWANCE_BOOTSTRAP_KEY") or None
-    return serve_app(create_app(limiter, bootstrap=bootstrap))
+    interval = float(os.environ.get("ALLOWANCE_SWEEP_INTERVAL") or SWEEP_INTERVAL)
+    return serve_app(create_app(limiter, bootstrap=bootstrap, sweep_interval=interval))

@@ -2,8 +2,9 @@
 exit; for tests, ``simulate`` and single-process apps.
 
 Cleanup: idempotency records and settled holds are kept in insertion order and dropped from the
-front once expired, a slice at a time every few thousand operations, so the store stays bounded
-by its accounts (each has at most one counter per limit; sliding entries are pruned on write).
+front once expired, a batch every few hundred operations (more than those operations add, see
+``upkeep.py``), and the counters of idle accounts whose windows have passed are dropped too, so
+the store stays bounded by its accounts.
 """
 
 from __future__ import annotations
@@ -21,11 +22,10 @@ from allowance.ops import HOLD_KEEP
 from allowance.state import HELD, AccountState, Counter, Hold, IdempotencyRecord
 from allowance.stores.base import NO_PRELOAD, AccountView, Preload, Store
 from allowance.stores.keyring import KeyRing
+from allowance.stores.upkeep import SWEEP_BATCH, SWEEP_EVERY, spent
 from allowance.types import Account
 
 T = TypeVar("T")
-SWEEP_EVERY = 4096
-SWEEP_BATCH = 1000
 
 
 class MemoryView(AccountView):
@@ -85,6 +85,7 @@ class MemoryStore(Store):
         self._holds: OrderedDict[str, Hold] = OrderedDict()
         self._idempotency: OrderedDict[tuple[str, str], IdempotencyRecord] = OrderedDict()
         self._ops = 0
+        self._scan: list[str] = []  # accounts whose counters the next sweeps look at
 
     @classmethod
     def from_url(cls, url: str) -> MemoryStore:
@@ -150,6 +151,27 @@ class MemoryStore(Store):
                     ops.settle_due_holds(self.policy, MemoryView(self, hold.account, state), now)
             del holds[hold_id]
             removed += 1
+        return removed + self._reclaim_counters(now, batch)
+
+    def _reclaim_counters(self, now: float, batch: int | None) -> int:
+        """Drop spent counters of the next ``batch`` accounts (all when None), resuming where
+        the last call stopped."""
+        policy = self.policy
+        if policy is None:
+            return 0
+        if batch is None or not self._scan:
+            self._scan = list(self._accounts)
+        cut = 0 if batch is None else max(0, len(self._scan) - batch)
+        todo, self._scan = self._scan[cut:], self._scan[:cut]
+        removed = 0
+        for account_id in todo:
+            state = self._accounts.get(account_id)
+            if state is None:
+                continue
+            counters = state.counters
+            for name in [n for n, c in counters.items() if spent(policy, n, c, now)]:
+                del counters[name]
+                removed += 1
         return removed
 
     def _make_keyring(self) -> KeyRing:

@@ -70,8 +70,9 @@ from psycopg_pool import ConnectionPool
 
 from allowance import ops
 from allowance.errors import ConfigurationError, StoreError, UnknownAccount
-from allowance.ops import HOLD_KEEP, Request
+from allowance.ops import Request
 from allowance.policy import Policy
+from allowance.stores import postgres_upkeep as upkeep
 from allowance.stores.base import NO_PRELOAD, AccountView, AsyncStore, Preload, Store
 from allowance.stores.keyring import KeyRing
 from allowance.stores.postgres_common import (
@@ -128,6 +129,7 @@ class PostgresStore(Store):
         self.schema = schema
         self.pool_min, self.pool_max = pool_min, pool_max
         self.sql = queries(schema)
+        self._scan_from = ""  # the account after which the next sweep looks at counters
         self._specs: dict[tuple[int, str], FastSpec] = {}  # (policy, feature) -> decide() spec
         self._ops = itertools.count(1)
         self._prepared = Prepared()  # the fast path's, on each connection
@@ -340,14 +342,29 @@ class PostgresStore(Store):
                         lambda view, t: ops.settle_due_holds(policy, view, t),
                         NO_PRELOAD,
                     )
-        removed = 0
+        removed, size = 0, batch or SWEEP_BATCH
+        if batch is None:
+            self._scan_from = ""  # every account, from the first
         with Translate(), self._pool.connection() as conn:
-            for statement, cutoff in (
-                (q["sweep_idempotency"], now),
-                (q["sweep_holds"], now - HOLD_KEEP),
-            ):
-                removed += conn.execute(statement, (cutoff, batch)).rowcount
-        return removed
+            while True:  # one batch, or (batch None) batches until nothing is left
+                deleted = sum(
+                    conn.execute(st, args).rowcount for st, args in upkeep.deletes(q, now, size)
+                )
+                wrapped, counters = True, 0
+                if policy is not None:
+                    with conn.transaction():
+                        rows = conn.execute(
+                            upkeep.upkeep_queries(self.schema)["accounts"],
+                            (self._scan_from, size),
+                        ).fetchall()
+                        writes, counters = upkeep.counter_writes(policy, self.schema, rows, now)
+                        for st, args in writes:
+                            conn.execute(st, args)
+                    wrapped = len(rows) < size
+                    self._scan_from = "" if wrapped else rows[-1][0]
+                removed += deleted + counters
+                if batch is not None or (deleted == 0 and wrapped):
+                    return removed
 
     def _make_keyring(self) -> KeyRing:
         from allowance.stores.keyring import PostgresKeyRing

@@ -26,9 +26,10 @@ from psycopg_pool import AsyncConnectionPool
 
 from allowance import ops
 from allowance.errors import StoreError, UnknownAccount
-from allowance.ops import HOLD_KEEP, Request
+from allowance.ops import Request
 from allowance.policy import Policy
 from allowance.stores import postgres_common as common
+from allowance.stores import postgres_upkeep as upkeep
 from allowance.stores.base import NO_PRELOAD, AccountView, AsyncStore, Preload
 from allowance.stores.postgres_common import (
     BEGIN,
@@ -74,6 +75,7 @@ class AsyncPostgresStore(AsyncStore):
         self.conninfo = conninfo
         self.schema = schema
         self.sql = queries(schema)
+        self._scan_from = ""  # the account after which the next sweep looks at counters
         self._specs: dict[tuple[int, str], FastSpec] = {}  # (policy, feature) -> decide() spec
         self._prepared = Prepared()  # the fast path's, on each connection
         self.policy: Policy | None = None
@@ -292,15 +294,31 @@ class AsyncPostgresStore(AsyncStore):
                         lambda view, t: ops.settle_due_holds(policy, view, t),
                         NO_PRELOAD,
                     )
-        removed = 0
+        removed, size = 0, batch or common.SWEEP_BATCH
+        if batch is None:
+            self._scan_from = ""  # every account, from the first
         with Translate():
             async with self._connection() as conn:
-                for statement, cutoff in (
-                    (q["sweep_idempotency"], now),
-                    (q["sweep_holds"], now - HOLD_KEEP),
-                ):
-                    removed += (await conn.execute(statement, (cutoff, batch))).rowcount
-        return removed
+                while True:  # one batch, or (batch None) batches until nothing is left
+                    deleted = 0
+                    for st, args in upkeep.deletes(q, now, size):
+                        deleted += (await conn.execute(st, args)).rowcount
+                    wrapped, counters = True, 0
+                    if policy is not None:
+                        async with conn.transaction():
+                            cur = await conn.execute(
+                                upkeep.upkeep_queries(self.schema)["accounts"],
+                                (self._scan_from, size),
+                            )
+                            rows = await cur.fetchall()
+                            writes, counters = upkeep.counter_writes(policy, self.schema, rows, now)
+                            for st, args in writes:
+                                await conn.execute(st, args)
+                        wrapped = len(rows) < size
+                        self._scan_from = "" if wrapped else rows[-1][0]
+                    removed += deleted + counters
+                    if batch is not None or (deleted == 0 and wrapped):
+                        return removed
 
     async def close(self) -> None:
         async with self._opening:  # after an opening in progress, so its pool is closed too

@@ -28,8 +28,8 @@ _encode = json.JSONEncoder(separators=(",", ":")).encode
 
 # 2: the decide() function of the fast path; 3: its typed-spec version; 4: clock steps back
 SCHEMA_VERSION = 4
-SWEEP_EVERY = 2048
-SWEEP_BATCH = 500
+SWEEP_EVERY = 512  # upkeep.py: a batch larger than what the operations in between add
+SWEEP_BATCH = 1024
 LOCK_NAMESPACE = 0x616C6C6F  # "allo": first key of the advisory lock around schema changes
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")  # unquoted, within NAMEDATALEN
 OWN_OPTIONS = ("schema", "pool_min", "pool_max")

@@ -19,9 +19,10 @@ whose windows have closed are dropped whenever the row is written, so a row hold
 counter per limit. (Counter rows of their own, with an index on their expiry for cleanup,
 wrote three pages per commit and cost three times as much.)
 
-Cleanup: every few thousand operations a process deletes a bounded batch of expired
-idempotency records and settled reservations, and settles expired reservations;
-``Limiter.sweep()`` does all of it at once.
+Cleanup (``upkeep.py``): every few hundred operations a process settles expired reservations
+and deletes a batch of expired idempotency records and settled reservations larger than those
+operations can add, and drops the spent counters of a batch of accounts; ``Limiter.sweep()``
+repeats batches until nothing is left.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ from allowance.stores.base import (
 )
 from allowance.stores.keyring import KeyRing
 from allowance.stores.sqlite_commit import GroupCommit
+from allowance.stores.upkeep import SWEEP_BATCH, SWEEP_EVERY, live_stored
 from allowance.types import Account
 
 T = TypeVar("T")
@@ -59,8 +61,6 @@ T = TypeVar("T")
 _encode = json.JSONEncoder(separators=(",", ":")).encode
 _scan = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
 SCHEMA_VERSION = 1
-SWEEP_EVERY = 2048
-SWEEP_BATCH = 500
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -177,6 +177,7 @@ class SQLiteStore(Store):
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
         self._ops = 0
+        self._scan_from = ""  # the account after which the next sweep looks at counters
         self._group = GroupCommit()
         conn = self._conn()
         with _Translate():
@@ -309,6 +310,8 @@ class SQLiteStore(Store):
             return self._sweep(system_clock() if now is None else now, None)
 
     def _sweep(self, now: float, batch: int | None) -> int:
+        """Settle expired reservations, then delete what has expired: one batch, or (``batch``
+        None) batches until nothing is left, each its own short transaction."""
         conn = self._conn()
         limit = -1 if batch is None else batch
         due = conn.execute(
@@ -323,21 +326,58 @@ class SQLiteStore(Store):
                         account, now, lambda view, t: ops.settle_due_holds(policy, view, t)
                     )
         removed = 0
+        if batch is None:
+            self._scan_from = ""  # every account, from the first
+        while True:
+            deleted = self._delete_batch(conn, now, batch or SWEEP_BATCH)
+            counters, wrapped = self._reclaim_batch(conn, now, batch or SWEEP_BATCH)
+            removed += deleted + counters
+            if batch is not None or (deleted == 0 and wrapped):
+                return removed
+
+    def _delete_batch(self, conn: sqlite3.Connection, now: float, batch: int) -> int:
+        removed = 0
         with _Transaction(conn):
             for sql, args in (
                 (
                     "DELETE FROM idempotency WHERE (account, key) IN (SELECT account, key"
                     " FROM idempotency WHERE expires_at <= ? LIMIT ?)",
-                    (now, limit),
+                    (now, batch),
                 ),
                 (
                     "DELETE FROM holds WHERE id IN (SELECT id FROM holds WHERE state != ?"
                     " AND expires_at <= ? LIMIT ?)",
-                    (HELD, now - HOLD_KEEP, limit),
+                    (HELD, now - HOLD_KEEP, batch),
                 ),
             ):
                 removed += conn.execute(sql, args).rowcount
         return removed
+
+    def _reclaim_batch(self, conn: sqlite3.Connection, now: float, batch: int) -> tuple[int, bool]:
+        """Drop the spent counters of the next ``batch`` accounts after the last one looked
+        at; also say whether the walk went past the last account (and starts over)."""
+        policy = self.policy
+        if policy is None:
+            return 0, True
+        removed = 0
+        with _Transaction(conn):
+            rows = conn.execute(
+                "SELECT id, counters FROM accounts WHERE id > ? AND counters != '{}'"
+                " ORDER BY id LIMIT ?",
+                (self._scan_from, batch),
+            ).fetchall()
+            for account_id, stored in rows:
+                counters = json.loads(stored)
+                keep = live_stored(policy, counters, now)
+                if keep is not None:
+                    conn.execute(
+                        "UPDATE accounts SET counters = ? WHERE id = ?",
+                        (_encode(keep), account_id),
+                    )
+                    removed += len(counters) - len(keep)
+        wrapped = len(rows) < batch
+        self._scan_from = "" if wrapped else rows[-1][0]
+        return removed, wrapped
 
     def _make_keyring(self) -> KeyRing:
         from allowance.stores.keyring import SQLiteKeyRing
