@@ -16,12 +16,12 @@ import itertools
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
+from time import monotonic
 from typing import Any, TypeVar
 
 import psycopg
 from psycopg.generators import execute  # what psycopg's cursors await results with
 from psycopg.pq import ExecStatus, TransactionStatus
-from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
 from allowance import ops
@@ -29,13 +29,21 @@ from allowance.errors import StoreError, UnknownAccount
 from allowance.ops import HOLD_KEEP, Request
 from allowance.policy import Policy
 from allowance.stores import postgres_common as common
-from allowance.stores.base import NO_PRELOAD, AccountView, AsyncStore, Preload
+from allowance.stores.base import (
+    DEFAULT_TIMEOUT,
+    NO_PRELOAD,
+    AccountView,
+    AsyncStore,
+    Preload,
+    store_timeout,
+)
 from allowance.stores.postgres_common import (
     BEGIN,
     COMMIT,
     NO_WAIT,
     NOW,
     ROLLBACK,
+    AsyncTimedConnection,
     PostgresView,
     Translate,
     check_settings,
@@ -43,6 +51,8 @@ from allowance.stores.postgres_common import (
     parse_url,
     queries,
     record_reads,
+    redact,
+    stale,
 )
 from allowance.stores.postgres_fast import (
     FastSpec,
@@ -59,7 +69,7 @@ from allowance.stores.postgres_fast import (
 from allowance.types import Account, Decision
 
 T = TypeVar("T")
-AsyncConn = psycopg.AsyncConnection[TupleRow]
+AsyncConn = AsyncTimedConnection
 log = logging.getLogger(__name__)
 OPEN_TIMEOUT = 30.0  # seconds the first operation waits for the pool's first connections
 
@@ -68,10 +78,17 @@ class AsyncPostgresStore(AsyncStore):
     fast = True
 
     def __init__(
-        self, conninfo: str, *, schema: str = "allowance", pool_min: int = 1, pool_max: int = 10
+        self,
+        conninfo: str,
+        *,
+        schema: str = "allowance",
+        pool_min: int = 1,
+        pool_max: int = 10,
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         check_settings(schema, pool_min, pool_max)
         self.conninfo = conninfo
+        self.timeout = store_timeout(None, timeout, redact(conninfo))
         self.schema = schema
         self.sql = queries(schema)
         self._specs: dict[tuple[int, str], FastSpec] = {}  # (policy, feature) -> decide() spec
@@ -86,9 +103,15 @@ class AsyncPostgresStore(AsyncStore):
         self._ops = itertools.count(1)
 
     @classmethod
-    def from_url(cls, url: str) -> AsyncPostgresStore:
-        conninfo, schema, pool_min, pool_max = parse_url(url)
-        return cls(conninfo, schema=schema, pool_min=pool_min, pool_max=pool_max)
+    def from_url(cls, url: str, *, timeout: float | None = None) -> AsyncPostgresStore:
+        conninfo, schema, pool_min, pool_max, seconds = parse_url(url)
+        return cls(
+            conninfo,
+            schema=schema,
+            pool_min=pool_min,
+            pool_max=pool_max,
+            timeout=store_timeout(seconds, timeout, url),
+        )
 
     async def _open(self) -> AsyncConnectionPool[AsyncConn]:
         # One opener: the coroutines that arrive meanwhile wait for its pool (two concurrent
@@ -100,6 +123,7 @@ class AsyncPostgresStore(AsyncStore):
                 pool_min, pool_max = self._sizes
                 pool: AsyncConnectionPool[AsyncConn] = AsyncConnectionPool(
                     self.conninfo,
+                    connection_class=AsyncTimedConnection,
                     min_size=pool_min,
                     max_size=pool_max,
                     kwargs={"autocommit": True},  # transactions are explicit, to pipeline BEGIN
@@ -121,21 +145,33 @@ class AsyncPostgresStore(AsyncStore):
         checkout and return cost about 40 us of CPU, as much as a decision's own Python.
         Every caller comes through here, so an idle kept connection is always taken before
         anyone waits on the pool, and one coming back goes to the pool while anyone does.
-        Anything but a clean idle connection goes back to the pool, which resets or drops it."""
+        Anything but a clean idle connection goes back to the pool, which resets or drops it.
+        The call's deadline (``timeout`` from now) bounds the wait for the pool and every wait
+        on the server; a connection the server closed is dropped before anything is sent on
+        it, and the next one taken."""
+        deadline = monotonic() + self.timeout
         pool = self._pool if self._pool is not None else await self._open()
-        if self._idle:
-            conn = self._idle.pop()
-        else:
-            self._waiting += 1
-            try:
-                conn = await pool.getconn()
-            finally:
-                self._waiting -= 1
+        while True:
+            if self._idle:
+                conn = self._idle.pop()
+            else:
+                self._waiting += 1
+                try:
+                    conn = await pool.getconn(timeout=max(deadline - monotonic(), 0.001))
+                finally:
+                    self._waiting -= 1
+            if not stale(conn):
+                break
+            await conn.close()
+            await pool.putconn(conn)  # closed: the pool drops it and connects a new one
+        conn.deadline = deadline
         try:
             yield conn
         except BaseException:
+            conn.deadline = None
             await pool.putconn(conn)
             raise
+        conn.deadline = None
         if (
             self._waiting == 0
             and len(self._idle) < self._sizes[1]
