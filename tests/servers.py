@@ -358,6 +358,7 @@ class PostgresServer:
     dir: Path
     bindir: Path
     as_user: list[str] = field(default_factory=list)  # ["runuser", "-u", "postgres", "--"]
+    options: str = ""  # pg_ctl -o: the port, addresses and settings it was started with
 
     @property
     def url(self) -> str:
@@ -372,6 +373,49 @@ class PostgresServer:
             return int((self.data / "postmaster.pid").read_text().split()[0])
         except (OSError, ValueError, IndexError):
             return None
+
+    def processes(self) -> list[int]:
+        """The postmaster of this data directory and its children (backends, workers), by pid:
+        found from ``postmaster.pid`` and ``/proc``, never by name."""
+        postmaster = self._postmaster_pid()
+        if postmaster is None:
+            return []
+        pids = [postmaster]
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == postmaster:  # field 4: the ppid
+                pids.append(int(entry.name))
+        return pids
+
+    def signal_all(self, sig: int) -> None:
+        """``sig`` to every process of this cluster (SIGSTOP freezes it, SIGCONT thaws it)."""
+        for pid in self.processes():
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+    def _pg_ctl(self, *args: str) -> None:
+        done = subprocess.run(
+            [*self.as_user, str(self.bindir / "pg_ctl"), "-D", str(self.data), *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise ServerError(f"pg_ctl {args[-1]} failed: {done.stdout}{done.stderr}")
+
+    def crash(self) -> None:
+        """``pg_ctl stop -m immediate``, the data directory kept (``start`` brings it back)."""
+        self._pg_ctl(*PG_STOP)
+
+    def start(self) -> None:
+        """Start it again, on the same port with the same options."""
+        self._pg_ctl("-l", str(self.dir / "log"), "-w", "-t", "30", "-o", self.options, "start")
 
     def stop(self) -> None:
         """``pg_ctl -m immediate stop`` (it signals the postmaster of *this* data directory);
@@ -445,6 +489,7 @@ def start_postgres(*, bindir: str | Path | None = None, timeout: float = 30) -> 
             f"-p {server.port} -c listen_addresses={HOST} -c unix_socket_directories={directory}"
             " -c fsync=off -c synchronous_commit=off"
         )
+        server.options = options
         log = directory / "log"
         run(
             [

@@ -154,7 +154,7 @@ class PostgresKeyRing(KeyRing):
         )
 
     def _run(self, sql: str, args: tuple[Any, ...] = ()) -> tuple[list[Any], int]:
-        with self._translate(), self._store._pool.connection() as conn:
+        with self._translate(), self._store._connection() as conn:
             cursor = conn.execute(sql, args)
             rows = cursor.fetchall() if cursor.description else []
             return rows, cursor.rowcount

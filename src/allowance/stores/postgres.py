@@ -1,8 +1,15 @@
 """``postgresql://user@host:port/db``: PostgreSQL through psycopg 3 and a ``psycopg_pool`` pool.
 
 URL options, removed before the rest goes to libpq: ``schema`` (default ``allowance``; every
-table lives in it), ``pool_min`` / ``pool_max`` (default 1 / 10). The others are libpq's
-(``connect_timeout`` defaults to 10 s here, not forever).
+table lives in it), ``pool_min`` / ``pool_max`` (default 1 / 10), ``timeout`` (seconds, default
+``stores.base.DEFAULT_TIMEOUT``; ``Limiter(timeout=)`` overrides it). The others are libpq's
+(``connect_timeout`` defaults to 10 s here, not forever: it bounds the pool's own connecting).
+
+Timeout: every call has one deadline, ``timeout`` from its start: the wait for a pool connection
+and every wait on the server's socket (``TimedConnection``) end there, with a
+``StoreUnavailable``; a connection that timed out mid-query is closed, never reused. A pooled
+connection the server closed (a restart) is found by a zero-timeout poll of its socket before
+anything is sent, and replaced: no decision fails for it (see ``postgres_common.stale``).
 
 A plain ``consume`` or ``check`` (no idempotency key) is one statement, one round trip: the
 schema's ``decide()`` function (``sql/decide.sql``, the twin of Redis's ``decide.lua``) locks the
@@ -59,13 +66,14 @@ from __future__ import annotations
 import itertools
 import logging
 import zlib
-from collections.abc import Callable
-from contextlib import suppress
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from time import monotonic
 from typing import Any, TypeVar
 
 import psycopg
+from psycopg.generators import execute  # what psycopg's cursors wait for results with
 from psycopg.pq import ExecStatus, TransactionStatus
-from psycopg.rows import TupleRow
 from psycopg_pool import ConnectionPool
 
 from allowance import ops
@@ -73,7 +81,15 @@ from allowance.errors import ConfigurationError, StoreError, UnknownAccount
 from allowance.ops import Request
 from allowance.policy import Policy
 from allowance.stores import postgres_upkeep as upkeep
-from allowance.stores.base import NO_PRELOAD, AccountView, AsyncStore, Preload, Store
+from allowance.stores.base import (
+    DEFAULT_TIMEOUT,
+    NO_PRELOAD,
+    AccountView,
+    AsyncStore,
+    Preload,
+    Store,
+    store_timeout,
+)
 from allowance.stores.keyring import KeyRing
 from allowance.stores.postgres_common import (
     BEGIN,
@@ -87,13 +103,16 @@ from allowance.stores.postgres_common import (
     SWEEP_BATCH,
     SWEEP_EVERY,
     PostgresView,
+    TimedConnection,
     Translate,
     check_settings,
     due_read,
     parse_url,
     queries,
     record_reads,
+    redact,
     render,
+    stale,
 )
 from allowance.stores.postgres_fast import (
     FastSpec,
@@ -112,7 +131,7 @@ from allowance.types import Account, Decision
 __all__ = ["SCHEMA_VERSION", "SWEEP_BATCH", "SWEEP_EVERY", "PostgresStore", "PostgresView"]
 
 T = TypeVar("T")
-Conn = psycopg.Connection[TupleRow]
+Conn = TimedConnection
 log = logging.getLogger(__name__)
 
 
@@ -122,11 +141,18 @@ class PostgresStore(Store):
     fast = True
 
     def __init__(
-        self, conninfo: str, *, schema: str = "allowance", pool_min: int = 1, pool_max: int = 10
+        self,
+        conninfo: str,
+        *,
+        schema: str = "allowance",
+        pool_min: int = 1,
+        pool_max: int = 10,
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         check_settings(schema, pool_min, pool_max)
         self.conninfo = conninfo
         self.schema = schema
+        self.timeout = store_timeout(None, timeout, redact(conninfo))
         self.pool_min, self.pool_max = pool_min, pool_max
         self.sql = queries(schema)
         self._scan_from = ""  # the account after which the next sweep looks at counters
@@ -140,6 +166,7 @@ class PostgresStore(Store):
                 self._migrate(conn)
             self._pool: ConnectionPool[Conn] = ConnectionPool(
                 conninfo,
+                connection_class=TimedConnection,
                 min_size=pool_min,
                 max_size=pool_max,
                 kwargs={"autocommit": True},  # transactions are explicit, to pipeline BEGIN
@@ -154,20 +181,30 @@ class PostgresStore(Store):
 
     @classmethod
     def from_url(cls, url: str, *, timeout: float | None = None) -> PostgresStore:
-        conninfo, schema, pool_min, pool_max = parse_url(url)
-        return cls(conninfo, schema=schema, pool_min=pool_min, pool_max=pool_max)
+        conninfo, schema, pool_min, pool_max, seconds = parse_url(url)
+        return cls(
+            conninfo,
+            schema=schema,
+            pool_min=pool_min,
+            pool_max=pool_max,
+            timeout=store_timeout(seconds, timeout, url),
+        )
 
     def async_store(self) -> AsyncStore | None:
         """The twin on psycopg's async pool; the schema is already there (created above)."""
         from allowance.stores.postgres_async import AsyncPostgresStore
 
         store = AsyncPostgresStore(
-            self.conninfo, schema=self.schema, pool_min=self.pool_min, pool_max=self.pool_max
+            self.conninfo,
+            schema=self.schema,
+            pool_min=self.pool_min,
+            pool_max=self.pool_max,
+            timeout=self.timeout,
         )
         store.policy = self.policy
         return store
 
-    def _migrate(self, conn: Conn) -> None:
+    def _migrate(self, conn: psycopg.Connection[Any]) -> None:
         """Create or check the schema, one process at a time (CREATE ... IF NOT EXISTS alone
         is not safe when two run at once: both may try to insert the same catalog row)."""
         schema, q = self.schema, self.sql
@@ -193,9 +230,34 @@ class PostgresStore(Store):
                     conn.execute(render(statement, schema))
                 conn.execute(q["set_version"], (SCHEMA_VERSION,))
 
+    def _getconn(self) -> Conn:
+        """A pool connection, its deadline set ``timeout`` from now; one the server closed
+        is dropped and the next one taken (nothing was sent on it), until the deadline."""
+        pool = self._pool
+        deadline = monotonic() + self.timeout
+        while True:
+            conn = pool.getconn(timeout=max(deadline - monotonic(), 0.001))
+            if not stale(conn):
+                conn.deadline = deadline
+                return conn
+            conn.close()
+            pool.putconn(conn)  # closed: the pool drops it and connects a new one
+
+    def _putconn(self, conn: Conn) -> None:
+        conn.deadline = None  # the pool's own reset of it is not this call's
+        self._pool.putconn(conn)
+
+    @contextmanager
+    def _connection(self) -> Iterator[Conn]:
+        conn = self._getconn()
+        try:
+            yield conn
+        finally:
+            self._putconn(conn)
+
     def _one(self, query: str, params: tuple[Any, ...] = ()) -> tuple[Any, ...]:
         """The first row of a single-statement transaction; () when there is none."""
-        with Translate(), self._pool.connection() as conn:
+        with Translate(), self._connection() as conn:
             return conn.execute(query, params).fetchone() or ()
 
     def now(self) -> float:
@@ -218,27 +280,33 @@ class PostgresStore(Store):
             spec = fast_spec(policy, req.feature, self.schema)
             self._specs[(id(policy), req.feature)] = spec
         params = fast_params(policy, spec, req, now, charge)
-        pool = self._pool
         with Translate():
             # getconn / putconn, not pool.connection(): its "with conn" only adds a commit
             # call, and an autocommit connection has nothing to commit
-            conn = pool.getconn()
+            conn = self._getconn()
             try:
                 row = self._run_prepared(conn, spec, params)
             finally:
-                pool.putconn(conn)
+                self._putconn(conn)
         return fast_decision(policy, req, row)
 
     def _run_prepared(self, conn: Conn, spec: FastSpec, params: Params) -> Any:
-        """decide()'s row, the statement prepared on this connection first if need be."""
+        """decide()'s row, the statement prepared on this connection first if need be. Sent
+        with libpq's async calls and waited for as psycopg's cursors wait (``conn.wait`` on
+        ``generators.execute``), so the wait ends at the call's deadline: libpq's own
+        blocking calls wait for ever."""
         pg = conn.pgconn
         if not self._prepared.has(pg, spec.name):
-            check_prepared(pg.prepare(spec.name, spec.libpq), conn)
+            pg.send_prepare(spec.name, spec.libpq)
+            check_prepared(conn.wait(execute(pg))[-1], conn)
             self._prepared.add(pg, spec.name)
-        result = pg.exec_prepared(spec.name, params)
+        pg.send_query_prepared(spec.name, params)
+        result = conn.wait(execute(pg))[-1]
         if dropped(result):
-            check_prepared(pg.prepare(spec.name, spec.libpq), conn)
-            result = pg.exec_prepared(spec.name, params)
+            pg.send_prepare(spec.name, spec.libpq)
+            check_prepared(conn.wait(execute(pg))[-1], conn)
+            pg.send_query_prepared(spec.name, params)
+            result = conn.wait(execute(pg))[-1]
         check_result(result, ExecStatus.TUPLES_OK, conn)
         return libpq_row(result)
 
@@ -265,7 +333,7 @@ class PostgresStore(Store):
         preload: Preload,
     ) -> tuple[T, float]:
         q = self.sql
-        with Translate(), self._pool.connection() as conn:
+        with Translate(), self._connection() as conn:
 
             def fetch(query: str, params: tuple[Any, ...]) -> list[Any]:
                 return [r[0] for r in conn.execute(query, params, prepare=False).fetchall()]
@@ -332,7 +400,7 @@ class PostgresStore(Store):
         """Settle expired reservations, then delete what has expired; ``batch`` None = all."""
         q, policy = self.sql, self.policy
         if policy is not None:
-            with Translate(), self._pool.connection() as conn:
+            with Translate(), self._connection() as conn:
                 due = [r[0] for r in conn.execute(q["due_accounts"], (now, batch)).fetchall()]
             for account in due:  # each in its own transaction, with the account locked
                 with suppress(UnknownAccount):
@@ -345,7 +413,7 @@ class PostgresStore(Store):
         removed, size = 0, batch or SWEEP_BATCH
         if batch is None:
             self._scan_from = ""  # every account, from the first
-        with Translate(), self._pool.connection() as conn:
+        with Translate(), self._connection() as conn:
             while True:  # one batch, or (batch None) batches until nothing is left
                 deleted = sum(
                     conn.execute(st, args).rowcount for st, args in upkeep.deletes(q, now, size)

@@ -16,12 +16,12 @@ import itertools
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
+from time import monotonic
 from typing import Any, TypeVar
 
 import psycopg
 from psycopg.generators import execute  # what psycopg's cursors await results with
 from psycopg.pq import ExecStatus, TransactionStatus
-from psycopg.rows import TupleRow
 from psycopg_pool import AsyncConnectionPool
 
 from allowance import ops
@@ -30,13 +30,21 @@ from allowance.ops import Request
 from allowance.policy import Policy
 from allowance.stores import postgres_common as common
 from allowance.stores import postgres_upkeep as upkeep
-from allowance.stores.base import NO_PRELOAD, AccountView, AsyncStore, Preload
+from allowance.stores.base import (
+    DEFAULT_TIMEOUT,
+    NO_PRELOAD,
+    AccountView,
+    AsyncStore,
+    Preload,
+    store_timeout,
+)
 from allowance.stores.postgres_common import (
     BEGIN,
     COMMIT,
     NO_WAIT,
     NOW,
     ROLLBACK,
+    AsyncTimedConnection,
     PostgresView,
     Translate,
     check_settings,
@@ -44,6 +52,8 @@ from allowance.stores.postgres_common import (
     parse_url,
     queries,
     record_reads,
+    redact,
+    stale,
 )
 from allowance.stores.postgres_fast import (
     FastSpec,
@@ -60,7 +70,7 @@ from allowance.stores.postgres_fast import (
 from allowance.types import Account, Decision
 
 T = TypeVar("T")
-AsyncConn = psycopg.AsyncConnection[TupleRow]
+AsyncConn = AsyncTimedConnection
 log = logging.getLogger(__name__)
 OPEN_TIMEOUT = 30.0  # seconds the first operation waits for the pool's first connections
 
@@ -69,10 +79,17 @@ class AsyncPostgresStore(AsyncStore):
     fast = True
 
     def __init__(
-        self, conninfo: str, *, schema: str = "allowance", pool_min: int = 1, pool_max: int = 10
+        self,
+        conninfo: str,
+        *,
+        schema: str = "allowance",
+        pool_min: int = 1,
+        pool_max: int = 10,
+        timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         check_settings(schema, pool_min, pool_max)
         self.conninfo = conninfo
+        self.timeout = store_timeout(None, timeout, redact(conninfo))
         self.schema = schema
         self.sql = queries(schema)
         self._scan_from = ""  # the account after which the next sweep looks at counters
@@ -88,9 +105,15 @@ class AsyncPostgresStore(AsyncStore):
         self._ops = itertools.count(1)
 
     @classmethod
-    def from_url(cls, url: str) -> AsyncPostgresStore:
-        conninfo, schema, pool_min, pool_max = parse_url(url)
-        return cls(conninfo, schema=schema, pool_min=pool_min, pool_max=pool_max)
+    def from_url(cls, url: str, *, timeout: float | None = None) -> AsyncPostgresStore:
+        conninfo, schema, pool_min, pool_max, seconds = parse_url(url)
+        return cls(
+            conninfo,
+            schema=schema,
+            pool_min=pool_min,
+            pool_max=pool_max,
+            timeout=store_timeout(seconds, timeout, url),
+        )
 
     async def _open(self) -> AsyncConnectionPool[AsyncConn]:
         # One opener: the coroutines that arrive meanwhile wait for its pool (two concurrent
@@ -102,6 +125,7 @@ class AsyncPostgresStore(AsyncStore):
                 pool_min, pool_max = self._sizes
                 pool: AsyncConnectionPool[AsyncConn] = AsyncConnectionPool(
                     self.conninfo,
+                    connection_class=AsyncTimedConnection,
                     min_size=pool_min,
                     max_size=pool_max,
                     kwargs={"autocommit": True},  # transactions are explicit, to pipeline BEGIN
@@ -123,21 +147,33 @@ class AsyncPostgresStore(AsyncStore):
         checkout and return cost about 40 us of CPU, as much as a decision's own Python.
         Every caller comes through here, so an idle kept connection is always taken before
         anyone waits on the pool, and one coming back goes to the pool while anyone does.
-        Anything but a clean idle connection goes back to the pool, which resets or drops it."""
+        Anything but a clean idle connection goes back to the pool, which resets or drops it.
+        The call's deadline (``timeout`` from now) bounds the wait for the pool and every wait
+        on the server; a connection the server closed is dropped before anything is sent on
+        it, and the next one taken."""
+        deadline = monotonic() + self.timeout
         pool = self._pool if self._pool is not None else await self._open()
-        if self._idle:
-            conn = self._idle.pop()
-        else:
-            self._waiting += 1
-            try:
-                conn = await pool.getconn()
-            finally:
-                self._waiting -= 1
+        while True:
+            if self._idle:
+                conn = self._idle.pop()
+            else:
+                self._waiting += 1
+                try:
+                    conn = await pool.getconn(timeout=max(deadline - monotonic(), 0.001))
+                finally:
+                    self._waiting -= 1
+            if not stale(conn):
+                break
+            await conn.close()
+            await pool.putconn(conn)  # closed: the pool drops it and connects a new one
+        conn.deadline = deadline
         try:
             yield conn
         except BaseException:
+            conn.deadline = None
             await pool.putconn(conn)
             raise
+        conn.deadline = None
         if (
             self._waiting == 0
             and len(self._idle) < self._sizes[1]

@@ -6,17 +6,23 @@ from __future__ import annotations
 
 import json
 import re
+import select
 from collections.abc import Callable, Iterable, Sequence
 from importlib import resources
-from typing import Any
+from time import monotonic
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
+from psycopg.errors import _WaitTimeout
+from psycopg.pq import ConnStatus
+from psycopg.rows import TupleRow
+from psycopg_pool import PoolTimeout
 
 from allowance import engine
-from allowance.errors import ConfigurationError, StoreError
+from allowance.errors import ConfigurationError, StoreError, StoreUnavailable
 from allowance.policy import Policy
 from allowance.state import HELD, Counter, Hold, IdempotencyRecord
 from allowance.stores.base import AccountView, Preload
@@ -32,7 +38,8 @@ SWEEP_EVERY = 512  # upkeep.py: a batch larger than what the operations in betwe
 SWEEP_BATCH = 1024
 LOCK_NAMESPACE = 0x616C6C6F  # "allo": first key of the advisory lock around schema changes
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")  # unquoted, within NAMEDATALEN
-OWN_OPTIONS = ("schema", "pool_min", "pool_max")
+OWN_OPTIONS = ("schema", "pool_min", "pool_max", "timeout")
+RV = TypeVar("RV")
 
 # ``{s}`` is the schema, ``{held}`` the literal 'held' (a literal, not a parameter, so the
 # planner can use the partial index on held holds).
@@ -262,8 +269,9 @@ def check_settings(schema: str, pool_min: int, pool_max: int) -> None:
         )
 
 
-def parse_url(url: str) -> tuple[str, str, int, int]:
-    """(libpq conninfo, schema, pool_min, pool_max) from our URL; our own options removed."""
+def parse_url(url: str) -> tuple[str, str, int, int, str | None]:
+    """(libpq conninfo, schema, pool_min, pool_max, timeout) from our URL; our own options
+    removed (``timeout`` is the URL's text, for ``store_timeout``)."""
     parts = urlsplit(url)
     if parts.scheme.lower() not in ("postgresql", "postgres"):
         raise ConfigurationError(f"store: not a postgresql:// URL: {redact(url)!r}")
@@ -286,7 +294,7 @@ def parse_url(url: str) -> tuple[str, str, int, int]:
         _whole(option, ours.get(option, default), url)
         for option, default in (("pool_min", "1"), ("pool_max", "10"))
     )
-    return conninfo, ours.get("schema", "allowance"), pool_min, pool_max
+    return conninfo, ours.get("schema", "allowance"), pool_min, pool_max, ours.get("timeout")
 
 
 def _whole(option: str, text: str, url: str) -> int:
@@ -307,12 +315,70 @@ def redact(url: str) -> str:
 
 
 class Translate:
-    """psycopg (and pool) errors become ``StoreError`` (chained), at this one point. A plain
-    context manager, so it wraps awaits as well."""
+    """psycopg (and pool) errors become ``StoreError`` (chained), at this one point: a lost,
+    refused or timed-out connection a ``StoreUnavailable`` (``maybe_applied`` False only when
+    no connection was obtained, so nothing was sent). A plain context manager, so it wraps
+    awaits as well."""
 
     def __enter__(self) -> None:
         return None
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is not None and issubclass(exc_type, psycopg.Error):
-            raise StoreError(f"postgresql: {str(exc).strip()}") from exc
+        if exc_type is None or not issubclass(exc_type, psycopg.Error):
+            return
+        if issubclass(exc_type, PoolTimeout):
+            raise StoreUnavailable(
+                f"postgresql: no connection within the timeout ({str(exc).strip()})",
+                maybe_applied=False,
+            ) from exc
+        if issubclass(exc_type, _WaitTimeout):
+            raise StoreUnavailable("postgresql: no answer within the timeout") from exc
+        if issubclass(exc_type, psycopg.OperationalError | psycopg.InterfaceError):
+            raise StoreUnavailable(f"postgresql: {str(exc).strip()}") from exc
+        raise StoreError(f"postgresql: {str(exc).strip()}") from exc
+
+
+def stale(conn: psycopg.BaseConnection[Any]) -> bool:
+    """An idle connection the server closed (restart, idle timeout, pg_terminate_backend):
+    closed, broken, or readable while nothing was asked (its EOF, or the FATAL the server
+    sent before closing). A zero-timeout poll costs about a microsecond, where psycopg_pool's
+    ``check_connection`` costs a round trip."""
+    if conn.closed or conn.pgconn.status != ConnStatus.OK:
+        return True
+    readable, _, _ = select.select([conn.pgconn.socket], (), (), 0)
+    return bool(readable)
+
+
+class TimedConnection(psycopg.Connection[TupleRow]):
+    """A connection whose every wait on the server ends at ``deadline`` (monotonic seconds,
+    None: unbounded), set by the store per call. psycopg has no per-call bound of its own, and
+    ``statement_timeout`` is the server's: useless when the server is frozen. A connection
+    that timed out is closed at once (it is mid-protocol: never to be reused)."""
+
+    deadline: float | None = None
+
+    def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
+        if self.deadline is not None:
+            left = max(self.deadline - monotonic(), 0.0)
+            timeout = left if timeout is None else min(timeout, left)
+        try:
+            return super().wait(gen, interval, timeout)
+        except _WaitTimeout:
+            self.close()
+            raise
+
+
+class AsyncTimedConnection(psycopg.AsyncConnection[TupleRow]):
+    """``TimedConnection``'s async twin."""
+
+    deadline: float | None = None
+
+    async def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
+        if self.deadline is not None:
+            left = max(self.deadline - monotonic(), 0.0)
+            timeout = left if timeout is None else min(timeout, left)
+        try:
+            return await super().wait(gen, interval, timeout)
+        except _WaitTimeout:
+            await self.close()
+            raise
