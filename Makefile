@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 LINT_DIRS := $(wildcard src tests benchmarks examples)
 
-.PHONY: run test test-faults lint typecheck unit bench clean
+.PHONY: run test lint typecheck unit test-faults bench clean pgbouncer
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,11 +30,24 @@ lint: $(DEV_STAMP)
 typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
 
-unit: $(DEV_STAMP)
+# PgBouncer for tests/test_pgbouncer.py (Debian's package): installed when missing if we are
+# root; otherwise those tests skip (and fail under CI=true, as a missing server does).
+pgbouncer:
+	@if ! command -v pgbouncer >/dev/null 2>&1 && [ ! -x /usr/sbin/pgbouncer ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "make: installing pgbouncer (apt-get install -y pgbouncer) for the PgBouncer tests"; \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -q pgbouncer >/dev/null \
+				|| { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q pgbouncer >/dev/null; }; \
+		else \
+			echo "make: pgbouncer is not installed and we are not root: its tests will skip"; \
+		fi; \
+	fi
+
+unit: $(DEV_STAMP) pgbouncer
 	$(BIN)/pytest -m "not faults"
 
 # Slow fault tests (servers frozen, killed and restarted; bursts; overload); .ci/run runs both.
-test-faults: $(DEV_STAMP)
+test-faults: $(DEV_STAMP) pgbouncer
 	$(BIN)/pytest -m faults
 
 test: lint typecheck unit

@@ -90,6 +90,17 @@ def postgres_url() -> Iterator[str]:
     yield from _server_url("ALLOWANCE_TEST_POSTGRES_URL", servers.start_postgres, "PostgreSQL")
 
 
+@pytest.fixture(scope="session")
+def pgbouncer_url(postgres_url: str) -> Iterator[str]:
+    """``postgresql://postgres@127.0.0.1:PORT/test`` of a PgBouncer in transaction pooling mode
+    (default settings) in front of ``postgres_url``."""
+    yield from _server_url(
+        "ALLOWANCE_TEST_PGBOUNCER_URL",
+        lambda: servers.start_pgbouncer(postgres_url, "transaction"),
+        "PgBouncer",
+    )
+
+
 # --- store factories ---------------------------------------------------------------------------
 
 StoreFactory = Callable[[pytest.FixtureRequest, Path], str]
@@ -174,7 +185,18 @@ def _redis_cluster(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 def _postgres(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    base = request.getfixturevalue("postgres_url")
+    return _postgres_schema(request, request.getfixturevalue("postgres_url"))
+
+
+def _postgres_pgbouncer(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A schema used through the PgBouncer, dropped directly on the server."""
+    direct = request.getfixturevalue("postgres_url")
+    bouncer = request.getfixturevalue("pgbouncer_url")
+    return with_query(bouncer, schema=_postgres_schema(request, direct, url=False))
+
+
+def _postgres_schema(request: pytest.FixtureRequest, base: str, url: bool = True) -> str:
+    """A fresh schema's URL on ``base`` (or only its name), dropped after the test."""
     schema = unique_name()
 
     def cleanup() -> None:
@@ -189,7 +211,7 @@ def _postgres(request: pytest.FixtureRequest, tmp_path: Path) -> str:
             conn.execute(sql.SQL("drop schema if exists {} cascade").format(sql.Identifier(schema)))
 
     request.addfinalizer(cleanup)
-    return with_query(base, schema=schema)
+    return with_query(base, schema=schema) if url else schema
 
 
 # ``factory(request, tmp_path) -> url`` of a fresh, empty, isolated store for one test: Redis
@@ -202,12 +224,18 @@ STORE_FACTORIES: dict[str, StoreFactory] = {
     "redis_cluster": _redis_cluster,
     "postgres": _postgres,
 }
+# The conformance suite also runs through a PgBouncer in transaction pooling mode (~20 s);
+# the longer suites (the model comparison) keep to STORE_FACTORIES.
+CONFORMANCE_FACTORIES: dict[str, StoreFactory] = {
+    **STORE_FACTORIES,
+    "postgres_pgbouncer": _postgres_pgbouncer,
+}
 
 
-@pytest.fixture(params=sorted(STORE_FACTORIES))
+@pytest.fixture(params=sorted(CONFORMANCE_FACTORIES))
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, empty store's URL; one test run per store kind."""
-    return STORE_FACTORIES[request.param](request, tmp_path)
+    return CONFORMANCE_FACTORIES[request.param](request, tmp_path)
 
 
 # --- the rest ----------------------------------------------------------------------------------

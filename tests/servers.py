@@ -524,6 +524,106 @@ def start_postgres(*, bindir: str | Path | None = None, timeout: float = 30) -> 
     return server
 
 
+@dataclass
+class PgBouncer:
+    """A PgBouncer we started in front of a PostgreSQL (loopback, trust auth)."""
+
+    port: int
+    dir: Path
+    proc: subprocess.Popen[bytes]
+    dbname: str
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://postgres@{HOST}:{self.port}/{self.dbname}"
+
+    def stop(self) -> None:
+        _end_process(self.proc)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def start_pgbouncer(
+    postgres_url: str,
+    pool_mode: str = "transaction",
+    *,
+    pool_size: int = 20,
+    settings: str = "",
+    timeout: float = 10,
+) -> PgBouncer:
+    """PgBouncer (Debian's ``pgbouncer``, /usr/sbin) in ``pool_mode`` on a free loopback port,
+    in front of the server of ``postgres_url`` (its host, port and database), with its default
+    settings (no ``max_prepared_statements``) but ``settings`` (ini lines). As root it runs as
+    ``postgres`` (PgBouncer refuses root), its files in a directory chowned to that user."""
+    import psycopg
+    from psycopg.conninfo import conninfo_to_dict
+
+    binary = shutil.which("pgbouncer") or (
+        "/usr/sbin/pgbouncer" if os.access("/usr/sbin/pgbouncer", os.X_OK) else None
+    )
+    if binary is None:
+        raise ServerUnavailable("pgbouncer not found (make test installs it as root)")
+    as_user: list[str] = []
+    owner: pwd.struct_passwd | None = None
+    if os.geteuid() == 0:
+        runuser = shutil.which("runuser")
+        try:
+            owner = pwd.getpwnam("postgres")
+        except KeyError:
+            owner = None
+        if runuser is None or owner is None:
+            raise ServerUnavailable("running as root, PgBouncer needs the 'postgres' user")
+        as_user = [runuser, "-u", owner.pw_name, "--"]
+    target = conninfo_to_dict(postgres_url)
+    dbname = str(target.get("dbname", "postgres"))
+    directory = Path(tempfile.mkdtemp(prefix="allowance-pgbouncer-", dir="/tmp"))
+    user = str(target.get("user", "postgres"))
+
+    def attempt() -> PgBouncer:
+        port = free_port()
+        (directory / "userlist.txt").write_text(f'"{user}" ""\n')
+        (directory / "pgbouncer.ini").write_text(
+            "[databases]\n"
+            f"* = host={target.get('host', HOST)} port={target.get('port', 5432)}\n"
+            "[pgbouncer]\n"
+            f"listen_addr = {HOST}\nlisten_port = {port}\nunix_socket_dir =\n"
+            f"auth_type = trust\nauth_file = {directory / 'userlist.txt'}\n"
+            f"pool_mode = {pool_mode}\ndefault_pool_size = {pool_size}\n"
+            "max_client_conn = 2000\nignore_startup_parameters = extra_float_digits\n"
+            f"logfile = {directory / 'log'}\n{settings}"
+        )
+        if owner is not None:
+            for path in (directory, *directory.iterdir()):
+                os.chown(path, owner.pw_uid, owner.pw_gid)
+        proc = subprocess.Popen(
+            [*as_user, binary, str(directory / "pgbouncer.ini")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        bouncer = PgBouncer(port, directory, proc, dbname)
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                log = _tail(directory / "log")
+                kind = _PortInUse if "Address already in use" in log else ServerError
+                raise kind(f"pgbouncer exited ({proc.returncode}):\n{log}")
+            try:
+                with psycopg.connect(bouncer.url, connect_timeout=2, autocommit=True) as conn:
+                    conn.execute("SELECT 1")
+                return bouncer
+            except psycopg.OperationalError as exc:
+                if time.monotonic() > deadline:
+                    _end_process(proc)
+                    log = _tail(directory / "log")
+                    raise ServerError(f"pgbouncer did not answer:\n{log}") from exc
+                time.sleep(0.05)
+
+    try:
+        return _with_retries(attempt)
+    except BaseException:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+
+
 if __name__ == "__main__":  # a quick manual check: python tests/servers.py
     for start in (start_redis, start_redis_cluster, start_postgres):
         began = time.perf_counter()

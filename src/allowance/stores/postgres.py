@@ -94,6 +94,7 @@ from allowance.stores.keyring import KeyRing
 from allowance.stores.postgres_common import (
     BEGIN,
     COMMIT,
+    CONNECTION_KWARGS,
     DDL,
     LOCK_NAMESPACE,
     NO_WAIT,
@@ -118,6 +119,7 @@ from allowance.stores.postgres_fast import (
     FastSpec,
     Params,
     Prepared,
+    behind_bouncer,
     check_prepared,
     check_result,
     dropped,
@@ -148,8 +150,10 @@ class PostgresStore(Store):
         pool_min: int = 1,
         pool_max: int = 10,
         timeout: float = DEFAULT_TIMEOUT,
+        prepare: bool = True,
     ) -> None:
         check_settings(schema, pool_min, pool_max)
+        self.prepare = prepare
         self.conninfo = conninfo
         self.schema = schema
         self.timeout = store_timeout(None, timeout, redact(conninfo))
@@ -169,7 +173,7 @@ class PostgresStore(Store):
                 connection_class=TimedConnection,
                 min_size=pool_min,
                 max_size=pool_max,
-                kwargs={"autocommit": True},  # transactions are explicit, to pipeline BEGIN
+                kwargs=CONNECTION_KWARGS,
                 open=True,
                 name=f"allowance-{schema}",
             )
@@ -181,13 +185,14 @@ class PostgresStore(Store):
 
     @classmethod
     def from_url(cls, url: str, *, timeout: float | None = None) -> PostgresStore:
-        conninfo, schema, pool_min, pool_max, seconds = parse_url(url)
+        found = parse_url(url)
         return cls(
-            conninfo,
-            schema=schema,
-            pool_min=pool_min,
-            pool_max=pool_max,
-            timeout=store_timeout(seconds, timeout, url),
+            found.conninfo,
+            schema=found.schema,
+            pool_min=found.pool_min,
+            pool_max=found.pool_max,
+            timeout=store_timeout(found.timeout, timeout, url),
+            prepare=found.prepare,
         )
 
     def async_store(self) -> AsyncStore | None:
@@ -200,6 +205,7 @@ class PostgresStore(Store):
             pool_min=self.pool_min,
             pool_max=self.pool_max,
             timeout=self.timeout,
+            prepare=self.prepare,
         )
         store.policy = self.policy
         return store
@@ -294,19 +300,28 @@ class PostgresStore(Store):
         """decide()'s row, the statement prepared on this connection first if need be. Sent
         with libpq's async calls and waited for as psycopg's cursors wait (``conn.wait`` on
         ``generators.execute``), so the wait ends at the call's deadline: libpq's own
-        blocking calls wait for ever."""
+        blocking calls wait for ever. Unprepared (``prepare=false``, or found behind a
+        bouncer) it is one unnamed statement: parse, bind and run in one flight."""
         pg = conn.pgconn
-        if not self._prepared.has(pg, spec.name):
-            pg.send_prepare(spec.name, spec.libpq)
-            check_prepared(conn.wait(execute(pg))[-1], conn)
-            self._prepared.add(pg, spec.name)
-        pg.send_query_prepared(spec.name, params)
-        result = conn.wait(execute(pg))[-1]
-        if dropped(result):
-            pg.send_prepare(spec.name, spec.libpq)
-            check_prepared(conn.wait(execute(pg))[-1], conn)
+        if not self.prepare:
+            pg.send_query_params(spec.libpq, params)
+            result = conn.wait(execute(pg))[-1]
+        else:
+            if not self._prepared.has(pg, spec.name):
+                pg.send_prepare(spec.name, spec.libpq)
+                check_prepared(conn.wait(execute(pg))[-1], conn)
+                self._prepared.add(pg, spec.name)
             pg.send_query_prepared(spec.name, params)
             result = conn.wait(execute(pg))[-1]
+            if dropped(result):
+                pg.send_prepare(spec.name, spec.libpq)
+                check_prepared(conn.wait(execute(pg))[-1], conn)
+                pg.send_query_prepared(spec.name, params)
+                result = conn.wait(execute(pg))[-1]
+                if dropped(result):  # nothing ran: see behind_bouncer
+                    self.prepare = behind_bouncer()
+                    pg.send_query_params(spec.libpq, params)
+                    result = conn.wait(execute(pg))[-1]
         check_result(result, ExecStatus.TUPLES_OK, conn)
         return libpq_row(result)
 

@@ -41,6 +41,7 @@ from allowance.stores.base import (
 from allowance.stores.postgres_common import (
     BEGIN,
     COMMIT,
+    CONNECTION_KWARGS,
     NO_WAIT,
     NOW,
     ROLLBACK,
@@ -59,6 +60,7 @@ from allowance.stores.postgres_fast import (
     FastSpec,
     Params,
     Prepared,
+    behind_bouncer,
     check_prepared,
     check_result,
     dropped,
@@ -86,8 +88,10 @@ class AsyncPostgresStore(AsyncStore):
         pool_min: int = 1,
         pool_max: int = 10,
         timeout: float = DEFAULT_TIMEOUT,
+        prepare: bool = True,
     ) -> None:
         check_settings(schema, pool_min, pool_max)
+        self.prepare = prepare
         self.conninfo = conninfo
         self.timeout = store_timeout(None, timeout, redact(conninfo))
         self.schema = schema
@@ -106,13 +110,14 @@ class AsyncPostgresStore(AsyncStore):
 
     @classmethod
     def from_url(cls, url: str, *, timeout: float | None = None) -> AsyncPostgresStore:
-        conninfo, schema, pool_min, pool_max, seconds = parse_url(url)
+        found = parse_url(url)
         return cls(
-            conninfo,
-            schema=schema,
-            pool_min=pool_min,
-            pool_max=pool_max,
-            timeout=store_timeout(seconds, timeout, url),
+            found.conninfo,
+            schema=found.schema,
+            pool_min=found.pool_min,
+            pool_max=found.pool_max,
+            timeout=store_timeout(found.timeout, timeout, url),
+            prepare=found.prepare,
         )
 
     async def _open(self) -> AsyncConnectionPool[AsyncConn]:
@@ -128,7 +133,7 @@ class AsyncPostgresStore(AsyncStore):
                     connection_class=AsyncTimedConnection,
                     min_size=pool_min,
                     max_size=pool_max,
-                    kwargs={"autocommit": True},  # transactions are explicit, to pipeline BEGIN
+                    kwargs=CONNECTION_KWARGS,
                     open=False,
                     name=f"allowance-{self.schema}-async",
                 )
@@ -216,19 +221,27 @@ class AsyncPostgresStore(AsyncStore):
     async def _run_prepared(self, conn: AsyncConn, spec: FastSpec, params: Params) -> Any:
         """decide()'s row, the statement prepared on this connection first if need be. Sent
         with libpq's async calls and awaited the way psycopg's own cursor awaits its results
-        (``AsyncConnection.wait`` on ``generators.execute``)."""
+        (``AsyncConnection.wait`` on ``generators.execute``). Unprepared, as the sync store's."""
         pg = conn.pgconn
-        if not self._prepared.has(pg, spec.name):
-            pg.send_prepare(spec.name, spec.libpq)
-            check_prepared((await conn.wait(execute(pg)))[-1], conn)
-            self._prepared.add(pg, spec.name)
-        pg.send_query_prepared(spec.name, params)
-        result = (await conn.wait(execute(pg)))[-1]
-        if dropped(result):
-            pg.send_prepare(spec.name, spec.libpq)
-            check_prepared((await conn.wait(execute(pg)))[-1], conn)
+        if not self.prepare:
+            pg.send_query_params(spec.libpq, params)
+            result = (await conn.wait(execute(pg)))[-1]
+        else:
+            if not self._prepared.has(pg, spec.name):
+                pg.send_prepare(spec.name, spec.libpq)
+                check_prepared((await conn.wait(execute(pg)))[-1], conn)
+                self._prepared.add(pg, spec.name)
             pg.send_query_prepared(spec.name, params)
             result = (await conn.wait(execute(pg)))[-1]
+            if dropped(result):
+                pg.send_prepare(spec.name, spec.libpq)
+                check_prepared((await conn.wait(execute(pg)))[-1], conn)
+                pg.send_query_prepared(spec.name, params)
+                result = (await conn.wait(execute(pg)))[-1]
+                if dropped(result):  # nothing ran: see behind_bouncer
+                    self.prepare = behind_bouncer()
+                    pg.send_query_params(spec.libpq, params)
+                    result = (await conn.wait(execute(pg)))[-1]
         check_result(result, ExecStatus.TUPLES_OK, conn)
         return libpq_row(result)
 

@@ -10,7 +10,7 @@ import select
 from collections.abc import Callable, Iterable, Sequence
 from importlib import resources
 from time import monotonic
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import psycopg
@@ -38,7 +38,7 @@ SWEEP_EVERY = 512  # upkeep.py: a batch larger than what the operations in betwe
 SWEEP_BATCH = 1024
 LOCK_NAMESPACE = 0x616C6C6F  # "allo": first key of the advisory lock around schema changes
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")  # unquoted, within NAMEDATALEN
-OWN_OPTIONS = ("schema", "pool_min", "pool_max", "timeout")
+OWN_OPTIONS = ("schema", "pool_min", "pool_max", "timeout", "prepare")
 RV = TypeVar("RV")
 
 # ``{s}`` is the schema, ``{held}`` the literal 'held' (a literal, not a parameter, so the
@@ -100,6 +100,10 @@ TEMPLATES = {
     "sweep_holds": "DELETE FROM {s}.holds WHERE id IN (SELECT id FROM {s}.holds"
     " WHERE state <> {held} AND expires_at <= %s LIMIT %s FOR UPDATE SKIP LOCKED)",
 }
+# Transactions are explicit (to pipeline BEGIN). psycopg's own automatic preparing is off: its
+# names (_pg3_0, ...) stand for different statements on different clients, and behind a
+# transaction-pooling PgBouncer one client's name would run another's statement.
+CONNECTION_KWARGS: dict[str, Any] = {"autocommit": True, "prepare_threshold": None}
 NOW = "SELECT extract(epoch FROM clock_timestamp())::float8"
 BEGIN = "BEGIN ISOLATION LEVEL READ COMMITTED"  # whatever the server's default: the lock decides
 COMMIT = "COMMIT"
@@ -269,9 +273,17 @@ def check_settings(schema: str, pool_min: int, pool_max: int) -> None:
         )
 
 
-def parse_url(url: str) -> tuple[str, str, int, int, str | None]:
-    """(libpq conninfo, schema, pool_min, pool_max, timeout) from our URL; our own options
-    removed (``timeout`` is the URL's text, for ``store_timeout``)."""
+class Settings(NamedTuple):
+    conninfo: str  # for libpq: our own options removed
+    schema: str
+    pool_min: int
+    pool_max: int
+    timeout: str | None  # the URL's text, for ``store_timeout``
+    prepare: bool  # the fast path prepares its statements (false: behind a PgBouncer)
+
+
+def parse_url(url: str) -> Settings:
+    """Our URL's settings: the libpq conninfo and our own options."""
     parts = urlsplit(url)
     if parts.scheme.lower() not in ("postgresql", "postgres"):
         raise ConfigurationError(f"store: not a postgresql:// URL: {redact(url)!r}")
@@ -294,7 +306,13 @@ def parse_url(url: str) -> tuple[str, str, int, int, str | None]:
         _whole(option, ours.get(option, default), url)
         for option, default in (("pool_min", "1"), ("pool_max", "10"))
     )
-    return conninfo, ours.get("schema", "allowance"), pool_min, pool_max, ours.get("timeout")
+    prepare = ours.get("prepare", "true").lower()
+    if prepare not in ("true", "false"):
+        raise ConfigurationError(
+            f"store: prepare must be true or false, got {prepare!r} in {redact(url)!r}"
+        )
+    schema = ours.get("schema", "allowance")
+    return Settings(conninfo, schema, pool_min, pool_max, ours.get("timeout"), prepare == "true")
 
 
 def _whole(option: str, text: str, url: str) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -36,6 +37,7 @@ DECIDE = (
     " {lengths}::float8[], {caps}::bigint[], {seat}::boolean[], {fair}::bigint[],"
     " {bounds}::float8[])"
 )
+log = logging.getLogger("allowance.stores.postgres")
 INVALID_STATEMENT_NAME = b"26000"  # SQLSTATE: no prepared statement of that name
 DUPLICATE_STATEMENT = b"42P05"  # SQLSTATE: a prepared statement of that name exists
 # libpq takes None for NULL; psycopg's stub leaves it out of the type
@@ -115,6 +117,18 @@ def dropped(result: abc.PGresult) -> bool:
     """The prepared statement was not there (psycopg sends DEALLOCATE ALL when it resets its
     own cache): nothing ran, so it is prepared and sent again."""
     return result.error_field(DiagnosticField.SQLSTATE) == INVALID_STATEMENT_NAME
+
+
+def behind_bouncer() -> bool:
+    """A statement prepared again and still missing on the next call: the calls land on
+    different server connections, as behind a PgBouncer in transaction pooling mode (before
+    1.21, or without ``max_prepared_statements``). The store goes on with unnamed statements
+    (returns False, for ``prepare``), saying so once."""
+    log.warning(
+        "allowance: postgresql: prepared statements vanish between calls (a PgBouncer in"
+        " transaction pooling mode?): going on without them; add ?prepare=false to the URL"
+    )
+    return False
 
 
 def check_prepared(result: abc.PGresult, conn: BaseConnection[Any]) -> None:
