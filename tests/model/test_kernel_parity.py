@@ -1,0 +1,324 @@
+"""The decision rules exist three times: the Python engine (engine.py + windows.py, the rule),
+decide.lua (Redis) and decide.sql (PostgreSQL). Random counter states are written raw into
+each store, decided by its one-step kernel (``fast_decide``, charge on and off) and by the
+engine on the same state; decisions and the counters written back must be identical.
+
+States cover what a stepped clock and old kernels leave behind: unsorted sliding entries
+(distinct times, some after ``now``), anchored windows opened in the past or the future,
+calendar counters of the previous, current, next or 2-ahead period, partial requests,
+per-seat and fair-use cells. The one allowed difference: a kernel answers None (the slow
+path) for a calendar counter two or more periods ahead of ``now``, whose period end is not
+among the bounds it is given (decide.lua, decide.sql).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from allowance import Policy, builtin_policy, engine, parse_policy
+from allowance.ops import Request
+from allowance.state import Counter
+from allowance.stores.base import Store
+from allowance.types import Decision
+from allowance.windows import AnchoredWindow, CalendarWindow, SlidingWindow
+from conftest import STORE_FACTORIES
+
+PARITY_POLICY = """\
+version: 1
+plans: [basic, plus, top]
+features:
+  doc.all: {title: All}
+  doc.cal: {title: Calendar}
+limits:
+  day:
+    features: [doc.all, doc.cal]
+    window: {type: calendar, unit: day, timezone: Europe/Paris}
+    plans: {basic: 6, plus: {max: 3, per_seat: true}, top: {max: unlimited, fair_use: 5}}
+  week:
+    features: [doc.all, doc.cal]
+    window: {type: calendar, unit: week}
+    plans: {basic: 9, plus: 20, top: {max: unlimited, per_seat: true, fair_use: 4}}
+  month:
+    features: [doc.cal]
+    window: {type: calendar, unit: month, timezone: America/New_York}
+    plans: {basic: 12, plus: {max: 8, per_seat: true}, top: unlimited}
+  slide:
+    features: [doc.all]
+    window: {type: sliding, length: 60s}
+    plans: {basic: 5, plus: {max: 2, per_seat: true}, top: {max: 7, per_seat: true}}
+  anchor:
+    features: [doc.all]
+    window: {type: anchored, length: 1h}
+    plans: {basic: 4, plus: 6, top: {max: unlimited, fair_use: 3}}
+"""
+
+POLICIES: dict[str, Policy] = {
+    "builtin": builtin_policy(),
+    "custom": parse_policy(PARITY_POLICY, "parity"),
+}
+KERNELS = ("redis", "postgres")
+# Instants on or near window boundaries: midnight in Paris, a Monday, a New York month start
+# (a DST change in March), and an ordinary afternoon.
+BASES = (
+    1795993200.0,  # 2026-11-30T23:00:00Z: Paris midnight, 1 Dec
+    1795392000.0,  # 2026-11-24T00:00:00Z: UTC midnight, Tuesday
+    1795305600.0,  # 2026-11-23T00:00:00Z: Monday, a week starts (UTC)
+    1772341200.0,  # 2026-03-01T05:00:00Z: New York month start
+    1795446600.0,  # 2026-11-24T15:10:00Z
+)
+SETTINGS = settings(
+    max_examples=150,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+_accounts = itertools.count()
+
+
+@dataclass
+class Case:
+    policy: str
+    plan: str
+    seats: int
+    feature: str
+    amount: int
+    partial: bool
+    now: float
+    counters: dict[str, tuple[float | None, int, list[list[Any]]]]  # raw, entries unsorted
+
+
+@st.composite
+def cases(draw: st.DrawFn) -> Case:
+    name = draw(st.sampled_from(sorted(POLICIES)))
+    policy = POLICIES[name]
+    feature = draw(st.sampled_from(sorted(policy.features)))
+    now = draw(st.sampled_from(BASES)) + draw(
+        st.one_of(
+            st.sampled_from((0.0, -0.5, 0.25, -1.0, 1.0, 59.75)),
+            st.integers(-3 * 86400, 3 * 86400).map(float),
+            st.floats(-90.0, 90.0, allow_nan=False).map(lambda x: round(x, 6)),
+        )
+    )
+    counters: dict[str, tuple[float | None, int, list[list[Any]]]] = {}
+    for limit in policy.limits_of(feature):
+        if not draw(st.booleans()) and draw(st.booleans()):
+            continue  # no counter yet
+        window = limit.window
+        used = draw(st.integers(0, 14))
+        if isinstance(window, CalendarWindow):
+            bounds = window.bounds(now)  # previous, current, next start; end of next
+            k = draw(st.sampled_from((0, 1, 1, 2, 2, 3)))
+            counters[limit.name] = (bounds[k], used, [])  # k = 3: two periods ahead
+        elif isinstance(window, AnchoredWindow):
+            offset = draw(
+                st.one_of(
+                    st.sampled_from((-3600.0, -3599.5, 0.0, 30.0, -1.0)),
+                    st.floats(-5000.0, 400.0, allow_nan=False).map(lambda x: round(x, 3)),
+                )
+            )
+            counters[limit.name] = (now + offset, used, [])
+        else:
+            assert isinstance(window, SlidingWindow)
+            length = window.length
+            offsets = draw(
+                st.lists(
+                    st.one_of(
+                        st.sampled_from((-length, -length + 0.5, 0.0, -0.25, 5.0)),
+                        st.floats(-1.5 * length, 40.0, allow_nan=False).map(lambda x: round(x, 3)),
+                    ),
+                    max_size=6,
+                    unique=True,
+                )
+            )
+            entries: list[list[Any]] = [[now + o, draw(st.integers(1, 4))] for o in offsets]
+            times = [e[0] for e in entries]
+            if len(set(times)) != len(times):  # offsets distinct, sums may collide
+                entries = [e for i, e in enumerate(entries) if e[0] not in times[:i]]
+            counters[limit.name] = (None, sum(int(e[1]) for e in entries), entries)
+    return Case(
+        name,
+        draw(st.sampled_from([p.name for p in policy.plans])),
+        draw(st.integers(1, 3)),
+        feature,
+        draw(st.one_of(st.integers(1, 4), st.integers(1, 30))),
+        draw(st.booleans()),
+        now,
+        counters,
+    )
+
+
+def engine_run(case: Case, charge: bool) -> tuple[Decision, dict[str, Counter]]:
+    policy = POLICIES[case.policy]
+    counters = {
+        name: Counter.stored(start, used, [list(e) for e in entries] or None)
+        for name, (start, used, entries) in case.counters.items()
+    }
+    view = {n: counters.get(n) or Counter() for n in policy.limit_names(case.feature)}
+    ruling = engine.decide(
+        policy, case.plan, case.seats, case.feature, case.amount, case.partial, view, case.now
+    )
+    if charge and ruling.granted:
+        engine.charge(ruling, view, case.now)
+    after = {n: c for n, c in view.items() if n in case.counters or (charge and ruling.granted)}
+    return ruling.decision, after
+
+
+def fields(d: Decision) -> dict[str, Any]:
+    q = d.quota
+    return {
+        "allowed": d.allowed,
+        "granted": d.granted,
+        "reason": d.reason,
+        "limit": d.limit,
+        "remaining": d.remaining,
+        "resets_at": d.resets_at,
+        "retry_after": d.retry_after,
+        "upgrade": d.upgrade,
+        "fair_use_exceeded": d.fair_use_exceeded,
+        "quota": None if q is None else (q.limit, q.max, q.window, q.remaining, q.reset_after),
+        "message": d.message,
+    }
+
+
+def shape(c: Counter, window: object) -> tuple[Any, ...]:
+    """A counter as compared: what a window reads of it. Sliding entries keep the order they
+    were written in (not sorted); floats are compared as numbers (%.17g and JSON both
+    round-trip). The engine keeps entries a decision did not prune (only those at the
+    front that left); a kernel keeps the same ones, pruning only on a charge."""
+    entries = [(float(t), int(n)) for t, n in c.entries or ()]
+    if isinstance(window, SlidingWindow):
+        return (None, c.used, entries)
+    return (None if c.start is None else float(c.start), c.used, [])
+
+
+def is_two_ahead(case: Case) -> bool:
+    policy = POLICIES[case.policy]
+    for name, (start, _, _) in case.counters.items():
+        window = policy.limits[name].window
+        if (
+            isinstance(window, CalendarWindow)
+            and start is not None
+            and start >= window.bounds(case.now)[3]
+        ):
+            return True
+    return False
+
+
+class Kernel:
+    """One store's raw counter access, beside its fast path."""
+
+    def __init__(self, kind: str, url: str) -> None:
+        from allowance.stores import store_from_url
+
+        self.kind = kind
+        self.store: Store = store_from_url(url)
+        if kind == "redis":
+            import redis
+
+            self.redis = redis.Redis.from_url(url.split("?")[0])
+        else:
+            import psycopg
+
+            from allowance.stores.postgres_common import parse_url
+
+            conninfo, self.schema, _, _ = parse_url(url)
+            self.pg = psycopg.connect(conninfo, autocommit=True)
+
+    def close(self) -> None:
+        self.store.close()
+        if self.kind == "redis":
+            self.redis.close()
+        else:
+            self.pg.close()
+
+    def seed(self, account: str, case: Case) -> None:
+        self.store.put_account(account, case.plan, case.seats)
+        if self.kind == "redis":
+            key = self.store.key(account, "c")  # type: ignore[attr-defined]
+            parts = []
+            for name, (start, used, entries) in case.counters.items():
+                items = ";".join(f"{t!r}:{n}" for t, n in entries)
+                parts.append(f"{name}={'' if start is None else repr(start)},{used},{items}")
+            self.redis.set(key, "|".join(parts))
+        else:
+            body = {n: [s, u, e] for n, (s, u, e) in case.counters.items()}
+            self.pg.execute(
+                f"UPDATE {self.schema}.accounts SET counters = %s::jsonb WHERE id = %s",
+                (json.dumps(body), account),
+            )
+
+    def read(self, account: str) -> dict[str, Counter]:
+        """The counters as stored, entries in the stored order."""
+        out = {}
+        if self.kind == "redis":
+            key = self.store.key(account, "c")  # type: ignore[attr-defined]
+            got = self.redis.get(key)
+            raw = got.decode() if isinstance(got, bytes) else (got or "")
+            for part in raw.split("|") if raw else ():
+                name, body = part.split("=", 1)
+                start, used, items = body.split(",", 2)
+                entries = [
+                    [float(t), int(n)] for t, n in (i.split(":") for i in items.split(";") if i)
+                ]
+                out[name] = Counter(float(start) if start else None, int(used), entries)
+        else:
+            row = self.pg.execute(
+                f"SELECT counters FROM {self.schema}.accounts WHERE id = %s", (account,)
+            ).fetchone()
+            assert row is not None
+            for name, (start, used, entries) in row[0].items():
+                out[name] = Counter(start, used, [list(e) for e in entries or []])
+        return out
+
+
+@pytest.fixture(params=KERNELS)
+def kernel(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Kernel]:
+    k = Kernel(request.param, STORE_FACTORIES[request.param](request, tmp_path))
+    yield k
+    k.close()
+
+
+def check_parity(kernel: Kernel, case: Case, charge: bool) -> None:
+    policy = POLICIES[case.policy]
+    account = f"p{next(_accounts)}"
+    kernel.seed(account, case)
+    req = Request(account, case.feature, case.amount, case.partial, None, None)
+    got = kernel.store.fast_decide(policy, req, case.now, charge)
+    if got is None:
+        assert is_two_ahead(case), f"{kernel.kind}: slow path for {case}"
+        return
+    want, want_counters = engine_run(case, charge)
+    assert fields(got) == fields(want), f"{kernel.kind} charge={charge}: {case}"
+    stored = kernel.read(account)
+    names = set(want_counters) | set(stored)
+    for name in names:
+        window = policy.limits[name].window
+        a = shape(stored[name], window) if name in stored else None
+        b = shape(want_counters[name], window) if name in want_counters else None
+        if charge and got.granted:
+            assert a == b, f"{kernel.kind}: counter {name} {a} != engine {b}: {case}"
+        else:  # nothing written: the state as seeded
+            s, u, e = case.counters[name]
+            assert a == shape(Counter(s, u, e), window), f"{kernel.kind}: {name} changed: {case}"
+
+
+@SETTINGS
+@given(case=cases(), charge=st.booleans())
+def test_kernel_agrees_with_engine(kernel: Kernel, case: Case, charge: bool) -> None:
+    check_parity(kernel, case, charge)
+
+
+@pytest.mark.faults
+@settings(SETTINGS, max_examples=3000, derandomize=False)
+@given(case=cases(), charge=st.booleans())
+def test_kernel_agrees_with_engine_long(kernel: Kernel, case: Case, charge: bool) -> None:
+    check_parity(kernel, case, charge)
