@@ -124,7 +124,12 @@ class AsyncRedisStore(KeySpace, AsyncStore):
         if compiled is None:
             compiled = self._decide_by_policy[id(policy)] = compiled_decide(policy)
         keys, argv = self.decide_args(policy, req, now, charge)
-        reply = await self._run(compiled, keys, argv, Deadline(self.timeout))
+        deadline = Deadline(self.timeout)
+        if self._serial.busy(req.account):  # a slow path is writing it: after that one
+            async with self._serial.hold(req.account, deadline):
+                reply = await self._run(compiled, keys, argv, deadline)
+        else:
+            reply = await self._run(compiled, keys, argv, deadline)
         return read_decision(policy, req, reply)
 
     async def transact(

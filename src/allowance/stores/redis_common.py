@@ -96,13 +96,17 @@ def retry_pause(attempt: int) -> float:
 
 class Serial:
     """One account's read-modify-write at a time in this process (threads). Writers of one
-    process then never make each other retry; only writers elsewhere (other processes, the
-    one-step decisions, which bump the version too) can. A wait counts against the deadline
-    of the call."""
+    process then never make each other retry; only writers elsewhere (other processes) can,
+    and one-step decisions (which bump the version too) that started before the slow path
+    did: one that starts while the account has a slow path in flight waits its turn
+    (``busy``). A wait counts against the deadline of the call."""
 
     def __init__(self) -> None:
         self._guard = threading.Lock()
         self._locks: dict[str, tuple[threading.Lock, list[int]]] = {}  # account -> (lock, users)
+
+    def busy(self, account: str) -> bool:
+        return account in self._locks
 
     @contextmanager
     def hold(self, account: str, deadline: Deadline) -> Iterator[None]:
@@ -132,6 +136,9 @@ class AsyncSerial:
 
     def __init__(self) -> None:
         self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+
+    def busy(self, account: str) -> bool:
+        return account in self._locks
 
     @asynccontextmanager
     async def hold(self, account: str, deadline: Deadline) -> AsyncIterator[None]:
