@@ -167,3 +167,25 @@ def test_the_timeout_comes_from_the_url_or_the_limiter(server: servers.RedisServ
         assert by_limiter.store.timeout == 0.1  # type: ignore[attr-defined]
         by_limiter.set_account("acme", plan="pro")  # redis-py never saw ?timeout=
         assert by_limiter.consume("acme", "export.ai").allowed
+
+
+def test_a_write_that_fails_is_sent_again_on_a_new_connection(
+    server: servers.RedisServer, url: str
+) -> None:
+    """A command whose write fails never left whole, so it is sent again on a new connection
+    (once): the decision goes through, charged once. Here the held connection is shut for
+    writing on our side while the server is frozen (so it cannot close its side: the
+    connection does not look closed before the write, which then fails with EPIPE); the
+    server resumes 50 ms later and answers on the new connection."""
+    import socket
+    import threading
+
+    with Limiter(store=url) as lim:
+        lim.set_account("acme", plan="pro")
+        assert lim.consume("acme", "export.ai").allowed
+        link = lim.store._links_here()[None]  # type: ignore[attr-defined]
+        with frozen(server):
+            link._conn._sock.shutdown(socket.SHUT_WR)
+            threading.Timer(0.05, os.kill, (server.proc.pid, signal.SIGCONT)).start()
+            assert lim.consume("acme", "export.ai", 2).granted == 2
+        assert {m.limit: m.used for m in lim.usage("acme")}["ai_exports"] == 3
