@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 LINT_DIRS := $(wildcard src tests benchmarks examples)
 
-.PHONY: run test lint typecheck unit bench clean
+.PHONY: run test test-faults lint typecheck unit bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,10 @@ typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
 
 unit: $(DEV_STAMP)
-	$(BIN)/pytest
+	$(BIN)/pytest -m "not faults"
+
+test-faults: $(DEV_STAMP)
+	$(BIN)/pytest -m faults
 
 test: lint typecheck unit
 

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:  # redis and psycopg are imported where used: a session without servers
     import redis  # does not pay for importing them
@@ -241,6 +241,160 @@ def start_redis(
             server.stop()
             raise
         return server
+
+    return _with_retries(attempt)
+
+
+# --- Redis Sentinel ----------------------------------------------------------------------------
+
+SERVICE = "allowance"  # the name the sentinels monitor the master by
+
+
+@dataclass
+class RedisSentinel:
+    """A master, its replicas and the sentinels that watch them, all ``redis-server``s we
+    started (a sentinel is ``redis-server sentinel.conf --sentinel``)."""
+
+    master: RedisServer
+    replicas: list[RedisServer]
+    sentinels: list[RedisServer]
+    dir: Path
+    service: str = SERVICE
+
+    @property
+    def url(self) -> str:
+        """``redis+sentinel://`` with every sentinel, the service and database 0."""
+        hosts = ",".join(f"{HOST}:{s.port}" for s in self.sentinels)
+        return f"redis+sentinel://{hosts}/{self.service}/0"
+
+    @property
+    def servers(self) -> list[RedisServer]:
+        return [self.master, *self.replicas, *self.sentinels]
+
+    def master_port(self) -> int | None:
+        """The master's port as the first sentinel that answers sees it."""
+        import redis
+
+        for sentinel in self.sentinels:
+            client = _redis_client(sentinel.port)
+            try:
+                found: Any = client.sentinel_get_master_addr_by_name(self.service)
+            except redis.RedisError:
+                continue
+            finally:
+                client.close()
+            if found:
+                return int(found[1])
+        return None
+
+    def server_on(self, port: int) -> RedisServer:
+        return next(s for s in (self.master, *self.replicas) if s.port == port)
+
+    def stop(self) -> None:
+        for server in self.servers:  # terminate all first, then reap: they stop in parallel
+            if server.proc.poll() is None:
+                server.proc.terminate()
+        for server in self.servers:
+            _end_process(server.proc)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _sentinel_ready(port: int, service: str, replicas: int, sentinels: int) -> bool:
+    """The sentinel knows the master, its replicas (in sync) and the other sentinels."""
+    import redis
+
+    client = _redis_client(port)
+    try:
+        masters: Any = client.sentinel_masters()
+        known: Any = client.sentinel_slaves(service)
+        peers: Any = client.sentinel_sentinels(service)
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+    state = masters.get(service)
+    up = [r for r in known if not (r.get("is_sdown") or r.get("is_odown"))]
+    linked = [r for r in up if r.get("master-link-status", "ok") == "ok"]
+    return bool(
+        state is not None
+        and state.get("is_master")
+        and len(linked) >= replicas
+        and len(peers) >= sentinels - 1
+    )
+
+
+def start_redis_sentinel(
+    *,
+    replicas: int = 1,
+    sentinels: int = 3,
+    down_after_ms: int = 1000,
+    binary: str | None = None,
+    timeout: float = 30,
+    extra: Sequence[str] = (),
+) -> RedisSentinel:
+    """A master, ``replicas`` replicas and ``sentinels`` sentinels (quorum: a majority) on
+    free loopback ports, returned once every sentinel knows the master, the replicas (in
+    sync) and the other sentinels, so that a failover can happen at once. A master is
+    judged down after ``down_after_ms`` without an answer. ``extra``: more options for the
+    master and replicas."""
+    exe = find_binary("redis-server", binary)
+
+    def attempt() -> RedisSentinel:
+        deadline = time.monotonic() + timeout
+        root = Path(tempfile.mkdtemp(prefix="allowance-redis-sentinel-"))
+        ports = free_ports(1 + replicas + sentinels)
+        data = ("--repl-diskless-sync-delay", "0", *extra)
+        group: RedisSentinel | None = None
+        started: list[RedisServer] = []
+        try:
+            for i, port in enumerate(ports[: 1 + replicas]):
+                directory = root / str(port)
+                directory.mkdir()
+                options = data if i == 0 else (*data, "--replicaof", HOST, str(ports[0]))
+                started.append(_spawn_redis(exe, port, directory, options, owns_dir=False))
+            for server in started:
+                _wait_redis(server, deadline)
+            quorum = sentinels // 2 + 1
+            for port in ports[1 + replicas :]:
+                directory = root / str(port)
+                directory.mkdir()
+                conf = directory / "sentinel.conf"
+                conf.write_text(
+                    f"port {port}\nbind {HOST}\ndir {directory}\ndaemonize no\n"
+                    f"sentinel monitor {SERVICE} {HOST} {ports[0]} {quorum}\n"
+                    f"sentinel down-after-milliseconds {SERVICE} {down_after_ms}\n"
+                    f"sentinel failover-timeout {SERVICE} 10000\n"
+                    f"sentinel parallel-syncs {SERVICE} 1\n"
+                )
+                args = [exe, str(conf), "--sentinel"]
+                (directory / "redis.log").write_bytes(b"")
+                proc = _popen_redis(args, directory)
+                started.append(RedisServer(port, proc, directory, False, args))
+            group = RedisSentinel(
+                started[0], started[1 : 1 + replicas], started[1 + replicas :], root
+            )
+            for sentinel in group.sentinels:
+                _wait_redis(sentinel, deadline)
+            pending = {s.port for s in group.sentinels}
+            while pending:
+                pending = {
+                    port
+                    for port in pending
+                    if not _sentinel_ready(port, SERVICE, replicas, sentinels)
+                }
+                if pending and time.monotonic() > deadline:
+                    raise ServerError(f"sentinels on ports {sorted(pending)} are not ready")
+                if pending:
+                    time.sleep(0.05)
+        except BaseException:
+            if group is None:
+                for server in started:
+                    _end_process(server.proc)
+                shutil.rmtree(root, ignore_errors=True)
+            else:
+                group.stop()
+            raise
+        return group
 
     return _with_retries(attempt)
 
@@ -551,7 +705,7 @@ def start_postgres(*, bindir: str | Path | None = None, timeout: float = 30) -> 
 
 
 if __name__ == "__main__":  # a quick manual check: python tests/servers.py
-    for start in (start_redis, start_redis_cluster, start_postgres):
+    for start in (start_redis, start_redis_cluster, start_redis_sentinel, start_postgres):
         began = time.perf_counter()
         handle = start()
         print(f"{start.__name__}: {handle.url} in {time.perf_counter() - began:.2f}s")

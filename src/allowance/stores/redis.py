@@ -1,4 +1,6 @@
-"""``redis://host:port/db`` and ``redis+cluster://host:port``: many app servers, one truth.
+"""``redis://host:port/db``, ``redis+cluster://host:port`` and
+``redis+sentinel://host:port,.../SERVICE/db`` (see ``redis_sentinel.py``): many app servers,
+one truth.
 
 Why two paths. A plain ``consume`` or ``check`` is one ``EVALSHA`` of ``lua/decide.lua``, with
 the policy compiled into the script: it reads the account and its counters, applies the grant
@@ -59,7 +61,7 @@ import time
 from collections.abc import Callable
 from contextlib import suppress
 from itertools import count
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
 import redis.cluster
@@ -109,6 +111,9 @@ from allowance.stores.redis_wire import (
 )
 from allowance.types import Account, Decision
 
+if TYPE_CHECKING:
+    from allowance.stores.redis_sentinel import MasterWatch
+
 T = TypeVar("T")
 # replies that say the script did not run on that node and name the one that runs it
 REDIRECTED = (MovedError, AskError)
@@ -126,8 +131,10 @@ class RedisStore(KeySpace, Store):
         prefix: str = "allowance",
         url: str | None = None,
         timeout: float = DEFAULT_TIMEOUT,
+        watch: MasterWatch | None = None,
     ) -> None:
         KeySpace.__init__(self, prefix)
+        self._watch = watch  # the sentinels' master (redis+sentinel://)
         self.client = client
         self.cluster = isinstance(client, redis.cluster.RedisCluster)
         self.url = url
@@ -150,16 +157,21 @@ class RedisStore(KeySpace, Store):
             "socket_timeout": seconds,
             "socket_connect_timeout": seconds,
         }
+        watch = None
         try:
             if parts.kind == "cluster":
                 client: Any = redis.cluster.RedisCluster.from_url(parts.rest, **options)
+            elif parts.kind == "sentinel":
+                from allowance.stores.redis_sentinel import sentinel_client
+
+                client, watch = sentinel_client(parts.rest, options)
             else:
                 client = redis.Redis.from_url(parts.rest, **options)
         except (RedisError, RedisClusterException) as exc:
             raise unavailable(exc, applied=False) from exc
         except ValueError as exc:
             raise ConfigurationError(f"store: {exc} in {url!r}") from None
-        return cls(client, parts.prefix, url, seconds)
+        return cls(client, parts.prefix, url, seconds, watch)
 
     def async_store(self) -> AsyncStore | None:
         if self.url is None:
@@ -277,7 +289,8 @@ class RedisStore(KeySpace, Store):
         if not self.cluster:
             link = links.get(None)
             if link is None:
-                link = links[None] = self._links.new(self.client.connection_pool)
+                check = None if self._watch is None else self._watch.current
+                link = links[None] = self._links.new(self.client.connection_pool, check)
             try:
                 return send(link)
             except ResponseError as exc:
@@ -357,6 +370,12 @@ class RedisStore(KeySpace, Store):
 
     def close(self) -> None:
         self._links.close()
+        if self._watch is not None:
+            from allowance.stores.redis_sentinel import sentinel_clients
+
+            self._watch.close()
+            for client in sentinel_clients(self.client):
+                client.close()
         self.client.close()
 
 

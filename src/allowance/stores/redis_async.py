@@ -15,7 +15,7 @@ import time
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from itertools import count
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis.asyncio
 import redis.asyncio.cluster
@@ -51,6 +51,9 @@ from allowance.stores.redis_common import (
 from allowance.stores.redis_wire import Deadline, Lanes, Lua, lane_maker, pack, unavailable
 from allowance.types import Account, Decision
 
+if TYPE_CHECKING:
+    from allowance.stores.redis_sentinel import MasterWatch
+
 T = TypeVar("T")
 DEFAULT_LANES = 100  # connections per server (redis-py's async default pool size)
 REFRESH_EVERY = 0.25  # seconds: at most one reread of the cluster's slot map this often
@@ -66,8 +69,10 @@ class AsyncRedisStore(KeySpace, AsyncStore):
         prefix: str = "allowance",
         timeout: float = DEFAULT_TIMEOUT,
         max_connections: int = DEFAULT_LANES,
+        watch: MasterWatch | None = None,
     ) -> None:
         KeySpace.__init__(self, prefix)
+        self._watch = watch  # the sentinels' master (redis+sentinel://)
         self.client = client
         self.cluster = isinstance(client, redis.asyncio.cluster.RedisCluster)
         self.timeout = timeout
@@ -92,9 +97,14 @@ class AsyncRedisStore(KeySpace, AsyncStore):
             "socket_timeout": parts.timeout,
             "socket_connect_timeout": parts.timeout,
         }
+        watch = None
         try:
             if parts.kind == "cluster":
                 client: Any = redis.asyncio.cluster.RedisCluster.from_url(parts.rest, **options)
+            elif parts.kind == "sentinel":
+                from allowance.stores.redis_sentinel import async_sentinel_client
+
+                client, watch = async_sentinel_client(parts.rest, options)
             else:
                 pool = redis.asyncio.BlockingConnectionPool.from_url(
                     parts.rest, max_connections=size, timeout=parts.timeout, **options
@@ -104,7 +114,7 @@ class AsyncRedisStore(KeySpace, AsyncStore):
             raise unavailable(exc, applied=False) from exc
         except ValueError as exc:
             raise ConfigurationError(f"store: {exc} in {url!r}") from None
-        return cls(client, parts.prefix, parts.timeout, size)
+        return cls(client, parts.prefix, parts.timeout, size, watch)
 
     async def put_account(self, account_id: str, plan: str, seats: int) -> bool:
         keys, args = [self.key(account_id, "a")], [plan, seats, account_id]
@@ -189,8 +199,14 @@ class AsyncRedisStore(KeySpace, AsyncStore):
             lanes = self._lanes.get(None)
             if lanes is None:
                 pool = self.client.connection_pool
-                make = lane_maker(pool.connection_class, pool.connection_kwargs)
-                lanes = self._lanes[None] = Lanes(make, self._size)
+                if self._watch is None:
+                    make = lane_maker(pool.connection_class, pool.connection_kwargs)
+                    lanes = self._lanes[None] = Lanes(make, self._size)
+                else:
+                    from allowance.stores import redis_sentinel
+
+                    make = redis_sentinel.lane_maker(self._watch, pool)
+                    lanes = self._lanes[None] = Lanes(make, self._size, self._watch.current)
             try:
                 return await send(lanes)
             except ResponseError as exc:
@@ -270,6 +286,12 @@ class AsyncRedisStore(KeySpace, AsyncStore):
         lanes, self._lanes = self._lanes, {}
         for each in lanes.values():
             await each.close()
+        if self._watch is not None:
+            from allowance.stores.redis_sentinel import sentinel_clients
+
+            self._watch.close()
+            for client in sentinel_clients(self.client):
+                await client.aclose()
         await self.client.aclose()
 
 

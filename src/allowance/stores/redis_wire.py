@@ -132,13 +132,27 @@ def pack(*args: Any) -> bytes:
 # --- threads -----------------------------------------------------------------------------------
 
 
+Check = Callable[[Any], bool]  # whether a connection still goes to the right server
+
+
 class Link:
     """One connection a thread holds to one server, driven directly (see the module's
-    docstring). Made from ``pool``'s connection class and arguments, outside the pool."""
+    docstring). Made from ``pool``'s connection class and arguments, outside the pool.
+    ``check``: a connection it rejects (e.g. to a master that is one no longer) is dropped
+    before its next command."""
 
-    __slots__ = ("__weakref__", "_conn", "_connect_timeout", "_poll", "_read_timeout", "_sock")
+    __slots__ = (
+        "__weakref__",
+        "_check",
+        "_conn",
+        "_connect_timeout",
+        "_poll",
+        "_read_timeout",
+        "_sock",
+    )
 
-    def __init__(self, pool: Any) -> None:
+    def __init__(self, pool: Any, check: Check | None = None) -> None:
+        self._check = check
         options = {**pool.connection_kwargs, "retry": no_retry(), "driver_info": DRIVER}
         self._conn = pool.connection_class(**options)
         self._read_timeout: float | None = self._conn.socket_timeout
@@ -189,7 +203,7 @@ class Link:
         if sock is not None:
             if sock is not self._sock:  # connected elsewhere (not by us): watch this one
                 self._watch(sock)
-            if not self._poll.poll(0):
+            if not self._poll.poll(0) and (self._check is None or self._check(conn)):
                 return sock
             conn.disconnect()
         left = deadline.left()
@@ -231,8 +245,8 @@ class Links:
     def __init__(self) -> None:
         self._all: weakref.WeakSet[Link] = weakref.WeakSet()
 
-    def new(self, pool: Any) -> Link:
-        link = Link(pool)
+    def new(self, pool: Any, check: Check | None = None) -> Link:
+        link = Link(pool, check)
         self._all.add(link)
         return link
 
@@ -251,14 +265,17 @@ class Lanes:
     ``StoreUnavailable(maybe_applied=False)``: nothing was sent). They stay open when a burst
     is over, as in a pool.
 
-    ``make()`` returns a new, unconnected redis-py asyncio connection."""
+    ``make()`` returns a new, unconnected redis-py asyncio connection; ``check`` as for
+    ``Link``."""
 
-    def __init__(self, make: Callable[[], Any], size: int) -> None:
+    def __init__(self, make: Callable[[], Any], size: int, check: Check | None = None) -> None:
         self._make = make
+        self._check = check
         self._size = max(1, size)
         self._open = 0  # connections that exist, free or in use
         self._free: list[Any] = []
         self._waiting: deque[asyncio.Future[Any]] = deque()  # each gets a connection or None
+        self._late: set[asyncio.Future[Any]] = set()  # connects given up on, still running
 
     async def call(self, packed: bytes, deadline: Deadline) -> Any:
         for attempt in (0, 1):
@@ -302,35 +319,58 @@ class Lanes:
 
     async def _take(self, deadline: Deadline) -> Any:
         """A connected connection, checked: one the server closed while it was free (its
-        stream is at EOF, or holds stray bytes) is connected again."""
-        conn = None
-        while self._free:
+        stream is at EOF, or holds stray bytes) is connected again; one ``check`` rejects
+        (another server now) is replaced by a new one."""
+        if self._free:
             conn = self._free.pop()
+        elif self._open < self._size:
+            self._open += 1
+            conn = None
+        else:
+            conn = await self._wait(deadline)  # a connection, or None: a free place
+        if conn is not None:
+            fresh = self._check is None or self._check(conn)
             try:
-                if conn.is_connected and not await conn.can_read():
+                if fresh and conn.is_connected and not await conn.can_read():
                     return conn
             except (RedisError, OSError):
                 pass
             await conn.disconnect()
-            break
+            if not fresh:
+                conn = None  # its place is taken by a new one
         if conn is None:
-            if self._open < self._size:
-                self._open += 1
-            else:
-                conn = await self._wait(deadline)
-            if conn is None:  # a free place, not a connection
+            try:
                 conn = self._make()
-            elif conn.is_connected:
-                return conn  # handed over by a call that just finished with it
+            except BaseException:
+                if not self._hand_over(None):
+                    self._open -= 1
+                raise
+        # the connect runs in a task of its own, which a deadline does not cancel: cancelling
+        # one as it completes loses the new socket (asyncio drops the result); one that
+        # finishes late joins the free connections (it is bounded by the socket timeouts)
+        connecting = asyncio.ensure_future(conn.connect())
         try:
             async with asyncio.timeout(deadline.left()):
-                await conn.connect()
+                await asyncio.shield(connecting)
         except BaseException as exc:
-            await self._drop(conn)
+            if connecting.done():
+                await self._drop(conn)
+            else:
+                self._late.add(connecting)
+                connecting.add_done_callback(lambda done: self._connected_late(conn, done))
             if isinstance(exc, (RedisError, OSError, TimeoutError)):
                 raise unavailable(exc, applied=False) from exc
             raise
         return conn
+
+    def _connected_late(self, conn: Any, done: asyncio.Future[Any]) -> None:
+        self._late.discard(done)
+        if done.cancelled() or done.exception() is not None:
+            dropping = asyncio.ensure_future(self._drop(conn))
+            self._late.add(dropping)
+            dropping.add_done_callback(self._late.discard)
+        else:
+            self._put(conn)
 
     async def _wait(self, deadline: Deadline) -> Any:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
@@ -339,8 +379,12 @@ class Lanes:
             async with asyncio.timeout(deadline.left()):
                 return await future
         except BaseException as exc:
-            if future.done() and not future.cancelled():
-                self._hand_over(future.result())  # came too late for us: the next one
+            if future.done() and not future.cancelled():  # came too late for us: pass it on
+                got = future.result()
+                if got is not None:
+                    self._put(got)
+                elif not self._hand_over(None):
+                    self._open -= 1
             else:
                 future.cancel()
             if isinstance(exc, TimeoutError):
@@ -370,6 +414,8 @@ class Lanes:
                 self._open -= 1
 
     async def close(self) -> None:
+        while self._late:
+            await asyncio.gather(*self._late, return_exceptions=True)
         free, self._free = self._free, []
         for conn in free:
             self._open -= 1
