@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:  # redis and psycopg are imported where used: a session without servers
     import redis  # does not pay for importing them
@@ -120,6 +120,10 @@ def _redis_client(port: int) -> redis.Redis:
 # --- Redis -------------------------------------------------------------------------------------
 
 
+#: for tests that kill a server and start it again with its data: every write on disk first
+PERSISTENT = ("--appendonly", "yes", "--appendfsync", "always")
+
+
 @dataclass
 class RedisServer:
     """One ``redis-server`` process we started, in the foreground, with its own directory."""
@@ -128,6 +132,7 @@ class RedisServer:
     proc: subprocess.Popen[bytes]
     dir: Path
     owns_dir: bool = True
+    args: list[str] = field(default_factory=list)  # how it was started (for ``restart``)
 
     @property
     def url(self) -> str:
@@ -137,10 +142,37 @@ class RedisServer:
     def log(self) -> Path:
         return self.dir / "redis.log"
 
+    def kill(self) -> None:
+        """SIGKILL, as a crash: no shutdown, no save; reaped."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(timeout=10)
+
+    def restart(self, *, timeout: float = 10) -> None:
+        """``kill()``, then the same server again on the same port and directory (with its
+        data if it was started ``PERSISTENT``); returns once it answers PING."""
+        self.kill()
+        deadline = time.monotonic() + timeout
+        while True:  # the port can stay bound for a moment after the kill
+            self.proc = _popen_redis(self.args, self.dir)
+            try:
+                _wait_redis(self, deadline)
+                return
+            except _PortInUse:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
+
     def stop(self) -> None:
         _end_process(self.proc)
         if self.owns_dir:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _popen_redis(args: list[str], directory: Path) -> subprocess.Popen[bytes]:
+    log = (directory / "redis.log").open("ab")
+    with log:
+        return subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=directory)
 
 
 def _spawn_redis(
@@ -162,10 +194,8 @@ def _spawn_redis(
         "no",
         *extra,
     ]
-    log = (directory / "redis.log").open("wb")
-    with log:
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, cwd=directory)
-    return RedisServer(port, proc, directory, owns_dir)
+    (directory / "redis.log").write_bytes(b"")
+    return RedisServer(port, _popen_redis(args, directory), directory, owns_dir, args)
 
 
 def _wait_redis(server: RedisServer, deadline: float) -> None:
@@ -195,13 +225,16 @@ def _wait_redis(server: RedisServer, deadline: float) -> None:
         client.close()
 
 
-def start_redis(*, binary: str | None = None, timeout: float = 10) -> RedisServer:
-    """A standalone Redis on a free loopback port (``server.url`` is ``redis://...:P/0``)."""
+def start_redis(
+    *, binary: str | None = None, timeout: float = 10, extra: Sequence[str] = ()
+) -> RedisServer:
+    """A standalone Redis on a free loopback port (``server.url`` is ``redis://...:P/0``);
+    ``extra``: more ``redis-server`` options (later ones win, e.g. ``PERSISTENT``)."""
     exe = find_binary("redis-server", binary)
 
     def attempt() -> RedisServer:
         directory = Path(tempfile.mkdtemp(prefix="allowance-redis-"))
-        server = _spawn_redis(exe, free_port(), directory, (), owns_dir=True)
+        server = _spawn_redis(exe, free_port(), directory, extra, owns_dir=True)
         try:
             _wait_redis(server, time.monotonic() + timeout)
         except BaseException:
@@ -212,12 +245,166 @@ def start_redis(*, binary: str | None = None, timeout: float = 10) -> RedisServe
     return _with_retries(attempt)
 
 
+# --- Redis Sentinel ----------------------------------------------------------------------------
+
+SERVICE = "allowance"  # the name the sentinels monitor the master by
+
+
+@dataclass
+class RedisSentinel:
+    """A master, its replicas and the sentinels that watch them, all ``redis-server``s we
+    started (a sentinel is ``redis-server sentinel.conf --sentinel``)."""
+
+    master: RedisServer
+    replicas: list[RedisServer]
+    sentinels: list[RedisServer]
+    dir: Path
+    service: str = SERVICE
+
+    @property
+    def url(self) -> str:
+        """``redis+sentinel://`` with every sentinel, the service and database 0."""
+        hosts = ",".join(f"{HOST}:{s.port}" for s in self.sentinels)
+        return f"redis+sentinel://{hosts}/{self.service}/0"
+
+    @property
+    def servers(self) -> list[RedisServer]:
+        return [self.master, *self.replicas, *self.sentinels]
+
+    def master_port(self) -> int | None:
+        """The master's port as the first sentinel that answers sees it."""
+        import redis
+
+        for sentinel in self.sentinels:
+            client = _redis_client(sentinel.port)
+            try:
+                found: Any = client.sentinel_get_master_addr_by_name(self.service)
+            except redis.RedisError:
+                continue
+            finally:
+                client.close()
+            if found:
+                return int(found[1])
+        return None
+
+    def server_on(self, port: int) -> RedisServer:
+        return next(s for s in (self.master, *self.replicas) if s.port == port)
+
+    def stop(self) -> None:
+        for server in self.servers:  # terminate all first, then reap: they stop in parallel
+            if server.proc.poll() is None:
+                server.proc.terminate()
+        for server in self.servers:
+            _end_process(server.proc)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _sentinel_ready(port: int, service: str, replicas: int, sentinels: int) -> bool:
+    """The sentinel knows the master, its replicas (in sync) and the other sentinels."""
+    import redis
+
+    client = _redis_client(port)
+    try:
+        masters: Any = client.sentinel_masters()
+        known: Any = client.sentinel_slaves(service)
+        peers: Any = client.sentinel_sentinels(service)
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+    state = masters.get(service)
+    up = [r for r in known if not (r.get("is_sdown") or r.get("is_odown"))]
+    linked = [r for r in up if r.get("master-link-status", "ok") == "ok"]
+    return bool(
+        state is not None
+        and state.get("is_master")
+        and len(linked) >= replicas
+        and len(peers) >= sentinels - 1
+    )
+
+
+def start_redis_sentinel(
+    *,
+    replicas: int = 1,
+    sentinels: int = 3,
+    down_after_ms: int = 1000,
+    binary: str | None = None,
+    timeout: float = 30,
+    extra: Sequence[str] = (),
+) -> RedisSentinel:
+    """A master, ``replicas`` replicas and ``sentinels`` sentinels (quorum: a majority) on
+    free loopback ports, returned once every sentinel knows the master, the replicas (in
+    sync) and the other sentinels, so that a failover can happen at once. A master is
+    judged down after ``down_after_ms`` without an answer. ``extra``: more options for the
+    master and replicas."""
+    exe = find_binary("redis-server", binary)
+
+    def attempt() -> RedisSentinel:
+        deadline = time.monotonic() + timeout
+        root = Path(tempfile.mkdtemp(prefix="allowance-redis-sentinel-"))
+        ports = free_ports(1 + replicas + sentinels)
+        data = ("--repl-diskless-sync-delay", "0", *extra)
+        group: RedisSentinel | None = None
+        started: list[RedisServer] = []
+        try:
+            for i, port in enumerate(ports[: 1 + replicas]):
+                directory = root / str(port)
+                directory.mkdir()
+                options = data if i == 0 else (*data, "--replicaof", HOST, str(ports[0]))
+                started.append(_spawn_redis(exe, port, directory, options, owns_dir=False))
+            for server in started:
+                _wait_redis(server, deadline)
+            quorum = sentinels // 2 + 1
+            for port in ports[1 + replicas :]:
+                directory = root / str(port)
+                directory.mkdir()
+                conf = directory / "sentinel.conf"
+                conf.write_text(
+                    f"port {port}\nbind {HOST}\ndir {directory}\ndaemonize no\n"
+                    f"sentinel monitor {SERVICE} {HOST} {ports[0]} {quorum}\n"
+                    f"sentinel down-after-milliseconds {SERVICE} {down_after_ms}\n"
+                    f"sentinel failover-timeout {SERVICE} 10000\n"
+                    f"sentinel parallel-syncs {SERVICE} 1\n"
+                )
+                args = [exe, str(conf), "--sentinel"]
+                (directory / "redis.log").write_bytes(b"")
+                proc = _popen_redis(args, directory)
+                started.append(RedisServer(port, proc, directory, False, args))
+            group = RedisSentinel(
+                started[0], started[1 : 1 + replicas], started[1 + replicas :], root
+            )
+            for sentinel in group.sentinels:
+                _wait_redis(sentinel, deadline)
+            pending = {s.port for s in group.sentinels}
+            while pending:
+                pending = {
+                    port
+                    for port in pending
+                    if not _sentinel_ready(port, SERVICE, replicas, sentinels)
+                }
+                if pending and time.monotonic() > deadline:
+                    raise ServerError(f"sentinels on ports {sorted(pending)} are not ready")
+                if pending:
+                    time.sleep(0.05)
+        except BaseException:
+            if group is None:
+                for server in started:
+                    _end_process(server.proc)
+                shutil.rmtree(root, ignore_errors=True)
+            else:
+                group.stop()
+            raise
+        return group
+
+    return _with_retries(attempt)
+
+
 # --- Redis Cluster -----------------------------------------------------------------------------
 
 
 @dataclass
 class RedisCluster:
-    """Three cluster-enabled ``redis-server`` masters (no replicas) we started."""
+    """Cluster-enabled ``redis-server`` nodes we started (masters, and replicas if asked)."""
 
     nodes: list[RedisServer]
     dir: Path
@@ -230,6 +417,22 @@ class RedisCluster:
     def url(self) -> str:
         """``redis+cluster://`` with one node; clients discover the others."""
         return f"redis+cluster://{HOST}:{self.nodes[0].port}"
+
+    def restart(self, node: RedisServer, *, timeout: float = 30) -> None:
+        """Kill ``node`` and start it again (it rejoins with its ``nodes.conf``); returns once
+        every node says ``cluster_state:ok`` (a restarted master refuses writes for ~2 s)."""
+        node.restart(timeout=timeout)
+        self.wait_ok(timeout=timeout)
+
+    def wait_ok(self, *, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        pending = {n.port for n in self.nodes if n.proc.poll() is None}
+        while pending:
+            pending = {port for port in pending if _cluster_state(port) != "ok"}
+            if pending and time.monotonic() > deadline:
+                raise ServerError(f"cluster_state is not ok on ports {sorted(pending)}")
+            if pending:
+                time.sleep(0.02)
 
     def stop(self) -> None:
         for node in self.nodes:  # terminate all first, then reap: they stop in parallel
@@ -258,27 +461,50 @@ def _cluster_state(port: int) -> str | None:
     return match.group(1) if match else None
 
 
+def _replicas_in_sync(ports: list[int], expected: int) -> bool:
+    import redis
+
+    synced = 0
+    for port in ports:
+        client = _redis_client(port)
+        try:
+            info = client.info("replication")
+        except redis.RedisError:
+            return False
+        finally:
+            client.close()
+        synced += info.get("role") == "slave" and info.get("master_link_status") == "up"
+    return synced >= expected
+
+
 def start_redis_cluster(
     *,
     masters: int = 3,
+    replicas: int = 0,
     binary: str | None = None,
     cli_binary: str | None = None,
     timeout: float = 30,
+    extra: Sequence[str] = (),
 ) -> RedisCluster:
-    """A Redis Cluster of ``masters`` nodes, each with its own dir and cluster-bus port."""
+    """A Redis Cluster of ``masters`` nodes, each with its own dir and cluster-bus port, and
+    ``replicas`` replicas of each master (returned once they are in sync); ``extra``: more
+    ``redis-server`` options for every node."""
     exe = find_binary("redis-server", binary)
     cli = find_binary("redis-cli", cli_binary)
+    count = masters * (1 + replicas)
+    # without the delay 0, replicas sync only after ~6 s
+    options = ("--repl-diskless-sync-delay", "0", *extra) if replicas else tuple(extra)
 
     def attempt() -> RedisCluster:
         deadline = time.monotonic() + timeout
         root = Path(tempfile.mkdtemp(prefix="allowance-redis-cluster-"))
-        ports = free_ports(2 * masters)  # P and its cluster-bus port B for each node
+        ports = free_ports(2 * count)  # P and its cluster-bus port B for each node
         cluster = RedisCluster([], root)
         try:
-            for port, bus in zip(ports[:masters], ports[masters:], strict=True):
+            for port, bus in zip(ports[:count], ports[count:], strict=True):
                 directory = root / str(port)
                 directory.mkdir()
-                extra = [
+                node_args = [
                     "--cluster-port",
                     str(bus),
                     "--cluster-enabled",
@@ -287,8 +513,9 @@ def start_redis_cluster(
                     "nodes.conf",
                     "--cluster-node-timeout",
                     "1000",
+                    *options,
                 ]
-                cluster.nodes.append(_spawn_redis(exe, port, directory, extra, owns_dir=False))
+                cluster.nodes.append(_spawn_redis(exe, port, directory, node_args, owns_dir=False))
             for node in cluster.nodes:
                 _wait_redis(node, deadline)
             created = subprocess.run(
@@ -298,7 +525,7 @@ def start_redis_cluster(
                     "create",
                     *(f"{HOST}:{port}" for port in cluster.ports),
                     "--cluster-replicas",
-                    "0",
+                    str(replicas),
                     "--cluster-yes",
                 ],
                 capture_output=True,
@@ -311,13 +538,11 @@ def start_redis_cluster(
                     f"redis-cli --cluster create failed ({created.returncode}):\n"
                     f"{created.stdout[-2000:]}{created.stderr[-2000:]}"
                 )
-            pending = set(cluster.ports)
-            while pending:
-                pending = {port for port in pending if _cluster_state(port) != "ok"}
-                if pending and time.monotonic() > deadline:
-                    raise ServerError(f"cluster_state is not ok on ports {sorted(pending)}")
-                if pending:
-                    time.sleep(0.02)
+            cluster.wait_ok(timeout=max(0.0, deadline - time.monotonic()))
+            while replicas and not _replicas_in_sync(cluster.ports, masters * replicas):
+                if time.monotonic() > deadline:
+                    raise ServerError("the cluster's replicas did not sync in time")
+                time.sleep(0.02)
         except BaseException:
             cluster.stop()
             raise
@@ -625,7 +850,7 @@ def start_pgbouncer(
 
 
 if __name__ == "__main__":  # a quick manual check: python tests/servers.py
-    for start in (start_redis, start_redis_cluster, start_postgres):
+    for start in (start_redis, start_redis_cluster, start_redis_sentinel, start_postgres):
         began = time.perf_counter()
         handle = start()
         print(f"{start.__name__}: {handle.url} in {time.perf_counter() - began:.2f}s")

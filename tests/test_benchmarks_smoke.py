@@ -113,3 +113,21 @@ def test_bench_http_quick_run_prints_every_row() -> None:
                 f"no row {row!r} / {phase!r} in:\n{proc.stdout}"
             )
     assert "Targets (issue):" in proc.stdout
+
+
+FAILURES_SCRIPT = ROOT / "benchmarks" / "bench_failures.py"
+
+
+@pytest.mark.slow
+def test_bench_failures_quick_run_prints_every_row() -> None:
+    pytest.importorskip("limits")
+    proc = subprocess.run(
+        [sys.executable, str(FAILURES_SCRIPT), "--quick"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for row in ("limits memory (baseline)", "deny, breaker open", "allow, breaker open"):
+        assert any(line.startswith(row) for line in proc.stdout.splitlines()), proc.stdout

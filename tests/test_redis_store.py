@@ -14,8 +14,8 @@ import redis
 from redis.crc import key_slot
 
 from allowance import ConfigurationError, Limiter, ManualClock, StoreError
-from allowance.stores import redis_common
 from allowance.stores.redis import RedisStore
+from allowance.stores.redis_wire import Deadline
 from conftest import STORE_FACTORIES
 from reply_dropper import ReplyDropper
 
@@ -110,13 +110,11 @@ def test_cluster_decisions_follow_a_redirection(
         slot = key_slot(store.key("acme", "a").encode())
         owner = store.client.nodes_manager.get_node_from_slot(slot)
         other = next(n for n in store.client.get_primaries() if n.name != owner.name)
-        wrong = redis.Redis(
-            connection_pool=other.redis_connection.connection_pool, single_connection_client=True
-        )
-        store._held.nodes[owner.name] = wrong  # what a thread holds after the slot moved
+        wrong = store._links.new(other.redis_connection.connection_pool)
+        store._links_here()[owner.name] = wrong  # what a thread holds after the slot moved
         assert lim.consume("acme", "export.ai", 20).granted == 20  # MOVED, then RedisCluster
-        assert store._held.nodes.get(owner.name) is not wrong
-        assert wrong.connection is None  # given back to its pool
+        assert store._links_here().get(owner.name) is not wrong
+        assert wrong._conn._sock is None  # closed
         assert not lim.consume("acme", "export.ai").allowed  # 30 of 30, on the right master
         assert {m.limit: m.used for m in lim.usage("acme")}["ai_exports"] == 30
 
@@ -199,13 +197,12 @@ def test_a_connection_lost_after_the_command_ran_is_not_sent_again(
 
 
 @pytest.mark.parametrize("kind", ["redis", "redis_cluster"])
-def test_a_held_connection_the_server_closed_while_idle_is_replaced(
-    request: pytest.FixtureRequest, tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch
+def test_a_held_connection_the_server_closed_is_replaced(
+    request: pytest.FixtureRequest, tmp_path: Path, kind: str
 ) -> None:
-    """Decisions go over a connection each thread holds. One the server closed while it sat
-    idle (a restart, an idle timeout; here CLIENT KILL) is found closed before it is used
-    and replaced, so the decision goes through; nothing is sent on a dead connection."""
-    monkeypatch.setattr(redis_common, "IDLE_CHECK", 0.05)
+    """Decisions go over a connection each thread holds. One the server closed since its
+    last use (a restart, an idle timeout; here CLIENT KILL) is found closed before it is
+    used and replaced, so the decision goes through; nothing is sent on a dead connection."""
     url = STORE_FACTORIES[kind](request, tmp_path)
     with Limiter(store=url) as lim:
         lim.set_account("acme", plan="pro")
@@ -214,27 +211,26 @@ def test_a_held_connection_the_server_closed_while_idle_is_replaced(
         if store.cluster:
             slot = key_slot(store.key("acme", "a").encode())
             node = store.client.nodes_manager.get_node_from_slot(slot)
-            held = store._held.nodes[node.name]
+            held = store._links_here()[node.name]
             admin = redis.Redis(host=node.host, port=node.port)
         else:
-            held = store._held.client
+            held = store._links_here()[None]
             where = store.client.connection_pool.connection_kwargs
             admin = redis.Redis(host=where["host"], port=where["port"])
         with admin:
-            assert admin.client_kill_filter(_id=held.client_id()) == 1
-        time.sleep(0.1)
+            assert admin.client_kill_filter(_id=str(held.client_id(Deadline(1)))) == 1
+        time.sleep(0.05)  # the server's FIN arrives
         assert lim.consume("acme", "export.ai", 2).allowed
         assert {m.limit: m.used for m in lim.usage("acme")}["ai_exports"] == 3
 
 
-def test_an_async_lane_the_server_closed_while_idle_is_replaced(
-    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_an_async_lane_the_server_closed_is_replaced(
+    request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
     """The same for the connections the async store holds for decisions (``Lanes``)."""
     from allowance import AsyncLimiter
     from allowance.stores.redis_async import AsyncRedisStore
 
-    monkeypatch.setattr(redis_common, "IDLE_CHECK", 0.05)
     url = STORE_FACTORIES["redis"](request, tmp_path)
 
     async def main() -> int:
@@ -242,14 +238,14 @@ def test_an_async_lane_the_server_closed_while_idle_is_replaced(
             await lim.set_account("acme", plan="pro")
             assert (await lim.consume("acme", "export.ai")).allowed
             store = lim.async_store
-            assert isinstance(store, AsyncRedisStore) and store._lanes is not None
-            [(lane, _)] = store._lanes._free
+            assert isinstance(store, AsyncRedisStore)
+            [lane] = store._lanes[None]._free
             await lane.send_command("CLIENT", "ID")
             lane_id = await lane.read_response()
             where = store.client.connection_pool.connection_kwargs
             with redis.Redis(host=where["host"], port=where["port"]) as admin:
                 assert admin.client_kill_filter(_id=lane_id) == 1
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.05)
             assert (await lim.consume("acme", "export.ai", 2)).allowed
             usage = await lim.usage("acme")
             return {m.limit: m.used for m in usage}["ai_exports"]

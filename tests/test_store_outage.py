@@ -45,7 +45,20 @@ def _postgres() -> Iterator[Frozen]:
         server.stop()
 
 
-STARTERS = {"postgres": _postgres}
+def _redis() -> Iterator[Frozen]:
+    server = servers.start_redis()
+    try:
+        yield Frozen(
+            f"{server.url}?timeout={TIMEOUT}",
+            lambda: server.proc.send_signal(signal.SIGSTOP),
+            lambda: server.proc.send_signal(signal.SIGCONT),
+        )
+    finally:
+        server.proc.send_signal(signal.SIGCONT)
+        server.stop()
+
+
+STARTERS = {"postgres": _postgres, "redis": _redis}
 
 
 @pytest.fixture(params=sorted(STARTERS))

@@ -230,7 +230,8 @@ class Kernel:
 
             from allowance.stores.postgres_common import parse_url
 
-            conninfo, self.schema, _, _ = parse_url(url)
+            settings = parse_url(url)
+            conninfo, self.schema = settings.conninfo, settings.schema
             self.pg = psycopg.connect(conninfo, autocommit=True)
 
     def close(self) -> None:

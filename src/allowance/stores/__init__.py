@@ -12,7 +12,8 @@ __all__ = ["AccountView", "Store", "store_from_url"]
 
 def store_from_url(url: str, *, timeout: float | None = None) -> Store:
     """The store for ``url``: memory://, sqlite:///path.db, redis://host:port/db,
-    redis+cluster://host:port, postgresql://user@host:port/db. ``timeout`` (seconds) bounds
+    redis+cluster://host:port, redis+sentinel://host:port[,host:port]/SERVICE/db,
+    postgresql://user@host:port/db. ``timeout`` (seconds) bounds
     every call to a networked store; it overrides the URL's ``?timeout=`` (default
     ``DEFAULT_TIMEOUT``)."""
     if not isinstance(url, str) or "://" not in url:
@@ -28,7 +29,7 @@ def store_from_url(url: str, *, timeout: float | None = None) -> Store:
         from allowance.stores.sqlite import SQLiteStore
 
         return SQLiteStore.from_url(url)
-    if scheme in ("redis", "rediss", "redis+cluster"):
+    if scheme in ("redis", "rediss", "redis+cluster", "redis+sentinel"):
         from allowance.stores.redis import RedisStore
 
         return RedisStore.from_url(url, timeout=timeout)
@@ -38,5 +39,6 @@ def store_from_url(url: str, *, timeout: float | None = None) -> Store:
         return PostgresStore.from_url(url, timeout=timeout)
     raise ConfigurationError(
         f"store: unknown scheme {scheme!r} in {url!r}; known: memory://, sqlite:///PATH,"
-        " redis://HOST:PORT/DB, redis+cluster://HOST:PORT, postgresql://..."
+        " redis://HOST:PORT/DB, redis+cluster://HOST:PORT,"
+        " redis+sentinel://HOST:PORT[,HOST:PORT]/SERVICE/DB, postgresql://..."
     )

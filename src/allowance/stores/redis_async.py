@@ -1,19 +1,30 @@
 """The async twin of ``redis.py`` on ``redis.asyncio`` (and its cluster client): the same
-scripts, keys and views, awaited. Records an operation reads come preloaded with the account
-(see ``Preload``), so ``ops`` runs between awaits without I/O of its own."""
+scripts, keys, views, deadlines and contention rules, awaited. Records an operation reads come
+preloaded with the account (see ``Preload``), so ``ops`` runs between awaits without I/O of its
+own.
+
+Connections. Decisions (and account reads and writes) go over ``redis_wire.Lanes``: at most
+``max_connections`` (URL option, default ``DEFAULT_LANES``) per server, each used by one
+command at a time; a burst beyond that waits for a connection, within the call's deadline,
+instead of failing. Sweeps use the client's own pool, a blocking one of the same size."""
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable
+from contextlib import suppress
+from itertools import count
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import hiredis
 import redis.asyncio
 import redis.asyncio.cluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.crc import key_slot
 from redis.exceptions import (
+    AskError,
+    MovedError,
     NoScriptError,
     RedisClusterException,
     RedisError,
@@ -24,65 +35,94 @@ from allowance import ops
 from allowance.errors import ConfigurationError, StoreError, UnknownAccount
 from allowance.ops import Request
 from allowance.policy import Policy
-from allowance.stores import redis_common
-from allowance.stores.base import NO_PRELOAD, AccountView, AsyncStore, Preload
+from allowance.stores.base import DEFAULT_TIMEOUT, NO_PRELOAD, AccountView, AsyncStore, Preload
 from allowance.stores.redis_common import (
-    MAX_ATTEMPTS,
+    AsyncSerial,
     KeySpace,
     _num,
     _translate,
     compiled_decide,
+    gave_up,
+    lua,
     read_decision,
-    script,
-    sha1_hex,
+    retry_pause,
     split_url,
 )
+from allowance.stores.redis_wire import Deadline, Lanes, Lua, lane_maker, pack, unavailable
 from allowance.types import Account, Decision
 
+if TYPE_CHECKING:
+    from allowance.stores.redis_sentinel import MasterWatch
+
 T = TypeVar("T")
-MAX_IDLE = 16  # connections Lanes keeps between decisions
+DEFAULT_LANES = 100  # connections per server (redis-py's async default pool size)
+REFRESH_EVERY = 0.25  # seconds: at most one reread of the cluster's slot map this often
+REDIRECTED = (MovedError, AskError)
 
 
 class AsyncRedisStore(KeySpace, AsyncStore):
     fast = True
 
-    def __init__(self, client: Any, prefix: str = "allowance") -> None:
+    def __init__(
+        self,
+        client: Any,
+        prefix: str = "allowance",
+        timeout: float = DEFAULT_TIMEOUT,
+        max_connections: int = DEFAULT_LANES,
+        watch: MasterWatch | None = None,
+    ) -> None:
         KeySpace.__init__(self, prefix)
+        self._watch = watch  # the sentinels' master (redis+sentinel://)
         self.client = client
+        self.cluster = isinstance(client, redis.asyncio.cluster.RedisCluster)
+        self.timeout = timeout
         self.policy: Policy | None = None
-        self._load = client.register_script(script("load"))
-        self._apply = client.register_script(script("apply"))
-        self._account = client.register_script(script("account"))
-        self._decide_by_policy: dict[int, tuple[str, str]] = {}  # policy -> (sha, text)
-        cluster = isinstance(client, redis.asyncio.cluster.RedisCluster)
-        self._lanes = None if cluster else Lanes(client.connection_pool)
+        self._load = lua("load")
+        self._apply = lua("apply")
+        self._account = lua("account")
+        self._decide_by_policy: dict[int, Lua] = {}
+        self._size = max_connections
+        self._lanes: dict[str | None, Lanes] = {}  # server (None: the only one) -> Lanes
+        self._serial = AsyncSerial()
+        self._cluster_ready = False
+        self._stale_map = 0.0  # monotonic time the slot map was found stale, 0: it is not
 
     @classmethod
-    def from_url(cls, url: str) -> AsyncRedisStore:
-        """As ``RedisStore.from_url``: nothing is sent twice (see ``redis.no_retry``)."""
-        rest, prefix, cluster = split_url(url)
+    def from_url(cls, url: str, *, timeout: float | None = None) -> AsyncRedisStore:
+        """As ``RedisStore.from_url``: nothing is sent twice (see ``redis_wire.no_retry``)."""
+        parts = split_url(url, timeout)
+        size = parts.max_connections or DEFAULT_LANES
+        options: dict[str, Any] = {
+            "retry": Retry(NoBackoff(), 0),
+            "socket_timeout": parts.timeout,
+            "socket_connect_timeout": parts.timeout,
+        }
+        watch = None
         try:
-            once = Retry(NoBackoff(), 0)
-            if cluster:
-                client: Any = redis.asyncio.cluster.RedisCluster.from_url(rest, retry=once)
+            if parts.kind == "cluster":
+                client: Any = redis.asyncio.cluster.RedisCluster.from_url(parts.rest, **options)
+            elif parts.kind == "sentinel":
+                from allowance.stores.redis_sentinel import async_sentinel_client
+
+                client, watch = async_sentinel_client(parts.rest, options)
             else:
-                client = redis.asyncio.Redis.from_url(rest, retry=once)
+                pool = redis.asyncio.BlockingConnectionPool.from_url(
+                    parts.rest, max_connections=size, timeout=parts.timeout, **options
+                )
+                client = redis.asyncio.Redis.from_pool(pool)
         except (RedisError, RedisClusterException) as exc:
-            raise StoreError(f"redis: cannot connect: {exc}") from exc
+            raise unavailable(exc, applied=False) from exc
         except ValueError as exc:
             raise ConfigurationError(f"store: {exc} in {url!r}") from None
-        return cls(client, prefix)
+        return cls(client, parts.prefix, parts.timeout, size, watch)
 
     async def put_account(self, account_id: str, plan: str, seats: int) -> bool:
-        with _translate():
-            created = await self._account(
-                keys=[self.key(account_id, "a")], args=[plan, seats, account_id]
-            )
-        return bool(created)
+        keys, args = [self.key(account_id, "a")], [plan, seats, account_id]
+        return bool(await self._run(self._account, keys, args, Deadline(self.timeout)))
 
     async def get_account(self, account_id: str) -> Account | None:
-        with _translate():
-            plan, seats = await self.client.hmget(self.key(account_id, "a"), ["p", "s"])
+        key = self.key(account_id, "a")
+        plan, seats = await self._command(Deadline(self.timeout), "HMGET", key, "p", "s")
         if plan is None:
             return None
         return Account(account_id, plan.decode(), int(seats))
@@ -92,20 +132,14 @@ class AsyncRedisStore(KeySpace, AsyncStore):
     ) -> Decision | None:
         compiled = self._decide_by_policy.get(id(policy))
         if compiled is None:
-            text = compiled_decide(policy)
-            compiled = self._decide_by_policy[id(policy)] = (sha1_hex(text), text)
+            compiled = self._decide_by_policy[id(policy)] = compiled_decide(policy)
         keys, argv = self.decide_args(policy, req, now, charge)
-        try:
-            if self._lanes is None:
-                reply = await self.client.evalsha(compiled[0], 2, *keys, *argv)
-            else:
-                reply = await self._lanes.call("EVALSHA", compiled[0], 2, *keys, *argv)
-        except NoScriptError:
-            with _translate():
-                await self.client.script_load(compiled[1])
-                reply = await self.client.evalsha(compiled[0], 2, *keys, *argv)
-        except (RedisError, RedisClusterException) as exc:
-            raise StoreError(f"redis: {exc}") from exc
+        deadline = Deadline(self.timeout)
+        if self._serial.busy(req.account):  # a slow path is writing it: after that one
+            async with self._serial.hold(req.account, deadline):
+                reply = await self._run(compiled, keys, argv, deadline)
+        else:
+            reply = await self._run(compiled, keys, argv, deadline)
         return read_decision(policy, req, reply)
 
     async def transact(
@@ -117,17 +151,109 @@ class AsyncRedisStore(KeySpace, AsyncStore):
     ) -> T:
         policy = self.policy
         assert policy is not None
+        deadline = Deadline(self.timeout)
         keys = self.load_keys(account_id, preload)
-        with _translate():
-            for _ in range(MAX_ATTEMPTS):
-                loaded = await self._load(keys=keys, args=["" if now is None else _num(now)])
+        at_arg = ["" if now is None else _num(now)]
+        async with self._serial.hold(account_id, deadline):
+            for attempt in count():
+                loaded = await self._run(self._load, keys, at_arg, deadline)
                 view = self.view(account_id, keys, loaded, None)
                 at = float(loaded[0])
                 result = fn(view, at)
                 apply = view.apply_args(policy, at)
-                if apply is None or await self._apply(keys=apply[0], args=apply[1]) == 1:
+                if apply is None or await self._run(self._apply, *apply, deadline) == 1:
                     return result
-        raise StoreError(f"redis: account {account_id!r} kept changing; gave up after retries")
+                pause = retry_pause(attempt)
+                if time.monotonic() + pause >= deadline.end:
+                    raise gave_up(account_id, self.timeout)
+                await asyncio.sleep(pause)
+        raise AssertionError("unreachable")
+
+    async def _run(self, script: Lua, keys: list[str], argv: list[Any], deadline: Deadline) -> Any:
+        """EVALSHA of ``script`` on the server of ``keys`` (one slot)."""
+        return await self._on_lanes(
+            keys[0],
+            lambda lanes: lanes.script(script, keys, argv, deadline),
+            lambda client: _evalsha(client, script, keys, argv),
+            deadline,
+        )
+
+    async def _command(self, deadline: Deadline, *args: Any) -> Any:
+        """A command whose first argument after its name is a key of the account."""
+        packed = pack(*args)
+        return await self._on_lanes(
+            args[1],
+            lambda lanes: lanes.call(packed, deadline),
+            lambda client: client.execute_command(*args),
+            deadline,
+        )
+
+    async def _on_lanes(
+        self,
+        key: str,
+        send: Callable[[Lanes], Awaitable[Any]],
+        redirected: Callable[[Any], Awaitable[Any]],
+        deadline: Deadline,
+    ) -> Any:
+        if not self.cluster:
+            lanes = self._lanes.get(None)
+            if lanes is None:
+                pool = self.client.connection_pool
+                if self._watch is None:
+                    make = lane_maker(pool.connection_class, pool.connection_kwargs)
+                    lanes = self._lanes[None] = Lanes(make, self._size)
+                else:
+                    from allowance.stores import redis_sentinel
+
+                    make = redis_sentinel.lane_maker(self._watch, pool)
+                    lanes = self._lanes[None] = Lanes(make, self._size, self._watch.current)
+            try:
+                return await send(lanes)
+            except ResponseError as exc:
+                raise StoreError(f"redis: {exc}") from exc
+        return await self._on_node(key, send, redirected, deadline)
+
+    async def _on_node(
+        self,
+        key: str,
+        send: Callable[[Lanes], Awaitable[Any]],
+        redirected: Callable[[Any], Awaitable[Any]],
+        deadline: Deadline,
+    ) -> Any:
+        """As ``RedisStore._on_cluster_link``: the slot's master over its Lanes; MOVED or
+        ASK through RedisCluster; a failure marks the slot map for a reread."""
+        nodes = self.client.nodes_manager
+        try:
+            async with asyncio.timeout(deadline.left()):
+                if not self._cluster_ready:
+                    await self.client.initialize()
+                    self._cluster_ready = True
+                elif self._stale_map and time.monotonic() - self._stale_map >= REFRESH_EVERY:
+                    self._stale_map = 0.0
+                    with suppress(RedisError, RedisClusterException):
+                        await nodes.initialize()
+            node = nodes.get_node_from_slot(key_slot(key.encode()))
+        except (RedisError, RedisClusterException, TimeoutError) as exc:
+            self._stale_map = self._stale_map or time.monotonic()
+            raise unavailable(exc, applied=False) from exc
+        lanes = self._lanes.get(node.name)
+        if lanes is None:
+            make = lane_maker(node.connection_class, node.connection_kwargs)
+            lanes = self._lanes[node.name] = Lanes(make, self._size)
+        try:
+            return await send(lanes)
+        except REDIRECTED:
+            pass
+        except ResponseError as exc:
+            raise StoreError(f"redis: {exc}") from exc
+        except StoreError:
+            self._stale_map = self._stale_map or time.monotonic()
+            raise
+        try:
+            async with asyncio.timeout(deadline.left()):
+                return await redirected(self.client)
+        except (RedisError, RedisClusterException, TimeoutError) as exc:
+            raise unavailable(exc, applied=True) from exc
 
     async def sweep(self, now: float | None = None) -> int:
         """Settle expired reservations nobody touched (everything else expires by TTL)."""
@@ -157,72 +283,22 @@ class AsyncRedisStore(KeySpace, AsyncStore):
         return settled
 
     async def close(self) -> None:
-        if self._lanes is not None:
-            await self._lanes.close()
+        lanes, self._lanes = self._lanes, {}
+        for each in lanes.values():
+            await each.close()
+        if self._watch is not None:
+            from allowance.stores.redis_sentinel import sentinel_clients
+
+            self._watch.close()
+            for client in sentinel_clients(self.client):
+                await client.aclose()
         await self.client.aclose()
 
 
-class Lanes:
-    """Connections held by the store for the one-round-trip decision, one request at a time
-    each. The client's ``execute_command`` (pool checkout, retry and telemetry wrappers)
-    costs about as much CPU as the decision's own Python; this is a send and a read.
-
-    A connection that fails midway is dropped and the error raised (the service answers 503):
-    a reply lost after Redis ran the script may have charged, so nothing here sends again.
-    """
-
-    def __init__(self, pool: Any) -> None:
-        self._pool = pool
-        self._free: list[tuple[Any, float]] = []  # (connection, when last used)
-
-    async def call(self, *args: Any) -> Any:
-        conn = await self._take()
-        try:
-            # hiredis packs in C: a seventh of redis-py's packer, a few µs a decision
-            await conn.send_packed_command(hiredis.pack_command(args), check_health=False)
-            reply = await conn.read_response()
-        except ResponseError:
-            await self._put(conn)  # a whole error reply (NOSCRIPT, a script's error)
-            raise
-        except BaseException:  # lost, timed out or cancelled midway: never reuse it
-            await self._drop(conn)
-            raise
-        await self._put(conn)
-        return reply
-
-    async def _take(self) -> Any:
-        """A held connection, or one from the pool. One idle for a while is checked first, as
-        the pool checks one it hands out (readable: closed by the server meanwhile, e.g. a
-        restart, or stray data), and connected again if need be. (The pool's own
-        ``ensure_connection`` skips that check when maintenance notifications are on.)"""
-        if not self._free:
-            return await self._pool.get_connection()
-        conn, used = self._free.pop()
-        if time.monotonic() - used >= redis_common.IDLE_CHECK:
-            try:
-                try:
-                    stale = await conn.can_read()
-                except (RedisError, OSError):
-                    stale = True
-                if stale:
-                    await conn.disconnect()
-                    await conn.connect()
-            except BaseException:
-                await self._drop(conn)
-                raise
-        return conn
-
-    async def _put(self, conn: Any) -> None:
-        if len(self._free) < MAX_IDLE:
-            self._free.append((conn, time.monotonic()))
-        else:  # after a burst: back to the pool, not held for good
-            await self._pool.release(conn)
-
-    async def _drop(self, conn: Any) -> None:
-        await conn.disconnect()
-        await self._pool.release(conn)
-
-    async def close(self) -> None:
-        free, self._free = self._free, []
-        for conn, _ in free:
-            await self._pool.release(conn)
+async def _evalsha(client: Any, script: Lua, keys: list[str], argv: list[Any]) -> Any:
+    """EVALSHA through a redis-py client, loading the script on NOSCRIPT."""
+    try:
+        return await client.evalsha(script.sha, len(keys), *keys, *argv)
+    except NoScriptError:
+        await client.script_load(script.text)
+        return await client.evalsha(script.sha, len(keys), *keys, *argv)

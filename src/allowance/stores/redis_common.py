@@ -4,11 +4,15 @@ becomes a Decision. See ``redis.py`` for the design."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import random
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
 from importlib import resources
 from math import ceil
 from typing import Any, TypeVar
@@ -18,18 +22,19 @@ from redis.exceptions import RedisClusterException, RedisError
 
 from allowance import engine, ops
 from allowance.clock import system_clock
-from allowance.errors import ConfigurationError, StoreError, UnknownAccount
+from allowance.errors import ConfigurationError, StoreError, StoreUnavailable, UnknownAccount
 from allowance.ops import HOLD_KEEP, Request
 from allowance.policy import Policy
 from allowance.state import HELD, Counter, Hold, IdempotencyRecord
-from allowance.stores.base import AccountView, Preload
+from allowance.stores.base import AccountView, Preload, store_timeout
+from allowance.stores.redis_wire import Deadline, Lua, translate
 from allowance.types import Decision
 
 T = TypeVar("T")
-MAX_ATTEMPTS = 50
-# seconds: a held connection idle this long is checked before it is used (a server restart
-# or idle timeout closes it; under load the check is skipped)
-IDLE_CHECK = 1.0
+# the first pause after a lost race on an account's version (seconds); it doubles, with
+# random jitter, up to RETRY_PAUSE_MAX, for as long as the call's deadline allows
+RETRY_PAUSE = 0.0005
+RETRY_PAUSE_MAX = 0.02
 _PREFIX = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 
 
@@ -75,11 +80,95 @@ def _ms(seconds: float) -> int:
 @contextmanager
 def _translate() -> Iterator[None]:
     """redis-py errors become ``StoreError`` at this one point (the cluster client's own
-    errors are not ``RedisError`` subclasses)."""
+    errors are not ``RedisError`` subclasses); an unreachable or slow server is
+    ``StoreUnavailable``."""
     try:
         yield
     except (RedisError, RedisClusterException) as exc:
-        raise StoreError(f"redis: {exc}") from exc
+        raise translate(exc) from exc
+
+
+def retry_pause(attempt: int) -> float:
+    """Seconds to wait before the next try after ``attempt`` lost races on one account: a
+    random share of an exponentially growing cap, so writers that collided spread out."""
+    return random.uniform(0, min(RETRY_PAUSE_MAX, RETRY_PAUSE * 2**attempt))
+
+
+class Serial:
+    """One account's read-modify-write at a time in this process (threads). Writers of one
+    process then never make each other retry; only writers elsewhere (other processes) can,
+    and one-step decisions (which bump the version too) that started before the slow path
+    did: one that starts while the account has a slow path in flight waits its turn
+    (``busy``). A wait counts against the deadline of the call."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, tuple[threading.Lock, list[int]]] = {}  # account -> (lock, users)
+
+    def busy(self, account: str) -> bool:
+        return account in self._locks
+
+    @contextmanager
+    def hold(self, account: str, deadline: Deadline) -> Iterator[None]:
+        with self._guard:
+            lock, users = self._locks.get(account) or self._locks.setdefault(
+                account, (threading.Lock(), [0])
+            )
+            users[0] += 1
+        try:
+            if not lock.acquire(timeout=deadline.left()):
+                raise StoreUnavailable(
+                    f"redis: account {account!r} busy past the timeout", maybe_applied=False
+                )
+            try:
+                yield
+            finally:
+                lock.release()
+        finally:
+            with self._guard:
+                users[0] -= 1
+                if not users[0]:
+                    del self._locks[account]
+
+
+class AsyncSerial:
+    """``Serial`` for one event loop's tasks."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
+
+    def busy(self, account: str) -> bool:
+        return account in self._locks
+
+    @asynccontextmanager
+    async def hold(self, account: str, deadline: Deadline) -> AsyncIterator[None]:
+        lock, users = self._locks.get(account) or self._locks.setdefault(
+            account, (asyncio.Lock(), [0])
+        )
+        users[0] += 1
+        try:
+            try:
+                async with asyncio.timeout(deadline.left()):
+                    await lock.acquire()
+            except TimeoutError:
+                raise StoreUnavailable(
+                    f"redis: account {account!r} busy past the timeout", maybe_applied=False
+                ) from None
+            try:
+                yield
+            finally:
+                lock.release()
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._locks[account]
+
+
+def gave_up(account: str, timeout: float) -> StoreUnavailable:
+    return StoreUnavailable(
+        f"redis: account {account!r} kept changing for {timeout:g} s; nothing was written",
+        maybe_applied=False,
+    )
 
 
 class RedisView(AccountView):
@@ -248,20 +337,43 @@ def sha1_hex(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()
 
 
-def compiled_decide(policy: Policy) -> str:
+def lua(name: str) -> Lua:
+    text = script(name)
+    return Lua(text, sha1_hex(text))
+
+
+def compiled_decide(policy: Policy) -> Lua:
     """decide.lua with the policy's limits compiled in."""
-    return script("decide").replace("--SPEC--", lua_spec(policy), 1)
+    text = script("decide").replace("--SPEC--", lua_spec(policy), 1)
+    return Lua(text, sha1_hex(text))
 
 
-def split_url(url: str) -> tuple[str, str, bool]:
-    """(redis-py URL, prefix, cluster?) from our URL; our own options removed."""
+@dataclass(frozen=True)
+class RedisUrl:
+    """Our URL taken apart: what redis-py gets, and our own options."""
+
+    rest: str  # for redis-py's from_url (our options removed)
+    prefix: str
+    kind: str  # "redis", "cluster" or "sentinel"
+    timeout: float  # seconds a call may take
+    max_connections: int | None  # the URL's, if any
+
+
+def split_url(url: str, timeout: float | None = None) -> RedisUrl:
+    """Our URL's parts; ``timeout`` (``Limiter(timeout=)``) overrides ``?timeout=``."""
     parts = urlsplit(url)
     query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
     prefix = query.pop("prefix", "allowance")
-    cluster = parts.scheme == "redis+cluster"
-    scheme = "redis" if cluster else parts.scheme
+    seconds = store_timeout(query.pop("timeout", None), timeout, url)
+    kind = {"redis+cluster": "cluster", "redis+sentinel": "sentinel"}.get(parts.scheme, "redis")
+    scheme = parts.scheme if kind == "redis" else "redis"
+    limit = query.get("max_connections")
+    try:
+        max_connections = None if limit is None else int(limit)
+    except ValueError:
+        raise ConfigurationError(f"store: max_connections must be a number in {url!r}") from None
     rest = urlunsplit((scheme, parts.netloc, parts.path, urlencode(query), ""))
-    return rest, prefix, cluster
+    return RedisUrl(rest, prefix, kind, seconds, max_connections)
 
 
 def lua_spec(policy: Policy) -> str:
