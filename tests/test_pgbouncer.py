@@ -6,13 +6,9 @@ counts; the seed's example and an 8 processes x 16 threads race through it."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
-import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -21,8 +17,7 @@ import pytest
 import servers
 from allowance import Limiter
 from allowance.stores.postgres import PostgresStore
-
-WORKER = Path(__file__).parent / "integration" / "race_worker.py"
+from races import race
 
 
 @pytest.fixture(scope="module")
@@ -124,21 +119,6 @@ def test_eight_processes_of_sixteen_threads_race_through_the_bouncer(
     store_url = url(bouncer, schema, pool_max="8")
     with Limiter(store=store_url) as setup:
         setup.set_account("acme", plan="pro")
-        start = time.time() + 3.0  # every process is up and waiting by then
-        argv = [store_url, "acme", "export.ai", "16", "4", str(start), "1"]
-        procs = [
-            subprocess.Popen(
-                [sys.executable, str(WORKER), *argv],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for _ in range(8)
-        ]
-        granted = 0
-        for proc in procs:
-            out, err = proc.communicate(timeout=120)
-            assert proc.returncode == 0, err
-            granted += int(out.strip())
+        granted = race(store_url, "export.ai", threads=16, share=True)
         assert granted == 30
         assert {m.limit: m.used for m in setup.usage("acme")}["ai_exports"] == 30

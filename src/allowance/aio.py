@@ -94,16 +94,20 @@ class AsyncLimiter:
         """As ``Limiter._run``: through the breaker, by the failure mode without the store."""
         now = self.sync._now()
         guard = self.guard
+        breaker = guard.breaker
         try:
-            guard.breaker.before()
+            if breaker.open_until is not None:
+                breaker.before()
             try:
                 result = await self._run_on_store(call, now)
             except StoreUnavailable as exc:
-                exc.retry_after = guard.breaker.failed()
+                exc.retry_after = breaker.failed()
                 raise
         except StoreUnavailable as exc:
             return without_store(guard, call, exc, now)
-        if guard.breaker.succeeded() or guard.journal:
+        if breaker.failures:
+            breaker.succeeded()
+        if guard.journal.entries:
             self.sync._start_flush()  # in a thread, on the sync store
         return result
 

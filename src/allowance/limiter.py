@@ -211,7 +211,8 @@ class Limiter:
                     try:
                         call = calls.record(self.policy, entry)
                         charged += calls.run(self.store, self.policy, call, entry.now)
-                        self.guard.breaker.succeeded()
+                        if self.guard.breaker.failures:
+                            self.guard.breaker.succeeded()
                     except StoreUnavailable:
                         self.guard.breaker.failed()
                         return charged
@@ -229,16 +230,20 @@ class Limiter:
         failure mode."""
         now = self._now()
         guard = self.guard
+        breaker = guard.breaker
         try:
-            guard.breaker.before()
+            if breaker.open_until is not None:
+                breaker.before()
             try:
                 result = calls.run(self.store, self.policy, call, now)
             except StoreUnavailable as exc:
-                exc.retry_after = guard.breaker.failed()
+                exc.retry_after = breaker.failed()
                 raise
         except StoreUnavailable as exc:
             return without_store(guard, call, exc, now)
-        if guard.breaker.succeeded() or guard.journal:
+        if breaker.failures:
+            breaker.succeeded()
+        if guard.journal.entries:
             self._start_flush()
         return result
 

@@ -102,22 +102,37 @@ def decide(
     return ruling.decision, marks
 
 
+def _remember(
+    view: AccountView,
+    key: str,
+    operation: str,
+    req: Request,
+    decision: Decision,
+    now: float,
+    held: Held | None = None,
+) -> None:
+    """Keep the first answer under ``key`` for 24 h (what ``_replay`` gives back)."""
+    view.put_idempotency(
+        key,
+        IdempotencyRecord(
+            operation,
+            req.feature,
+            req.amount,
+            decision.to_json(quota=True, at=now),
+            now + IDEMPOTENCY_TTL,
+            None if held is None else held.hold_id,
+            None if held is None else held.expires_at,
+        ),
+    )
+
+
 def consume(policy: Policy, view: AccountView, req: Request, now: float) -> Decision:
     record = _replay(view, req, "consume", now)
     if record is not None:
         return Decision.from_json(record.decision, now)
     decision, _ = decide(policy, view, req, now, charge=True)
     if req.idempotency_key is not None:
-        view.put_idempotency(
-            req.idempotency_key,
-            IdempotencyRecord(
-                "consume",
-                req.feature,
-                req.amount,
-                decision.to_json(quota=True, at=now),
-                now + IDEMPOTENCY_TTL,
-            ),
-        )
+        _remember(view, req.idempotency_key, "consume", req, decision, now)
     return decision
 
 
@@ -156,18 +171,7 @@ def reserve(
         view.put_hold(hold)
     held = Held(decision, hold.id if hold else None, hold.expires_at if hold else None)
     if req.idempotency_key is not None:
-        view.put_idempotency(
-            req.idempotency_key,
-            IdempotencyRecord(
-                "reserve",
-                req.feature,
-                req.amount,
-                decision.to_json(quota=True, at=now),
-                now + IDEMPOTENCY_TTL,
-                held.hold_id,
-                held.expires_at,
-            ),
-        )
+        _remember(view, req.idempotency_key, "reserve", req, decision, now, held)
     return held
 
 
@@ -234,17 +238,7 @@ def record(policy: Policy, view: AccountView, req: Request, now: float) -> bool:
     for limit in policy.limits_of(req.feature):
         limit.window.charge(counters[limit.name], req.amount, now)
     view.save_counters(counters)
-    granted = degraded_decision(req.amount)
-    view.put_idempotency(
-        key,
-        IdempotencyRecord(
-            "consume",
-            req.feature,
-            req.amount,
-            granted.to_json(quota=True, at=now),
-            now + IDEMPOTENCY_TTL,
-        ),
-    )
+    _remember(view, key, "consume", req, degraded_decision(req.amount), now)
     return True
 
 

@@ -58,24 +58,23 @@ class Breaker:
         self.first_cooldown = first_cooldown
         self.max_cooldown = max_cooldown
         self._lock = threading.Lock()
-        self._failures = 0
+        # read without the lock on the decision path: a closed breaker costs two attribute reads
+        self.failures = 0  # in a row
         self._cooldown = first_cooldown
-        self._open_until: float | None = None  # monotonic time of the next probe; None: closed
+        self.open_until: float | None = None  # monotonic time of the next probe; None: closed
         self._probing = False
         self.opened = 0  # times it opened (for tests and logs)
 
     @property
     def is_open(self) -> bool:
-        return self._open_until is not None
+        return self.open_until is not None
 
     def before(self) -> None:
         """Raise ``StoreUnavailable`` (never sent) while open, except for one probe at a time
-        once the cooldown has passed. Costs one attribute read while closed."""
-        if self._open_until is None:
-            return
+        once the cooldown has passed (callers skip it while ``open_until`` is None)."""
         now = time.monotonic()
         with self._lock:
-            until = self._open_until
+            until = self.open_until
             if until is None:
                 return
             if now >= until and not self._probing:
@@ -89,14 +88,13 @@ class Breaker:
         )
 
     def succeeded(self) -> bool:
-        """A call reached the store. True when this closed an open breaker."""
-        if self._failures == 0 and self._open_until is None:
-            return False
+        """A call reached the store after failures (callers skip it when ``failures`` is 0).
+        True when this closed an open breaker."""
         with self._lock:
-            reopened = self._open_until is not None
-            self._failures = 0
+            reopened = self.open_until is not None
+            self.failures = 0
             self._cooldown = self.first_cooldown
-            self._open_until = None
+            self.open_until = None
             self._probing = False
         if reopened:
             log.warning("store answers again; circuit breaker closed")
@@ -106,16 +104,16 @@ class Breaker:
         """A call found the store unavailable; returns the seconds until the next probe."""
         now = time.monotonic()
         with self._lock:
-            self._failures += 1
-            if self._open_until is not None:  # a probe failed (or a call begun before opening)
+            self.failures += 1
+            if self.open_until is not None:  # a probe failed (or a call begun before opening)
                 if self._probing:
                     self._probing = False
                     self._cooldown = min(self._cooldown * 2, self.max_cooldown)
-                    self._open_until = now + self._cooldown
-                return max(self._open_until - now, 0.05)
-            if self._failures < self.failures_to_open:
+                    self.open_until = now + self._cooldown
+                return max(self.open_until - now, 0.05)
+            if self.failures < self.failures_to_open:
                 return self._cooldown
-            self._open_until = now + self._cooldown
+            self.open_until = now + self._cooldown
             self.opened += 1
             cooldown = self._cooldown
         log.warning("store unavailable; circuit breaker open for %.1f s", cooldown)
@@ -140,31 +138,31 @@ class Journal:
 
     def __init__(self, size: int = JOURNAL_SIZE) -> None:
         self.size = size
-        self._entries: deque[Entry] = deque()
+        self.entries: deque[Entry] = deque()  # its truth is read on the decision path
         self._lock = threading.Lock()
         self.flushing = threading.Lock()  # one flusher at a time
         self.unrecorded = 0  # degraded grants that may have been charged already, not queued
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self.entries)
 
     def add(self, entry: Entry) -> bool:
         """Queue ``entry``; False when the journal is full."""
         with self._lock:
-            if len(self._entries) >= self.size:
+            if len(self.entries) >= self.size:
                 return False
-            self._entries.append(entry)
+            self.entries.append(entry)
             return True
 
     def take(self, count: int) -> list[Entry]:
         """The oldest ``count`` entries, left in the queue until ``done``."""
         with self._lock:
-            return [self._entries[i] for i in range(min(count, len(self._entries)))]
+            return [self.entries[i] for i in range(min(count, len(self.entries)))]
 
     def done(self, count: int) -> None:
         with self._lock:
-            for _ in range(min(count, len(self._entries))):
-                self._entries.popleft()
+            for _ in range(min(count, len(self.entries))):
+                self.entries.popleft()
 
 
 class StoreGuard:

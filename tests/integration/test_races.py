@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
 from allowance import Limiter
 from conftest import STORE_FACTORIES
-
-WORKER = Path(__file__).with_name("race_worker.py")
+from races import race
 
 
 def test_threads_on_one_store(store_url: str) -> None:
@@ -39,28 +35,6 @@ def test_threads_on_one_store(store_url: str) -> None:
     assert sum(granted) == 30
     meter = next(m for m in setup.usage("acme") if m.limit == "ai_exports")
     assert meter.used == 30
-
-
-def race(url: str, features: str, threads: int, share: bool) -> int:
-    """8 worker processes × ``threads`` threads × 4 consumes on one Pro account, all starting
-    at once; the units granted in all, after checking every worker exited cleanly."""
-    start = time.time() + 3.0  # every process is up and waiting by then
-    argv = [url, "acme", features, str(threads), "4", str(start), "1" if share else "0"]
-    procs = [
-        subprocess.Popen(
-            [sys.executable, str(WORKER), *argv],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(8)
-    ]
-    total = 0
-    for p in procs:
-        out, err = p.communicate(timeout=120)
-        assert p.returncode == 0, err
-        total += int(out.strip())
-    return total
 
 
 # one pooled limit over three tools: the per-minute limit of 2 bites first
