@@ -116,11 +116,12 @@ def test_frozen_server_every_decision_fails_within_the_timeout(
                         assert_unavailable_fast(call, what)
             finally:
                 cluster.signal_all(signal.SIGCONT)
-            # thawed: the connections that timed out were dropped, new ones work
-            for acall in acalls.values():
-                await acall()
-            for call in calls.values():
-                call()
+            # thawed: the connections that timed out were dropped, new ones work (once the
+            # limiter's breaker, opened by the failures above, has probed the server)
+            for what, acall in acalls.items():
+                await until_it_works_async(acall, what, within=5.0)
+            for what, call in calls.items():
+                until_it_works(call, what, within=5.0)
 
         run_async(alim, body)
 
