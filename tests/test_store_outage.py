@@ -92,7 +92,10 @@ def test_deny_answers_within_the_timeout_then_at_once(frozen: Frozen) -> None:
             assert raised.value.retry_after > 0
         assert max(took) <= TIMEOUT + SLACK, took
         assert limiter.guard.breaker.is_open
-        assert max(took[3:]) < 0.001, took  # the breaker: no waiting on the store
+        # the breaker: no waiting on the store (the median; one call may meet the scheduler)
+        opened = sorted(took[3:])
+        assert opened[len(opened) // 2] < 0.001, took
+        assert opened[-1] < 0.05, took
     finally:
         frozen.thaw()
     deadline = time.monotonic() + 10
