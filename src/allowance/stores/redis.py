@@ -79,6 +79,7 @@ from allowance import ops
 from allowance.errors import ConfigurationError, StoreError
 from allowance.ops import Request
 from allowance.policy import Policy
+from allowance.stores import redis_config
 from allowance.stores.base import (
     DEFAULT_TIMEOUT,
     NO_PRELOAD,
@@ -171,7 +172,9 @@ class RedisStore(KeySpace, Store):
             raise unavailable(exc, applied=False) from exc
         except ValueError as exc:
             raise ConfigurationError(f"store: {exc} in {url!r}") from None
-        return cls(client, parts.prefix, url, seconds, watch)
+        store = cls(client, parts.prefix, url, seconds, watch)
+        redis_config.warn_once(url, client, cluster=store.cluster)
+        return store
 
     def async_store(self) -> AsyncStore | None:
         if self.url is None:
