@@ -106,6 +106,7 @@ from allowance.stores.redis_wire import (
     Link,
     Links,
     Lua,
+    error_reply,
     no_retry,
     pack,
     unavailable,
@@ -297,7 +298,7 @@ class RedisStore(KeySpace, Store):
             try:
                 return send(link)
             except ResponseError as exc:
-                raise StoreError(f"redis: {exc}") from exc
+                raise error_reply(exc) from exc
         return self._on_cluster_link(links, key, send, redirected)
 
     def _on_cluster_link(
@@ -336,7 +337,7 @@ class RedisStore(KeySpace, Store):
             links.pop(node.name, None)
             link.close()
         except ResponseError as exc:
-            raise StoreError(f"redis: {exc}") from exc
+            raise error_reply(exc) from exc
         except StoreError:
             self._stale_map = self._stale_map or time.monotonic()
             raise
