@@ -1,0 +1,98 @@
+"""Random timelines through the real ``Limiter`` and ``AsyncLimiter`` on every store, each
+answer compared with the reference model (``reference.py``; the machine is ``timeline.py``),
+clock steps forward and back across every kind of window boundary included, on the built-in
+policy and a small custom one with every window kind (calendar day, ISO week and a month in
+Europe/Paris, sliding, anchored), per-seat cells and fair use.
+
+``make test`` runs a few examples per store, policy and API; the heavy profile is marked
+``faults`` (``make test-faults``)."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, settings
+from hypothesis.stateful import run_state_machine_as_test
+
+from allowance import Policy, builtin_policy, parse_policy
+from conftest import STORE_FACTORIES
+
+from .drivers import DRIVERS
+from .timeline import make_machine
+
+# Small numbers so that every window kind fills up within a few steps.
+CUSTOM_POLICY = """\
+version: 1
+timezone: UTC
+plans: [basic, plus, top]
+features:
+  doc.render: {title: Render}
+  doc.print: {title: Print}
+  doc.hd: {title: HD render}
+limits:
+  daily:
+    features: [doc.render, doc.print]
+    window: {type: calendar, unit: day}
+    plans:
+      basic: 12
+      plus: 40
+      top: {max: unlimited, fair_use: 15}
+  burst:
+    features: [doc.render]
+    window: {type: sliding, length: 60s}
+    plans:
+      basic: 3
+      plus: {max: 2, per_seat: true}
+      top: {max: 6, per_seat: true}
+  weekly_print:
+    features: [doc.print]
+    window: {type: calendar, unit: week}
+    plans: {basic: 30, plus: 60, top: unlimited}
+  hd_hourly:
+    features: [doc.hd]
+    window: {type: anchored, length: 1h}
+    plans:
+      basic: no_access
+      plus: 5
+      top: {max: unlimited, per_seat: true, fair_use: 8}
+  hd_monthly:
+    features: [doc.hd]
+    window: {type: calendar, unit: month, timezone: Europe/Paris}
+    plans:
+      basic: no_access
+      plus: 20
+      top: {max: 40, per_seat: true}
+"""
+
+POLICIES: dict[str, Policy] = {
+    "builtin": builtin_policy(),
+    "custom": parse_policy(CUSTOM_POLICY, "custom"),
+}
+
+# examples per store, policy and API: the 20 quick runs take ~30 s on two cores (make test);
+# the heavy ones ~10 min (make test-faults)
+PROFILES = {
+    "quick": settings(
+        max_examples=8,
+        stateful_step_count=30,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    ),
+}
+PROFILES["heavy"] = settings(PROFILES["quick"], max_examples=150)
+
+
+@pytest.mark.parametrize("profile", ["quick", pytest.param("heavy", marks=pytest.mark.faults)])
+@pytest.mark.parametrize("api", sorted(DRIVERS))
+@pytest.mark.parametrize("policy_name", sorted(POLICIES))
+@pytest.mark.parametrize("store_kind", sorted(STORE_FACTORIES))
+def test_limiter_agrees_with_model(
+    store_kind: str, policy_name: str, api: str, profile: str, request: pytest.FixtureRequest
+) -> None:
+    factory = STORE_FACTORIES[store_kind]
+    machine = make_machine(
+        POLICIES[policy_name],
+        lambda path: factory(request, path),
+        DRIVERS[api],
+        f"{policy_name}_{store_kind}_{api}",
+    )
+    run_state_machine_as_test(machine, settings=PROFILES[profile])
