@@ -16,7 +16,7 @@ from allowance import messages
 from allowance.policy import Limit, Plan, Policy, Rule
 from allowance.state import Counter, Hold
 from allowance.types import Decision, Meter, Quota, to_datetime
-from allowance.windows import CalendarWindow
+from allowance.windows import KEEP_AFTER, CalendarWindow
 
 
 @dataclass(slots=True)
@@ -269,15 +269,16 @@ def release(policy: Policy, hold: Hold, counters: Mapping[str, Counter], now: fl
 def live_counters(
     policy: Policy, counters: Mapping[str, Counter], now: float
 ) -> tuple[dict[str, Counter], float]:
-    """The counters still holding something at ``now`` (those of closed windows, or of limits
-    the policy no longer has, can be dropped), and when the last of them empties."""
+    """The counters still holding something at ``now`` or ``KEEP_AFTER`` before (those of
+    windows closed longer ago, or of limits the policy no longer has, can be dropped), and
+    when the last of them may be dropped."""
     keep, last = {}, now
     for name, counter in counters.items():
         limit = policy.limits.get(name)
         expires = None if limit is None else limit.window.expires_at(counter)
-        if expires is not None and expires > now:
+        if expires is not None and expires + KEEP_AFTER > now:
             keep[name] = counter
-            last = max(last, expires)
+            last = max(last, expires + KEEP_AFTER)
     return keep, last
 
 

@@ -16,6 +16,11 @@ from allowance.state import Counter
 
 CalendarUnit = Literal["day", "week", "month"]
 
+# A counter outlives its window by this much before a store drops it (on a write, in a sweep,
+# by a Redis TTL): a clock that then steps back (NTP, app servers that disagree) by up to this
+# much still finds the usage counted there, instead of granting it again.
+KEEP_AFTER = 300.0
+
 
 class Window:
     kind: str

@@ -5,10 +5,12 @@ for every kind of window, across period boundaries (issue 10, defect 1)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
 from allowance import Limiter, ManualClock, parse_policy
+from allowance.windows import KEEP_AFTER
 
 STEPS_POLICY = """\
 version: 1
@@ -119,3 +121,45 @@ def test_a_sliding_grant_made_after_a_step_back_leaves_in_time_order(store_url: 
         assert lim.consume("a", "doc.sliding", 3, partial=True).granted == 2
         clock.advance(0.5)  # 160.1: the grant at 100 has left too
         assert lim.consume("a", "doc.sliding", 3, partial=True).granted == 1
+
+
+def test_a_write_just_after_windows_close_keeps_them_for_a_step_back(store_url: str) -> None:
+    """A store drops a counter only KEEP_AFTER after its window closed: a write on the account
+    just after (another feature's reservation) must not throw away usage that a clock step
+    back of a few seconds counts again (found by the model comparison: SQLite, PostgreSQL and
+    Redis's slow path dropped every closed counter on each write, and it was granted twice)."""
+    clock = ManualClock("2026-11-23T23:00:00Z")
+    with Limiter(parse_policy(STEPS_POLICY), store=store_url, clock=clock) as lim:
+        lim.set_account("a", plan="basic")
+        assert lim.consume("a", "doc.anchored", 3).granted == 3  # 23:00 to midnight
+        clock.set("2026-11-23T23:59:00Z")
+        for feature in ("doc.sliding", "doc.day"):
+            assert lim.consume("a", feature, 3).granted == 3
+        clock.set("2026-11-24T00:00:01Z")  # every one of those windows has closed
+        assert lim.reserve("a", "doc.week", 1, ttl=60).id is not None  # writes the account
+        clock.advance(-2)  # the clock steps back into them
+        for feature in ("doc.anchored", "doc.sliding", "doc.day"):
+            d = lim.consume("a", feature)
+            assert (d.allowed, d.remaining) == (False, 0), feature
+        assert {m.limit: m.used for m in lim.usage("a")} == {
+            "day": 3,
+            "week": 1,
+            "month": 0,
+            "anchored": 3,
+            "sliding": 3,
+        }
+
+
+def test_a_redis_counter_key_outlives_its_window_by_keep_after(store_url: str) -> None:
+    """The same margin on Redis's own clock: the counters key's TTL (fast and slow path)."""
+    if not store_url.startswith("redis"):
+        pytest.skip("Redis keys only")
+    clock = ManualClock("2026-11-23T12:00:00Z")
+    with Limiter(parse_policy(STEPS_POLICY), store=store_url, clock=clock) as lim:
+        lim.set_account("a", plan="basic")
+        store: Any = lim.store
+        key = store.key("a", "c")
+        assert lim.consume("a", "doc.sliding").granted == 1  # one round trip of decide.lua
+        assert store.client.pttl(key) > 60_000 + KEEP_AFTER * 1000 - 5_000
+        lim.release(lim.reserve("a", "doc.sliding", 1, ttl=10).id or "")  # the slow path
+        assert store.client.pttl(key) > 60_000 + KEEP_AFTER * 1000 - 5_000

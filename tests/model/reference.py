@@ -1,14 +1,24 @@
 """A plain, slow reference model of allowance's semantics, written from CONTRACT sections 2-4
-(not from ``engine.py`` / ``windows.py``): a log of every grant per account, and every answer
-computed from the definitions each time.
+and the clock-step rule of issue 10 (not from ``engine.py`` / ``windows.py``): a log of every
+grant per account, in the order made, and every answer computed from it each time.
 
-- sliding window of length L: units of grants with time in (t - L, t].
-- anchored window of length L: replay the grants in order; a grant opens a window [s, s + L)
-  when none is open; used = units of the grants inside the open window. A released or expired
-  reservation's units go back, but a window it opened stays open.
-- calendar day / ISO week / month in the policy's time zone: units of grants in the period.
+- sliding window of length L, at t: units of the grants with time in (t - L, ...), later ones
+  included; a grant that a write (a grant or a hold's units going back, on this limit, at time
+  T) saw leave, T - L >= its time, is gone for good.
+- anchored window of length L: replay the grants in the order made; a grant opens a window
+  [s, s + L) when none is open at its time (none yet, or its time >= s + L); otherwise it joins
+  the open one, even from before s. At t: the open window's units if t < s + L. A released or
+  expired reservation's units go back, but a window it opened stays open.
+- calendar day / ISO week / month in the policy's time zone: each grant counts in its own
+  period or the latest one a grant of this limit counted in before, whichever is later. At t:
+  the units counted in t's period or, when later, that latest one (the meter shows that one).
+- a hold is settled (its units go back for good) by the first operation on its account at a
+  time >= its expiry; a step back afterwards does not revive it.
+- the clock never goes more than ``KEEP_AFTER`` (windows.py, 5 minutes) behind the latest time
+  it has shown: a store drops a counter that long after its window closed.
 
-Times are epoch seconds (float).
+So a clock that steps back never revives usage that left, never hides usage made at a later
+time, and never grants it twice. Times are epoch seconds (float).
 """
 
 from __future__ import annotations
@@ -64,16 +74,17 @@ class Grant:
     time: float
     feature: str
     units: int
-    state: str = "final"  # final | held | committed | released
+    state: str = "final"  # final | held | committed | released | expired
     expires_at: float | None = None  # for a reservation
+    # sliding limits a write saw this grant leave (their window at the write's time): gone
+    forgotten: set[str] = field(default_factory=set)
+    # calendar limits: the start of the period each one counts this grant in
+    periods: dict[str, float] = field(default_factory=dict)
 
-    def units_at(self, t: float) -> int:
-        """The units still counted at time t: a released or expired hold counts nothing."""
-        if self.state == "released":
-            return 0
-        if self.state == "held" and self.expires_at is not None and t >= self.expires_at:
-            return 0
-        return self.units
+    @property
+    def counted(self) -> int:
+        """The units still counted: a released or expired hold counts nothing."""
+        return 0 if self.state in ("released", "expired") else self.units
 
 
 @dataclass(frozen=True)
@@ -153,10 +164,13 @@ class Model:
     log: dict[str, list[Grant]] = field(default_factory=dict)
     keys: dict[tuple[str, str], tuple[float, str, int, Decision]] = field(default_factory=dict)
     holds: dict[int, Grant] = field(default_factory=dict)
+    # (account, calendar limit) -> the latest period start any grant was counted in
+    latest: dict[tuple[str, str], float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.plans = [p.name for p in self.policy.spec.plans]  # cheapest first
         self.limits = limits_from(self.policy)
+        self.hold_owner: dict[int, str] = {}
 
     # state ---------------------------------------------------------------------------------
     def set_account(self, account: str, plan: str, seats: int = 1) -> None:
@@ -166,38 +180,61 @@ class Model:
     def advance(self, seconds: float) -> None:
         self.now += seconds
 
+    def _grants(self, account: str, lim: Limit) -> list[Grant]:
+        return [g for g in self.log[account] if g.feature in lim.features]
+
+    def _wrote(self, account: str, feature: str) -> None:
+        """A write (a grant, or a hold's units going back) to the limits of ``feature`` at
+        now: each sliding one forgets the grants that have left its window at now."""
+        for lim in self.limits:
+            if lim.kind == "sliding" and feature in lim.features:
+                for g in self._grants(account, lim):
+                    if g.time <= self.now - lim.length:
+                        g.forgotten.add(lim.name)
+
+    def _append(self, account: str, g: Grant) -> None:
+        self._wrote(account, g.feature)  # before: a grant never sees itself leave
+        for lim in self.limits:
+            if lim.kind == "calendar" and g.feature in lim.features:
+                start = period(g.time, lim.unit, lim.tz)[0]
+                counted = max(start, self.latest.get((account, lim.name), start))
+                g.periods[lim.name] = self.latest[(account, lim.name)] = counted
+        self.log[account].append(g)
+
+    def settle(self, account: str) -> None:
+        """Every operation on an account but an idempotent replay first returns the units of
+        its holds whose expiry has come (a write at now); later steps back do not revive them."""
+        for g in self.log[account]:
+            if g.state == "held" and g.expires_at is not None and self.now >= g.expires_at:
+                g.state = "expired"
+                self._wrote(account, g.feature)
+
     # windows -------------------------------------------------------------------------------
-    def window(
-        self, account: str, lim: Limit, t: float, held_as_of: float | None = None
-    ) -> tuple[int, float | None, float | None]:
-        """(used, window_start, resets_at) of ``lim`` at time t, from the log alone.
-
-        ``held_as_of``: count each grant's units as they stand at that time (a hold still
-        live then counts as if committed), else as they stand at t.
-        """
-        grants = [g for g in self.log[account] if g.feature in lim.features and g.time <= t]
-        as_of = t if held_as_of is None else held_as_of
-
-        def units(g: Grant) -> int:
-            return g.units_at(as_of)
-
+    def window(self, account: str, lim: Limit, t: float) -> tuple[int, float | None, float | None]:
+        """(used, window_start, resets_at) of ``lim`` at time t, from the log alone. Grants
+        later than t count too (the clock stepped back). A hold still held counts whole (at
+        a time to come it may have been committed: its expiry is no promise)."""
+        grants = self._grants(account, lim)
         if lim.kind == "sliding":
-            inside = [g for g in grants if t - lim.length < g.time and units(g) > 0]
+            kept = [g for g in grants if t - lim.length < g.time and lim.name not in g.forgotten]
+            inside = [g for g in kept if g.counted]
             if not inside:
                 return 0, None, None
             oldest = min(g.time for g in inside)
-            return sum(units(g) for g in inside), oldest, oldest + lim.length
+            return sum(g.counted for g in inside), oldest, oldest + lim.length
         if lim.kind == "anchored":
             start: float | None = None
-            for g in grants:
+            opened = 0  # index of the grant that opened the window
+            for i, g in enumerate(grants):  # in the order they were made
                 if start is None or g.time >= start + lim.length:
-                    start = g.time
+                    start, opened = g.time, i
             if start is None or t >= start + lim.length:
                 return 0, None, None
-            used = sum(units(g) for g in grants if g.time >= start)
-            return used, start, start + lim.length
-        begin, end = period(t, lim.unit, lim.tz)
-        return sum(units(g) for g in grants if g.time >= begin), begin, end
+            return sum(g.counted for g in grants[opened:]), start, start + lim.length
+        begin = period(t, lim.unit, lim.tz)[0]
+        begin = max(begin, self.latest.get((account, lim.name), begin))
+        end = period(begin, lim.unit, lim.tz)[1]
+        return sum(g.counted for g in grants if g.periods[lim.name] == begin), begin, end
 
     def used(self, account: str, lim: Limit, t: float) -> int:
         return self.window(account, lim, t)[0]
@@ -206,22 +243,20 @@ class Model:
         self, account: str, lims: list[Limit], need: int, seats: int, plan: str
     ) -> float | None:
         """Brute force: the earliest time >= now at which ``need`` units fit every limit of
-        ``lims``, assuming no other grant and that every hold live now is committed (the
-        holder may still commit it, so its expiry is no promise); None if never."""
+        ``lims``, assuming no other grant; None if never."""
         candidates = {self.now}
         for g in self.log[account]:
             for lim in self.limits:
                 if lim.length:
                     candidates.add(g.time + lim.length)
         for lim in self.limits:
-            if lim.kind == "calendar":
-                candidates.add(period(self.now, lim.unit, lim.tz)[1])
+            if lim.kind == "calendar":  # the end of the period counted now
+                candidates.add(self.window(account, lim, self.now)[2] or self.now)
         for t in sorted(c for c in candidates if c >= self.now):
             fits = True
             for lim in lims:
                 cap = lim.cells[plan].cap(seats)
-                used = self.window(account, lim, t, held_as_of=self.now)[0]
-                if cap is not None and used + need > cap:
+                if cap is not None and self.used(account, lim, t) + need > cap:
                     fits = False
             if fits:
                 return t
@@ -284,6 +319,7 @@ class Model:
         )
 
     def check(self, account: str, feature: str, amount: int = 1, partial: bool = False) -> Decision:
+        self.settle(account)
         return self.decide(account, feature, amount, partial)
 
     def consume(
@@ -300,9 +336,10 @@ class Model:
                 if (seen[1], seen[2]) != (feature, amount):
                     raise ModelConflict(key)
                 return seen[3]
+        self.settle(account)
         d = self.decide(account, feature, amount, partial)
         if d.allowed:
-            self.log[account].append(Grant(self.now, feature, d.granted))
+            self._append(account, Grant(self.now, feature, d.granted))
         if key is not None:
             self.keys[(account, key)] = (self.now, feature, amount, d)
         return d
@@ -311,33 +348,45 @@ class Model:
         self, account: str, feature: str, amount: int, ttl: float, partial: bool = False
     ) -> tuple[int | None, Decision, float | None]:
         """(hold id or None, decision, expires_at or None)."""
+        self.settle(account)
         d = self.decide(account, feature, amount, partial)
         if not d.allowed:
             return None, d, None
         g = Grant(self.now, feature, d.granted, "held", self.now + ttl)
-        self.log[account].append(g)
+        self._append(account, g)
         hold = len(self.holds)
         self.holds[hold] = g
+        self.hold_owner[hold] = account
         return hold, d, g.expires_at
 
     def is_live(self, hold: int) -> bool:
-        """Held, not yet expired."""
-        g = self.holds[hold]
-        return g.state == "held" and g.units_at(self.now) > 0
+        """Held, not yet expired (as an operation on its account would find it now)."""
+        self.settle(self.hold_owner[hold])
+        return self.holds[hold].state == "held"
 
     def commit(self, hold: int) -> None:
         g = self.holds[hold]
-        assert g.state == "held"
+        assert g.state in ("held", "expired")
         if not self.is_live(hold):
             raise ModelExpired(hold)
         g.state = "committed"
 
-    def release(self, hold: int) -> None:
+    def release(self, hold: int) -> bool:
+        """Return a hold's units; False when it had expired already (nothing to return)."""
         g = self.holds[hold]
-        assert g.state == "held"
+        assert g.state in ("held", "expired")
+        if not self.is_live(hold):
+            return False
         g.state = "released"
+        self._wrote(self.hold_owner[hold], g.feature)
+        return True
 
     def usage(self, account: str) -> list[Meter]:
+        self.settle(account)
+        return self.meters(account)
+
+    def meters(self, account: str) -> list[Meter]:
+        """The meters as they stand, settling nothing (for the test to look at)."""
         plan, seats = self.accounts[account]
         out = []
         for lim in self.limits:

@@ -32,6 +32,8 @@ from allowance.types import Decision
 from allowance.windows import AnchoredWindow, CalendarWindow, SlidingWindow
 from conftest import STORE_FACTORIES
 
+from .drivers import DECISION_FIELDS
+
 PARITY_POLICY = """\
 version: 1
 plans: [basic, plus, top]
@@ -174,16 +176,7 @@ def engine_run(case: Case, charge: bool) -> tuple[Decision, dict[str, Counter]]:
 
 def fields(d: Decision) -> dict[str, Any]:
     q = d.quota
-    return {
-        "allowed": d.allowed,
-        "granted": d.granted,
-        "reason": d.reason,
-        "limit": d.limit,
-        "remaining": d.remaining,
-        "resets_at": d.resets_at,
-        "retry_after": d.retry_after,
-        "upgrade": d.upgrade,
-        "fair_use_exceeded": d.fair_use_exceeded,
+    return {f: getattr(d, f) for f in DECISION_FIELDS} | {
         "quota": None if q is None else (q.limit, q.max, q.window, q.remaining, q.reset_after),
         "message": d.message,
     }

@@ -29,6 +29,7 @@ from allowance.state import HELD, Counter, Hold, IdempotencyRecord
 from allowance.stores.base import AccountView, Preload, store_timeout
 from allowance.stores.redis_wire import Deadline, Lua, translate
 from allowance.types import Decision
+from allowance.windows import KEEP_AFTER
 
 T = TypeVar("T")
 # the first pause after a lost race on an account's version (seconds); it doubles, with
@@ -380,7 +381,11 @@ def lua_spec(policy: Policy) -> str:
     """The policy as Lua: ``PLANS`` (name -> index) and ``spec(feature)`` -> its limits. Names
     match the policy's name pattern (lower case, digits, ``_`` and ``.``), so quoting is safe."""
     plans = ", ".join(f"['{p.name}'] = {i + 1}" for i, p in enumerate(policy.plans))
-    lines = [f"local PLANS = {{{plans}}}", "local function spec(feature)"]
+    lines = [
+        f"local KEEP_AFTER = {KEEP_AFTER!r}",
+        f"local PLANS = {{{plans}}}",
+        "local function spec(feature)",
+    ]
     for i, feature in enumerate(policy.features):
         items = []
         for limit in policy.limits_of(feature):

@@ -22,6 +22,7 @@ from typing import Any
 
 from allowance.policy import Policy
 from allowance.state import Counter
+from allowance.windows import KEEP_AFTER
 
 SWEEP_EVERY = 512
 SWEEP_BATCH = 2 * SWEEP_EVERY  # more than the operations in between can add
@@ -29,12 +30,13 @@ SWEEP_INTERVAL = 300.0  # seconds between the service's full sweeps (`serve --sw
 
 
 def spent(policy: Policy, name: str, counter: Counter, now: float) -> bool:
-    """True when ``counter`` of limit ``name`` holds nothing at ``now`` or later."""
+    """True when ``counter`` of limit ``name`` holds nothing at ``now - KEEP_AFTER`` or later
+    (a clock stepping back that far still finds what it counts)."""
     limit = policy.limits.get(name)
     if limit is None:
         return False
     expires = limit.window.expires_at(counter)
-    return expires is None or expires <= now
+    return expires is None or expires + KEEP_AFTER <= now
 
 
 def live_stored(policy: Policy, stored: dict[str, Any], now: float) -> dict[str, Any] | None:

@@ -3,9 +3,10 @@
 -- the arithmetic is the same IEEE arithmetic as windows.py, so Python, replaying the decision on
 -- the counters returned here, reaches the same grant.
 --
--- The policy is compiled into this script: redis.py puts a generated `PLANS` table and a
--- `spec(feature)` function (the feature's limits: name, kind a|s|c, length, caps and per-seat
--- flags by plan; cap -1 = unlimited, -2 = no access) where the SPEC line below stands.
+-- The policy is compiled into this script: redis.py puts KEEP_AFTER (windows.py), a generated
+-- `PLANS` table and a `spec(feature)` function (the feature's limits: name, kind a|s|c, length,
+-- caps and per-seat flags by plan; cap -1 = unlimited, -2 = no access) where the SPEC line
+-- below stands.
 --
 -- KEYS[1] account hash (p plan, s seats, v version, nh next hold expiry)
 -- KEYS[2] counters string  "name=start,used,t:n;t:n|name=..."
@@ -184,13 +185,14 @@ for _, lim in ipairs(limits) do
   counters[lim.name] = start_text .. ',' .. string.format('%d', used) .. ',' .. items
 end
 
--- write back; the key lives until the last window closes. TTLs are relative to `now`, so an
+-- write back; the key lives until KEEP_AFTER after the last window closes (a clock stepping
+-- back that far still finds the usage: windows.py). TTLs are relative to `now`, so an
 -- injected clock (tests, simulations) gets the same lifetimes as Redis time.
 local parts = {}
 for name, body in pairs(counters) do
   parts[#parts + 1] = name .. '=' .. body
 end
-local ttl = math.max(redis.call('PTTL', KEYS[2]), math.ceil((expires - now) * 1000), 1)
+local ttl = math.max(redis.call('PTTL', KEYS[2]), math.ceil((expires + KEEP_AFTER - now) * 1000), 1)
 redis.call('SET', KEYS[2], table.concat(parts, '|'), 'PX', string.format('%d', ttl))
 redis.call('HINCRBY', KEYS[1], 'v', 1)
 return {'ok', now_text, raw, grant, plan, acct[2], remaining, fair}
