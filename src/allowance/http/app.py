@@ -29,6 +29,7 @@ from allowance.http.fastpath import FastDecisions
 from allowance.http.limits import BodyLimitMiddleware
 from allowance.http.logs import AccessLogMiddleware, access_log
 from allowance.http.metrics import Metrics
+from allowance.http.overload import Admission
 from allowance.http.problems import Problem, for_status, from_error, invalid
 from allowance.http.routes import Service, problem_content, router
 from allowance.http.segments import AccountSegments
@@ -109,10 +110,12 @@ def create_app(
     return app
 
 
-def serve_app(app: FastAPI) -> ASGIApp:
+def serve_app(app: FastAPI, max_inflight: int = 0) -> ASGIApp:
     """What uvicorn runs: the hot routes answered in front of ``app`` (outside FastAPI's own
-    per-request wrapping too), everything else by ``app``."""
-    return FastDecisions(app, app.state.service)
+    per-request wrapping too), everything else by ``app``; beyond ``max_inflight`` requests
+    in flight (0: no bound), a 503 at once."""
+    svc: Service = app.state.service
+    return Admission(FastDecisions(app, svc), max_inflight, svc.metrics)
 
 
 def _operations(app: FastAPI, svc: Service) -> None:
@@ -206,8 +209,9 @@ def validation_problem(errors: Any) -> Problem:
 
 def app_from_env() -> ASGIApp:
     """For uvicorn's ``factory=True``: ``ALLOWANCE_STORE``, ``ALLOWANCE_POLICY``,
-    ``ALLOWANCE_BOOTSTRAP_KEY`` and ``ALLOWANCE_SWEEP_INTERVAL`` as ``allowance serve`` set them;
-    ``ALLOWANCE_CLOCK_FILE`` (tests only) makes the time the number in that file."""
+    ``ALLOWANCE_BOOTSTRAP_KEY``, ``ALLOWANCE_SWEEP_INTERVAL`` and ``ALLOWANCE_MAX_INFLIGHT`` as
+    ``allowance serve`` set them; ``ALLOWANCE_CLOCK_FILE`` (tests only) makes the time the
+    number in that file."""
     from allowance.http.logs import configure
 
     configure()
@@ -219,4 +223,6 @@ def app_from_env() -> ASGIApp:
     )
     bootstrap = os.environ.get("ALLOWANCE_BOOTSTRAP_KEY") or None
     interval = float(os.environ.get("ALLOWANCE_SWEEP_INTERVAL") or SWEEP_INTERVAL)
-    return serve_app(create_app(limiter, bootstrap=bootstrap, sweep_interval=interval))
+    max_inflight = int(os.environ.get("ALLOWANCE_MAX_INFLIGHT") or 0)
+    app = create_app(limiter, bootstrap=bootstrap, sweep_interval=interval)
+    return serve_app(app, max_inflight)
