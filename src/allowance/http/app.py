@@ -29,7 +29,7 @@ from allowance.http.fastpath import FastDecisions
 from allowance.http.limits import BodyLimitMiddleware
 from allowance.http.logs import AccessLogMiddleware, access_log
 from allowance.http.metrics import Metrics
-from allowance.http.overload import Admission
+from allowance.http.overload import Admission, refusals
 from allowance.http.problems import Problem, for_status, from_error, invalid
 from allowance.http.routes import Service, problem_content, router
 from allowance.http.segments import AccountSegments
@@ -70,6 +70,7 @@ def create_app(
         yield
         if sweeper is not None:
             sweeper.cancel()
+        refusals.flush()  # the 503s of the last second, counted
         for handler in access_log.handlers:
             handler.flush()  # the access lines still batched
         await limiter.close()

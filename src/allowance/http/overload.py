@@ -13,15 +13,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
+import functools
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from allowance.http.logs import log_request
+from allowance.http.logs import write_access_line
 from allowance.http.metrics import Metrics
 from allowance.http.problems import Problem
 
 RETRY_AFTER = 1  # seconds: a decision takes milliseconds, so the pile-up clears quickly
+SUMMARY_EVERY = 1.0  # seconds: refusals are logged as one line per reason and period
+
+
+def busy_detail(limit: int) -> str:
+    return f"{limit} requests are in flight already; retry in {RETRY_AFTER} s"
+
+
+@functools.cache
+def busy_response(limit: int, keep_alive: bool) -> bytes:
+    """The whole 503 as bytes, for the HTTP protocol to write without starting the app."""
+    headers, body = _answer(busy_detail(limit))
+    lines = [b"HTTP/1.1 503 Service Unavailable", *(k + b": " + v for k, v in headers)]
+    if not keep_alive:
+        lines.append(b"connection: close")
+    return b"\r\n".join([*lines, b"", b""]) + body
 
 
 def _answer(detail: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
@@ -30,6 +45,31 @@ def _answer(detail: str) -> tuple[list[tuple[bytes, bytes]], bytes]:
     ).parts()
     raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
     return [*raw, (b"content-length", str(len(body)).encode())], body
+
+
+class _Refusals:
+    """Refusals counted, and logged as one access line per reason each ``SUMMARY_EVERY``
+    seconds (``{"status": 503, "refused": "overloaded", "count": 4180}``): a line each would
+    cost as much as the refusal itself, when refusing must stay cheap."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+        self.total: dict[str, int] = {}
+
+    def add(self, why: str) -> None:
+        if not self.counts:
+            with contextlib.suppress(RuntimeError):  # no loop (a test): counted only
+                asyncio.get_running_loop().call_later(SUMMARY_EVERY, self.flush)
+        self.counts[why] = self.counts.get(why, 0) + 1
+        self.total[why] = self.total.get(why, 0) + 1
+
+    def flush(self) -> None:
+        counts, self.counts = self.counts, {}
+        for why, count in counts.items():
+            write_access_line({"status": 503, "refused": why, "count": count})
+
+
+refusals = _Refusals()
 
 
 class Admission:
@@ -44,7 +84,7 @@ class Admission:
         self.prefix = prefix
         self.inflight = 0
         # built once
-        self._busy = _answer(f"{limit} requests are in flight already; retry in {RETRY_AFTER} s")
+        self._busy = _answer(busy_detail(limit))
         self._cut = _answer("the service is shutting down; retry on another instance")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -70,8 +110,8 @@ class Admission:
     async def _refuse(
         self, scope: Scope, send: Send, answer: tuple[list[tuple[bytes, bytes]], bytes], why: str
     ) -> None:
-        start = time.perf_counter()
         headers, body = answer
         await send({"type": "http.response.start", "status": 503, "headers": headers})
         await send({"type": "http.response.body", "body": body})
-        log_request(self.metrics, scope, why, 503, start, None, {"refused": why})
+        self.metrics.request(why, 503)
+        refusals.add(why)

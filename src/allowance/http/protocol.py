@@ -28,6 +28,7 @@ from typing import Any
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from allowance.http.logs import write_access_line
+from allowance.http.overload import busy_response, refusals
 from allowance.http.problems import for_status
 
 HEADER_TIMEOUT = 10.0
@@ -46,6 +47,8 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
         super().__init__(*args, **kwargs)
         self.header_timeout = _seconds("ALLOWANCE_HEADER_TIMEOUT", HEADER_TIMEOUT)
         self.body_timeout = _seconds("ALLOWANCE_BODY_TIMEOUT", BODY_TIMEOUT)
+        self.max_inflight = int(os.environ.get("ALLOWANCE_MAX_INFLIGHT") or 0)
+        self._refusing = False  # the request being read was answered 503 here: skip its body
         self._waiting = _HEAD  # a new connection owes a request head
         self._begun = False  # some byte of the current request has arrived
         self._deadline: asyncio.TimerHandle | None = None
@@ -79,13 +82,49 @@ class TimedHttpToolsProtocol(HttpToolsProtocol):
         self._begun = True
 
     def on_headers_complete(self) -> None:
-        super().on_headers_complete()
         self._waiting = _BODY
+        if self.max_inflight and len(self.tasks) >= self.max_inflight and self._may_refuse():
+            self._refuse()
+            return
+        super().on_headers_complete()
+
+    def on_body(self, body: bytes) -> None:
+        if not self._refusing:
+            super().on_body(body)
 
     def on_message_complete(self) -> None:
-        super().on_message_complete()
         self._waiting = _IDLE
         self._begun = False
+        if self._refusing:
+            self._refusing = False
+            if not self.transport.is_closing():  # idle now: uvicorn's keep-alive timer again
+                self.timeout_keep_alive_task = self.loop.call_later(
+                    self.timeout_keep_alive, self.timeout_keep_alive_handler
+                )
+            return
+        super().on_message_complete()
+
+    def _may_refuse(self) -> bool:
+        """A ``/v1`` request with no answer before it still owed on this connection (else the
+        503 would overtake it: ``Admission`` refuses that rare one)."""
+        previous = self.cycle
+        return (
+            self.url.startswith(b"/v1/")
+            and (previous is None or previous.response_complete)
+            and not self.pipeline
+            and not self.parser.should_upgrade()
+        )
+
+    def _refuse(self) -> None:
+        """``--max-inflight`` reached: 503 without starting the app (no task, no ASGI
+        messages: a few microseconds, where going through the app cost ~60)."""
+        self._refusing = True
+        keep = self.parser.should_keep_alive() and not self.expect_100_continue
+        self.transport.write(busy_response(self.max_inflight, keep))
+        self.server_state.total_requests += 1
+        refusals.add("overloaded")
+        if not keep:
+            self.transport.close()
 
     def _arm(self, waiting: int, seconds: float) -> None:
         self._armed_for = waiting
