@@ -123,7 +123,7 @@ from stores.common import (
 from stores.measure import groups, run
 from stores.memory import measure_memory
 from stores.report import memory_text, table, targets, versions
-from stores.servers import RedisTarget, pg_info, servers
+from stores.servers import RedisTarget, pg_info, pgbouncer, servers
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -215,7 +215,8 @@ def main(argv: list[str] | None = None) -> int:
             log("memory:")
             memory = measure_memory(redis_target, keys, args.threads)
             log(f"  {memory.per_account_keys:.0f} B keys, {memory.used_memory_per_account:.0f} B")
-            makers = groups(redis_target, cluster_target, pg_url, pg)
+            bouncer_url = stack.enter_context(pgbouncer(pg_url))
+            makers = groups(redis_target, cluster_target, pg_url, pg, bouncer_url)
             with limits_time():
                 results = run(makers, keys, thread_counts, seconds, warmup, rounds)
     except ServerUnavailable as exc:

@@ -50,6 +50,7 @@ STORES_ROWS = (
     ("allowance redis+cluster", ("mostly granted",)),
     ("bare upsert postgresql", ("mostly granted",)),
     ("allowance postgresql", ("mostly granted",)),
+    ("allowance postgresql pgbouncer", ("mostly granted",)),  # make test installs pgbouncer
 )
 
 

@@ -215,3 +215,42 @@ def test_a_write_that_fails_is_sent_again_on_a_new_connection(
             threading.Timer(0.05, os.kill, (server.proc.pid, signal.SIGCONT)).start()
             assert lim.consume("acme", "export.ai", 2).granted == 2
         assert {m.limit: m.used for m in lim.usage("acme")}["ai_exports"] == 3
+
+
+@pytest.mark.parametrize("path", sorted(PATHS))
+def test_a_master_without_replicas_in_sync_refuses_before_running(
+    server: servers.RedisServer, url: str, path: str
+) -> None:
+    """``min-replicas-to-write`` unmet (a master cut off from its replicas): NOREPLICAS, the
+    script did not run, so the decision is StoreUnavailable(maybe_applied=False), and
+    ``allow`` grants it degraded (before: a plain StoreError, outside the failure modes)."""
+    keys = iter(range(100))
+
+    def key() -> str | None:
+        return f"k{next(keys)}" if path == "slow" else None
+
+    with Limiter(store=url) as lim:
+        lim.set_account("acme", plan="pro")
+    with servers._redis_client(server.port) as admin:
+        admin.config_set("min-replicas-to-write", 1)
+        try:
+            with Limiter(store=url) as lim:
+                with pytest.raises(StoreUnavailable) as info:
+                    lim.consume("acme", "export.ai", idempotency_key=key())
+                assert info.value.maybe_applied is False
+            with Limiter(store=url, on_store_error="allow") as lim:
+                assert lim.consume("acme", "export.ai", idempotency_key=key()).degraded
+
+            async def main() -> StoreUnavailable:
+                async with AsyncLimiter(store=url) as alim:
+                    try:
+                        await alim.consume("acme", "export.ai", idempotency_key=key())
+                    except StoreUnavailable as exc:
+                        return exc
+                raise AssertionError("granted")
+
+            assert asyncio.run(main()).maybe_applied is False
+        finally:
+            admin.config_set("min-replicas-to-write", 0)
+    with Limiter(store=url) as lim:
+        assert {m.limit: m.used for m in lim.usage("acme")}["ai_exports"] == 0

@@ -4,13 +4,11 @@ sentinels this module starts), and a real failover under a loop of decisions."""
 from __future__ import annotations
 
 import asyncio
-import threading
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 
 import pytest
 
+import failover
 import servers
 from allowance import AsyncLimiter, ConfigurationError, Limiter, ManualClock, StoreError
 from allowance.stores import store_from_url
@@ -97,66 +95,6 @@ def test_no_master_known_is_store_unavailable(group: servers.RedisSentinel) -> N
 # --- a failover under load ---------------------------------------------------------------------
 
 
-@dataclass
-class Tally:
-    """What a loop of decisions saw: grants, errors and when."""
-
-    granted: int = 0
-    calls: int = 0
-    unsure: int = 0  # failed with maybe_applied: True (charged or not, nobody knows)
-    errors: list[float] = field(default_factory=list)  # monotonic times of failed calls
-    kinds: set[str] = field(default_factory=set)
-
-    def failed(self, exc: StoreError, at: float) -> None:
-        self.errors.append(at)
-        self.unsure += bool(getattr(exc, "maybe_applied", True))
-        self.kinds.add(f"{type(exc).__name__}: {str(exc)[:60]}")
-
-    def window(self) -> float:
-        return self.errors[-1] - self.errors[0] if self.errors else 0.0
-
-
-ACCOUNTS = [f"a{i}" for i in range(20)]
-FEATURE = "export.standard"  # unlimited on Max: every decision grants
-
-
-def _loop(url: str, stop: threading.Event, tally: Tally) -> None:
-    with Limiter(store=url) as lim:
-        while not stop.is_set():
-            account = ACCOUNTS[tally.calls % len(ACCOUNTS)]
-            tally.calls += 1
-            try:
-                tally.granted += lim.consume(account, FEATURE).granted
-            except StoreError as exc:
-                tally.failed(exc, time.monotonic())
-            time.sleep(0.001)
-
-
-def _async_loop(url: str, stop: threading.Event, tally: Tally) -> None:
-    async def main() -> None:
-        async with AsyncLimiter(store=url) as lim:
-            while not stop.is_set():
-
-                async def one(account: str) -> None:
-                    tally.calls += 1
-                    try:
-                        decision = await lim.consume(account, FEATURE)
-                    except StoreError as exc:
-                        tally.failed(exc, time.monotonic())
-                    else:
-                        tally.granted += decision.granted  # not "+= await": tasks interleave
-
-                await asyncio.gather(*(one(a) for a in ACCOUNTS[:8]))
-                await asyncio.sleep(0.002)
-
-    asyncio.run(main())
-
-
-def _meter(url: str) -> int:
-    with Limiter(store=url) as lim:
-        return sum({m.limit: m.used for m in lim.usage(account)}["exports"] for account in ACCOUNTS)
-
-
 @pytest.mark.faults
 @pytest.mark.parametrize("how", ["SENTINEL FAILOVER", "kill -9 the master"])
 def test_a_failover_under_load(how: str, record_property: Callable[[str, object], None]) -> None:
@@ -169,63 +107,19 @@ def test_a_failover_under_load(how: str, record_property: Callable[[str, object]
     try:
         url = with_query(group.url, prefix=unique_name(), timeout="0.5")
         with Limiter(store=url) as admin:
-            for account in ACCOUNTS:
+            for account in failover.ACCOUNTS:
                 admin.set_account(account, plan="max")
         old = group.master_port()
-        stop = threading.Event()
-        tallies = {"sync": Tally(), "async": Tally()}
-        loops = [
-            threading.Thread(target=_loop, args=(url, stop, tallies["sync"])),
-            threading.Thread(target=_async_loop, args=(url, stop, tallies["async"])),
-        ]
-        started = time.monotonic()
-        for loop in loops:
-            loop.start()
-        time.sleep(1.0)
-        began = time.monotonic()
-        if how == "kill -9 the master":
-            group.master.kill()
-        else:
-            with servers._redis_client(group.sentinels[0].port) as sentinel:
-                sentinel.sentinel_failover(group.service)
-        while group.master_port() in (old, None):
-            assert time.monotonic() - began < 30, "no failover within 30 s"
-            time.sleep(0.05)
-        switched = time.monotonic() - began
-        time.sleep(2.0)  # decisions on the new master
-        stop.set()
-        for loop in loops:
-            loop.join(timeout=30)
-        rate = sum(t.calls for t in tallies.values()) / (time.monotonic() - started)
-        meter = _meter(url)
-        granted = sum(t.granted for t in tallies.values())
-        unsure = sum(t.unsure for t in tallies.values())
-        report = {
-            "failover": how,
-            "new master known after s": round(switched, 2),
-            **{
-                f"{name}: calls / errors / error window s": (
-                    t.calls,
-                    len(t.errors),
-                    round(t.window(), 2),
-                )
-                for name, t in tallies.items()
-            },
-            "granted (clients saw)": granted,
-            "meter": meter,
-            "unsure (maybe applied)": unsure,
-            "decisions/s": round(rate),
-            "lost (granted but not on the meter)": max(0, granted - meter),
-            "errors": sorted(set().union(*(t.kinds for t in tallies.values()))),
-        }
-        print(report)
-        for name, value in report.items():
-            record_property(name, value)
-        for name, tally in tallies.items():
-            assert tally.errors == [] or tally.errors[-1] < began + switched + 2.0, name
-            assert tally.calls > 100, name
-        assert meter <= granted + unsure  # nothing charged that nobody asked for
-        # lost: at most what the old master took until the watch saw the new one
-        assert granted - meter <= rate * (switched + 0.5)
+
+        def fail() -> None:
+            if how == "kill -9 the master":
+                group.master.kill()
+            else:
+                with servers._redis_client(group.sentinels[0].port) as sentinel:
+                    sentinel.sentinel_failover(group.service)
+
+        failover.under_load(
+            url, fail, lambda: group.master_port() not in (old, None), record_property, failover=how
+        )
     finally:
         group.stop()

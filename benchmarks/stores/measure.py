@@ -26,6 +26,7 @@ from stores.common import (
 )
 from stores.servers import PgInfo, RedisTarget
 from stores.subjects import (
+    AllowancePgBouncer,
     AllowancePostgres,
     AllowanceRedis,
     BareUpsert,
@@ -257,7 +258,11 @@ def measure_group(
 
 
 def groups(
-    redis_target: RedisTarget, cluster_target: RedisTarget, pg_url: str, pg: PgInfo
+    redis_target: RedisTarget,
+    cluster_target: RedisTarget,
+    pg_url: str,
+    pg: PgInfo,
+    bouncer_url: str | None = None,
 ) -> list[list[Callable[[], Subject]]]:
     """The rows, in table order, in the groups whose rows are measured interleaved."""
     return [
@@ -276,6 +281,11 @@ def groups(
         [
             lambda: BareUpsert(pg_url),
             lambda: AllowancePostgres(pg_url, pg.free_connections),
+            *(
+                [lambda: AllowancePgBouncer(bouncer_url, pg_url, pg.free_connections)]
+                if bouncer_url is not None
+                else []
+            ),
         ],
     ]
 

@@ -60,6 +60,25 @@ def servers() -> Iterator[Servers]:
         yield Servers(urls, set(missing))
 
 
+@contextlib.contextmanager
+def pgbouncer(pg_url: str) -> Iterator[str | None]:
+    """A throwaway PgBouncer in transaction pooling mode in front of ``pg_url`` (its URL), or
+    None where pgbouncer is not installed (its row is then left out)."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    import servers as throwaway  # tests/servers.py
+
+    try:
+        bouncer = throwaway.start_pgbouncer(pg_url)
+    except (throwaway.ServerUnavailable, throwaway.ServerError) as exc:
+        log(f"no PgBouncer row: {exc}")
+        yield None
+        return
+    try:
+        yield bouncer.url
+    finally:
+        bouncer.stop()
+
+
 class RedisTarget:
     """A Redis server or cluster: clients, its masters, server-side counters, cleanup."""
 

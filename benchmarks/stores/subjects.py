@@ -357,3 +357,16 @@ class AllowancePostgres(Subject):
     def cleanup(self) -> None:
         self.end_run()
         pg_execute(self.base, f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
+
+
+class AllowancePgBouncer(AllowancePostgres):
+    """The same decisions through PgBouncer in transaction pooling mode: statements are sent
+    unnamed (detected), so this row is what giving up the prepared fast path costs."""
+
+    name = "allowance postgresql pgbouncer"
+    role = "pooled"  # compared with the upsert on the server itself; no target of its own
+
+    def __init__(self, bouncer_url: str, direct_url: str, free_connections: int) -> None:
+        super().__init__(bouncer_url, free_connections)
+        self.base = direct_url  # the schema is dropped on the server itself
+        self.setup_url = self.url  # PgBouncer refuses the startup parameter "options"

@@ -13,6 +13,7 @@ import secrets
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -95,3 +96,27 @@ class Service:
     def account(self, account: str, plan: str, seats: int = 1) -> None:
         r = self.call("PUT", f"/v1/accounts/{account}", json={"plan": plan, "seats": seats})
         assert r.status_code in (200, 201), r.text
+
+
+def start_and_read(store: str, cwd: Path, then: Callable[[str], None]) -> str:
+    """Run ``allowance serve`` without a bootstrap key until it listens; call ``then`` with
+    its start-up text; stop it."""
+    env = {k: v for k, v in os.environ.items() if k != "ALLOWANCE_BOOTSTRAP_KEY"}
+    with subprocess.Popen(
+        [str(SCRIPT), "serve", "--port", "0", "--store", store],
+        stderr=subprocess.PIPE,
+        env=env,
+        cwd=cwd,
+    ) as proc:
+        assert proc.stderr is not None
+        text = ""
+        try:
+            while "Uvicorn running" not in text:
+                line = proc.stderr.readline().decode()
+                assert line, text
+                text += line
+            then(text)
+        finally:
+            proc.terminate()
+            proc.wait(10)
+    return text

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import time
@@ -14,7 +13,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from .service import SCRIPT, Service
+from .service import SCRIPT, Service, start_and_read
 
 
 def test_key_lifecycle(sqlite_service: Service) -> None:
@@ -88,30 +87,6 @@ def run_cli() -> Callable[..., Any]:
         return subprocess.run([str(SCRIPT), *args], capture_output=True, text=True, timeout=60)
 
     return run
-
-
-def start_and_read(store: str, cwd: Path, then: Callable[[str], None]) -> str:
-    """Run ``allowance serve`` without a bootstrap key until it listens; call ``then`` with
-    its start-up text; stop it."""
-    env = {k: v for k, v in os.environ.items() if k != "ALLOWANCE_BOOTSTRAP_KEY"}
-    with subprocess.Popen(
-        [str(SCRIPT), "serve", "--port", "0", "--store", store],
-        stderr=subprocess.PIPE,
-        env=env,
-        cwd=cwd,
-    ) as proc:
-        assert proc.stderr is not None
-        text = ""
-        try:
-            while "Uvicorn running" not in text:
-                line = proc.stderr.readline().decode()
-                assert line, text
-                text += line
-            then(text)
-        finally:
-            proc.terminate()
-            proc.wait(10)
-    return text
 
 
 def test_first_run_creates_and_prints_one_admin_key(tmp_path: Path) -> None:

@@ -79,6 +79,7 @@ from allowance import ops
 from allowance.errors import ConfigurationError, StoreError
 from allowance.ops import Request
 from allowance.policy import Policy
+from allowance.stores import redis_config
 from allowance.stores.base import (
     DEFAULT_TIMEOUT,
     NO_PRELOAD,
@@ -105,6 +106,7 @@ from allowance.stores.redis_wire import (
     Link,
     Links,
     Lua,
+    error_reply,
     no_retry,
     pack,
     unavailable,
@@ -171,7 +173,9 @@ class RedisStore(KeySpace, Store):
             raise unavailable(exc, applied=False) from exc
         except ValueError as exc:
             raise ConfigurationError(f"store: {exc} in {url!r}") from None
-        return cls(client, parts.prefix, url, seconds, watch)
+        store = cls(client, parts.prefix, url, seconds, watch)
+        redis_config.warn_once(url, client, cluster=store.cluster)
+        return store
 
     def async_store(self) -> AsyncStore | None:
         if self.url is None:
@@ -294,7 +298,7 @@ class RedisStore(KeySpace, Store):
             try:
                 return send(link)
             except ResponseError as exc:
-                raise StoreError(f"redis: {exc}") from exc
+                raise error_reply(exc) from exc
         return self._on_cluster_link(links, key, send, redirected)
 
     def _on_cluster_link(
@@ -333,7 +337,7 @@ class RedisStore(KeySpace, Store):
             links.pop(node.name, None)
             link.close()
         except ResponseError as exc:
-            raise StoreError(f"redis: {exc}") from exc
+            raise error_reply(exc) from exc
         except StoreError:
             self._stale_map = self._stale_map or time.monotonic()
             raise

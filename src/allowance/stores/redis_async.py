@@ -48,7 +48,15 @@ from allowance.stores.redis_common import (
     retry_pause,
     split_url,
 )
-from allowance.stores.redis_wire import Deadline, Lanes, Lua, lane_maker, pack, unavailable
+from allowance.stores.redis_wire import (
+    Deadline,
+    Lanes,
+    Lua,
+    error_reply,
+    lane_maker,
+    pack,
+    unavailable,
+)
 from allowance.types import Account, Decision
 
 if TYPE_CHECKING:
@@ -210,7 +218,7 @@ class AsyncRedisStore(KeySpace, AsyncStore):
             try:
                 return await send(lanes)
             except ResponseError as exc:
-                raise StoreError(f"redis: {exc}") from exc
+                raise error_reply(exc) from exc
         return await self._on_node(key, send, redirected, deadline)
 
     async def _on_node(
@@ -245,7 +253,7 @@ class AsyncRedisStore(KeySpace, AsyncStore):
         except REDIRECTED:
             pass
         except ResponseError as exc:
-            raise StoreError(f"redis: {exc}") from exc
+            raise error_reply(exc) from exc
         except StoreError:
             self._stale_map = self._stale_map or time.monotonic()
             raise

@@ -95,6 +95,8 @@ def unavailable(exc: BaseException, *, applied: bool) -> StoreError:
         return exc
     if isinstance(exc, (AuthenticationError, AuthorizationError)):
         return StoreError(f"redis: {exc}")
+    if isinstance(exc, ResponseError):
+        return error_reply(exc)
     if isinstance(exc, REFUSED) or isinstance(exc.__context__, ReadOnlyError):
         # the server refused it (a sentinel-managed connection turns READONLY into a
         # ConnectionError "the previous master is now a slave")
@@ -102,6 +104,15 @@ def unavailable(exc: BaseException, *, applied: bool) -> StoreError:
     if isinstance(exc, (ConnectionError, RedisTimeoutError, OSError, TimeoutError)):
         text = str(exc) or "no answer within the timeout"
         return StoreUnavailable(f"redis: {text}", maybe_applied=applied)
+    return StoreError(f"redis: {exc}")
+
+
+def error_reply(exc: ResponseError) -> StoreError:
+    """The StoreError for an error the server answered (a script's error, NOSCRIPT...)."""
+    if isinstance(exc, REFUSED) or str(exc).startswith("NOREPLICAS"):
+        # refused before running: a replica, a loading server, a cluster that is down, a
+        # master with too few replicas in sync (min-replicas-to-write); another may take it
+        return StoreUnavailable(f"redis: {exc}", maybe_applied=False)
     return StoreError(f"redis: {exc}")
 
 
