@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -33,6 +33,11 @@ BOOTSTRAP_ENV = "ALLOWANCE_BOOTSTRAP_KEY"
 MAX_INFLIGHT = 512  # per worker: ~0.15 s of queue at a few thousand decisions a second
 GRACEFUL_TIMEOUT = 10  # a decision takes milliseconds; a store call is bounded well under 1 s
 
+
+def _at_least(low: float, text: str) -> Any:
+    return typer.Option(min=low, help=text)
+
+
 keys_app = typer.Typer(help="Create, list and revoke the service's API keys.", no_args_is_help=True)
 
 
@@ -46,31 +51,24 @@ def serve(
     log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "info",
     sweep_interval: Annotated[
         float,
-        typer.Option(
-            min=0, help="Seconds between cleanups of expired records and spent counters (0: off)."
-        ),
+        _at_least(0, "Seconds between cleanups of expired records and spent counters (0: off)."),
     ] = SWEEP_INTERVAL,
     max_inflight: Annotated[
         int,
-        typer.Option(
-            min=0,
-            help="Requests in flight per worker beyond which /v1 answers 503 + Retry-After at "
-            "once instead of queueing (0: no bound).",
+        _at_least(
+            0,
+            "Requests in flight per worker beyond which /v1 answers 503 + Retry-After at once "
+            "instead of queueing (0: no bound).",
         ),
     ] = MAX_INFLIGHT,
     graceful_timeout: Annotated[
-        int,
-        typer.Option(
-            min=0, help="On SIGTERM, seconds to finish the requests in flight before cutting them."
-        ),
+        int, _at_least(0, "On SIGTERM, seconds to finish what is in flight before cutting it.")
     ] = GRACEFUL_TIMEOUT,
     header_timeout: Annotated[
-        float,
-        typer.Option(min=0.01, help="Seconds a client has to send a whole request head."),
+        float, _at_least(0.01, "Seconds a client has to send a whole request head.")
     ] = HEADER_TIMEOUT,
     body_timeout: Annotated[
-        float,
-        typer.Option(min=0.01, help="Seconds a client has to send a body once its head is in."),
+        float, _at_least(0.01, "Seconds a client has to send a body once its head is in.")
     ] = BODY_TIMEOUT,
 ) -> None:
     """Serve the HTTP API (OpenAPI at /openapi.json).
