@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -22,6 +22,7 @@ from allowance.cli.common import (
     out,
     read_policy,
 )
+from allowance.http.protocol import BODY_TIMEOUT, HEADER_TIMEOUT, TimedHttpToolsProtocol
 from allowance.keys import SCOPES, new_key
 from allowance.limiter import Limiter
 from allowance.stores import store_from_url
@@ -29,6 +30,13 @@ from allowance.stores.upkeep import SWEEP_INTERVAL
 from allowance.types import to_datetime
 
 BOOTSTRAP_ENV = "ALLOWANCE_BOOTSTRAP_KEY"
+MAX_INFLIGHT = 512  # per worker: ~0.15 s of queue at a few thousand decisions a second
+GRACEFUL_TIMEOUT = 10  # a decision takes milliseconds; a store call is bounded well under 1 s
+
+
+def _at_least(low: float, text: str) -> Any:
+    return typer.Option(min=low, help=text)
+
 
 keys_app = typer.Typer(help="Create, list and revoke the service's API keys.", no_args_is_help=True)
 
@@ -43,10 +51,25 @@ def serve(
     log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "info",
     sweep_interval: Annotated[
         float,
-        typer.Option(
-            min=0, help="Seconds between cleanups of expired records and spent counters (0: off)."
-        ),
+        _at_least(0, "Seconds between cleanups of expired records and spent counters (0: off)."),
     ] = SWEEP_INTERVAL,
+    max_inflight: Annotated[
+        int,
+        _at_least(
+            0,
+            "Requests in flight per worker beyond which /v1 answers 503 + Retry-After at once "
+            "instead of queueing (0: no bound).",
+        ),
+    ] = MAX_INFLIGHT,
+    graceful_timeout: Annotated[
+        int, _at_least(0, "On SIGTERM, seconds to finish what is in flight before cutting it.")
+    ] = GRACEFUL_TIMEOUT,
+    header_timeout: Annotated[
+        float, _at_least(0.01, "Seconds a client has to send a whole request head.")
+    ] = HEADER_TIMEOUT,
+    body_timeout: Annotated[
+        float, _at_least(0.01, "Seconds a client has to send a body once its head is in.")
+    ] = BODY_TIMEOUT,
 ) -> None:
     """Serve the HTTP API (OpenAPI at /openapi.json).
 
@@ -78,6 +101,9 @@ def serve(
     os.environ["ALLOWANCE_STORE"] = store
     os.environ["ALLOWANCE_SWEEP_INTERVAL"] = repr(sweep_interval)
     os.environ["ALLOWANCE_POLICY"] = "" if policy is None else str(Path(policy).resolve())
+    os.environ["ALLOWANCE_MAX_INFLIGHT"] = str(max_inflight)
+    os.environ["ALLOWANCE_HEADER_TIMEOUT"] = repr(header_timeout)
+    os.environ["ALLOWANCE_BODY_TIMEOUT"] = repr(body_timeout)
     uvicorn.run(
         "allowance.http.app:app_from_env",
         factory=True,
@@ -86,10 +112,12 @@ def serve(
         workers=workers,
         access_log=False,  # the service writes its own structured access log
         log_level=log_level,
-        http="httptools",
+        http=TimedHttpToolsProtocol,  # httptools, with header and body read deadlines
+        ws="none",  # no WebSocket route: an upgrade is not taken
         loop="uvloop",
         proxy_headers=False,
         server_header=False,
+        timeout_graceful_shutdown=graceful_timeout,
     )
 
 

@@ -16,18 +16,20 @@ from fastapi.exceptions import RequestValidationError
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
-from starlette.types import ASGIApp
+from starlette.routing import Match, Route
+from starlette.types import ASGIApp, Scope
 
 from allowance import __version__
 from allowance.aio import AsyncLimiter
 from allowance.clock import FileClock
 from allowance.errors import AllowanceError
 from allowance.http import schemas
-from allowance.http.auth import CACHE_TTL, AuthMiddleware, KeyCache
+from allowance.http.auth import CACHE_TTL, AuthMiddleware, KeyCache, route_scopes
 from allowance.http.fastpath import FastDecisions
 from allowance.http.limits import BodyLimitMiddleware
 from allowance.http.logs import AccessLogMiddleware, access_log
 from allowance.http.metrics import Metrics
+from allowance.http.overload import Admission, refusals
 from allowance.http.problems import Problem, for_status, from_error, invalid
 from allowance.http.routes import Service, problem_content, router
 from allowance.http.segments import AccountSegments
@@ -68,6 +70,7 @@ def create_app(
         yield
         if sweeper is not None:
             sweeper.cancel()
+        refusals.flush()  # the 503s of the last second, counted
         for handler in access_log.handlers:
             handler.flush()  # the access lines still batched
         await limiter.close()
@@ -99,18 +102,21 @@ def create_app(
     app.include_router(router)
     _handlers(app, metrics)
     _operations(app, svc)
-    # innermost first: account segments, keys, sizes, then the log (it sees every answer)
+    # innermost first: keys and scopes (on the route a decoded path finds), paths, sizes,
+    # then the log (it sees every answer)
+    app.add_middleware(AuthMiddleware, cache=lambda: svc.keys, needs=route_scopes(every_route(app)))
     app.add_middleware(AccountSegments)
-    app.add_middleware(AuthMiddleware, cache=lambda: svc.keys)
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(AccessLogMiddleware, metrics=metrics)
     return app
 
 
-def serve_app(app: FastAPI) -> ASGIApp:
+def serve_app(app: FastAPI, max_inflight: int = 0) -> ASGIApp:
     """What uvicorn runs: the hot routes answered in front of ``app`` (outside FastAPI's own
-    per-request wrapping too), everything else by ``app``."""
-    return FastDecisions(app, app.state.service)
+    per-request wrapping too), everything else by ``app``; beyond ``max_inflight`` requests
+    in flight (0: no bound), a 503 at once."""
+    svc: Service = app.state.service
+    return Admission(FastDecisions(app, svc), max_inflight, svc.metrics)
 
 
 def _operations(app: FastAPI, svc: Service) -> None:
@@ -160,11 +166,29 @@ def _handlers(app: FastAPI, metrics: Metrics) -> None:
             detail = f"no route {request.url.path}"
         elif exc.status_code == 405:
             detail = f"{request.method} is not allowed on {request.url.path}"
+            # Starlette names the methods of the first route on the path only: name them all
+            headers["Allow"] = ", ".join(allowed_methods(app, request.scope))
+        elif isinstance(exc.__cause__, RecursionError):  # FastAPI's body parser met it
+            detail = "the body is not valid JSON: nested too deeply"
         return for_status(exc.status_code, detail, headers).response()
 
     @app.exception_handler(Exception)
     async def on_crash(request: Request, exc: Exception) -> Response:
         return from_error(exc, f"{request.method} {request.url.path}").response()
+
+
+def every_route(app: FastAPI) -> list[Route]:
+    """The app's routes and the ``/v1`` router's (FastAPI keeps an included router whole)."""
+    return [r for r in (*app.routes, *router.routes) if isinstance(r, Route)]
+
+
+def allowed_methods(app: FastAPI, scope: Scope) -> list[str]:
+    """Every method some route answers on this scope's path."""
+    methods: set[str] = set()
+    for route in every_route(app):
+        if route.methods and route.matches(scope)[0] is not Match.NONE:
+            methods |= route.methods
+    return sorted(methods)
 
 
 def validation_problem(errors: Any) -> Problem:
@@ -186,8 +210,9 @@ def validation_problem(errors: Any) -> Problem:
 
 def app_from_env() -> ASGIApp:
     """For uvicorn's ``factory=True``: ``ALLOWANCE_STORE``, ``ALLOWANCE_POLICY``,
-    ``ALLOWANCE_BOOTSTRAP_KEY`` and ``ALLOWANCE_SWEEP_INTERVAL`` as ``allowance serve`` set them;
-    ``ALLOWANCE_CLOCK_FILE`` (tests only) makes the time the number in that file."""
+    ``ALLOWANCE_BOOTSTRAP_KEY``, ``ALLOWANCE_SWEEP_INTERVAL`` and ``ALLOWANCE_MAX_INFLIGHT`` as
+    ``allowance serve`` set them; ``ALLOWANCE_CLOCK_FILE`` (tests only) makes the time the
+    number in that file."""
     from allowance.http.logs import configure
 
     configure()
@@ -199,4 +224,6 @@ def app_from_env() -> ASGIApp:
     )
     bootstrap = os.environ.get("ALLOWANCE_BOOTSTRAP_KEY") or None
     interval = float(os.environ.get("ALLOWANCE_SWEEP_INTERVAL") or SWEEP_INTERVAL)
-    return serve_app(create_app(limiter, bootstrap=bootstrap, sweep_interval=interval))
+    max_inflight = int(os.environ.get("ALLOWANCE_MAX_INFLIGHT") or 0)
+    app = create_app(limiter, bootstrap=bootstrap, sweep_interval=interval)
+    return serve_app(app, max_inflight)

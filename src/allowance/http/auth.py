@@ -12,12 +12,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any
 
 from fastapi import Depends
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.requests import Request
+from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from allowance.errors import AllowanceError, StoreError
@@ -92,12 +95,23 @@ def bearer(header: str | None) -> str | None:
     return token if scheme.lower() == "bearer" and token else None
 
 
-class AuthMiddleware:
-    """401 for ``/v1`` requests without an active key; the key goes to ``request.state``."""
+Needs = Callable[[Scope], "KeyScope | None"]
 
-    def __init__(self, app: ASGIApp, cache: Callable[[], KeyCache], prefix: str = "/v1/") -> None:
+
+class AuthMiddleware:
+    """401 for ``/v1`` requests without an active key, 403 for a key whose scope is too small
+    for the route (``needs``), both before a body is read; the key goes to ``request.state``."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        cache: Callable[[], KeyCache],
+        needs: Needs = lambda scope: None,
+        prefix: str = "/v1/",
+    ) -> None:
         self.app = app
         self.cache = cache
+        self.needs = needs
         self.prefix = prefix
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -118,11 +132,15 @@ class AuthMiddleware:
             except AllowanceError as exc:  # the store is down: 503, as for a decision
                 problem = from_error(exc, "the key lookup")
             else:
-                if key is not None:
+                needed = None if key is None else self.needs(scope)
+                if key is None:
+                    problem = for_status(401, "the key is unknown or revoked", CHALLENGE)
+                elif needed is not None and not allows(key.scope, needed):
+                    problem = insufficient_scope(needed, key.scope)
+                else:
                     scope.setdefault("state", {})["api_key"] = key
                     await self.app(scope, receive, send)
                     return
-                problem = for_status(401, "the key is unknown or revoked", CHALLENGE)
         await problem.response()(scope, receive, send)
 
 
@@ -137,13 +155,49 @@ def require(needed: KeyScope) -> Callable[[Request], Awaitable[ApiKey]]:
         if not isinstance(key, ApiKey):  # a route outside /v1 asked; never expected
             raise for_status(401, "send Authorization: Bearer <key>", CHALLENGE)
         if not allows(key.scope, needed):
-            raise Problem(
-                403,
-                "insufficient-scope",
-                "Insufficient scope",
-                f"this route needs a {needed!r} key; this key is {key.scope!r}",
-            )
+            raise insufficient_scope(needed, key.scope)
         return key
 
     dependency.__name__ = f"require_{needed}"
+    _NEEDED[dependency] = needed
     return dependency
+
+
+def insufficient_scope(needed: KeyScope, held: str) -> Problem:
+    return Problem(
+        403,
+        "insufficient-scope",
+        "Insufficient scope",
+        f"this route needs a {needed!r} key; this key is {held!r}",
+    )
+
+
+_NEEDED: dict[Callable[..., Any], KeyScope] = {}  # each require() dependency: its scope
+
+
+def route_scopes(routes: Sequence[BaseRoute]) -> Needs:
+    """``needs`` for ``AuthMiddleware``: the scope the route a request finds requires (read
+    from its ``require`` dependency), so a small key is refused before its body is parsed."""
+    table = []
+    for route in routes:
+        needed = _needed(route.dependant) if isinstance(route, APIRoute) else None
+        if needed is not None:
+            table.append((route, needed))
+
+    def needs(scope: Scope) -> KeyScope | None:
+        for route, needed in table:
+            if route.matches(scope)[0] is Match.FULL:
+                return needed
+        return None
+
+    return needs
+
+
+def _needed(dependant: Dependant) -> KeyScope | None:
+    for dep in dependant.dependencies:
+        found = _NEEDED.get(dep.call) if dep.call is not None else None
+        if found is None:
+            found = _needed(dep)
+        if found is not None:
+            return found
+    return None

@@ -42,6 +42,8 @@ class FastDecisions:
             return
         start = time.perf_counter()
         message = await receive()
+        if message["type"] != "http.request":
+            return  # the client left (or its body timed out): no one to answer
         accepted = await self._accept(operation, scope, message)
         if accepted is None:  # the full path answers, from the same body
             await self.app(scope, _replay(message, receive), send)
@@ -88,9 +90,14 @@ class FastDecisions:
             return None
         if media.split(b";")[0].strip().lower() != b"application/json":
             return None
+        # the key first: a caller who may not decide never gets a body parsed (the full path
+        # answers 401 or 403 without reading it)
+        key = await self._key(authorization)
+        if key is None or not allows(key.scope, "decide"):
+            return None
         try:
             request = json.loads(body)
-        except ValueError:
+        except (ValueError, RecursionError):  # deep nesting raises the second: the routes' 400
             return None
         if type(request) is not dict or not MEMBERS.issuperset(request):
             return None
@@ -104,9 +111,6 @@ class FastDecisions:
             and request.setdefault("idempotency_key", idempotency) != idempotency
         ):
             return None  # body and header disagree: the route explains
-        key = await self._key(authorization)
-        if key is None or not allows(key.scope, "decide"):
-            return None
         return request, key
 
     async def _key(self, authorization: bytes) -> ApiKey | None:

@@ -71,11 +71,16 @@ def log_request(
             "key": getattr(key, "id", None),
             **fields,
         }
-        if _direct is not None:
-            _direct.add(line)  # configure()'s own handler: skip building a LogRecord (~6 µs)
-        else:
-            method, path = scope["method"], scope["path"]
-            access_log.info("%s %s %s", method, path, status, extra={"line": line})
+        write_access_line(line)
+
+
+def write_access_line(line: dict[str, Any]) -> None:
+    """One access line (``method``, ``path``, ``status``, ...) as ``log_request`` writes it."""
+    if _direct is not None:
+        _direct.add(line)  # configure()'s own handler: skip building a LogRecord (~6 µs)
+    elif access_log.isEnabledFor(logging.INFO):
+        method, path, status = line.get("method"), line.get("path"), line.get("status")
+        access_log.info("%s %s %s", method, path, status, extra={"line": line})
 
 
 # built once: json.dumps with non-default options builds a new encoder on every call

@@ -145,8 +145,10 @@ STATUS_TITLES = {
     403: ("forbidden", "Forbidden"),
     404: ("not-found", "Not found"),
     405: ("method-not-allowed", "Method not allowed"),
+    408: ("request-timeout", "Request timeout"),
     413: ("body-too-large", "Body too large"),
     415: ("unsupported-media-type", "Unsupported media type"),
+    503: ("overloaded", "Overloaded"),
 }
 
 

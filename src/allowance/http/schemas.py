@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
 
 from allowance.validation import MAX_AMOUNT, MAX_ID, MAX_SEATS, MAX_TTL
 
@@ -72,7 +72,8 @@ class ReservationRequest(DecisionRequest):
         },
     )
 
-    ttl: float = Field(900.0, gt=0, le=MAX_TTL, description="seconds the units are held")
+    # strict: true and "5" are refused, as the library refuses them (a whole number is fine)
+    ttl: StrictFloat = Field(900.0, gt=0, le=MAX_TTL, description="seconds the units are held")
 
 
 class AccountRequest(Strict):

@@ -1,16 +1,21 @@
-"""Account ids are any text (the Python API takes them as they are), so one may hold a "/",
-sent as ``%2F``. The server decodes the path before routing, which would make
-``/v1/accounts/team%2F42`` three segments and no route. Routing here is on the raw path's
-segments instead: each is decoded, then "%" and "/" in it are escaped again, so a segment stays
-one segment and the handler decodes it once (``account_from_segment``). Only paths under
-``/v1/accounts/`` that hold an escape are touched. (uvicorn, like any ASGI server that
-follows the spec, passes the raw path.)"""
+"""Paths as the routes need them. Account ids are any text (the Python API takes them as they
+are), so one may hold a "/", sent as ``%2F``. The server decodes the path before routing, which
+would make ``/v1/accounts/team%2F42`` three segments and no route. Routing here is on the raw
+path's segments instead: each is decoded, then "%" and "/" in it are escaped again, so a segment
+stays one segment and the handler decodes it once (``account_from_segment``). Only paths under
+``/v1/accounts/`` that hold an escape are touched. (uvicorn, like any ASGI server that follows
+the spec, passes the raw path.)
+
+An escape that decodes to bytes which are not UTF-8 is refused with 400: the server would turn
+``%ff`` and ``%fe`` alike into U+FFFD, two ids becoming one."""
 
 from __future__ import annotations
 
-from urllib.parse import unquote
+from urllib.parse import unquote, unquote_to_bytes
 
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from allowance.http.problems import for_status
 
 PREFIX = b"/v1/accounts/"
 
@@ -32,7 +37,15 @@ class AccountSegments:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         raw = scope.get("raw_path") if scope["type"] == "http" else None
-        if raw and raw.startswith(PREFIX) and b"%" in raw:
-            path = raw.split(b"?", 1)[0].decode("latin-1")
-            scope = dict(scope, path="/".join(escaped(unquote(s)) for s in path.split("/")))
+        if raw and b"%" in raw:
+            path = raw.split(b"?", 1)[0]
+            try:
+                unquote_to_bytes(path).decode("utf-8")
+            except UnicodeDecodeError:
+                detail = "the path is not UTF-8 once its %-escapes are decoded"
+                await for_status(400, detail).response()(scope, receive, send)
+                return
+            if path.startswith(PREFIX):
+                segments = path.decode("latin-1").split("/")
+                scope = dict(scope, path="/".join(escaped(unquote(s)) for s in segments))
         await self.app(scope, receive, send)
