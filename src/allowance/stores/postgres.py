@@ -7,7 +7,9 @@ table lives in it), ``pool_min`` / ``pool_max`` (default 1 / 10), ``timeout`` (s
 
 Timeout: every call has one deadline, ``timeout`` from its start: the wait for a pool connection
 and every wait on the server's socket (``TimedConnection``) end there, with a
-``StoreUnavailable``; a connection that timed out mid-query is closed, never reused. A pooled
+``StoreUnavailable``; a connection that timed out mid-query is closed, never reused. While the
+server refuses connections, a caller with nothing to wait for stops within 50 ms, and a server
+back after an outage of any length is found within seconds (``postgres_conn``). A pooled
 connection the server closed (a restart) is found by a zero-timeout poll of its socket before
 anything is sent, and replaced: no decision fails for it (see ``postgres_common.stale``).
 
@@ -74,7 +76,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg.generators import execute  # what psycopg's cursors wait for results with
 from psycopg.pq import ExecStatus, TransactionStatus
-from psycopg_pool import ConnectionPool
+from psycopg_pool import ConnectionPool, PoolTimeout
 
 from allowance import ops
 from allowance.errors import ConfigurationError, StoreError, UnknownAccount
@@ -104,7 +106,6 @@ from allowance.stores.postgres_common import (
     SWEEP_BATCH,
     SWEEP_EVERY,
     PostgresView,
-    TimedConnection,
     Translate,
     check_settings,
     due_read,
@@ -113,6 +114,11 @@ from allowance.stores.postgres_common import (
     record_reads,
     redact,
     render,
+)
+from allowance.stores.postgres_conn import (
+    POOL_OPTIONS,
+    Reachability,
+    TimedConnection,
     stale,
 )
 from allowance.stores.postgres_fast import (
@@ -163,6 +169,7 @@ class PostgresStore(Store):
         self._specs: dict[tuple[int, str], FastSpec] = {}  # (policy, feature) -> decide() spec
         self._ops = itertools.count(1)
         self._prepared = Prepared()  # the fast path's, on each connection
+        self._reach = Reachability()
         with Translate():
             # One direct connection first: an unreachable server fails here at once (a pool
             # would retry in the background until its timeout), and it creates the schema.
@@ -173,8 +180,9 @@ class PostgresStore(Store):
                 connection_class=TimedConnection,
                 min_size=pool_min,
                 max_size=pool_max,
-                kwargs=CONNECTION_KWARGS,
+                kwargs={**CONNECTION_KWARGS, "reachability": self._reach},
                 open=True,
+                **POOL_OPTIONS,
                 name=f"allowance-{schema}",
             )
             try:
@@ -238,19 +246,27 @@ class PostgresStore(Store):
 
     def _getconn(self) -> Conn:
         """A pool connection, its deadline set ``timeout`` from now; one the server closed
-        is dropped and the next one taken (nothing was sent on it), until the deadline."""
-        pool = self._pool
+        is dropped and the next one taken (nothing was sent on it), until the deadline. While
+        no connection is out, the wait is in slices, and ends as soon as the pool finds that the
+        server refuses connections (``Reachability``)."""
+        pool, reach = self._pool, self._reach
         deadline = monotonic() + self.timeout
         while True:
-            conn = pool.getconn(timeout=max(deadline - monotonic(), 0.001))
+            try:
+                conn = pool.getconn(timeout=max(reach.wait(deadline - monotonic()), 0.001))
+            except PoolTimeout:
+                reach.waited(deadline, self.timeout)
+                continue
             if not stale(conn):
                 conn.deadline = deadline
+                reach.lent.add(id(conn))
                 return conn
             conn.close()
             pool.putconn(conn)  # closed: the pool drops it and connects a new one
 
     def _putconn(self, conn: Conn) -> None:
         conn.deadline = None  # the pool's own reset of it is not this call's
+        self._reach.lent.discard(id(conn))
         self._pool.putconn(conn)
 
     @contextmanager

@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import psycopg
 from psycopg.generators import execute  # what psycopg's cursors await results with
 from psycopg.pq import ExecStatus, TransactionStatus
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from allowance import ops
 from allowance.errors import StoreError, UnknownAccount
@@ -45,7 +45,6 @@ from allowance.stores.postgres_common import (
     NO_WAIT,
     NOW,
     ROLLBACK,
-    AsyncTimedConnection,
     PostgresView,
     Translate,
     check_settings,
@@ -54,6 +53,11 @@ from allowance.stores.postgres_common import (
     queries,
     record_reads,
     redact,
+)
+from allowance.stores.postgres_conn import (
+    POOL_OPTIONS,
+    AsyncTimedConnection,
+    Reachability,
     stale,
 )
 from allowance.stores.postgres_fast import (
@@ -104,6 +108,7 @@ class AsyncPostgresStore(AsyncStore):
         self._pool: AsyncConnectionPool[AsyncConn] | None = None
         self._idle: list[AsyncConn] = []  # connections kept between operations (_connection)
         self._waiting = 0  # callers waiting for the pool
+        self._reach = Reachability()
         self._opening = asyncio.Lock()  # binds to a loop only when first contended
         self._closed = False
         self._ops = itertools.count(1)
@@ -133,8 +138,9 @@ class AsyncPostgresStore(AsyncStore):
                     connection_class=AsyncTimedConnection,
                     min_size=pool_min,
                     max_size=pool_max,
-                    kwargs=CONNECTION_KWARGS,
+                    kwargs={**CONNECTION_KWARGS, "reachability": self._reach},
                     open=False,
+                    **POOL_OPTIONS,
                     name=f"allowance-{self.schema}-async",
                 )
                 try:
@@ -158,13 +164,18 @@ class AsyncPostgresStore(AsyncStore):
         it, and the next one taken."""
         deadline = monotonic() + self.timeout
         pool = self._pool if self._pool is not None else await self._open()
+        reach = self._reach
         while True:
             if self._idle:
                 conn = self._idle.pop()
             else:
                 self._waiting += 1
                 try:
-                    conn = await pool.getconn(timeout=max(deadline - monotonic(), 0.001))
+                    wait = reach.wait(deadline - monotonic())
+                    conn = await pool.getconn(timeout=max(wait, 0.001))
+                except PoolTimeout:
+                    reach.waited(deadline, self.timeout)
+                    continue
                 finally:
                     self._waiting -= 1
             if not stale(conn):
@@ -172,13 +183,16 @@ class AsyncPostgresStore(AsyncStore):
             await conn.close()
             await pool.putconn(conn)  # closed: the pool drops it and connects a new one
         conn.deadline = deadline
+        reach.lent.add(id(conn))
         try:
             yield conn
         except BaseException:
             conn.deadline = None
+            reach.lent.discard(id(conn))
             await pool.putconn(conn)
             raise
         conn.deadline = None
+        reach.lent.discard(id(conn))
         if (
             self._waiting == 0
             and len(self._idle) < self._sizes[1]

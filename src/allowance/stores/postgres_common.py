@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import json
 import re
-import select
 from collections.abc import Callable, Iterable, Sequence
 from importlib import resources
-from time import monotonic
 from typing import Any, NamedTuple, TypeVar
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
@@ -17,8 +15,6 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.errors import _WaitTimeout
-from psycopg.pq import ConnStatus
-from psycopg.rows import TupleRow
 from psycopg_pool import PoolTimeout
 
 from allowance import engine
@@ -354,49 +350,3 @@ class Translate:
         if issubclass(exc_type, psycopg.OperationalError | psycopg.InterfaceError):
             raise StoreUnavailable(f"postgresql: {str(exc).strip()}") from exc
         raise StoreError(f"postgresql: {str(exc).strip()}") from exc
-
-
-def stale(conn: psycopg.BaseConnection[Any]) -> bool:
-    """An idle connection the server closed (restart, idle timeout, pg_terminate_backend):
-    closed, broken, or readable while nothing was asked (its EOF, or the FATAL the server
-    sent before closing). A zero-timeout poll costs about a microsecond, where psycopg_pool's
-    ``check_connection`` costs a round trip."""
-    if conn.closed or conn.pgconn.status != ConnStatus.OK:
-        return True
-    readable, _, _ = select.select([conn.pgconn.socket], (), (), 0)
-    return bool(readable)
-
-
-class TimedConnection(psycopg.Connection[TupleRow]):
-    """A connection whose every wait on the server ends at ``deadline`` (monotonic seconds,
-    None: unbounded), set by the store per call. psycopg has no per-call bound of its own, and
-    ``statement_timeout`` is the server's: useless when the server is frozen. A connection
-    that timed out is closed at once (it is mid-protocol: never to be reused)."""
-
-    deadline: float | None = None
-
-    def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
-        if self.deadline is not None:
-            left = max(self.deadline - monotonic(), 0.0)
-            timeout = left if timeout is None else min(timeout, left)
-        try:
-            return super().wait(gen, interval, timeout)
-        except _WaitTimeout:
-            self.close()
-            raise
-
-
-class AsyncTimedConnection(psycopg.AsyncConnection[TupleRow]):
-    """``TimedConnection``'s async twin."""
-
-    deadline: float | None = None
-
-    async def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
-        if self.deadline is not None:
-            left = max(self.deadline - monotonic(), 0.0)
-            timeout = left if timeout is None else min(timeout, left)
-        try:
-            return await super().wait(gen, interval, timeout)
-        except _WaitTimeout:
-            await self.close()
-            raise
