@@ -81,13 +81,14 @@ def under_load(
     record_property: Callable[[str, object], None],
     *,
     after: float = 2.0,
+    lost_at_most: int | None = None,
     **labels: Any,
 ) -> dict[str, Any]:
     """Run both loops on ``url`` (its ACCOUNTS on Max already), call ``fail`` after 1 s, wait
     until ``failed_over()`` (at most 30 s), decide ``after`` s more; print, record and return
     the figures. Bounds: no error in the last 0.5 s (decisions went on); nothing charged that nobody
     asked for; lost (granted, not on the meter) at most what the old master took until the
-    switch (Redis replication is asynchronous)."""
+    switch (Redis replication is asynchronous), or ``lost_at_most``."""
     stop = threading.Event()
     tallies = {"sync": Tally(), "async": Tally()}
     loops = [
@@ -140,4 +141,6 @@ def under_load(
         assert tally.calls > 100, name
     assert meter <= granted + unsure  # nothing charged that nobody asked for
     assert granted - meter <= rate * (switched + 0.5)
+    if lost_at_most is not None:
+        assert granted - meter <= lost_at_most, report
     return report

@@ -228,6 +228,12 @@ class Link:
         finally:
             conn.socket_timeout = self._read_timeout
             conn.socket_connect_timeout = self._connect_timeout
+        if self._check is not None and not self._check(conn):
+            conn.disconnect()  # e.g. the master that a failover is taking over from
+            raise StoreUnavailable(
+                f"redis: {conn.host}:{conn.port} is not to be written now (a failover)",
+                maybe_applied=False,
+            )
         sock = conn._sock
         assert sock is not None
         self._watch(sock)
