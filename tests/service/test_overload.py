@@ -95,6 +95,9 @@ def test_beyond_max_inflight_the_answer_is_503_at_once(redis: object, tmp_path: 
                 assert r.headers["Retry-After"] == "1"
                 assert "in flight" in r.json()["detail"]
             assert service.call("GET", "/healthz", key=None).status_code == 200  # not counted
+            # refused in the HTTP protocol, before any task: still on /metrics
+            scraped = service.call("GET", "/metrics", key=None).text
+            assert 'allowance_http_refused_total{reason="overloaded"} 6.0' in scraped, scraped
         for t in threads:
             t.join(10)
         assert results == [200] * 4

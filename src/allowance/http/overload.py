@@ -14,7 +14,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+from collections.abc import Iterator
+from typing import Any
 
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from allowance.http.logs import write_access_line
@@ -72,6 +76,22 @@ class _Refusals:
 refusals = _Refusals()
 
 
+class RefusalCollector(Collector):
+    """``allowance_http_refused_total{reason}``: requests refused before any route ran, in
+    the HTTP protocol or here (``overloaded``, ``shutting down``), read at each scrape. They
+    are not in ``allowance_http_requests_total``, which counts the requests a route answered."""
+
+    def collect(self) -> Iterator[Any]:
+        family = CounterMetricFamily(
+            "allowance_http_refused",
+            "Requests refused before a route ran (--max-inflight, shutdown), by reason",
+            labels=["reason"],
+        )
+        for reason, count in sorted(refusals.total.items()):
+            family.add_metric([reason], count)
+        yield family
+
+
 class Admission:
     """In front of the service: the ``limit`` (0: none) on requests in flight, and an answer
     for a request cut when a graceful shutdown runs out of time (uvicorn cancels it: without
@@ -83,6 +103,7 @@ class Admission:
         self.metrics = metrics
         self.prefix = prefix
         self.inflight = 0
+        metrics.registry.register(RefusalCollector())
         # built once
         self._busy = _answer(busy_detail(limit))
         self._cut = _answer("the service is shutting down; retry on another instance")
@@ -113,5 +134,4 @@ class Admission:
         headers, body = answer
         await send({"type": "http.response.start", "status": 503, "headers": headers})
         await send({"type": "http.response.body", "body": body})
-        self.metrics.request(why, 503)
         refusals.add(why)
