@@ -1,10 +1,23 @@
-"""The decision rules, in one place and pure: no I/O, no clock.
+"""The decision rules: pure, no I/O, no clock. This is the rule; everything else follows it.
 
 Given the policy, an account's plan and seats, the counters of the limits a feature touches,
 the request and ``now`` (epoch seconds, UTC), ``decide`` returns the decision; ``charge`` then
 applies a grant to the counters. Stores call these inside their atomic step and persist the
 counters they handed in. Every limit listing a feature counts it whatever the plan, so counters
 are keyed by limit name and survive plan changes.
+
+What is repeated elsewhere, and why. A store that decides in one round trip cannot call back
+into Python between reading the counters and charging them, so its kernel (Redis:
+``stores/lua/decide.lua``, PostgreSQL: ``stores/sql/decide.sql``) repeats exactly this much:
+the window arithmetic of ``windows.py`` (what an anchored, sliding or period counter holds at
+``now`` and how a charge changes it, a later period kept after a clock step back), the grant
+(every capped counter has room, ``partial`` takes what fits), the all-or-nothing charge, and
+for a grant the least remaining and whether a soft (fair-use) level is passed. It reads the
+rules as data compiled by ``rules.py`` (one encoder for both), so it names no policy concept:
+no plan ranks, no messages, no upgrade, no quota. Everything else (a denial's blocking limit,
+its reset, the upgrade, the sentence) is this module's, replayed on the counters the kernel
+saw (``ops.replay``), which must agree with the kernel's grant.
+``tests/model/test_kernel_parity.py`` holds the kernels equal to this module.
 """
 
 from __future__ import annotations
@@ -280,17 +293,6 @@ def live_counters(
             keep[name] = counter
             last = max(last, expires + KEEP_AFTER)
     return keep, last
-
-
-def calendar_bounds(policy: Policy, feature: str, now: float) -> list[float]:
-    """For each calendar limit of ``feature``: the periods before, holding and after ``now``
-    (four boundaries). A store deciding in one step on its own clock picks the period that
-    holds its time from these, so the time zone arithmetic stays here."""
-    out: list[float] = []
-    for limit in policy.limits_of(feature):
-        if isinstance(limit.window, CalendarWindow):
-            out += limit.window.bounds(now)
-    return out
 
 
 def meters(

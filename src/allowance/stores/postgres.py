@@ -166,7 +166,6 @@ class PostgresStore(Store):
         self.pool_min, self.pool_max = pool_min, pool_max
         self.sql = queries(schema)
         self._scan_from = ""  # the account after which the next sweep looks at counters
-        self._specs: dict[tuple[int, str], FastSpec] = {}  # (policy, feature) -> decide() spec
         self._ops = itertools.count(1)
         self._prepared = Prepared()  # the fast path's, on each connection
         self._reach = Reachability()
@@ -297,10 +296,7 @@ class PostgresStore(Store):
     ) -> Decision | None:
         """One statement, one round trip: the schema's decide() function (sql/decide.sql),
         through libpq (see postgres_fast.py)."""
-        spec = self._specs.get((id(policy), req.feature))
-        if spec is None:
-            spec = fast_spec(policy, req.feature, self.schema)
-            self._specs[(id(policy), req.feature)] = spec
+        spec = fast_spec(policy, req.feature, self.schema)
         params = fast_params(policy, spec, req, now, charge)
         with Translate():
             # getconn / putconn, not pool.connection(): its "with conn" only adds a commit

@@ -101,7 +101,6 @@ class AsyncPostgresStore(AsyncStore):
         self.schema = schema
         self.sql = queries(schema)
         self._scan_from = ""  # the account after which the next sweep looks at counters
-        self._specs: dict[tuple[int, str], FastSpec] = {}  # (policy, feature) -> decide() spec
         self._prepared = Prepared()  # the fast path's, on each connection
         self.policy: Policy | None = None
         self._sizes = (pool_min, pool_max)
@@ -222,10 +221,7 @@ class AsyncPostgresStore(AsyncStore):
     ) -> Decision | None:
         """One statement, one round trip: the schema's decide() function (sql/decide.sql),
         through libpq (see postgres_fast.py)."""
-        spec = self._specs.get((id(policy), req.feature))
-        if spec is None:
-            spec = fast_spec(policy, req.feature, self.schema)
-            self._specs[(id(policy), req.feature)] = spec
+        spec = fast_spec(policy, req.feature, self.schema)
         params = fast_params(policy, spec, req, now, charge)
         with Translate():
             async with self._connection() as conn:

@@ -22,19 +22,18 @@ from psycopg import BaseConnection, sql
 from psycopg.errors import error_from_result
 from psycopg.pq import DiagnosticField, ExecStatus, abc
 
-from allowance import engine, ops
+from allowance import ops, rules
 from allowance.clock import system_clock
 from allowance.errors import UnknownAccount
 from allowance.ops import Request
 from allowance.policy import Policy
 from allowance.state import Counter
 from allowance.types import Decision
-from allowance.windows import CalendarWindow
 
 DECIDE = (
-    "SELECT status, at, before, granted, plan, seats, remaining, fair FROM {s}.decide("
-    "{p1}, {p2}::float8, {p3}, {p4}, {p5}, {plans}::text[], {names}::text[], {kinds},"
-    " {lengths}::float8[], {caps}::bigint[], {seat}::boolean[], {fair}::bigint[],"
+    "SELECT status, at, before, granted, plan, seats, remaining, passed FROM {s}.decide("
+    "{p1}, {p2}::float8, {p3}, {p4}, {p5}, {plans}::text[], {access}::int[], {names}::text[],"
+    " {kinds}::text, {lengths}::float8[], {caps}::bigint[], {scale}::int[], {soft}::bigint[],"
     " {bounds}::float8[])"
 )
 log = logging.getLogger("allowance.stores.postgres")
@@ -47,37 +46,53 @@ Params = Sequence[abc.Buffer]
 @dataclass(frozen=True, slots=True)
 class FastSpec:
     """A feature's decide() statement: its limits written in as constants, so they are parsed
-    once, when the statement is prepared; ``calendar``: it takes the period bounds. ``libpq``
+    once, when the statement is prepared; ``periods``: it takes period bounds. ``libpq``
     is its text (``$1``... placeholders), prepared as ``name`` (named after the text, so one
     per schema and feature)."""
 
     libpq: bytes
     name: bytes
-    calendar: bool
+    periods: bool
+
+
+_specs: weakref.WeakKeyDictionary[rules.FeatureRules, dict[str, FastSpec]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def fast_spec(policy: Policy, feature: str, schema: str) -> FastSpec:
-    """The decide() statement of one feature (see sql/decide.sql)."""
-    kinds = {"anchored": "a", "sliding": "s", "calendar": "c"}
-    limits = policy.limits_of(feature)
-    cells = [limit.cells[p.name] for limit in limits for p in policy.plans]
-    calendar = any(isinstance(limit.window, CalendarWindow) for limit in limits)
-    constants = dict(
-        s=sql.Identifier(schema),
-        plans=sql.Literal([p.name for p in policy.plans]),
-        names=sql.Literal([limit.name for limit in limits]),
-        kinds=sql.Literal("".join(kinds[limit.window.kind] for limit in limits)),
-        lengths=sql.Literal([float(limit.window.length) for limit in limits]),
-        caps=sql.Literal([-2 if not c.access else (-1 if c.max is None else c.max) for c in cells]),
-        seat=sql.Literal([c.per_seat for c in cells]),
-        fair=sql.Literal([-1 if c.fair_use is None else c.fair_use for c in cells]),
-    )
+    """The decide() statement of one feature in ``schema``, made once per compiled rules."""
+    return rules.derived(_specs, rules.compiled(policy, feature), schema, _statement)
+
+
+def _statement(compiled: rules.FeatureRules, schema: str) -> FastSpec:
+    """The decide() statement (see sql/decide.sql): the compiled rules (``rules.encode``)
+    written in as typed constants."""
+    encoded = rules.encode(compiled)
+    constants = {
+        name: sql.Literal(list(value) if isinstance(value, tuple) else value)
+        for name, value in (
+            ("plans", encoded.plans),
+            ("access", encoded.access),
+            ("names", encoded.names),
+            ("kinds", encoded.kinds),
+            ("lengths", encoded.lengths),
+            ("caps", encoded.caps),
+            ("scale", encoded.scale),
+            ("soft", encoded.soft),
+        )
+    }
     placeholders = {f"p{i}": sql.SQL(f"${i}") for i in range(1, 6)}
-    bounds = sql.SQL("$6") if calendar else sql.Literal([])
-    libpq = sql.SQL(DECIDE).format(**constants, **placeholders, bounds=bounds).as_string()
-    text = libpq.encode()
+    periods = bool(compiled.periods)
+    bounds = sql.SQL("$6") if periods else sql.Literal([])
+    text = (
+        sql.SQL(DECIDE)
+        .format(s=sql.Identifier(schema), **constants, **placeholders, bounds=bounds)
+        .as_string()
+        .encode()
+    )
     name = b"allowance_decide_" + hashlib.sha256(text).hexdigest()[:24].encode()
-    return FastSpec(text, name, calendar)
+    return FastSpec(text, name, periods)
 
 
 def fast_params(
@@ -92,9 +107,9 @@ def fast_params(
         b"t" if req.partial else b"f",
         b"t" if charge else b"f",
     ]
-    if spec.calendar:
+    if spec.periods:
         at = system_clock() if now is None else now  # a local estimate; see sql/decide.sql
-        bounds = engine.calendar_bounds(policy, req.feature, at)
+        bounds = rules.compiled(policy, req.feature).bounds(at)
         params.append(("{" + ",".join(repr(float(b)) for b in bounds) + "}").encode())
     return cast(Params, params)
 

@@ -144,7 +144,6 @@ class RedisStore(KeySpace, Store):
         self._load = lua("load")
         self._apply = lua("apply")
         self._account = lua("account")
-        self._decide_by_policy: dict[int, Lua] = {}
         self._held = threading.local()  # .links: server (None: the only one) -> Link; .pid
         self._links = Links()
         self._serial = Serial()
@@ -211,9 +210,7 @@ class RedisStore(KeySpace, Store):
         self, policy: Policy, req: Request, now: float | None, charge: bool
     ) -> Decision | None:
         """One round trip; None when the slow path must decide (reservations due, ...)."""
-        compiled = self._decide_by_policy.get(id(policy))
-        if compiled is None:
-            compiled = self._decide_by_policy[id(policy)] = compiled_decide(policy)
+        compiled = compiled_decide(policy)
         keys, argv = self.decide_args(policy, req, now, charge)
         deadline = Deadline(self.timeout)
         if self._serial.busy(req.account):  # a slow path is writing it: after that one

@@ -88,7 +88,6 @@ class AsyncRedisStore(KeySpace, AsyncStore):
         self._load = lua("load")
         self._apply = lua("apply")
         self._account = lua("account")
-        self._decide_by_policy: dict[int, Lua] = {}
         self._size = max_connections
         self._lanes: dict[str | None, Lanes] = {}  # server (None: the only one) -> Lanes
         self._serial = AsyncSerial()
@@ -138,9 +137,7 @@ class AsyncRedisStore(KeySpace, AsyncStore):
     async def fast_decide(
         self, policy: Policy, req: Request, now: float | None, charge: bool
     ) -> Decision | None:
-        compiled = self._decide_by_policy.get(id(policy))
-        if compiled is None:
-            compiled = self._decide_by_policy[id(policy)] = compiled_decide(policy)
+        compiled = compiled_decide(policy)
         keys, argv = self.decide_args(policy, req, now, charge)
         deadline = Deadline(self.timeout)
         if self._serial.busy(req.account):  # a slow path is writing it: after that one

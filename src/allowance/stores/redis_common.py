@@ -10,6 +10,7 @@ import json
 import random
 import re
 import threading
+import weakref
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 from redis.exceptions import RedisClusterException, RedisError
 
-from allowance import engine, ops
+from allowance import engine, ops, rules
 from allowance.clock import system_clock
 from allowance.errors import ConfigurationError, StoreError, StoreUnavailable, UnknownAccount
 from allowance.ops import HOLD_KEEP, Request
@@ -269,7 +270,6 @@ class KeySpace:
                 f"store: prefix must be letters, digits, _.:- (got {prefix!r})"
             )
         self.prefix = prefix
-        self._calendar_features: dict[str, bool] = {}  # feature -> has a calendar limit
 
     def key(self, account: str, suffix: str) -> str:
         return f"{self.prefix}:{{{_tag(account)}}}:{suffix}"
@@ -305,11 +305,10 @@ class KeySpace:
             1 if charge else 0,
             req.feature,
         ]
-        if self._calendar_features.get(req.feature, True):
-            at = now if now is not None else system_clock()
-            bounds = [_num(b) for b in engine.calendar_bounds(policy, req.feature, at)]
-            self._calendar_features[req.feature] = bool(bounds)
-            argv += bounds
+        compiled = rules.compiled(policy, req.feature)
+        if compiled.periods:
+            at = now if now is not None else system_clock()  # a local estimate of Redis TIME
+            argv += [_num(b) for b in compiled.bounds(at)]
         return [self.key(req.account, "a"), self.key(req.account, "c")], argv
 
 
@@ -343,10 +342,17 @@ def lua(name: str) -> Lua:
     return Lua(text, sha1_hex(text))
 
 
+_decide_scripts: weakref.WeakKeyDictionary[Policy, Lua] = weakref.WeakKeyDictionary()
+
+
 def compiled_decide(policy: Policy) -> Lua:
-    """decide.lua with the policy's limits compiled in."""
-    text = script("decide").replace("--SPEC--", lua_spec(policy), 1)
-    return Lua(text, sha1_hex(text))
+    """decide.lua with the policy's rules compiled in, once per policy object (a cache by
+    ``id()`` would hand a dead policy's script to a new one at the same address)."""
+    found = _decide_scripts.get(policy)
+    if found is None:
+        text = script("decide").replace("--SPEC--", lua_spec(policy), 1)
+        found = _decide_scripts[policy] = Lua(text, sha1_hex(text))
+    return found
 
 
 @dataclass(frozen=True)
@@ -378,29 +384,33 @@ def split_url(url: str, timeout: float | None = None) -> RedisUrl:
 
 
 def lua_spec(policy: Policy) -> str:
-    """The policy as Lua: ``PLANS`` (name -> index) and ``spec(feature)`` -> its limits. Names
-    match the policy's name pattern (lower case, digits, ``_`` and ``.``), so quoting is safe."""
-    plans = ", ".join(f"['{p.name}'] = {i + 1}" for i, p in enumerate(policy.plans))
-    lines = [
-        f"local KEEP_AFTER = {KEEP_AFTER!r}",
-        f"local PLANS = {{{plans}}}",
-        "local function spec(feature)",
-    ]
-    for i, feature in enumerate(policy.features):
-        items = []
-        for limit in policy.limits_of(feature):
-            cells = [limit.cells[p.name] for p in policy.plans]
-            caps = ", ".join(
-                "-2" if not c.access else ("-1" if c.max is None else str(c.max)) for c in cells
-            )
-            seats = ", ".join("1" if c.per_seat else "0" for c in cells)
-            fair = ", ".join("-1" if c.fair_use is None else str(c.fair_use) for c in cells)
-            kind = {"anchored": "a", "sliding": "s", "calendar": "c"}[limit.window.kind]
-            items.append(
-                f"{{name = '{limit.name}', kind = '{kind}', length = {limit.window.length!r},"
-                f" caps = {{{caps}}}, seat = {{{seats}}}, fair = {{{fair}}}}}"
-            )
-        keyword = "if" if i == 0 else "elseif"
-        lines.append(f"  {keyword} feature == '{feature}' then return {{{', '.join(items)}}}")
-    lines += ["  end", "  return nil", "end"]
-    return "\n".join(lines)
+    """The policy's compiled rules (``rules.encode``) as Lua data, for decide.lua."""
+    tables = []
+    for feature in policy.features:
+        encoded = rules.encode(rules.compiled(policy, feature))
+        fields = ", ".join(
+            f"{name} = {_lua(getattr(encoded, name))}"
+            for name in ("names", "kinds", "lengths", "access", "caps", "soft", "scale")
+        )
+        tables.append(f"[{_lua(feature)}] = {{{fields}}}")
+    plans = ", ".join(f"[{_lua(p.name)}] = {i + 1}" for i, p in enumerate(policy.plans))
+    return "\n".join(
+        [
+            f"local KEEP_AFTER = {KEEP_AFTER!r}",
+            f"local NPLANS = {len(policy.plans)}",
+            f"local PLANS = {{{plans}}}",
+            "local RULES = {",
+            *(f"  {table}," for table in tables),
+            "}",
+        ]
+    )
+
+
+def _lua(value: object) -> str:
+    """A Lua literal: a string (quoted, escapes kept), a number, or a sequence as a table."""
+    if isinstance(value, str):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    if isinstance(value, int | float):
+        return repr(value)
+    assert isinstance(value, tuple)
+    return "{" + ", ".join(_lua(v) for v in value) + "}"

@@ -3,17 +3,19 @@
 -- the arithmetic is the same IEEE arithmetic as windows.py, so Python, replaying the decision on
 -- the counters returned here, reaches the same grant.
 --
--- The policy is compiled into this script: redis.py puts KEEP_AFTER (windows.py), a generated
--- `PLANS` table and a `spec(feature)` function (the feature's limits: name, kind a|s|c, length,
--- caps and per-seat flags by plan; cap -1 = unlimited, -2 = no access) where the SPEC line
--- below stands.
+-- A generic interpreter of the rules compiled by rules.py: redis_common.py puts KEEP_AFTER
+-- (windows.py), NPLANS, PLANS (plan name -> index) and RULES (feature -> rules.Encoded: per
+-- counter its name, window kind a|s|p and length; per plan its access; per counter and plan,
+-- at (i - 1) * NPLANS + plan, its cap and soft level (-1: none) and whether both scale with
+-- the account's seats) where the SPEC line below stands. It knows window arithmetic, caps, soft
+-- levels and all-or-nothing charging, no policy concept.
 --
 -- KEYS[1] account hash (p plan, s seats, v version, nh next hold expiry)
 -- KEYS[2] counters string  "name=start,used,t:n;t:n|name=..."
 -- ARGV: now ('' = Redis TIME), amount, partial (0/1), charge (0/1), feature,
---       then 4 period boundaries per calendar limit of the feature (local estimates)
+--       then 4 period boundaries per period counter of the feature (local estimates)
 -- Returns {'unknown'} | {'slow', now} | {'ok', now, counters-before, granted, plan, seats}
---   and, when granted, remaining ('' = none) and the fair-use flag (0/1)
+--   and, when granted, remaining ('' = none) and the soft-level flag (0/1)
 
 --SPEC--
 
@@ -33,12 +35,13 @@ local plan, seats = acct[1], tonumber(acct[2])
 local amount, partial, charge = tonumber(ARGV[2]), ARGV[3] == '1', ARGV[4] == '1'
 
 local plan_index = PLANS[plan]
-local limits = spec(ARGV[5])
-if not plan_index or not limits then return {'slow', now_text} end
+local rules = RULES[ARGV[5]]
+if not plan_index or not rules then return {'slow', now_text} end
 
 -- counters: name -> {start, used, entries, text}; an entry is {t, n, t as written}. Only the
 -- feature's counters are decoded; the others are written back as they were (their text).
 local raw = redis.call('GET', KEYS[2]) or ''
+if rules.access[plan_index] == 0 then return {'ok', now_text, raw, 0, plan, acct[2]} end
 local counters = {}
 local function decode(body)
   local start, used, rest = string.match(body, '^([^,]*),([^,]*),(.*)$')
@@ -52,9 +55,13 @@ for name, body in string.gmatch(raw, '([^|=]+)=([^|]*)') do
   counters[name] = body
 end
 
+-- the feature's counters with this plan's cap rules; a period counter's period is the one of
+-- the caller's bounds that holds now
+local limits = {}
 local b = 6
-for _, lim in ipairs(limits) do
-  if lim.kind == 'c' then
+for i, name in ipairs(rules.names) do
+  local lim = {name = name, kind = string.sub(rules.kinds, i, i), length = rules.lengths[i]}
+  if lim.kind == 'p' then
     for k = 0, 2 do
       local lo, hi = tonumber(ARGV[b + k]), tonumber(ARGV[b + k + 1])
       if lo <= now and now < hi then
@@ -65,15 +72,14 @@ for _, lim in ipairs(limits) do
     b = b + 4
     if not lim.period then return {'slow', now_text} end
   end
-  local cap = lim.caps[plan_index]
-  if cap == -2 then return {'ok', now_text, raw, 0, plan, acct[2]} end
-  local fair = lim.fair[plan_index]
-  if lim.seat[plan_index] == 1 then
+  local m = (i - 1) * NPLANS + plan_index
+  local cap, soft = rules.caps[m], rules.soft[m]
+  if rules.scale[m] == 1 then
     if cap >= 0 then cap = cap * seats end
-    if fair >= 0 then fair = fair * seats end
+    if soft >= 0 then soft = soft * seats end
   end
-  lim.fair = fair
-  lim.cap = cap
+  lim.cap, lim.soft = cap, soft
+  limits[i] = lim
 end
 
 local function used_now(lim, c)
@@ -81,7 +87,7 @@ local function used_now(lim, c)
   if lim.kind == 'a' then
     if c[1] and now < c[1] + lim.length then return c[2] end
     return 0
-  elseif lim.kind == 'c' then
+  elseif lim.kind == 'p' then
     -- a counter of a later period (the clock stepped back) still counts: see windows.py
     if c[1] and c[1] >= lim.period then return c[2] end
     return 0
@@ -101,7 +107,7 @@ for _, lim in ipairs(limits) do
     lim.counter = decode(body)
     local start = lim.counter[1]
     -- a counter more than one period ahead: its period's end is not among the bounds
-    if lim.kind == 'c' and start and start > lim.period and start ~= lim.next_start then
+    if lim.kind == 'p' and start and start > lim.period and start ~= lim.next_start then
       return {'slow', now_text}
     end
   end
@@ -116,20 +122,20 @@ end
 if blocked then return {'ok', now_text, raw, 0, plan, acct[2]} end
 
 -- what a grant's decision needs besides the grant, so Python need not replay the engine:
--- the least remaining over the limited limits, and whether a fair-use level is passed
-local remaining, fair = nil, 0
+-- the least remaining over the capped counters, and whether a soft level is passed
+local remaining, passed = nil, 0
 for _, lim in ipairs(limits) do
   if lim.cap >= 0 then
     if remaining == nil or lim.cap - lim.used - grant < remaining then
       remaining = lim.cap - lim.used - grant
     end
-  elseif lim.fair >= 0 and lim.used + grant > lim.fair then
-    fair = 1
+  elseif lim.soft >= 0 and lim.used + grant > lim.soft then
+    passed = 1
   end
 end
 remaining = remaining == nil and '' or remaining
 if not charge then
-  return {'ok', now_text, raw, grant, plan, acct[2], remaining, fair}
+  return {'ok', now_text, raw, grant, plan, acct[2], remaining, passed}
 end
 
 -- the feature's counters after the charge, as text (times as they were written: %.17g
@@ -145,7 +151,7 @@ for _, lim in ipairs(limits) do
     else
       start_text, used, ends = now_text, grant, now + lim.length
     end
-  elseif lim.kind == 'c' then
+  elseif lim.kind == 'p' then
     if c and c[1] and c[1] > lim.period then  -- the next period's counter: it stays
       start_text, used, ends = c.start_text, c[2] + grant, lim.next_end
     else
@@ -195,4 +201,4 @@ end
 local ttl = math.max(redis.call('PTTL', KEYS[2]), math.ceil((expires + KEEP_AFTER - now) * 1000), 1)
 redis.call('SET', KEYS[2], table.concat(parts, '|'), 'PX', string.format('%d', ttl))
 redis.call('HINCRBY', KEYS[1], 'v', 1)
-return {'ok', now_text, raw, grant, plan, acct[2], remaining, fair}
+return {'ok', now_text, raw, grant, plan, acct[2], remaining, passed}

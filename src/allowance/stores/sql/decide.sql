@@ -1,32 +1,35 @@
 -- allowance fast path on PostgreSQL: decide (and, if asked, charge) a plain request in one
--- statement. The twin of lua/decide.lua: the same grant arithmetic as windows.py, in float8,
--- whose IEEE operations match Python's. A grant comes back with what its decision needs
--- (remaining, the fair-use flag); for anything else Python replays the engine on the counters
--- returned (as they were before the charge). The schema's name is filled in where the function
--- and the table are named.
+-- statement. The twin of lua/decide.lua: a generic interpreter of the rules compiled by
+-- rules.py, with the same window arithmetic as windows.py, in float8, whose IEEE operations
+-- match Python's. A grant comes back with what its decision needs (remaining, the soft-level
+-- flag); for anything else Python replays the engine on the counters returned (as they were
+-- before the charge). The schema's name is filled in where the function and the table are
+-- named.
 --
--- The feature's limits come as typed arrays, which the store writes into its statement as
--- constants (parsed once, when the statement is prepared): p_names, p_kinds (one letter per
--- limit: a anchored, s sliding, c calendar), p_lengths, and per limit and plan (index
--- (limit - 1) * plans + plan) p_caps (-1 unlimited, -2 no access), p_seat (per seat?) and p_fair
--- (fair-use level, -1 none). p_bounds: 4 period boundaries per calendar limit (local
--- estimates). Returns status 'ok' | 'slow' (reservations due, or a period not covered) |
--- 'unknown'; remaining is NULL when no charged limit has a cap.
+-- The feature's rules (rules.Encoded) come as typed arrays, which the store writes into its
+-- statement as constants (parsed once, when the statement is prepared): p_plans and p_access
+-- (0: the plan has no access) per plan; p_names, p_kinds (one letter per counter: a anchored,
+-- s sliding, p period) and p_lengths per counter; per counter and plan (index
+-- (counter - 1) * plans + plan) p_caps and p_soft (-1: none) and p_scale (1: both times the
+-- account's seats). p_bounds: 4 period boundaries per period counter (local estimates).
+-- Returns status 'ok' | 'slow' (reservations due, or a period not covered) | 'unknown';
+-- remaining is NULL when no counter has a cap.
 --
 -- Written for the interpreter. PL/pgSQL prepares each expression it evaluates once per
 -- transaction, and every decision is a transaction of its own, so the cost is in how many
 -- distinct expressions run: few and dense (CASE, least/greatest over NULLs), no query but the
 -- row's read and its update, the charged counters merged into the row with one ||. Unless the
--- request is partial, the grant is known before the limits are read, so each charged counter
--- is built as its limit is checked (one pass; a partial grant takes a second). A transaction
+-- request is partial, the grant is known before the counters are read, so each charged counter
+-- is built as its cap is checked (one pass; a partial grant takes a second). A transaction
 -- that wrote nothing (a denial, a check) commits without waiting for the WAL flush (it only
--- logged the row lock).
+-- logged the row lock). (Schema 4's decide(), with caps of -2 for no access, is left in place
+-- for processes of that version still running.)
 CREATE OR REPLACE FUNCTION {s}.decide(
     p_account text, p_now float8, p_amount bigint, p_partial boolean, p_charge boolean,
-    p_plans text[], p_names text[], p_kinds text, p_lengths float8[], p_caps bigint[],
-    p_seat boolean[], p_fair bigint[], p_bounds float8[],
+    p_plans text[], p_access int[], p_names text[], p_kinds text, p_lengths float8[],
+    p_caps bigint[], p_scale int[], p_soft bigint[], p_bounds float8[],
     OUT status text, OUT at float8, OUT before text, OUT granted bigint, OUT plan text,
-    OUT seats int, OUT remaining bigint, OUT fair boolean
+    OUT seats int, OUT remaining bigint, OUT passed boolean
 ) LANGUAGE plpgsql AS $fn$
 DECLARE
     cs jsonb;  -- the counters as read: limit name -> [start, used, entries]
@@ -39,8 +42,8 @@ DECLARE
     used bigint;
     g bigint := p_amount;
     blocked boolean := false;
-    least_left bigint;  -- the least cap - used over the capped limits (least() skips NULLs)
-    most_over bigint;  -- the most used - fair-use level over the others
+    least_left bigint;  -- the least cap - used over the capped counters (least() skips NULLs)
+    most_over bigint;  -- the most used - soft level over the uncapped counters
     b int := 1;
     c jsonb;
     es jsonb;
@@ -66,19 +69,21 @@ BEGIN
     -- read after the row lock is held: decisions on one account are ordered as they commit
     at := coalesce(p_now, extract(epoch FROM clock_timestamp())::float8);
     granted := 0;
-    fair := false;
+    passed := false;
     pi := array_position(p_plans, plan);
     IF pi IS NULL OR at >= due THEN  -- an unknown plan, or reservations to settle
         status := 'slow';
+    ELSIF p_access[pi] = 0 THEN  -- nothing granted: the engine says why
+        status := 'ok';
+        before := cs::text;
     ELSE
         status := 'ok';
         before := cs::text;
         np := cardinality(p_plans);
         FOR i IN 1 .. cardinality(p_names) LOOP
             m := (i - 1) * np + pi;
-            cap := CASE WHEN p_seat[m] AND p_caps[m] >= 0 THEN p_caps[m] * seats
+            cap := CASE WHEN p_scale[m] = 1 AND p_caps[m] >= 0 THEN p_caps[m] * seats
                 ELSE p_caps[m] END;
-            EXIT WHEN cap = -2;  -- no access: the engine says so
             kind := substr(p_kinds, i, 1);
             c := cs -> p_names[i];  -- a NULL start: no window
             IF kind = 's' THEN
@@ -151,18 +156,17 @@ BEGIN
                     END IF;
                 END IF;
                 least_left := least(least_left, cap - used);
-            ELSIF p_fair[m] >= 0 THEN
+            ELSIF p_soft[m] >= 0 THEN
                 most_over := greatest(most_over,
-                    used - CASE WHEN p_seat[m] THEN p_fair[m] * seats ELSE p_fair[m] END);
+                    used - CASE WHEN p_scale[m] = 1 THEN p_soft[m] * seats ELSE p_soft[m] END);
             END IF;
         END LOOP;
-        -- cap: the last limit's (-2 when no access stopped the loop; NULL when no limit)
-        IF status = 'ok' AND NOT blocked AND cap IS DISTINCT FROM -2 THEN
+        IF status = 'ok' AND NOT blocked THEN
             -- a grant: what its decision needs besides the grant, so Python need not replay
-            -- the engine (the least remaining over the capped limits; a fair-use level passed)
+            -- the engine (the least remaining over the capped counters; a soft level passed)
             granted := g;
             remaining := least_left - g;
-            fair := coalesce(most_over + g > 0, false);
+            passed := coalesce(most_over + g > 0, false);
             IF onepass AND cardinality(p_names) > 0 THEN  -- built above
                 UPDATE {s}.accounts SET counters = cs || touched WHERE id = p_account;
                 RETURN;
@@ -174,7 +178,7 @@ BEGIN
                         c := CASE WHEN at < (c ->> 0)::float8 + p_lengths[i]
                             THEN jsonb_build_array(c -> 0, (c ->> 1)::bigint + g, NULL)
                             ELSE jsonb_build_array(at, g, NULL) END;
-                    ELSIF kind = 'c' THEN  -- this (or a later) period's counter, or a new one
+                    ELSIF kind = 'p' THEN  -- this (or a later) period's counter, or a new one
                         c := jsonb_build_array(greatest(periods[i], (c ->> 0)::float8),
                             CASE WHEN (c ->> 0)::float8 >= periods[i]
                             THEN (c ->> 1)::bigint + g ELSE g END, NULL);

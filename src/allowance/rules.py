@@ -1,0 +1,136 @@
+"""The decision rules compiled once, for the one-step kernels (``stores/lua/decide.lua``,
+``stores/sql/decide.sql``) to run.
+
+For a feature, ``FeatureRules`` is what a decision touches on each plan: the counters (one per
+limit counting the feature, whatever the plan, so counters survive plan changes), each with its
+window, and per plan the cap rule of each (a cap or none, a soft level whose passing is only
+flagged, both per seat or not) or no access at all. The engine evaluates the same ``Rule``
+objects (``Policy.rules``); ``encode`` flattens them into ``Encoded``, plain lists of numbers
+and names that both kernels read the same way and that name no policy concept: a kernel knows
+window arithmetic (anchored, sliding, period), caps, soft levels, a per-account scale and an
+all-or-nothing charge, nothing else. Period bounds (calendar days, weeks, months in a time
+zone) are worked out here and handed to the kernel with each call (``bounds``), so no kernel
+does time zone arithmetic.
+
+A new policy concept is a field here and in ``Encoded``, read by at most one generic mechanism
+in each kernel; ``tests/model/test_kernel_parity.py`` holds the kernels equal to the engine.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, TypeVar
+
+from allowance.policy import Limit, Policy, Rule
+from allowance.windows import KEEP_AFTER, CalendarWindow
+
+__all__ = ["KEEP_AFTER", "Encoded", "FeatureRules", "compiled", "encode"]
+
+# how the kernels name a window's arithmetic: anchored (opened by its first charge), sliding
+# (each grant's time kept), period (bounds supplied by the caller; a counter's period only
+# moves forward)
+KernelKind = Literal["a", "s", "p"]
+Owner = TypeVar("Owner")
+V = TypeVar("V")
+KINDS: dict[str, KernelKind] = {"anchored": "a", "sliding": "s", "calendar": "p"}
+NONE = -1  # in Encoded's integer lists: no cap, no soft level
+
+
+@dataclass(frozen=True, eq=False)
+class FeatureRules:
+    """What a decision on ``feature`` touches. ``counters``: the limits counting it, in policy
+    order; ``plans``: plan names in policy order; ``by_plan``: each plan's rules (one per
+    counter, same order), None for a plan without access; ``periods``: the windows of the
+    period counters, whose bounds the caller supplies (``bounds``)."""
+
+    feature: str
+    counters: tuple[Limit, ...]
+    plans: tuple[str, ...]
+    by_plan: dict[str, tuple[Rule, ...] | None]
+    periods: tuple[CalendarWindow, ...]
+
+    def bounds(self, now: float) -> list[float]:
+        """For each period counter: the starts of the periods before, holding and after
+        ``now``, and the end of that last one. A kernel deciding on its own clock picks the
+        period holding its time from these (``now`` is a local estimate of that clock)."""
+        out: list[float] = []
+        for window in self.periods:
+            out += window.bounds(now)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Encoded:
+    """``FeatureRules`` as the kernels read them. Per counter ``i`` (0-based): ``names[i]``,
+    ``kinds[i]`` (a letter of ``KINDS``), ``lengths[i]`` (seconds; 0 for a period). Per plan
+    ``p`` (0-based, ``plans`` order): ``access[p]`` (0: no access, nothing is granted). Per
+    counter and plan, at ``i * len(plans) + p``: ``caps`` and ``soft`` (``NONE``: none) and
+    ``scale`` (1: both are per unit of the account's seats)."""
+
+    plans: tuple[str, ...]
+    names: tuple[str, ...]
+    kinds: str
+    lengths: tuple[float, ...]
+    access: tuple[int, ...]
+    caps: tuple[int, ...]
+    soft: tuple[int, ...]
+    scale: tuple[int, ...]
+
+
+_compiled: weakref.WeakKeyDictionary[Policy, dict[str, FeatureRules]] = weakref.WeakKeyDictionary()
+
+
+def compiled(policy: Policy, feature: str) -> FeatureRules:
+    """The feature's rules, compiled once per policy object (kept as long as the policy)."""
+    return derived(_compiled, policy, feature, _compile)
+
+
+def derived(
+    cache: weakref.WeakKeyDictionary[Owner, dict[str, V]],
+    owner: Owner,
+    name: str,
+    make: Callable[[Owner, str], V],
+) -> V:
+    """``make(owner, name)``, made once and kept as long as ``owner`` lives (a cache by
+    ``id()`` would hand a dead owner's value to a new object at the same address)."""
+    values = cache.get(owner)
+    if values is None:
+        values = cache.setdefault(owner, {})
+    found = values.get(name)
+    if found is None:
+        found = values[name] = make(owner, name)
+    return found
+
+
+def _compile(policy: Policy, feature: str) -> FeatureRules:
+    counters = policy.limits_of(feature)
+    plans = tuple(p.name for p in policy.plans)
+    periods = tuple(limit.window for limit in counters if isinstance(limit.window, CalendarWindow))
+    by_plan = {plan: policy.rules(plan, feature) for plan in plans}
+    return FeatureRules(feature, counters, plans, by_plan, periods)
+
+
+def encode(rules: FeatureRules) -> Encoded:
+    """The one encoder of the rules for both kernels."""
+    caps: list[int] = []
+    soft: list[int] = []
+    scale: list[int] = []
+    for i in range(len(rules.counters)):
+        for plan in rules.plans:
+            plan_rules = rules.by_plan[plan]
+            cell = None if plan_rules is None else plan_rules[i].cell
+            caps.append(NONE if cell is None or cell.max is None else cell.max)
+            soft.append(NONE if cell is None or cell.fair_use is None else cell.fair_use)
+            scale.append(1 if cell is not None and cell.per_seat else 0)
+    return Encoded(
+        plans=rules.plans,
+        names=tuple(limit.name for limit in rules.counters),
+        kinds="".join(KINDS[limit.window.kind] for limit in rules.counters),
+        lengths=tuple(float(limit.window.length) for limit in rules.counters),
+        access=tuple(0 if rules.by_plan[plan] is None else 1 for plan in rules.plans),
+        caps=tuple(caps),
+        soft=tuple(soft),
+        scale=tuple(scale),
+    )
