@@ -23,9 +23,9 @@ from allowance.stores import AccountView, store_from_url
 from allowance.stores import postgres as pg
 from allowance.stores import postgres_async as pga
 from allowance.stores import postgres_common as pgc
-from allowance.stores.base import Preload
 from allowance.stores.postgres import PostgresStore
 from allowance.stores.postgres_async import AsyncPostgresStore
+from allowance.view import Preload
 
 BASE_URL = ""  # the session's PostgreSQL (conftest's postgres_url: env var or a throwaway one)
 

@@ -12,17 +12,11 @@ from typing import Any, Generic, TypeVar, cast
 from allowance import ids, ops, validation
 from allowance.errors import ReservationNotFound, UnknownAccount
 from allowance.policy import Policy
+from allowance.request import Request
 from allowance.resilience import Entry
-from allowance.stores.base import (
-    NO_PRELOAD,
-    AccountView,
-    AsyncStore,
-    Outcome,
-    Preload,
-    Store,
-    Transaction,
-)
+from allowance.stores.base import AsyncStore, Outcome, Store, Transaction
 from allowance.types import Decision, Meter
+from allowance.view import NO_PRELOAD, AccountView, Preload
 
 T = TypeVar("T")
 
@@ -32,16 +26,16 @@ class Call(Generic[T]):
     account: str
     fn: Callable[[AccountView, float], T]
     preload: Preload = NO_PRELOAD
-    fast: ops.Request | None = None  # set when a store's fast path may answer (T = Decision)
+    fast: Request | None = None  # set when a store's fast path may answer (T = Decision)
     charge: bool = True
     on_reservation: bool = False  # an unknown account means an unknown reservation
     # a decision (consume, check, reserve): what a failure mode needs to answer without the
     # store; ``ttl`` is set for a reservation
-    request: ops.Request | None = None
+    request: Request | None = None
     ttl: float | None = None
 
 
-def _keyed(req: ops.Request) -> Preload:
+def _keyed(req: Request) -> Preload:
     """The idempotency record a keyed call reads (nothing to build for the plain ones)."""
     return NO_PRELOAD if req.idempotency_key is None else Preload(req.idempotency_key)
 
@@ -121,7 +115,7 @@ def release(policy: Policy, reservation_id: str) -> Call[None]:
 
 def record(policy: Policy, entry: Entry) -> Call[bool]:
     """Charge one journaled degraded grant (``ops.record``)."""
-    req = ops.Request(
+    req = Request(
         entry.account, entry.feature, entry.amount, False, entry.idempotency_key, entry.user
     )
     return Call(req.account, lambda view, now: ops.record(policy, view, req, now), _keyed(req))

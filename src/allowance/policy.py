@@ -5,6 +5,7 @@ into the lookup tables the engine reads on every decision.
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -17,6 +18,7 @@ import yaml
 
 from allowance.errors import PolicyError, PolicyIssue
 from allowance.policy_schema import (
+    NAME_PATTERN,
     FeatureSpec,
     LimitSpec,
     PlanSpec,
@@ -277,10 +279,6 @@ def _semantic_issues(spec: PolicySpec, smap: SourceMap) -> list[PolicyIssue]:
     for i, name in enumerate(plan_names):
         if name in plan_names[:i]:
             add(("plans", i, "name"), f"plan {name!r} is listed twice")
-    import re
-
-    from allowance.policy_schema import NAME_PATTERN
-
     for fname in spec.features:
         if not re.match(NAME_PATTERN, fname) or len(fname) > 100:
             add(

@@ -37,8 +37,8 @@ from allowance.errors import (
     UnknownFeature,
     UnknownPlan,
 )
-from allowance.ops import Request
 from allowance.policy import Policy, parse_policy
+from allowance.request import Request
 from allowance.types import Account, Decision, Meter, Quota, parse_iso
 
 T = TypeVar("T")

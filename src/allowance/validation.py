@@ -10,8 +10,8 @@ from allowance.errors import (
     UnknownFeature,
     UnknownPlan,
 )
-from allowance.ops import Request
 from allowance.policy import Policy
+from allowance.request import Request
 from allowance.resilience import Mode
 
 MAX_AMOUNT = 1_000_000

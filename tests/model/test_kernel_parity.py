@@ -25,7 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from allowance import Policy, builtin_policy, engine, parse_policy
-from allowance.ops import Request
+from allowance.request import Request
 from allowance.state import Counter
 from allowance.stores.base import Store
 from allowance.types import Decision

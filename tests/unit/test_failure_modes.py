@@ -16,8 +16,8 @@ from allowance import AsyncLimiter, Limiter, ManualClock, StoreUnavailable
 from allowance.errors import InvalidRequest, PolicyError
 from allowance.policy import builtin_policy, parse_policy
 from allowance.resilience import Breaker
-from allowance.stores.base import NO_PRELOAD, AccountView, Preload
 from allowance.stores.memory import MemoryStore
+from allowance.view import NO_PRELOAD, AccountView, Preload
 
 T = TypeVar("T")
 START = "2026-11-23T15:10:00Z"

@@ -28,6 +28,7 @@ from allowance.http.auth import CACHE_TTL, AuthMiddleware, KeyCache, route_scope
 from allowance.http.fastpath import FastDecisions
 from allowance.http.limits import BodyLimitMiddleware
 from allowance.http.logs import AccessLogMiddleware, access_log
+from allowance.http.logs import configure as configure_logs
 from allowance.http.metrics import Metrics
 from allowance.http.overload import Admission, refusals
 from allowance.http.problems import Problem, for_status, from_error, invalid
@@ -213,9 +214,7 @@ def app_from_env() -> ASGIApp:
     ``ALLOWANCE_BOOTSTRAP_KEY``, ``ALLOWANCE_SWEEP_INTERVAL`` and ``ALLOWANCE_MAX_INFLIGHT`` as
     ``allowance serve`` set them; ``ALLOWANCE_CLOCK_FILE`` (tests only) makes the time the
     number in that file."""
-    from allowance.http.logs import configure
-
-    configure()
+    configure_logs()
     clock_file = os.environ.get("ALLOWANCE_CLOCK_FILE")
     limiter = AsyncLimiter(
         os.environ.get("ALLOWANCE_POLICY") or None,

@@ -5,7 +5,8 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from allowance.errors import ConfigurationError
-from allowance.stores.base import AccountView, Store
+from allowance.stores.base import Store
+from allowance.view import AccountView
 
 __all__ = ["AccountView", "Store", "store_from_url"]
 

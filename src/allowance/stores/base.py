@@ -1,22 +1,22 @@
 """The store contract. A store persists accounts, counters, holds and idempotency records and
 runs an operation atomically on one account; it never decides anything itself (see engine.py).
+What an operation sees of the account meanwhile (``AccountView``, ``Preload``) is in
+``allowance/view.py``.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from allowance.errors import ConfigurationError
 from allowance.policy import Policy
-from allowance.state import Counter, Hold, IdempotencyRecord
+from allowance.request import Request
+from allowance.stores.keyring import KeyRing
 from allowance.types import Account, Decision
-
-if TYPE_CHECKING:
-    from allowance.ops import Request
-    from allowance.stores.keyring import KeyRing
+from allowance.view import NO_PRELOAD, AccountView, Preload
 
 T = TypeVar("T")
 
@@ -43,17 +43,6 @@ def store_timeout(url_value: str | None, override: float | None, url: str) -> fl
     return seconds
 
 
-@dataclass(frozen=True, slots=True)
-class Preload:
-    """What an operation will look up besides the account and its counters, so a store can
-    fetch it in the same round trip (and an async store needs no I/O inside ``ops``)."""
-
-    idempotency_key: str | None = None
-    hold_id: str | None = None
-
-
-NO_PRELOAD = Preload()
-
 # one ``transact`` call: account id, time (None = the store's), the operation, its preload
 Transaction = tuple[str, "float | None", Callable[["AccountView", float], T], Preload]
 
@@ -64,49 +53,6 @@ class Outcome(Generic[T]):
 
     value: T | None
     error: Exception | None = None
-
-
-class AccountView(ABC):
-    """One account inside an atomic step: what the operations in ``ops.py`` read and write."""
-
-    account_id: str
-    plan: str
-    seats: int
-    next_hold_expiry: float | None
-
-    _counters: dict[str, Counter]  # every counter of the account the view has loaded
-
-    def counters(self, names: Iterable[str]) -> dict[str, Counter]:
-        """The account's counters for these limits (blank ones where none is stored yet)."""
-        stored = self._counters
-        out = {}
-        for name in names:
-            counter = stored.get(name)
-            if counter is None:
-                counter = stored[name] = Counter()
-            out[name] = counter
-        return out
-
-    @abstractmethod
-    def save_counters(self, counters: dict[str, Counter]) -> None:
-        """Persist these counters (changed in place by the engine)."""
-
-    @abstractmethod
-    def get_idempotency(self, key: str) -> IdempotencyRecord | None: ...
-
-    @abstractmethod
-    def put_idempotency(self, key: str, record: IdempotencyRecord) -> None: ...
-
-    @abstractmethod
-    def get_hold(self, hold_id: str) -> Hold | None: ...
-
-    @abstractmethod
-    def put_hold(self, hold: Hold) -> None:
-        """Insert or update a hold (and keep ``next_hold_expiry`` right)."""
-
-    @abstractmethod
-    def due_holds(self, now: float) -> list[Hold]:
-        """Held holds whose expiry has passed."""
 
 
 class Store(ABC):

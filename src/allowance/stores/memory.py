@@ -20,10 +20,11 @@ from allowance.clock import system_clock
 from allowance.errors import UnknownAccount
 from allowance.ops import HOLD_KEEP
 from allowance.state import HELD, AccountState, Counter, Hold, IdempotencyRecord
-from allowance.stores.base import NO_PRELOAD, AccountView, Preload, Store
-from allowance.stores.keyring import KeyRing
+from allowance.stores.base import Store
+from allowance.stores.keyring import KeyRing, MemoryKeyRing
 from allowance.stores.upkeep import SWEEP_BATCH, SWEEP_EVERY, spent
 from allowance.types import Account
+from allowance.view import NO_PRELOAD, AccountView, Preload
 
 T = TypeVar("T")
 
@@ -175,6 +176,4 @@ class MemoryStore(Store):
         return removed
 
     def _make_keyring(self) -> KeyRing:
-        from allowance.stores.keyring import MemoryKeyRing
-
         return MemoryKeyRing()

@@ -80,19 +80,11 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from allowance import ops
 from allowance.errors import ConfigurationError, StoreError, UnknownAccount
-from allowance.ops import Request
 from allowance.policy import Policy
+from allowance.request import Request
 from allowance.stores import postgres_upkeep as upkeep
-from allowance.stores.base import (
-    DEFAULT_TIMEOUT,
-    NO_PRELOAD,
-    AccountView,
-    AsyncStore,
-    Preload,
-    Store,
-    store_timeout,
-)
-from allowance.stores.keyring import KeyRing
+from allowance.stores.base import DEFAULT_TIMEOUT, AsyncStore, Store, store_timeout
+from allowance.stores.keyring import KeyRing, SQLKeyRing
 from allowance.stores.postgres_common import (
     BEGIN,
     COMMIT,
@@ -135,6 +127,7 @@ from allowance.stores.postgres_fast import (
     libpq_row,
 )
 from allowance.types import Account, Decision
+from allowance.view import NO_PRELOAD, AccountView, Preload
 
 __all__ = ["SCHEMA_VERSION", "SWEEP_BATCH", "SWEEP_EVERY", "PostgresStore", "PostgresView"]
 
@@ -461,10 +454,16 @@ class PostgresStore(Store):
                 if batch is not None or (deleted == 0 and wrapped):
                     return removed
 
-    def _make_keyring(self) -> KeyRing:
-        from allowance.stores.keyring import PostgresKeyRing
+    def execute(self, sql: str, args: tuple[Any, ...] = ()) -> tuple[list[Any], int]:
+        """One statement outside the decision path, in autocommit (the keyring's): its rows
+        (none for a write) and rowcount."""
+        with Translate(), self._connection() as conn:
+            cursor = conn.execute(sql, args)
+            return (cursor.fetchall() if cursor.description else []), cursor.rowcount
 
-        return PostgresKeyRing(self)
+    def _make_keyring(self) -> KeyRing:
+        # quoted as the decision queries quote it (a schema may have capitals)
+        return SQLKeyRing(self.execute, render("{s}.api_keys", self.schema), "%s")
 
     def close(self) -> None:
         self._pool.close()

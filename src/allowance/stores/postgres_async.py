@@ -26,18 +26,11 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from allowance import ops
 from allowance.errors import StoreError, UnknownAccount
-from allowance.ops import Request
 from allowance.policy import Policy
+from allowance.request import Request
 from allowance.stores import postgres_common as common
 from allowance.stores import postgres_upkeep as upkeep
-from allowance.stores.base import (
-    DEFAULT_TIMEOUT,
-    NO_PRELOAD,
-    AccountView,
-    AsyncStore,
-    Preload,
-    store_timeout,
-)
+from allowance.stores.base import DEFAULT_TIMEOUT, AsyncStore, store_timeout
 from allowance.stores.postgres_common import (
     BEGIN,
     COMMIT,
@@ -74,6 +67,7 @@ from allowance.stores.postgres_fast import (
     libpq_row,
 )
 from allowance.types import Account, Decision
+from allowance.view import NO_PRELOAD, AccountView, Preload
 
 T = TypeVar("T")
 AsyncConn = AsyncTimedConnection

@@ -21,7 +21,7 @@ from allowance import engine
 from allowance.errors import ConfigurationError, StoreError, StoreUnavailable
 from allowance.policy import Policy
 from allowance.state import HELD, Counter, Hold, IdempotencyRecord
-from allowance.stores.base import AccountView, Preload
+from allowance.view import AccountView, Preload
 
 Query = tuple[str, tuple[Any, ...]]  # a statement and its parameters
 #: runs a read in the open transaction and returns the first column of every row

@@ -25,8 +25,8 @@ from psycopg.pq import DiagnosticField, ExecStatus, abc
 from allowance import ops, rules
 from allowance.clock import system_clock
 from allowance.errors import UnknownAccount
-from allowance.ops import Request
 from allowance.policy import Policy
+from allowance.request import Request
 from allowance.state import Counter
 from allowance.types import Decision
 

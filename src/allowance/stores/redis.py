@@ -77,23 +77,15 @@ from redis.exceptions import (
 
 from allowance import ops
 from allowance.errors import ConfigurationError, StoreError
-from allowance.ops import Request
 from allowance.policy import Policy
+from allowance.request import Request
 from allowance.stores import redis_config
-from allowance.stores.base import (
-    DEFAULT_TIMEOUT,
-    NO_PRELOAD,
-    AccountView,
-    AsyncStore,
-    Preload,
-    Store,
-)
+from allowance.stores.base import DEFAULT_TIMEOUT, AsyncStore, Store
 from allowance.stores.keyring import KeyRing
 from allowance.stores.redis_common import (
     KeySpace,
     Serial,
     _num,
-    _translate,
     compiled_decide,
     gave_up,
     lua,
@@ -101,6 +93,7 @@ from allowance.stores.redis_common import (
     retry_pause,
     split_url,
 )
+from allowance.stores.redis_keys import RedisKeyRing
 from allowance.stores.redis_wire import (
     Deadline,
     Link,
@@ -109,9 +102,11 @@ from allowance.stores.redis_wire import (
     error_reply,
     no_retry,
     pack,
+    translating,
     unavailable,
 )
 from allowance.types import Account, Decision
+from allowance.view import NO_PRELOAD, AccountView, Preload
 
 if TYPE_CHECKING:
     from allowance.stores.redis_sentinel import MasterWatch
@@ -186,12 +181,12 @@ class RedisStore(KeySpace, Store):
         return store
 
     def get(self, key: str) -> bytes | None:
-        with _translate():
+        with translating():
             value: bytes | None = self.client.get(key)
         return value
 
     def now(self) -> float:
-        with _translate():
+        with translating():
             seconds, micros = self.client.time()
         return float(seconds) + float(micros) / 1_000_000
 
@@ -338,7 +333,7 @@ class RedisStore(KeySpace, Store):
         except StoreError:
             self._stale_map = self._stale_map or time.monotonic()
             raise
-        with _translate():
+        with translating():
             return redirected(self.client)
 
     def sweep(self, now: float | None = None) -> int:
@@ -347,7 +342,7 @@ class RedisStore(KeySpace, Store):
         if policy is None:
             return 0
         settled = 0
-        with _translate():
+        with translating():
             for key in self.client.scan_iter(match=f"{self.prefix}:*:a", count=500):
                 raw = self.client.hget(key, "nh")
                 if raw is None:
@@ -365,9 +360,7 @@ class RedisStore(KeySpace, Store):
         return settled
 
     def _make_keyring(self) -> KeyRing:
-        from allowance.stores.keyring import RedisKeyRing
-
-        return RedisKeyRing(self)
+        return RedisKeyRing(self.client, self.prefix)
 
     def close(self) -> None:
         self._links.close()

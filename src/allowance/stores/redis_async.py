@@ -33,14 +33,13 @@ from redis.exceptions import (
 
 from allowance import ops
 from allowance.errors import ConfigurationError, StoreError, UnknownAccount
-from allowance.ops import Request
 from allowance.policy import Policy
-from allowance.stores.base import DEFAULT_TIMEOUT, NO_PRELOAD, AccountView, AsyncStore, Preload
+from allowance.request import Request
+from allowance.stores.base import DEFAULT_TIMEOUT, AsyncStore
 from allowance.stores.redis_common import (
     AsyncSerial,
     KeySpace,
     _num,
-    _translate,
     compiled_decide,
     gave_up,
     lua,
@@ -55,9 +54,11 @@ from allowance.stores.redis_wire import (
     error_reply,
     lane_maker,
     pack,
+    translating,
     unavailable,
 )
 from allowance.types import Account, Decision
+from allowance.view import NO_PRELOAD, AccountView, Preload
 
 if TYPE_CHECKING:
     from allowance.stores.redis_sentinel import MasterWatch
@@ -266,7 +267,7 @@ class AsyncRedisStore(KeySpace, AsyncStore):
         if policy is None:
             return 0
         settled = 0
-        with _translate():
+        with translating():
             if now is None:
                 seconds, micros = await self.client.time()
                 now = float(seconds) + float(micros) / 1_000_000

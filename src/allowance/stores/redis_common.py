@@ -19,17 +19,17 @@ from math import ceil
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
-from redis.exceptions import RedisClusterException, RedisError
-
 from allowance import engine, ops, rules
 from allowance.clock import system_clock
 from allowance.errors import ConfigurationError, StoreError, StoreUnavailable, UnknownAccount
-from allowance.ops import HOLD_KEEP, Request
+from allowance.ops import HOLD_KEEP
 from allowance.policy import Policy
+from allowance.request import Request
 from allowance.state import HELD, Counter, Hold, IdempotencyRecord
-from allowance.stores.base import AccountView, Preload, store_timeout
-from allowance.stores.redis_wire import Deadline, Lua, translate
+from allowance.stores.base import store_timeout
+from allowance.stores.redis_wire import Deadline, Lua
 from allowance.types import Decision
+from allowance.view import AccountView, Preload
 from allowance.windows import KEEP_AFTER
 
 T = TypeVar("T")
@@ -77,17 +77,6 @@ def _tag(account: str) -> str:
 
 def _ms(seconds: float) -> int:
     return max(1, ceil(seconds * 1000))
-
-
-@contextmanager
-def _translate() -> Iterator[None]:
-    """redis-py errors become ``StoreError`` at this one point (the cluster client's own
-    errors are not ``RedisError`` subclasses); an unreachable or slow server is
-    ``StoreUnavailable``."""
-    try:
-        yield
-    except (RedisError, RedisClusterException) as exc:
-        raise translate(exc) from exc
 
 
 def retry_pause(attempt: int) -> float:

@@ -31,7 +31,8 @@ import socket
 import time
 import weakref
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import hiredis
@@ -114,6 +115,17 @@ def error_reply(exc: ResponseError) -> StoreError:
         # master with too few replicas in sync (min-replicas-to-write); another may take it
         return StoreUnavailable(f"redis: {exc}", maybe_applied=False)
     return StoreError(f"redis: {exc}")
+
+
+@contextmanager
+def translating() -> Iterator[None]:
+    """redis-py errors become ``StoreError`` at this one point (the cluster client's own
+    errors are not ``RedisError`` subclasses); an unreachable or slow server is
+    ``StoreUnavailable``."""
+    try:
+        yield
+    except (RedisError, RedisClusterException) as exc:
+        raise translate(exc) from exc
 
 
 def translate(exc: RedisError | RedisClusterException) -> StoreError:

@@ -43,18 +43,12 @@ from allowance.clock import system_clock
 from allowance.errors import ConfigurationError, StoreError, UnknownAccount
 from allowance.ops import HOLD_KEEP
 from allowance.state import HELD, Counter, Hold, IdempotencyRecord
-from allowance.stores.base import (
-    NO_PRELOAD,
-    AccountView,
-    Outcome,
-    Preload,
-    Store,
-    Transaction,
-)
-from allowance.stores.keyring import KeyRing
+from allowance.stores.base import Outcome, Store, Transaction
+from allowance.stores.keyring import KeyRing, SQLKeyRing
 from allowance.stores.sqlite_commit import GroupCommit
 from allowance.stores.upkeep import SWEEP_BATCH, SWEEP_EVERY, live_stored
 from allowance.types import Account
+from allowance.view import NO_PRELOAD, AccountView, Preload
 
 T = TypeVar("T")
 # bound once: json.dumps/loads re-check their arguments and run a regex on every call
@@ -379,10 +373,15 @@ class SQLiteStore(Store):
         self._scan_from = "" if wrapped else rows[-1][0]
         return removed, wrapped
 
-    def _make_keyring(self) -> KeyRing:
-        from allowance.stores.keyring import SQLiteKeyRing
+    def execute(self, sql: str, args: tuple[Any, ...] = ()) -> tuple[list[Any], int]:
+        """One statement outside the decision path, in autocommit (the keyring's): its rows
+        and rowcount."""
+        with _Translate():
+            cursor = self._conn().execute(sql, args)
+            return cursor.fetchall(), cursor.rowcount
 
-        return SQLiteKeyRing(self)
+    def _make_keyring(self) -> KeyRing:
+        return SQLKeyRing(self.execute, "api_keys", "?")
 
     def close(self) -> None:
         with self._all_lock:
