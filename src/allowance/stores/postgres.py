@@ -74,7 +74,6 @@ from time import monotonic
 from typing import Any, TypeVar
 
 import psycopg
-from psycopg.generators import execute  # what psycopg's cursors wait for results with
 from psycopg.pq import ExecStatus, TransactionStatus
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -111,6 +110,7 @@ from allowance.stores.postgres_conn import (
     POOL_OPTIONS,
     Reachability,
     TimedConnection,
+    execute,
     stale,
 )
 from allowance.stores.postgres_fast import (

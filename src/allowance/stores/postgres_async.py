@@ -20,7 +20,6 @@ from time import monotonic
 from typing import Any, TypeVar
 
 import psycopg
-from psycopg.generators import execute  # what psycopg's cursors await results with
 from psycopg.pq import ExecStatus, TransactionStatus
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
@@ -51,6 +50,7 @@ from allowance.stores.postgres_conn import (
     POOL_OPTIONS,
     AsyncTimedConnection,
     Reachability,
+    execute,
     stale,
 )
 from allowance.stores.postgres_fast import (

@@ -14,13 +14,13 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
-from psycopg.errors import _WaitTimeout
 from psycopg_pool import PoolTimeout
 
 from allowance import engine
 from allowance.errors import ConfigurationError, StoreError, StoreUnavailable
 from allowance.policy import Policy
 from allowance.state import HELD, Counter, Hold, IdempotencyRecord
+from allowance.stores.postgres_conn import WaitTimeout
 from allowance.view import AccountView, Preload
 
 Query = tuple[str, tuple[Any, ...]]  # a statement and its parameters
@@ -345,7 +345,7 @@ class Translate:
                 f"postgresql: no connection within the timeout ({str(exc).strip()})",
                 maybe_applied=False,
             ) from exc
-        if issubclass(exc_type, _WaitTimeout):
+        if issubclass(exc_type, WaitTimeout):
             raise StoreUnavailable("postgresql: no answer within the timeout") from exc
         if issubclass(exc_type, psycopg.OperationalError | psycopg.InterfaceError):
             raise StoreUnavailable(f"postgresql: {str(exc).strip()}") from exc

@@ -2,6 +2,12 @@
 a per-call deadline on every wait (``TimedConnection``), the check for one the server closed
 (``stale``), and whether the pool can connect at all (``Reachability``).
 
+It is also the one module that takes from psycopg more than its public API (the rest import
+these names from here; ``tests/unit/test_driver_adapters.py`` fails when a psycopg version
+changes them): ``execute`` (the generator psycopg's cursors wait on, which the fast path drives
+through ``Connection.wait`` under its deadline), ``WaitTimeout`` (what ``wait`` raises at its
+timeout) and ``error_from_result`` (psycopg's exception for a failed libpq result).
+
 psycopg_pool, left to itself, makes an outage last longer than the server's: a failed
 connection attempt is retried with a doubling delay (1, 2, 4 ... s) for five minutes, so a
 server back after 40 s is found some 28 s later, and meanwhile every caller that finds no
@@ -21,12 +27,25 @@ from time import monotonic
 from typing import Any, Self
 
 import psycopg
-from psycopg.errors import _WaitTimeout
+from psycopg.errors import _WaitTimeout as WaitTimeout
+from psycopg.errors import error_from_result
+from psycopg.generators import execute
 from psycopg.pq import ConnStatus
 from psycopg.rows import TupleRow
 from psycopg_pool import PoolTimeout
 
 from allowance.errors import StoreUnavailable
+
+__all__ = [
+    "POOL_OPTIONS",
+    "AsyncTimedConnection",
+    "Reachability",
+    "TimedConnection",
+    "WaitTimeout",
+    "error_from_result",
+    "execute",
+    "stale",
+]
 
 RECONNECT_FOR = 2.0  # seconds a pool keeps retrying one failed connection attempt
 REFUSED_WAIT = 0.05  # a caller's wait for a new connection, between checks of Reachability
@@ -110,7 +129,7 @@ class TimedConnection(psycopg.Connection[TupleRow]):
             timeout = left if timeout is None else min(timeout, left)
         try:
             return super().wait(gen, interval, timeout)
-        except _WaitTimeout:
+        except WaitTimeout:
             self.close()
             raise
 
@@ -131,6 +150,6 @@ class AsyncTimedConnection(psycopg.AsyncConnection[TupleRow]):
             timeout = left if timeout is None else min(timeout, left)
         try:
             return await super().wait(gen, interval, timeout)
-        except _WaitTimeout:
+        except WaitTimeout:
             await self.close()
             raise

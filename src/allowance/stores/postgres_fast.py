@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from psycopg import BaseConnection, sql
-from psycopg.errors import error_from_result
 from psycopg.pq import DiagnosticField, ExecStatus, abc
 
 from allowance import ops, rules
@@ -28,6 +27,7 @@ from allowance.errors import UnknownAccount
 from allowance.policy import Policy
 from allowance.request import Request
 from allowance.state import Counter
+from allowance.stores.postgres_conn import error_from_result
 from allowance.types import Decision
 
 DECIDE = (

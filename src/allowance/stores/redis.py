@@ -65,7 +65,6 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
 import redis.cluster
-from redis.crc import key_slot
 from redis.exceptions import (
     AskError,
     MovedError,
@@ -102,6 +101,8 @@ from allowance.stores.redis_wire import (
     error_reply,
     no_retry,
     pack,
+    reread_slot_map,
+    slot_master,
     translating,
     unavailable,
 )
@@ -309,13 +310,12 @@ class RedisStore(KeySpace, Store):
         come after the script charged (a timeout, a connection lost midway) is not sent
         again; it, or a node that is down, marks the slot map for a reread (at most every
         ``REFRESH_EVERY`` s) before the next call."""
-        nodes = self.client.nodes_manager
         if self._stale_map and time.monotonic() - self._stale_map >= REFRESH_EVERY:
             self._stale_map = 0.0
             with suppress(RedisError, RedisClusterException):
-                nodes.initialize()
+                reread_slot_map(self.client)
         try:
-            node = nodes.get_node_from_slot(key_slot(key.encode()))
+            node = slot_master(self.client, key)
         except (RedisError, RedisClusterException) as exc:  # no node serves the slot
             self._stale_map = self._stale_map or time.monotonic()
             raise unavailable(exc, applied=False) from exc

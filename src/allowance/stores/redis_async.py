@@ -21,7 +21,6 @@ import redis.asyncio
 import redis.asyncio.cluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.crc import key_slot
 from redis.exceptions import (
     AskError,
     MovedError,
@@ -54,6 +53,8 @@ from allowance.stores.redis_wire import (
     error_reply,
     lane_maker,
     pack,
+    reread_slot_map,
+    slot_master,
     translating,
     unavailable,
 )
@@ -228,7 +229,6 @@ class AsyncRedisStore(KeySpace, AsyncStore):
     ) -> Any:
         """As ``RedisStore._on_cluster_link``: the slot's master over its Lanes; MOVED or
         ASK through RedisCluster; a failure marks the slot map for a reread."""
-        nodes = self.client.nodes_manager
         try:
             async with asyncio.timeout(deadline.left()):
                 if not self._cluster_ready:
@@ -237,8 +237,8 @@ class AsyncRedisStore(KeySpace, AsyncStore):
                 elif self._stale_map and time.monotonic() - self._stale_map >= REFRESH_EVERY:
                     self._stale_map = 0.0
                     with suppress(RedisError, RedisClusterException):
-                        await nodes.initialize()
-            node = nodes.get_node_from_slot(key_slot(key.encode()))
+                        await reread_slot_map(self.client)
+            node = slot_master(self.client, key)
         except (RedisError, RedisClusterException, TimeoutError) as exc:
             self._stale_map = self._stale_map or time.monotonic()
             raise unavailable(exc, applied=False) from exc

@@ -39,6 +39,7 @@ import hiredis
 import redis
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
+from redis.crc import key_slot
 from redis.driver_info import DriverInfo
 from redis.exceptions import (
     AuthenticationError,
@@ -449,6 +450,17 @@ class Lanes:
         for conn in free:
             self._open -= 1
             await conn.disconnect()
+
+
+def slot_master(client: Any, key: str) -> Any:
+    """The node RedisCluster's slot map says serves ``key`` (sync or async client): no public
+    call gives it without sending a command. Raises when no node serves the slot."""
+    return client.nodes_manager.get_node_from_slot(key_slot(key.encode()))
+
+
+def reread_slot_map(client: Any) -> Any:
+    """RedisCluster's slot map read again from the nodes (an awaitable for the async one)."""
+    return client.nodes_manager.initialize()
 
 
 def lane_maker(connection_class: Any, kwargs: dict[str, Any]) -> Callable[[], Any]:
