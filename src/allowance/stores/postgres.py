@@ -24,7 +24,9 @@ layer: see ``postgres_fast.py``); a connection lost under it is a ``StoreError``
 send (the first may have charged). It reads ``clock_timestamp()`` after the lock is held. It
 hands over to the path below when the account has a reservation past its expiry.
 
-Every other operation is one READ COMMITTED transaction: the account's row is locked with
+Every other operation is one READ COMMITTED transaction, written once as a protocol free of
+I/O (``postgres_transaction.py``) that this store and its async twin drive: the account's row
+is locked with
 ``SELECT ... FOR UPDATE``, the shared operations of ``ops.py`` run on it, and its counters (one
 ``jsonb`` value, as in SQLite) are written back by one ``UPDATE`` only if they changed. Two
 decisions on one account queue on the row lock and the second reads what the first committed:
@@ -85,24 +87,18 @@ from allowance.stores import postgres_upkeep as upkeep
 from allowance.stores.base import DEFAULT_TIMEOUT, AsyncStore, Store, store_timeout
 from allowance.stores.keyring import KeyRing, SQLKeyRing
 from allowance.stores.postgres_common import (
-    BEGIN,
-    COMMIT,
     CONNECTION_KWARGS,
     DDL,
     LOCK_NAMESPACE,
-    NO_WAIT,
     NOW,
-    ROLLBACK,
     SCHEMA_VERSION,
     SWEEP_BATCH,
     SWEEP_EVERY,
     PostgresView,
     Translate,
     check_settings,
-    due_read,
     parse_url,
     queries,
-    record_reads,
     redact,
     render,
 )
@@ -126,6 +122,7 @@ from allowance.stores.postgres_fast import (
     fast_spec,
     libpq_row,
 )
+from allowance.stores.postgres_transaction import Done, Protocol, Send, advance, transaction
 from allowance.types import Account, Decision
 from allowance.view import NO_PRELOAD, AccountView, Preload
 
@@ -352,66 +349,18 @@ class PostgresStore(Store):
         fn: Callable[[AccountView, float], T],
         preload: Preload,
     ) -> tuple[T, float]:
-        q = self.sql
         with Translate(), self._connection() as conn:
 
             def fetch(query: str, params: tuple[Any, ...]) -> list[Any]:
                 return [r[0] for r in conn.execute(query, params, prepare=False).fetchall()]
 
+            protocol = transaction(self.sql, self.policy, account_id, now, fn, preload, fetch)
             try:
                 with conn.pipeline():
-                    # A failure before any write (an unknown account, a reused idempotency
-                    # key) ends in COMMIT, not ROLLBACK: nothing changed, and on a ROLLBACK
-                    # psycopg drops the connection's prepared statements so late that it also
-                    # drops the next one it prepares ("prepared statement _pg3_N does not
-                    # exist"). Nothing is prepared inside the pipeline for the same reason.
-                    wrote = False
-                    conn.execute(BEGIN, prepare=False)
-                    try:
-                        # flight 1: BEGIN, the lock and the preloaded reads
-                        lock = conn.execute(q["lock"], (account_id,), prepare=False)
-                        reads = [
-                            conn.execute(query, params, prepare=False)
-                            for query, params in record_reads(q, account_id, preload)
-                        ]
-                        row = lock.fetchone()
-                        if row is None:
-                            raise UnknownAccount(account_id)
-                        if now is None:
-                            now = float(row[4])  # read after the lock was granted (see top)
-                        found = [(cur.fetchone() or (None,))[0] for cur in reads]
-                        due = due_read(q, account_id, row, now)  # a flight only when due
-                        view = PostgresView(
-                            q,
-                            self.policy,
-                            account_id,
-                            row,
-                            now,
-                            preload,
-                            found,
-                            [] if due is None else fetch(*due),
-                            fetch,
-                        )
-                        result = fn(view, now)
-                        # last flight: the writes and COMMIT
-                        wrote = True
-                        for query, params in view.finish():
-                            conn.execute(query, params, prepare=False)
-                    except BaseException:
-                        with suppress(psycopg.Error):  # rides with the pipeline's last flight
-                            if wrote:
-                                conn.execute(ROLLBACK, prepare=False)
-                            else:  # the row lock alone: no fsync needed either
-                                conn.execute(NO_WAIT, prepare=False)
-                                conn.execute(COMMIT, prepare=False)
-                        raise
-                    if not view.writes:  # only the row lock: a crash could lose nothing
-                        conn.execute(NO_WAIT, prepare=False)
-                    conn.execute(COMMIT, prepare=False)
+                    return _drive(conn, protocol)
             except BaseException:
                 _rollback(conn)  # only if the ROLLBACK above could not run
                 raise
-        return result, now
 
     def sweep(self, now: float | None = None) -> int:
         return self._sweep(self.now() if now is None else now, None)
@@ -467,6 +416,23 @@ class PostgresStore(Store):
 
     def close(self) -> None:
         self._pool.close()
+
+
+def _drive(conn: Conn, protocol: Protocol[T]) -> tuple[T, float]:
+    """Run the transaction protocol (postgres_transaction.py) on a connection in pipeline
+    mode; a failed step is thrown into it, so it can end the transaction."""
+    reply: Any = None
+    error: BaseException | None = None
+    while not isinstance(step := advance(protocol, reply, error), Done):
+        reply, error = None, None
+        try:
+            if isinstance(step, Send):
+                reply = conn.execute(step.query, step.params, prepare=False)
+            else:
+                reply = step.handle.fetchone() if step.one else step.handle.fetchall()
+        except BaseException as exc:
+            error = exc
+    return step.value
 
 
 def _rollback(conn: Conn) -> None:

@@ -31,19 +31,12 @@ from allowance.stores import postgres_common as common
 from allowance.stores import postgres_upkeep as upkeep
 from allowance.stores.base import DEFAULT_TIMEOUT, AsyncStore, store_timeout
 from allowance.stores.postgres_common import (
-    BEGIN,
-    COMMIT,
     CONNECTION_KWARGS,
-    NO_WAIT,
     NOW,
-    ROLLBACK,
-    PostgresView,
     Translate,
     check_settings,
-    due_read,
     parse_url,
     queries,
-    record_reads,
     redact,
 )
 from allowance.stores.postgres_conn import (
@@ -66,6 +59,7 @@ from allowance.stores.postgres_fast import (
     fast_spec,
     libpq_row,
 )
+from allowance.stores.postgres_transaction import Done, Protocol, Send, advance, transaction
 from allowance.types import Account, Decision
 from allowance.view import NO_PRELOAD, AccountView, Preload
 
@@ -271,60 +265,16 @@ class AsyncPostgresStore(AsyncStore):
         fn: Callable[[AccountView, float], T],
         preload: Preload,
     ) -> tuple[T, float]:
-        """As ``PostgresStore._transact`` (see there and postgres.py), awaited."""
-        q = self.sql
+        """The transaction protocol (postgres_transaction.py), awaited."""
+        protocol = transaction(self.sql, self.policy, account_id, now, fn, preload)
         with Translate():
             async with self._connection() as conn:
                 try:
                     async with conn.pipeline():
-                        # A failure before any write (an unknown account, a reused idempotency
-                        # key) ends in COMMIT, not ROLLBACK: nothing changed, and on a ROLLBACK
-                        # psycopg drops the connection's prepared statements so late that it also
-                        # drops the next one it prepares ("prepared statement _pg3_N does not
-                        # exist"). Nothing is prepared inside the pipeline for the same reason.
-                        wrote = False
-                        await conn.execute(BEGIN, prepare=False)
-                        try:
-                            # flight 1: BEGIN, the lock and the preloaded reads
-                            lock = await conn.execute(q["lock"], (account_id,), prepare=False)
-                            reads = [
-                                await conn.execute(query, params, prepare=False)
-                                for query, params in record_reads(q, account_id, preload)
-                            ]
-                            row = await lock.fetchone()
-                            if row is None:
-                                raise UnknownAccount(account_id)
-                            if now is None:
-                                now = float(row[4])  # read after the lock was granted
-                            found = [((await cur.fetchone()) or (None,))[0] for cur in reads]
-                            due: list[Any] = []
-                            read = due_read(q, account_id, row, now)
-                            if read is not None:  # a flight only when a reservation is due
-                                cur = await conn.execute(*read, prepare=False)
-                                due = [r[0] for r in await cur.fetchall()]
-                            view = PostgresView(
-                                q, self.policy, account_id, row, now, preload, found, due
-                            )
-                            result = fn(view, now)
-                            # last flight: the writes and COMMIT
-                            wrote = True
-                            for query, params in view.finish():
-                                await conn.execute(query, params, prepare=False)
-                        except BaseException:
-                            with suppress(psycopg.Error):  # rides with the last flight
-                                if wrote:
-                                    await conn.execute(ROLLBACK, prepare=False)
-                                else:  # the row lock alone: no fsync needed either
-                                    await conn.execute(NO_WAIT, prepare=False)
-                                    await conn.execute(COMMIT, prepare=False)
-                            raise
-                        if not view.writes:  # only the row lock: a crash could lose nothing
-                            await conn.execute(NO_WAIT, prepare=False)
-                        await conn.execute(COMMIT, prepare=False)
+                        return await _drive(conn, protocol)
                 except BaseException:
                     await _rollback(conn)  # only if the ROLLBACK above could not run
                     raise
-        return result, now
 
     async def sweep(self, now: float | None = None) -> int:
         if now is None:
@@ -382,6 +332,22 @@ class AsyncPostgresStore(AsyncStore):
             for conn in idle:
                 await pool.putconn(conn)
             await pool.close()
+
+
+async def _drive(conn: AsyncConn, protocol: Protocol[T]) -> tuple[T, float]:
+    """``postgres._drive``, awaited."""
+    reply: Any = None
+    error: BaseException | None = None
+    while not isinstance(step := advance(protocol, reply, error), Done):
+        reply, error = None, None
+        try:
+            if isinstance(step, Send):
+                reply = await conn.execute(step.query, step.params, prepare=False)
+            else:
+                reply = await (step.handle.fetchone() if step.one else step.handle.fetchall())
+        except BaseException as exc:
+            error = exc
+    return step.value
 
 
 async def _rollback(conn: AsyncConn) -> None:
