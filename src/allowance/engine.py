@@ -144,22 +144,24 @@ def _fair_use(
 
 
 def _would_grant(
-    policy: Policy,
-    plan: str,
+    rules: tuple[Rule, ...] | None,
     seats: int,
-    feature: str,
-    amount: int,
-    partial: bool,
+    need: int,
+    used_by: dict[str, int],
     counters: Mapping[str, Counter],
     now: float,
 ) -> bool:
-    rules = policy.rules(plan, feature)
     if rules is None:
         return False
-    need = 1 if partial else amount
     for rule in rules:
         cap = rule.cell.cap(seats)
-        if cap is not None and cap - rule.limit.window.used(counters[rule.limit.name], now) < need:
+        if cap is None:
+            continue
+        name = rule.limit.name
+        used = used_by.get(name)
+        if used is None:  # capped here but not on the plan denied: not counted yet
+            used = used_by[name] = rule.limit.window.used(counters[name], now)
+        if cap - used < need:
             return False
     return True
 
@@ -169,14 +171,16 @@ def _upgrade_plan(
     plan: str,
     seats: int,
     feature: str,
-    amount: int,
-    partial: bool,
+    need: int,
+    used_by: dict[str, int],
     counters: Mapping[str, Counter],
     now: float,
 ) -> Plan | None:
+    """The cheapest higher plan that would grant the request now. Counters are by limit, so
+    every plan reads the same usage: what the denied plan counted is not counted again."""
     rank = policy.plan_by_name[plan].rank
     for other in policy.plans[rank + 1 :]:
-        if _would_grant(policy, other.name, seats, feature, amount, partial, counters, now):
+        if _would_grant(policy.rules(other.name, feature), seats, need, used_by, counters, now):
             return other
     return None
 
@@ -208,7 +212,8 @@ def _limit_reached(
         if other_cap - other_used < remaining:
             remaining = other_cap - other_used
     remaining = max(0, remaining)
-    upgrade = _upgrade_plan(policy, plan, seats, feature, amount, partial, counters, now)
+    used_by = {r.limit.name: u for r, _, u in room}
+    upgrade = _upgrade_plan(policy, plan, seats, feature, need, used_by, counters, now)
 
     def message() -> str:
         return messages.denied(
@@ -233,7 +238,8 @@ def _limit_reached(
         None if upgrade is None else upgrade.name,
         message,
         False,
-        _quota(rule, cap, cap - used, counters[rule.limit.name], now, fits),
+        # read by the HTTP answer's headers, seldom by a library caller: worked out if read
+        lambda: _quota(rule, cap, cap - used, counters[rule.limit.name], now, fits),
     )
     return Ruling(decision, 0, ())
 
