@@ -95,18 +95,12 @@ def decide(
     def message() -> str:
         return messages.granted(feature_title, amount, grant, shown, fair_use)
 
-    decision = Decision(
-        True,
+    decision = Decision.grant(
         grant,
-        "ok",
-        None,
         None if binding is None else binding[2],
-        None,
-        None,
-        None,
         message,
-        fair_use is not None,
-        quota,
+        fair_use_exceeded=fair_use is not None,
+        quota=quota,
     )
     return Ruling(decision, grant, rules)
 
@@ -227,19 +221,16 @@ def _limit_reached(
             seats,
         )
 
-    decision = Decision(
-        False,
-        0,
+    decision = Decision.denial(
         "limit_reached",
-        rule.limit.name,
-        remaining,
-        to_datetime(fits),
-        None if fits is None else max(0.0, fits - now),
-        None if upgrade is None else upgrade.name,
         message,
-        False,
+        limit=rule.limit.name,
+        remaining=remaining,
+        fits_at=fits,
+        now=now,
+        upgrade=None if upgrade is None else upgrade.name,
         # read by the HTTP answer's headers, seldom by a library caller: worked out if read
-        lambda: _quota(rule, cap, cap - used, counters[rule.limit.name], now, fits),
+        quota=lambda: _quota(rule, cap, cap - used, counters[rule.limit.name], now, fits),
     )
     return Ruling(decision, 0, ())
 
@@ -251,17 +242,8 @@ def _no_access(policy: Policy, plan: str, feature: str) -> Ruling:
         None,
     )
     message = messages.no_access(policy.features[feature].title, current, upgrade)
-    decision = Decision(
-        False,
-        0,
-        "no_access",
-        None,
-        None,
-        None,
-        None,
-        None if upgrade is None else upgrade.name,
-        message,
-        False,
+    decision = Decision.denial(
+        "no_access", message, upgrade=None if upgrade is None else upgrade.name
     )
     return Ruling(decision, 0, ())
 

@@ -57,9 +57,11 @@ def settle_due_holds(policy: Policy, view: AccountView, now: float) -> None:
         view.put_hold(hold)
 
 
-def _replay(
+def _remembered(
     view: AccountView, req: Request, operation: str, now: float
 ) -> IdempotencyRecord | None:
+    """The answer kept under the request's idempotency key, if any (24 h); the key reused for
+    another operation, feature or amount is an ``IdempotencyConflict``."""
     if req.idempotency_key is None:
         return None
     record = view.get_idempotency(req.idempotency_key)
@@ -116,7 +118,7 @@ def _remember(
 
 
 def consume(policy: Policy, view: AccountView, req: Request, now: float) -> Decision:
-    record = _replay(view, req, "consume", now)
+    record = _remembered(view, req, "consume", now)
     if record is not None:
         return Decision.from_json(record.decision, now)
     decision, _ = decide(policy, view, req, now, charge=True)
@@ -138,7 +140,7 @@ def reserve(
     now: float,
     new_id: Callable[[str, float], str],
 ) -> Held:
-    record = _replay(view, req, "reserve", now)
+    record = _remembered(view, req, "reserve", now)
     if record is not None:
         return Held(
             Decision.from_json(record.decision, now),
@@ -277,16 +279,10 @@ def one_step_decision(
             memo.append(replay())
         return memo[0]
 
-    return Decision(
-        True,
+    return Decision.grant(
         granted,
-        "ok",
-        None,
         remaining,
-        None,
-        None,
-        None,
         lambda: replayed().message,
-        fair_use,
-        lambda: replayed().quota,
+        fair_use_exceeded=fair_use,
+        quota=lambda: replayed().quota,
     )

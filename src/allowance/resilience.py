@@ -211,14 +211,8 @@ class StoreGuard:
 
 
 def degraded_decision(amount: int) -> Decision:
-    return Decision(
-        True,
+    return Decision.grant(
         amount,
-        "ok",
-        None,
-        None,
-        None,
-        None,
         None,
         "Granted while usage limits cannot be checked; it will be counted once they can.",
         degraded=True,

@@ -106,6 +106,63 @@ class Decision:
     # grant is journaled and charged when the store is back
     degraded: bool = False
 
+    @classmethod
+    def grant(
+        cls,
+        granted: int,
+        remaining: int | None,
+        message: str | Callable[[], str],
+        *,
+        fair_use_exceeded: bool = False,
+        quota: Quota | Callable[[], Quota | None] | None = None,
+        degraded: bool = False,
+    ) -> Decision:
+        """A grant of ``granted`` units; ``message`` and ``quota`` may be functions, called
+        only if read."""
+        return cls(
+            True,
+            granted,
+            "ok",
+            None,
+            remaining,
+            None,
+            None,
+            None,
+            message,
+            fair_use_exceeded,
+            quota,
+            degraded,
+        )
+
+    @classmethod
+    def denial(
+        cls,
+        reason: Reason,
+        message: str | Callable[[], str],
+        *,
+        limit: str | None = None,
+        remaining: int | None = None,
+        fits_at: float | None = None,
+        now: float = 0.0,
+        upgrade: str | None = None,
+        quota: Quota | Callable[[], Quota | None] | None = None,
+    ) -> Decision:
+        """A denial; ``fits_at`` (epoch seconds) is when the same request would fit again
+        (None: never on this plan), said as ``resets_at`` and as ``retry_after`` from ``now``."""
+        return cls(
+            False,
+            0,
+            reason,
+            limit,
+            remaining,
+            to_datetime(fits_at),
+            None if fits_at is None else max(0.0, fits_at - now),
+            upgrade,
+            message,
+            False,
+            quota,
+        )
+
     @property
     def message(self) -> str:
         message = self._message

@@ -109,11 +109,9 @@ class SlidingWindow(Window):
             c.used = 0
             return entries
         horizon = now - self.length
-        dropped = 0
         while entries and entries[0][0] <= horizon:
             c.used -= int(entries[0][1])
             del entries[0]
-            dropped += 1
         return entries
 
     def used(self, c: Counter, now: float) -> int:

@@ -25,8 +25,8 @@ from allowance.clock import FileClock
 from allowance.errors import AllowanceError
 from allowance.http import schemas
 from allowance.http.auth import CACHE_TTL, AuthMiddleware, KeyCache, route_scopes
+from allowance.http.body_limit import BodyLimitMiddleware
 from allowance.http.fastpath import FastDecisions
-from allowance.http.limits import BodyLimitMiddleware
 from allowance.http.logs import AccessLogMiddleware, access_log
 from allowance.http.logs import configure as configure_logs
 from allowance.http.metrics import Metrics

@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from allowance.errors import AllowanceError, InvalidRequest
 from allowance.http.answers import decision_answer
 from allowance.http.auth import bearer
-from allowance.http.limits import MAX_BODY
+from allowance.http.body_limit import MAX_BODY
 from allowance.http.logs import log_request
 from allowance.http.problems import from_error
 from allowance.http.routes import Service
@@ -46,7 +46,7 @@ class FastDecisions:
             return  # the client left (or its body timed out): no one to answer
         accepted = await self._accept(operation, scope, message)
         if accepted is None:  # the full path answers, from the same body
-            await self.app(scope, _replay(message, receive), send)
+            await self.app(scope, _with_body(message, receive), send)
             return
         request, key = accepted
         fields = {k: request.get(k) for k in ("account", "feature", "user")}
@@ -57,7 +57,7 @@ class FastDecisions:
             # grant checked against the engine's) only now
             status, headers, payload = decision_answer(decision, operation == "consume")
         except InvalidRequest:
-            await self.app(scope, _replay(message, receive), send)
+            await self.app(scope, _with_body(message, receive), send)
             return
         except Exception as exc:
             status, headers, payload = from_error(exc, f"POST {scope['path']}").parts()
@@ -134,13 +134,13 @@ class FastDecisions:
         )
 
 
-def _replay(first: Message, receive: Receive) -> Receive:
+def _with_body(first: Message, receive: Receive) -> Receive:
     """``receive`` that hands out the message already read, then the rest as it comes."""
     pending: list[Message] = [first]
 
-    async def replay() -> Message:
+    async def again() -> Message:
         if pending:
             return pending.pop()
         return await receive()
 
-    return replay
+    return again
