@@ -700,3 +700,35 @@ def test_async_kept_connections_never_starve_waiters(schema: str, pool_max: str)
     used, took = asyncio.run(main())
     assert used == 20 * 2 + 20  # 20 reservations of 2 (held count as used), 20 consumes
     assert took < 10
+
+
+def test_an_async_limiter_holds_one_pool_of_connections(schema: str) -> None:
+    """AsyncLimiter decides through the async store's pool; the sync store it is built on
+    opens its own pool only when something needs it (it used to hold one too: two pools, and
+    twice the connections, per process)."""
+    name = f"one-pool-{uuid.uuid4().hex[:8]}"
+    url = with_options(schema=schema, application_name=name)
+
+    def connections() -> int:
+        with admin() as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (name,)
+            ).fetchone()
+        assert row is not None
+        return int(row[0])
+
+    async def main() -> tuple[int, int]:
+        async with AsyncLimiter(store=url) as alim:
+            await alim.set_account("a", plan="pro")
+            for _ in range(5):
+                await alim.consume("a", "export.ai")
+            await asyncio.sleep(0.2)  # the pool's background connects, if any
+            held = connections()
+        return held, connections()
+
+    held, after = asyncio.run(main())
+    assert held == 1  # the async pool's one (min 1); the sync pool never opened
+    assert after == 0
+    with Limiter(store=url) as lim:  # a sync Limiter opens its pool on first use
+        assert lim.consume("a", "export.ai").allowed
+        assert connections() >= 1

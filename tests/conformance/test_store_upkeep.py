@@ -7,9 +7,8 @@ import json
 import sqlite3
 from typing import Any
 
-from psycopg import sql
-
 from allowance import AsyncLimiter, Limiter, ManualClock
+from allowance.stores.postgres_common import render
 from allowance.stores.redis_common import decode_counters
 
 
@@ -68,9 +67,8 @@ def idempotency_keys(limiter: Limiter) -> list[Any]:
             return list(conn.execute("SELECT account, key FROM idempotency").fetchall())
     if _is_redis(limiter):
         return list(store.client.scan_iter(match=f"{store.prefix}:*:i:*", count=1000))
-    with store._pool.connection() as conn:
-        table = sql.Identifier(store.schema, "idempotency")
-        return list(conn.execute(sql.SQL("SELECT account, key FROM {}").format(table)).fetchall())
+    rows, _ = store.execute(render("SELECT account, key FROM {s}.idempotency", store.schema))
+    return list(rows)
 
 
 def counter_names(limiter: Limiter, account: str) -> set[str]:
@@ -87,11 +85,10 @@ def counter_names(limiter: Limiter, account: str) -> set[str]:
     if _is_redis(limiter):
         raw = store.client.get(store.key(account, "c"))
         return set() if raw is None else set(decode_counters(raw.decode()))
-    with store._pool.connection() as conn:
-        table = sql.Identifier(store.schema, "accounts")
-        query = sql.SQL("SELECT counters FROM {} WHERE id = %s").format(table)
-        (raw,) = conn.execute(query, (account,)).fetchone()
-    return set(raw)
+    rows, _ = store.execute(
+        render("SELECT counters FROM {s}.accounts WHERE id = %s", store.schema), (account,)
+    )
+    return set(rows[0][0])
 
 
 def redis_ttls(limiter: Limiter, pattern: str) -> list[int]:

@@ -69,6 +69,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import threading
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
@@ -170,15 +171,15 @@ class PostgresStore(Store):
                 min_size=pool_min,
                 max_size=pool_max,
                 kwargs={**CONNECTION_KWARGS, "reachability": self._reach},
-                open=True,
+                open=False,
                 **POOL_OPTIONS,
                 name=f"allowance-{schema}",
             )
-            try:
-                self._pool.wait(timeout=30.0)
-            except BaseException:
-                self._pool.close()
-                raise
+        # opened by the first call that needs it: an AsyncLimiter decides through its async
+        # twin's pool, and must not hold this one's connections too (nor does a forked child
+        # inherit a pool's threads)
+        self._opened = False
+        self._opening = threading.Lock()
 
     @classmethod
     def from_url(cls, url: str, *, timeout: float | None = None) -> PostgresStore:
@@ -239,6 +240,8 @@ class PostgresStore(Store):
         no connection is out, the wait is in slices, and ends as soon as the pool finds that the
         server refuses connections (``Reachability``)."""
         pool, reach = self._pool, self._reach
+        if not self._opened:
+            self._open_pool()
         deadline = monotonic() + self.timeout
         while True:
             try:
@@ -252,6 +255,13 @@ class PostgresStore(Store):
                 return conn
             conn.close()
             pool.putconn(conn)  # closed: the pool drops it and connects a new one
+
+    def _open_pool(self) -> None:
+        """Start the pool connecting; the caller waits for a connection within its deadline."""
+        with self._opening:
+            if not self._opened:
+                self._pool.open(wait=False)
+                self._opened = True
 
     def _putconn(self, conn: Conn) -> None:
         conn.deadline = None  # the pool's own reset of it is not this call's
@@ -415,7 +425,9 @@ class PostgresStore(Store):
         return SQLKeyRing(self.execute, render("{s}.api_keys", self.schema), "%s")
 
     def close(self) -> None:
-        self._pool.close()
+        with self._opening:
+            self._opened = True  # closed for good: never opened again by a late call
+            self._pool.close()
 
 
 def _drive(conn: Conn, protocol: Protocol[T]) -> tuple[T, float]:
