@@ -13,7 +13,7 @@ import pytest
 import redis
 from redis.crc import key_slot
 
-from allowance import ConfigurationError, Limiter, ManualClock, StoreError
+from allowance import AsyncLimiter, ConfigurationError, Limiter, ManualClock, StoreError
 from allowance.stores.redis import RedisStore
 from allowance.stores.redis_wire import Deadline
 from conftest import STORE_FACTORIES
@@ -251,3 +251,31 @@ def test_an_async_lane_the_server_closed_is_replaced(
             return {m.limit: m.used for m in usage}["ai_exports"]
 
     assert asyncio.run(main()) == 3
+
+
+def test_a_sweep_passes_over_an_account_it_cannot_load(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """A key that looks like an account with a due reservation but is none (a stray or
+    half-deleted key) is passed over: the sweep settles the others, sync and async alike (the
+    sync sweep used to stop at it with UnknownAccount)."""
+    url = STORE_FACTORIES["redis"](request, tmp_path)
+    clock = ManualClock("2026-11-23T15:10:00Z")
+    with Limiter(store=url, clock=clock) as lim:
+        store = lim.store
+        assert isinstance(store, RedisStore)
+        for name in ("ghost1", "ghost2"):
+            store.client.hset(store.key(name, "a"), mapping={"nh": "1", "id": name})
+        lim.set_account("acme", plan="pro")
+        lim.reserve("acme", "export.ai", 5, ttl=60)
+        clock.advance(120)
+        assert lim.sweep() == 1
+        assert {m.limit: m.used for m in lim.usage("acme")}["ai_exports"] == 0
+
+        async def main() -> int:
+            async with AsyncLimiter(store=url, clock=clock) as alim:
+                await alim.reserve("acme", "export.ai", 5, ttl=60)
+                clock.advance(120)
+                return await alim.sweep()
+
+        assert asyncio.run(main()) == 1

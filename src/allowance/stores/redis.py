@@ -75,7 +75,7 @@ from redis.exceptions import (
 )
 
 from allowance import ops
-from allowance.errors import ConfigurationError, StoreError
+from allowance.errors import ConfigurationError, StoreError, UnknownAccount
 from allowance.policy import Policy
 from allowance.request import Request
 from allowance.stores import redis_config
@@ -343,19 +343,17 @@ class RedisStore(KeySpace, Store):
             return 0
         settled = 0
         with translating():
+            at = self.now() if now is None else now  # one reading for the whole pass
             for key in self.client.scan_iter(match=f"{self.prefix}:*:a", count=500):
-                raw = self.client.hget(key, "nh")
-                if raw is None:
+                due, account = self.client.hmget(key, ["nh", "id"])
+                if due is None or account is None or float(due) > at:
                     continue
-                at = self.now() if now is None else now
-                if float(raw) > at:
+                try:
+                    self.transact(
+                        account.decode(), at, lambda view, t: ops.settle_due_holds(policy, view, t)
+                    )
+                except UnknownAccount:  # gone since the scan (or a stray key): the others stay
                     continue
-                account = self.client.hget(key, "id")
-                if account is None:
-                    continue
-                self.transact(
-                    account.decode(), now, lambda view, t: ops.settle_due_holds(policy, view, t)
-                )
                 settled += 1
         return settled
 

@@ -273,9 +273,7 @@ class AsyncRedisStore(KeySpace, AsyncStore):
                 now = float(seconds) + float(micros) / 1_000_000
             async for key in self.client.scan_iter(match=f"{self.prefix}:*:a", count=500):
                 due, account = await self.client.hmget(key, ["nh", "id"])
-                if due is None or account is None:
-                    continue
-                if float(due) > now:
+                if due is None or account is None or float(due) > now:
                     continue
                 try:
                     await self.transact(
@@ -283,7 +281,7 @@ class AsyncRedisStore(KeySpace, AsyncStore):
                         now,
                         lambda view, t: ops.settle_due_holds(policy, view, t),
                     )
-                except UnknownAccount:
+                except UnknownAccount:  # gone since the scan (or a stray key): the others stay
                     continue
                 settled += 1
         return settled
