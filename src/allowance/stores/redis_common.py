@@ -373,26 +373,26 @@ def split_url(url: str, timeout: float | None = None) -> RedisUrl:
 
 
 def lua_spec(policy: Policy) -> str:
-    """The policy's compiled rules (``rules.encode``) as Lua data, for decide.lua."""
-    tables = []
-    for feature in policy.features:
+    """The policy's compiled rules (``rules.encode``) as Lua data, for decide.lua. A script's
+    top level runs on every call, so the rules are a function that builds only the feature
+    asked for (a table of every feature, built each call, cost ~13 us inside Redis)."""
+    lines = [
+        f"local KEEP_AFTER = {KEEP_AFTER!r}",
+        f"local NPLANS = {len(policy.plans)}",
+        "local PLANS = {"
+        + ", ".join(f"[{_lua(p.name)}] = {i + 1}" for i, p in enumerate(policy.plans))
+        + "}",
+        "local function rules_of(feature)",
+    ]
+    for i, feature in enumerate(policy.features):
         encoded = rules.encode(rules.compiled(policy, feature))
         fields = ", ".join(
             f"{name} = {_lua(getattr(encoded, name))}"
             for name in ("names", "kinds", "lengths", "access", "caps", "soft", "scale")
         )
-        tables.append(f"[{_lua(feature)}] = {{{fields}}}")
-    plans = ", ".join(f"[{_lua(p.name)}] = {i + 1}" for i, p in enumerate(policy.plans))
-    return "\n".join(
-        [
-            f"local KEEP_AFTER = {KEEP_AFTER!r}",
-            f"local NPLANS = {len(policy.plans)}",
-            f"local PLANS = {{{plans}}}",
-            "local RULES = {",
-            *(f"  {table}," for table in tables),
-            "}",
-        ]
-    )
+        keyword = "if" if i == 0 else "elseif"
+        lines.append(f"  {keyword} feature == {_lua(feature)} then return {{{fields}}}")
+    return "\n".join([*lines, "  end", "  return nil", "end"])
 
 
 def _lua(value: object) -> str:

@@ -4,7 +4,7 @@
 -- the counters returned here, reaches the same grant.
 --
 -- A generic interpreter of the rules compiled by rules.py: redis_common.py puts KEEP_AFTER
--- (windows.py), NPLANS, PLANS (plan name -> index) and RULES (feature -> rules.Encoded: per
+-- (windows.py), NPLANS, PLANS (plan name -> index) and rules_of(feature) (rules.Encoded: per
 -- counter its name, window kind a|s|p and length; per plan its access; per counter and plan,
 -- at (i - 1) * NPLANS + plan, its cap and soft level (-1: none) and whether both scale with
 -- the account's seats) where the SPEC line below stands. It knows window arithmetic, caps, soft
@@ -35,7 +35,7 @@ local plan, seats = acct[1], tonumber(acct[2])
 local amount, partial, charge = tonumber(ARGV[2]), ARGV[3] == '1', ARGV[4] == '1'
 
 local plan_index = PLANS[plan]
-local rules = RULES[ARGV[5]]
+local rules = rules_of(ARGV[5])
 if not plan_index or not rules then return {'slow', now_text} end
 
 -- counters: name -> {start, used, entries, text}; an entry is {t, n, t as written}. Only the
