@@ -29,7 +29,7 @@ from allowance import messages
 from allowance.policy import Limit, Plan, Policy, Rule
 from allowance.state import Counter, Hold
 from allowance.types import Decision, Meter, Quota, to_datetime
-from allowance.windows import KEEP_AFTER, CalendarWindow
+from allowance.windows import KEEP_AFTER
 
 
 @dataclass(slots=True)
@@ -110,15 +110,7 @@ def _quota(
 ) -> Quota:
     """The binding limit as the rate-limit headers show it; ``fits`` is when a denied request
     would fit (the reset that matters to its client), else the window's own reset."""
-    window = rule.limit.window
-    if isinstance(window, CalendarWindow):
-        start, end = window.period(window.current(counter, now))
-        length, resets = end - start, end
-    else:
-        length = window.length
-        # before this decision's charge: no open window (or an empty sliding one) means the
-        # grant opens one now
-        resets = window.span(counter, now)[1] or now + length
+    length, resets = rule.limit.window.quota_span(counter, now)
     if fits is not None:
         resets = fits
     return Quota(rule.limit.name, cap, length, max(0, remaining), max(0.0, resets - now))

@@ -50,6 +50,12 @@ class Window:
         """When the counter holds nothing any more and can be deleted (None: already empty)."""
         raise NotImplementedError
 
+    def quota_span(self, c: Counter, now: float) -> tuple[float, float]:
+        """(length, resets) of the window a decision at ``now`` counts in, as the rate-limit
+        headers say it: before this decision's charge, no open window (or an empty sliding
+        one) means the grant opens one now."""
+        return self.length, self.span(c, now)[1] or now + self.length
+
 
 class AnchoredWindow(Window):
     kind = "anchored"
@@ -253,6 +259,10 @@ class CalendarWindow(Window):
 
     def span(self, c: Counter, now: float) -> tuple[float | None, float | None]:
         return self.period(self.current(c, now))
+
+    def quota_span(self, c: Counter, now: float) -> tuple[float, float]:
+        start, end = self.period(self.current(c, now))
+        return end - start, end
 
     def expires_at(self, c: Counter) -> float | None:
         if c.start is None:
