@@ -43,9 +43,9 @@ sys.meta_path.insert(0, RefuseExtras())
 """
 
 
-def python(code: str, *, block: bool, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run ``code`` in a new interpreter (with the extras refused if ``block``)."""
-    source = (BLOCKER if block else "") + textwrap.dedent(code)
+def python(*code: str, block: bool, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run the pieces of ``code`` in a new interpreter (with the extras refused if ``block``)."""
+    source = (BLOCKER if block else "") + "\n".join(textwrap.dedent(piece) for piece in code)
     return subprocess.run(
         [sys.executable, "-c", source], cwd=cwd, capture_output=True, text=True, timeout=60
     )
@@ -61,19 +61,29 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_import_and_the_local_stores_load_no_extra(tmp_path: Path) -> None:
-    # not blocked: the modules are installed here, and still must not be imported
-    done = python(
-        f"""
-        import sys
-        import allowance
-        import allowance.cli
+def local_decisions(tmp_path: Path) -> str:
+    """Code that decides on memory:// and on sqlite://."""
+    return f"""
         from allowance import Limiter
 
         for store in ("memory://", "sqlite:///{tmp_path}/a.db"):
             with Limiter(store=store) as lim:
-                lim.set_account("acme", plan="pro")
-                assert lim.consume("acme", "export.ai").allowed
+                lim.set_account("acme", plan="free")
+                assert lim.consume("acme", "export.ai", 2).allowed
+                assert not lim.consume("acme", "export.ai").allowed
+        """
+
+
+def test_import_and_the_local_stores_load_no_extra(tmp_path: Path) -> None:
+    # not blocked: the modules are installed here, and still must not be imported
+    done = python(
+        """
+        import sys
+        import allowance
+        import allowance.cli
+        """,
+        local_decisions(tmp_path),
+        f"""
         loaded = sorted({{m.partition(".")[0] for m in sys.modules}} & set({EXTRA_MODULES!r}))
         print(loaded)
         """,
@@ -86,15 +96,10 @@ def test_import_and_the_local_stores_load_no_extra(tmp_path: Path) -> None:
 
 def test_without_the_extras_the_local_stores_and_client_work(tmp_path: Path) -> None:
     done = python(
-        f"""
+        local_decisions(tmp_path),
+        """
         import asyncio
-        from allowance import AsyncLimiter, Client, Limiter
-
-        for store in ("memory://", "sqlite:///{tmp_path}/a.db"):
-            with Limiter(store=store) as lim:
-                lim.set_account("acme", plan="free")
-                assert lim.consume("acme", "export.ai", 2).allowed
-                assert not lim.consume("acme", "export.ai").allowed
+        from allowance import AsyncLimiter, Client
 
         async def main():
             async with AsyncLimiter(store="memory://") as lim:
