@@ -11,12 +11,13 @@ LOWEST_BIN := $(LOWEST_VENV)/bin
 LOWEST_STAMP := $(LOWEST_VENV)/.installed
 LINT_DIRS := $(wildcard src tests benchmarks examples)
 # What unit-lowest runs: every store and driver path (memory, SQLite, Redis, Redis Cluster,
-# Sentinel, PostgreSQL, PgBouncer; sync and async), the HTTP service with its uvicorn protocol,
-# the FastAPI/ASGI guards and the CLI. Not the fault tests, nor schemathesis (a dev tool).
+# Sentinel, PostgreSQL, PgBouncer; sync and async), the driver adapters' checks, the HTTP
+# service with its uvicorn protocol, the FastAPI/ASGI guards and the CLI. Not the fault
+# tests, nor schemathesis (a dev tool).
 LOWEST_TESTS := tests/conformance tests/model/test_kernel_parity.py tests/test_redis_store.py \
 	tests/test_redis_config.py tests/test_redis_sentinel.py tests/test_postgres_store.py \
 	tests/test_pgbouncer.py tests/service tests/guards tests/cli tests/test_public_api.py \
-	tests/test_extras.py
+	tests/test_extras.py tests/unit/test_driver_adapters.py
 
 .PHONY: run test lint typecheck unit unit-lowest test-faults bench clean pgbouncer
 
