@@ -1,24 +1,46 @@
 # Everything a fresh machine needs: `make run` and `make test` create .venv and install.
+# Installs take today's exact versions from constraints.txt (pyproject.toml has ranges);
+# .venv-lowest has the lowest supported versions (constraints-lowest.txt) for unit-lowest.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
+LOWEST_VENV ?= .venv-lowest
+LOWEST_BIN := $(LOWEST_VENV)/bin
+LOWEST_STAMP := $(LOWEST_VENV)/.installed
 LINT_DIRS := $(wildcard src tests benchmarks examples)
+# What unit-lowest runs: every store and driver path (memory, SQLite, Redis, Redis Cluster,
+# Sentinel, PostgreSQL, PgBouncer; sync and async), the driver adapters' checks, the HTTP
+# service with its uvicorn protocol, the FastAPI/ASGI guards and the CLI. Not the fault
+# tests, nor schemathesis (a dev tool).
+LOWEST_TESTS := tests/conformance tests/model/test_kernel_parity.py tests/test_redis_store.py \
+	tests/test_redis_config.py tests/test_redis_sentinel.py tests/test_postgres_store.py \
+	tests/test_pgbouncer.py tests/service tests/guards tests/cli tests/test_public_api.py \
+	tests/test_extras.py tests/unit/test_driver_adapters.py
 
-.PHONY: run test lint typecheck unit test-faults bench clean pgbouncer
+.PHONY: run test lint typecheck unit unit-lowest test-faults bench clean pgbouncer
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+# make run serves over HTTP with SQLite: the server extra
+$(STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[server]'
 	touch $@
 
-$(DEV_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev,bench]'
+$(DEV_STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -c constraints.txt -e '.[all,dev,bench]'
 	touch $(STAMP) $@
+
+$(LOWEST_BIN)/python:
+	$(PYTHON) -m venv $(LOWEST_VENV)
+	$(LOWEST_BIN)/python -m pip install --quiet --upgrade pip
+
+$(LOWEST_STAMP): pyproject.toml constraints-lowest.txt | $(LOWEST_BIN)/python
+	$(LOWEST_BIN)/pip install --quiet -c constraints-lowest.txt -e '.[all,test]'
+	touch $@
 
 run: $(STAMP)
 	$(BIN)/allowance serve --host 127.0.0.1 --port 8000 --store sqlite:///allowance.db
@@ -46,14 +68,18 @@ pgbouncer:
 unit: $(DEV_STAMP) pgbouncer
 	$(BIN)/pytest -m "not faults"
 
+# The store, driver and service tests once more on the lowest supported dependencies.
+unit-lowest: $(LOWEST_STAMP) pgbouncer
+	$(LOWEST_BIN)/pytest -m "not faults" --ignore tests/service/test_schemathesis.py $(LOWEST_TESTS)
+
 # Slow fault tests (servers frozen, killed and restarted; bursts; overload); .ci/run runs both.
 test-faults: $(DEV_STAMP) pgbouncer
 	$(BIN)/pytest -m faults
 
-test: lint typecheck unit
+test: lint typecheck unit unit-lowest
 
 bench: $(DEV_STAMP)
 	$(BIN)/python benchmarks/bench_decisions.py
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(LOWEST_VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -20,14 +20,17 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 from typing import Unpack
 
-from starlette.datastructures import MutableHeaders
-from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from allowance.extras import needs
 
-from allowance.guard import AnyLimiter, Guard, MissingValue, Options, Source, header
-from allowance.http.answers import decision_headers
-from allowance.http.problems import Problem, for_status
+with needs("server", "allowance.asgi"):
+    from starlette.datastructures import MutableHeaders
+    from starlette.exceptions import HTTPException
+    from starlette.requests import Request
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+    from allowance.guard import AnyLimiter, Guard, MissingValue, Options, Source, header
+    from allowance.http.answers import decision_headers
+    from allowance.http.problems import Problem, for_status
 
 __all__ = ["LimitMiddleware", "MissingValue", "Rule", "header"]
 

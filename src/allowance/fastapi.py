@@ -26,13 +26,16 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from fastapi import FastAPI, Request, Response
-from starlette.exceptions import HTTPException
-
-from allowance.guard import AnyLimiter, Guard, MissingValue, Source, header
-from allowance.http.answers import decision_headers
-from allowance.http.problems import Problem, internal
+from allowance.extras import needs
 from allowance.types import Decision
+
+with needs("server", "allowance.fastapi"):
+    from fastapi import FastAPI, Request, Response
+    from starlette.exceptions import HTTPException
+
+    from allowance.guard import AnyLimiter, Guard, MissingValue, Source, header
+    from allowance.http.answers import decision_headers
+    from allowance.http.problems import Problem, internal
 
 __all__ = ["MissingValue", "Rejected", "header", "install", "limit"]
 

@@ -22,7 +22,8 @@ from allowance.cli.common import (
     out,
     read_policy,
 )
-from allowance.http.protocol import BODY_TIMEOUT, HEADER_TIMEOUT, TimedHttpToolsProtocol
+from allowance.extras import needs
+from allowance.http.deadlines import BODY_TIMEOUT, HEADER_TIMEOUT
 from allowance.keys import SCOPES, new_key
 from allowance.limiter import Limiter
 from allowance.stores import store_from_url
@@ -76,7 +77,14 @@ def serve(
     With no key in the store and no $ALLOWANCE_BOOTSTRAP_KEY, one admin key is created and
     printed once.
     """
-    import uvicorn
+    with needs("server", "allowance serve"):
+        # all of the service's stack, so a missing part fails here, not in a worker
+        import httptools  # noqa: F401  (uvicorn's http= below)
+        import uvicorn
+        import uvloop  # noqa: F401  (uvicorn's loop= below)
+
+        import allowance.http.app  # noqa: F401  (FastAPI, prometheus-client)
+        from allowance.http.protocol import TimedHttpToolsProtocol
 
     read_policy(policy)  # a bad file stops here, with its lines
     if store.startswith("memory:"):

@@ -27,12 +27,13 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from allowance.http.deadlines import BODY_TIMEOUT, HEADER_TIMEOUT
 from allowance.http.logs import write_access_line
 from allowance.http.overload import busy_response, refusals
 from allowance.http.problems import for_status
 
-HEADER_TIMEOUT = 10.0
-BODY_TIMEOUT = 10.0
+__all__ = ["BODY_TIMEOUT", "HEADER_TIMEOUT", "TimedHttpToolsProtocol"]
+
 _IDLE, _HEAD, _BODY = 0, 1, 2  # what the connection waits for: nothing, a head, a body
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import urlsplit
 
 from allowance.errors import ConfigurationError
+from allowance.extras import needs
 from allowance.stores.base import Store
 from allowance.view import AccountView
 
@@ -16,7 +17,8 @@ def store_from_url(url: str, *, timeout: float | None = None) -> Store:
     redis+cluster://host:port, redis+sentinel://host:port[,host:port]/SERVICE/db,
     postgresql://user@host:port/db. ``timeout`` (seconds) bounds
     every call to a networked store; it overrides the URL's ``?timeout=`` (default
-    ``DEFAULT_TIMEOUT``)."""
+    ``DEFAULT_TIMEOUT``). The Redis and PostgreSQL stores need the ``redis`` / ``postgres``
+    extra; without it this raises ``MissingExtra`` (a ``ConfigurationError``) naming it."""
     if not isinstance(url, str) or "://" not in url:
         raise ConfigurationError(
             f"store: expected a URL such as memory:// or sqlite:///allowance.db (got {url!r})"
@@ -31,11 +33,13 @@ def store_from_url(url: str, *, timeout: float | None = None) -> Store:
 
         return SQLiteStore.from_url(url)
     if scheme in ("redis", "rediss", "redis+cluster", "redis+sentinel"):
-        from allowance.stores.redis import RedisStore
+        with needs("redis", f"store {scheme}://"):
+            from allowance.stores.redis import RedisStore
 
         return RedisStore.from_url(url, timeout=timeout)
     if scheme in ("postgresql", "postgres"):
-        from allowance.stores.postgres import PostgresStore
+        with needs("postgres", f"store {scheme}://"):
+            from allowance.stores.postgres import PostgresStore
 
         return PostgresStore.from_url(url, timeout=timeout)
     raise ConfigurationError(
