@@ -5,10 +5,12 @@ session's PostgreSQL (ALLOWANCE_TEST_POSTGRES_URL, or a throwaway server), dropp
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -732,3 +734,41 @@ def test_an_async_limiter_holds_one_pool_of_connections(schema: str) -> None:
     with Limiter(store=url) as lim:  # a sync Limiter opens its pool on first use
         assert lim.consume("a", "export.ai").allowed
         assert connections() >= 1
+
+
+@pytest.mark.parametrize("twin", ["sync", "async"])
+def test_a_store_dropped_unclosed_after_pool_waits_is_freed_at_once(schema: str, twin: str) -> None:
+    """A store that waited for a pool connection in vain and is then dropped without close() is
+    freed at once by reference counting. psycopg_pool's timeout exception used to keep its
+    waiting frame, and with it the pool, in a reference cycle: the cyclic collector freed the
+    pool later in whatever thread it ran, one of the pool's own workers among them, whose
+    ``__del__`` then failed trying to join itself ("cannot join current thread", seen in CI)."""
+    url = with_options(schema=schema, pool_max="1", timeout="0.2")
+    gc.collect()
+    gc.disable()
+    try:
+        if twin == "sync":
+            store = PostgresStore.from_url(url)
+            held = store._getconn()
+            for _ in range(2):
+                with pytest.raises(StoreError):
+                    store.now()
+            store._putconn(held)
+            pool = weakref.ref(store._pool)
+            del held, store
+        else:
+
+            async def main() -> weakref.ref[Any]:
+                astore = AsyncPostgresStore.from_url(url)
+                async with astore._connection():
+                    for _ in range(2):
+                        with pytest.raises(StoreError):
+                            await astore.get_account("a")
+                ref = weakref.ref(astore._pool)
+                await astore.close()
+                return ref
+
+            pool = asyncio.run(main())
+        assert pool() is None
+    finally:
+        gc.enable()

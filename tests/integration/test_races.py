@@ -22,8 +22,12 @@ def test_threads_on_one_store(store_url: str) -> None:
 
     def run() -> None:
         lim = shared or Limiter(store=store_url)
-        barrier.wait()
-        mine = sum(lim.consume("acme", "export.ai").granted for _ in range(5))
+        try:
+            barrier.wait()
+            mine = sum(lim.consume("acme", "export.ai").granted for _ in range(5))
+        finally:
+            if lim is not shared:
+                lim.close()
         with lock:
             granted.append(mine)
 
@@ -34,6 +38,7 @@ def test_threads_on_one_store(store_url: str) -> None:
         t.join()
     assert sum(granted) == 30
     meter = next(m for m in setup.usage("acme") if m.limit == "ai_exports")
+    setup.close()
     assert meter.used == 30
 
 

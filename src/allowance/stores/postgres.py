@@ -78,7 +78,7 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg.pq import ExecStatus, TransactionStatus
-from psycopg_pool import ConnectionPool, PoolTimeout
+from psycopg_pool import ConnectionPool
 
 from allowance import ops
 from allowance.errors import ConfigurationError, StoreError, UnknownAccount
@@ -108,6 +108,7 @@ from allowance.stores.postgres_conn import (
     Reachability,
     TimedConnection,
     execute,
+    getconn,
     stale,
 )
 from allowance.stores.postgres_fast import (
@@ -244,9 +245,8 @@ class PostgresStore(Store):
             self._open_pool()
         deadline = monotonic() + self.timeout
         while True:
-            try:
-                conn = pool.getconn(timeout=max(reach.wait(deadline - monotonic()), 0.001))
-            except PoolTimeout:
+            conn = getconn(pool, max(reach.wait(deadline - monotonic()), 0.001))
+            if conn is None:
                 reach.waited(deadline, self.timeout)
                 continue
             if not stale(conn):

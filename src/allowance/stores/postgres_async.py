@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 import psycopg
 from psycopg.pq import ExecStatus, TransactionStatus
-from psycopg_pool import AsyncConnectionPool, PoolTimeout
+from psycopg_pool import AsyncConnectionPool
 
 from allowance import ops
 from allowance.errors import StoreError, UnknownAccount
@@ -43,6 +43,7 @@ from allowance.stores.postgres_conn import (
     POOL_OPTIONS,
     AsyncTimedConnection,
     Reachability,
+    agetconn,
     execute,
     stale,
 )
@@ -159,12 +160,13 @@ class AsyncPostgresStore(AsyncStore):
                 self._waiting += 1
                 try:
                     wait = reach.wait(deadline - monotonic())
-                    conn = await pool.getconn(timeout=max(wait, 0.001))
-                except PoolTimeout:
-                    reach.waited(deadline, self.timeout)
-                    continue
+                    found = await agetconn(pool, max(wait, 0.001))
                 finally:
                     self._waiting -= 1
+                if found is None:
+                    reach.waited(deadline, self.timeout)
+                    continue
+                conn = found
             if not stale(conn):
                 break
             await conn.close()

@@ -6,7 +6,9 @@ It is also the one module that takes from psycopg more than its public API (the 
 these names from here; ``tests/unit/test_driver_adapters.py`` fails when a psycopg version
 changes them): ``execute`` (the generator psycopg's cursors wait on, which the fast path drives
 through ``Connection.wait`` under its deadline), ``WaitTimeout`` (what ``wait`` raises at its
-timeout) and ``error_from_result`` (psycopg's exception for a failed libpq result).
+timeout) and ``error_from_result`` (psycopg's exception for a failed libpq result). A pool's
+connection is taken through ``getconn``/``agetconn``, which break a reference cycle of
+psycopg_pool's timeout (see ``getconn``).
 
 psycopg_pool, left to itself, makes an outage last longer than the server's: a failed
 connection attempt is retried with a doubling delay (1, 2, 4 ... s) for five minutes, so a
@@ -24,7 +26,7 @@ import select
 from collections.abc import Iterator
 from contextlib import contextmanager
 from time import monotonic
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 
 import psycopg
 from psycopg.errors import _WaitTimeout as WaitTimeout
@@ -32,7 +34,7 @@ from psycopg.errors import error_from_result
 from psycopg.generators import execute
 from psycopg.pq import ConnStatus
 from psycopg.rows import TupleRow
-from psycopg_pool import PoolTimeout
+from psycopg_pool import AsyncConnectionPool, ConnectionPool, PoolTimeout
 
 from allowance.errors import StoreUnavailable
 
@@ -42,10 +44,15 @@ __all__ = [
     "Reachability",
     "TimedConnection",
     "WaitTimeout",
+    "agetconn",
     "error_from_result",
     "execute",
+    "getconn",
     "stale",
 ]
+
+C = TypeVar("C", bound=psycopg.Connection[Any])
+AC = TypeVar("AC", bound=psycopg.AsyncConnection[Any])
 
 RECONNECT_FOR = 2.0  # seconds a pool keeps retrying one failed connection attempt
 REFUSED_WAIT = 0.05  # a caller's wait for a new connection, between checks of Reachability
@@ -83,6 +90,38 @@ class Reachability:
             self.refused = None
         else:
             self.refused = str(failed).strip().splitlines()[0]
+
+
+def getconn(pool: ConnectionPool[C], timeout: float) -> C | None:
+    """A connection from ``pool`` within ``timeout`` seconds, or None.
+
+    psycopg_pool's ``PoolTimeout`` is raised from the waiting client that holds it (and again,
+    as a new one whose ``__context__`` is the first), so its traceback keeps that frame, the
+    client and the pool in a reference cycle. A store dropped without ``close()`` was then freed
+    by the cyclic collector in whatever thread it ran, one of the pool's own workers among them,
+    whose ``ConnectionPool.__del__`` fails trying to join itself. ``_untraced`` breaks it."""
+    try:
+        return pool.getconn(timeout=timeout)
+    except PoolTimeout as exc:
+        _untraced(exc)
+        return None
+
+
+def _untraced(exc: BaseException) -> None:
+    """Drop the tracebacks of ``exc`` and of the exceptions it was raised while handling."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        seen.__traceback__ = None
+        seen = seen.__context__
+
+
+async def agetconn(pool: AsyncConnectionPool[AC], timeout: float) -> AC | None:
+    """``getconn`` for the async pool (the same cycle)."""
+    try:
+        return await pool.getconn(timeout=timeout)
+    except PoolTimeout as exc:
+        _untraced(exc)
+        return None
 
 
 @contextmanager
