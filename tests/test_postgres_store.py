@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -17,6 +18,7 @@ from typing import Any
 
 import psycopg
 import pytest
+from psycopg_pool import PoolTimeout
 
 from allowance import AsyncLimiter, ConfigurationError, Limiter, ManualClock, ReservationExpired
 from allowance.errors import StoreError, StoreUnavailable
@@ -25,6 +27,7 @@ from allowance.stores import AccountView, store_from_url
 from allowance.stores import postgres as pg
 from allowance.stores import postgres_async as pga
 from allowance.stores import postgres_common as pgc
+from allowance.stores import postgres_conn as pgconn
 from allowance.stores.postgres import PostgresStore
 from allowance.stores.postgres_async import AsyncPostgresStore
 from allowance.view import Preload
@@ -737,12 +740,11 @@ def test_an_async_limiter_holds_one_pool_of_connections(schema: str) -> None:
 
 
 @pytest.mark.parametrize("twin", ["sync", "async"])
-def test_a_store_dropped_unclosed_after_pool_waits_is_freed_at_once(schema: str, twin: str) -> None:
-    """A store that waited for a pool connection in vain and is then dropped without close() is
-    freed at once by reference counting. psycopg_pool's timeout exception used to keep its
-    waiting frame, and with it the pool, in a reference cycle: the cyclic collector freed the
-    pool later in whatever thread it ran, one of the pool's own workers among them, whose
-    ``__del__`` then failed trying to join itself ("cannot join current thread", seen in CI)."""
+def test_a_store_dropped_after_pool_waits_is_freed_at_once(schema: str, twin: str) -> None:
+    """A store that waited for a pool connection in vain is, once dropped, freed at once by
+    reference counting, with its pool. psycopg_pool's timeout exception used to keep its
+    waiting frame, and with it the pool and the store, in a reference cycle: garbage left for
+    the cyclic collector, on every decision that waited for the pool's first connection."""
     url = with_options(schema=schema, pool_max="1", timeout="0.2")
     gc.collect()
     gc.disable()
@@ -754,7 +756,8 @@ def test_a_store_dropped_unclosed_after_pool_waits_is_freed_at_once(schema: str,
                 with pytest.raises(StoreError):
                     store.now()
             store._putconn(held)
-            pool = weakref.ref(store._pool)
+            store.close()
+            freed = weakref.ref(store)
             del held, store
         else:
 
@@ -764,11 +767,62 @@ def test_a_store_dropped_unclosed_after_pool_waits_is_freed_at_once(schema: str,
                     for _ in range(2):
                         with pytest.raises(StoreError):
                             await astore.get_account("a")
-                ref = weakref.ref(astore._pool)
+                pool = weakref.ref(astore._pool)
                 await astore.close()
-                return ref
+                return pool
 
-            pool = asyncio.run(main())
-        assert pool() is None
+            freed = asyncio.run(main())
+        assert freed() is None
     finally:
         gc.enable()
+
+
+def test_a_limiter_dropped_unclosed_and_collected_in_a_pool_worker_closes_its_pool(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A Limiter dropped without close() inside a reference cycle (any exception re-raised from
+    a frame that holds it makes one) is freed by the cyclic collector in whatever thread it
+    runs. In one of the pool's own workers, psycopg_pool's ``__del__`` failed trying to join
+    that thread ("cannot join current thread", CI) and left the pool unclosed; the store now
+    closes a pool it was dropped with from a thread of its own."""
+    url = f"{pg_url}&pool_max=4&timeout=0.3"
+    armed, dropped, collected = threading.Event(), threading.Event(), threading.Event()
+    unraisable: list[str] = []
+    connected = pgconn.Reachability.connected
+
+    def connected_then_collect(self: pgconn.Reachability, failed: BaseException | None) -> None:
+        connected(self, failed)
+        # a worker that connected for a caller who gave up meanwhile
+        if armed.is_set() and not collected.is_set() and dropped.wait(5):
+            gc.collect()
+            collected.set()
+
+    monkeypatch.setattr(pgconn.Reachability, "connected", connected_then_collect)
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: unraisable.append(repr(u.exc_value)))
+    gc.collect()
+    gc.disable()
+    try:
+        lim = Limiter(store=url)
+        lim.set_account("acme", plan="pro")  # the pool's first connection, made on open
+        store = lim.store
+        assert isinstance(store, PostgresStore)
+        name = store._pool.name
+        armed.set()
+        held: list[Any] = []
+        with pytest.raises(PoolTimeout):  # every connection out: the pool grows in a worker,
+            while len(held) < 4:  # which then waits
+                held.append(store._getconn())
+        for conn in held:
+            store._putconn(conn)
+        cycle: list[Any] = [lim]
+        cycle.append(cycle)
+        del lim, store, held, conn, cycle
+        dropped.set()
+        assert collected.wait(5)
+    finally:
+        gc.enable()
+    deadline = time.monotonic() + 5
+    while any(t.name.startswith(name) for t in threading.enumerate()):
+        assert time.monotonic() < deadline, "the dropped pool's threads still run"
+        time.sleep(0.02)
+    assert unraisable == []

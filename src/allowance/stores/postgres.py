@@ -107,6 +107,7 @@ from allowance.stores.postgres_conn import (
     POOL_OPTIONS,
     Reachability,
     TimedConnection,
+    close_when_dropped,
     execute,
     getconn,
     stale,
@@ -181,6 +182,7 @@ class PostgresStore(Store):
         # inherit a pool's threads)
         self._opened = False
         self._opening = threading.Lock()
+        self._dropped = close_when_dropped(self, self._pool)
 
     @classmethod
     def from_url(cls, url: str, *, timeout: float | None = None) -> PostgresStore:
@@ -427,6 +429,7 @@ class PostgresStore(Store):
     def close(self) -> None:
         with self._opening:
             self._opened = True  # closed for good: never opened again by a late call
+            self._dropped.detach()
             self._pool.close()
 
 

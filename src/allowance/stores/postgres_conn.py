@@ -23,6 +23,8 @@ failed and no connection is out that could come back.
 from __future__ import annotations
 
 import select
+import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from time import monotonic
@@ -45,6 +47,7 @@ __all__ = [
     "TimedConnection",
     "WaitTimeout",
     "agetconn",
+    "close_when_dropped",
     "error_from_result",
     "execute",
     "getconn",
@@ -105,6 +108,22 @@ def getconn(pool: ConnectionPool[C], timeout: float) -> C | None:
     except PoolTimeout as exc:
         _untraced(exc)
         return None
+
+
+def close_when_dropped(owner: object, pool: ConnectionPool[Any]) -> weakref.finalize[Any, Any]:
+    """Close ``pool`` when ``owner`` is freed unclosed, from a thread of its own.
+
+    An owner in a reference cycle (any exception re-raised from a frame that holds it makes
+    one) is freed by the cyclic collector in whatever thread it runs, one of the pool's own
+    workers among them; there psycopg_pool's ``__del__`` fails trying to join that thread and
+    leaves the pool's threads and connections behind. The owner's ``close()`` detaches this."""
+    finalizer = weakref.finalize(owner, _close_in_a_thread, pool)
+    finalizer.atexit = False  # an exiting process takes its connections with it
+    return finalizer
+
+
+def _close_in_a_thread(pool: ConnectionPool[Any]) -> None:
+    threading.Thread(target=pool.close, name=f"{pool.name}-close", daemon=True).start()
 
 
 def _untraced(exc: BaseException) -> None:
