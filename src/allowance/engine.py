@@ -22,6 +22,7 @@ saw (``ops.replay``), which must agree with the kernel's grant.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -225,6 +226,27 @@ def _limit_reached(
         quota=lambda: _quota(rule, cap, cap - used, counters[rule.limit.name], now, fits),
     )
     return Ruling(decision, 0, ())
+
+
+def steady_until(
+    policy: Policy,
+    feature: str,
+    counters: Mapping[str, Counter],
+    next_hold_expiry: float | None,
+    now: float,
+) -> float:
+    """Until when a denial of ``feature`` decided at ``now`` stays the answer if nothing is
+    written meanwhile, the wait excepted: the first time a counter of the feature (on any plan,
+    which the upgrade reads) changes by time alone, or a hold expires and returns its units.
+    ``ops.denials`` keeps a denial that long (``math.inf``: until a write)."""
+    until = math.inf if next_hold_expiry is None else next_hold_expiry
+    for limit in policy.limits_of(feature):
+        counter = counters.get(limit.name)
+        if counter is not None:
+            changes = limit.window.changes_at(counter, now)
+            if changes is not None and changes < until:
+                until = changes
+    return until
 
 
 def _no_access(policy: Policy, plan: str, feature: str) -> Ruling:

@@ -132,3 +132,6 @@ class AccountState:
     counters: dict[str, Counter] = field(default_factory=dict)
     holds: dict[str, Hold] = field(default_factory=dict)  # held ones only
     next_hold_expiry: float | None = None
+    # recent denials of this account by request, and until when each stands (memory://'s
+    # memo); dropped on every write to the account
+    denied: dict[Any, Any] | None = None

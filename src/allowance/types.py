@@ -13,6 +13,15 @@ from typing import Any, Literal
 Reason = Literal["ok", "limit_reached", "no_access"]
 
 
+def _waited(quota: Quota | None, elapsed: float) -> Quota | None:
+    """``quota`` read ``elapsed`` seconds later."""
+    if quota is None:
+        return None
+    return Quota(
+        quota.limit, quota.max, quota.window, quota.remaining, max(0.0, quota.reset_after - elapsed)
+    )
+
+
 def to_datetime(ts: float | None) -> datetime | None:
     return None if ts is None else datetime.fromtimestamp(ts, UTC)
 
@@ -161,6 +170,26 @@ class Decision:
             message,
             False,
             quota,
+        )
+
+    def later(self, since: float, now: float) -> Decision:
+        """This denial, decided at ``since``, as it reads at a later ``now`` when nothing but
+        the time has changed (``engine.steady_until``): the same, but for the wait."""
+        elapsed = now - since
+        retry_after = self.retry_after
+        quota = self._quota
+        return Decision(
+            False,
+            0,
+            self.reason,
+            self.limit,
+            self.remaining,
+            self.resets_at,
+            None if retry_after is None else max(0.0, retry_after - elapsed),
+            self.upgrade,
+            self._message if isinstance(self._message, str) else lambda: self.message,
+            False,
+            None if quota is None else lambda: _waited(self.quota, elapsed),
         )
 
     @property

@@ -50,6 +50,12 @@ class Window:
         """When the counter holds nothing any more and can be deleted (None: already empty)."""
         raise NotImplementedError
 
+    def changes_at(self, c: Counter, now: float) -> float | None:
+        """The first time after ``now`` at which what this counter holds changes by time alone
+        (a window closes, a sliding grant leaves, a period ends); None if it never does. Until
+        then ``used``, ``span`` and ``fits_at`` (but for a ``now`` it returns) read the same."""
+        raise NotImplementedError
+
     def quota_span(self, c: Counter, now: float) -> tuple[float, float]:
         """(length, resets) of the window a decision at ``now`` counts in, as the rate-limit
         headers say it: before this decision's charge, no open window (or an empty sliding
@@ -98,6 +104,10 @@ class AnchoredWindow(Window):
 
     def expires_at(self, c: Counter) -> float | None:
         return None if c.start is None else c.start + self.length
+
+    def changes_at(self, c: Counter, now: float) -> float | None:
+        start = c.start
+        return start + self.length if start is not None and now < start + self.length else None
 
 
 class SlidingWindow(Window):
@@ -187,6 +197,9 @@ class SlidingWindow(Window):
     def expires_at(self, c: Counter) -> float | None:
         return float(c.entries[-1][0]) + self.length if c.entries else None
 
+    def changes_at(self, c: Counter, now: float) -> float | None:
+        return self.span(c, now)[1]  # when the oldest grant in the window leaves it
+
 
 class CalendarWindow(Window):
     """Calendar day, ISO week (from Monday) or month in ``tz``; resets at local midnight."""
@@ -269,3 +282,6 @@ class CalendarWindow(Window):
             return None
         # the period after the one the units belong to starts at its end
         return self.period(c.start)[1]
+
+    def changes_at(self, c: Counter, now: float) -> float | None:
+        return None if c.start is None else self.period(now)[1]

@@ -24,6 +24,8 @@ START = "2026-11-23T15:10:00Z"
 
 
 class OutageStore(MemoryStore):
+    fast = False  # every decision through transact, where the outage is
+
     def __init__(self) -> None:
         super().__init__()
         self.down = False  # fail before running: never applied

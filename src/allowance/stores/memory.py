@@ -1,6 +1,11 @@
 """``memory://``: everything in this process, guarded by one lock. Fast, thread-safe, gone at
 exit; for tests, ``simulate`` and single-process apps.
 
+A denial is kept, per account and request, until a write to the account or the first time
+the feature's counters change by time alone (``engine.steady_until``), and answered again
+re-timed (``Decision.later``): a client that keeps asking after a 429 costs a lookup, not a
+decision. Only this store can: every write to an account passes through it.
+
 Cleanup: idempotency records and settled holds are kept in insertion order and dropped from the
 front once expired, a batch every few hundred operations (more than those operations add, see
 ``upkeep.py``), and the counters of idle accounts whose windows have passed are dropped too, so
@@ -15,18 +20,22 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import TypeVar
 
-from allowance import ops
+from allowance import engine, ops
 from allowance.clock import system_clock
 from allowance.errors import UnknownAccount
 from allowance.ops import HOLD_KEEP
+from allowance.policy import Policy
+from allowance.request import Request
 from allowance.state import HELD, AccountState, Counter, Hold, IdempotencyRecord
 from allowance.stores.base import Store
 from allowance.stores.keyring import KeyRing, MemoryKeyRing
 from allowance.stores.upkeep import SWEEP_BATCH, SWEEP_EVERY, spent
-from allowance.types import Account
+from allowance.types import Account, Decision
 from allowance.view import NO_PRELOAD, AccountView, Preload
 
 T = TypeVar("T")
+
+DENIALS_KEPT = 16  # per account: more distinct denied requests than this start the memo over
 
 
 class MemoryView(AccountView):
@@ -95,6 +104,8 @@ class MemoryStore(Store):
     def now(self) -> float:
         return system_clock()
 
+    fast = True
+
     def put_account(self, account_id: str, plan: str, seats: int) -> bool:
         with self._lock:
             state = self._accounts.get(account_id)
@@ -102,6 +113,7 @@ class MemoryStore(Store):
                 self._accounts[account_id] = AccountState(plan, seats)
                 return True
             state.plan, state.seats = plan, seats
+            state.denied = None
             return False
 
     def get_account(self, account_id: str) -> Account | None:
@@ -122,11 +134,49 @@ class MemoryStore(Store):
                 raise UnknownAccount(account_id)
             if now is None:
                 now = system_clock()
+            state.denied = None
             result = fn(MemoryView(self, account_id, state), now)
-            self._ops += 1
-            if self._ops % SWEEP_EVERY == 0:
-                self._sweep_locked(now, SWEEP_BATCH)
+            self._counted(now)
             return result
+
+    def fast_decide(
+        self, policy: Policy, req: Request, now: float | None, charge: bool
+    ) -> Decision | None:
+        """``ops.consume`` / ``ops.check`` of a request without an idempotency key, answered
+        from the account's denials while one stands."""
+        key = (req.feature, req.amount, req.partial, req.user, charge)
+        with self._lock:
+            state = self._accounts.get(req.account)
+            if state is None:
+                raise UnknownAccount(req.account)
+            if now is None:
+                now = system_clock()
+            denied = state.denied
+            if denied is not None:
+                kept = denied.get(key)
+                if kept is not None and kept[0] is policy and kept[1] <= now < kept[2]:
+                    decided: Decision = kept[3]
+                    return decided.later(kept[1], now)
+            view = MemoryView(self, req.account, state)
+            decision = ops.decide(policy, view, req, now, charge=charge)[0]
+            if decision.allowed:
+                state.denied = None  # charged (or a check: nothing written, nothing lost)
+            elif decision.retry_after is not None or decision.reason == "no_access":
+                # (a request that can never fit is left out: its quota reads the clock)
+                until = engine.steady_until(
+                    policy, req.feature, state.counters, state.next_hold_expiry, now
+                )
+                if denied is None or len(denied) >= DENIALS_KEPT:
+                    denied = state.denied = {}
+                denied[key] = (policy, now, until, decision)
+            self._counted(now)
+            return decision
+
+    def _counted(self, now: float) -> None:
+        """One more operation; every SWEEP_EVERY-th sweeps a batch."""
+        self._ops += 1
+        if self._ops % SWEEP_EVERY == 0:
+            self._sweep_locked(now, SWEEP_BATCH)
 
     def sweep(self, now: float | None = None) -> int:
         with self._lock:
@@ -149,6 +199,7 @@ class MemoryStore(Store):
             if hold.state == HELD:  # expired and never touched again: return its units first
                 state = self._accounts.get(hold.account)
                 if state is not None and self.policy is not None:
+                    state.denied = None
                     ops.settle_due_holds(self.policy, MemoryView(self, hold.account, state), now)
             del holds[hold_id]
             removed += 1
@@ -172,6 +223,7 @@ class MemoryStore(Store):
             counters = state.counters
             for name in [n for n, c in counters.items() if spent(policy, n, c, now)]:
                 del counters[name]
+                state.denied = None
                 removed += 1
         return removed
 
