@@ -60,7 +60,6 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import suppress
-from itertools import count
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
@@ -84,15 +83,13 @@ from allowance.stores.keyring import KeyRing
 from allowance.stores.redis_common import (
     KeySpace,
     Serial,
-    _num,
     compiled_decide,
-    gave_up,
     lua,
     read_decision,
-    retry_pause,
     split_url,
 )
 from allowance.stores.redis_keys import RedisKeyRing
+from allowance.stores.redis_transaction import Run, transaction
 from allowance.stores.redis_wire import (
     Deadline,
     Link,
@@ -137,8 +134,7 @@ class RedisStore(KeySpace, Store):
         self.cluster = isinstance(client, redis.cluster.RedisCluster)
         self.url = url
         self.timeout = timeout
-        self._load = lua("load")
-        self._apply = lua("apply")
+        self._scripts = (lua("load"), lua("apply"))
         self._account = lua("account")
         self._held = threading.local()  # .links: server (None: the only one) -> Link; .pid
         self._links = Links()
@@ -224,31 +220,31 @@ class RedisStore(KeySpace, Store):
         preload: Preload = NO_PRELOAD,
     ) -> T:
         """Load, run ``fn``, write if the account's version is unchanged; else again, after
-        a pause (see "Contention" above), within one deadline."""
+        a pause (see "Contention" above), within one deadline (``redis_transaction``)."""
         policy = self.policy
         assert policy is not None
         deadline = Deadline(self.timeout)
-        keys = self.load_keys(account_id, preload)
-        at_arg = ["" if now is None else _num(now)]
 
         def fetch(key: str) -> bytes | None:
             value: bytes | None = self._command(deadline, "GET", key)
             return value
 
+        protocol = transaction(
+            self, self._scripts, policy, account_id, now, fn, preload, deadline, self.timeout, fetch
+        )
+        reply: Any = None
         with self._serial.hold(account_id, deadline):
-            for attempt in count():
-                loaded = self._run(self._load, keys, at_arg, deadline)
-                view = self.view(account_id, keys, loaded, fetch)
-                at = float(loaded[0])
-                result = fn(view, at)
-                apply = view.apply_args(policy, at)
-                if apply is None or self._run(self._apply, apply[0], apply[1], deadline) == 1:
+            while True:
+                try:
+                    step = protocol.send(reply)
+                except StopIteration as done:
+                    result: T = done.value
                     return result
-                pause = retry_pause(attempt)
-                if time.monotonic() + pause >= deadline.end:
-                    raise gave_up(account_id, self.timeout)
-                time.sleep(pause)
-        raise AssertionError("unreachable")
+                if isinstance(step, Run):
+                    reply = self._run(step.script, step.keys, step.argv, deadline)
+                else:
+                    time.sleep(step.seconds)
+                    reply = None
 
     def _deadline(self) -> Deadline:
         return Deadline(self.timeout)

@@ -14,7 +14,6 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
-from itertools import count
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis.asyncio
@@ -38,14 +37,12 @@ from allowance.stores.base import DEFAULT_TIMEOUT, AsyncStore
 from allowance.stores.redis_common import (
     AsyncSerial,
     KeySpace,
-    _num,
     compiled_decide,
-    gave_up,
     lua,
     read_decision,
-    retry_pause,
     split_url,
 )
+from allowance.stores.redis_transaction import Run, transaction
 from allowance.stores.redis_wire import (
     Deadline,
     Lanes,
@@ -87,8 +84,7 @@ class AsyncRedisStore(KeySpace, AsyncStore):
         self.cluster = isinstance(client, redis.asyncio.cluster.RedisCluster)
         self.timeout = timeout
         self.policy: Policy | None = None
-        self._load = lua("load")
-        self._apply = lua("apply")
+        self._scripts = (lua("load"), lua("apply"))
         self._account = lua("account")
         self._size = max_connections
         self._lanes: dict[str | None, Lanes] = {}  # server (None: the only one) -> Lanes
@@ -159,22 +155,22 @@ class AsyncRedisStore(KeySpace, AsyncStore):
         policy = self.policy
         assert policy is not None
         deadline = Deadline(self.timeout)
-        keys = self.load_keys(account_id, preload)
-        at_arg = ["" if now is None else _num(now)]
+        protocol = transaction(
+            self, self._scripts, policy, account_id, now, fn, preload, deadline, self.timeout, None
+        )
+        reply: Any = None
         async with self._serial.hold(account_id, deadline):
-            for attempt in count():
-                loaded = await self._run(self._load, keys, at_arg, deadline)
-                view = self.view(account_id, keys, loaded, None)
-                at = float(loaded[0])
-                result = fn(view, at)
-                apply = view.apply_args(policy, at)
-                if apply is None or await self._run(self._apply, *apply, deadline) == 1:
+            while True:
+                try:
+                    step = protocol.send(reply)
+                except StopIteration as done:
+                    result: T = done.value
                     return result
-                pause = retry_pause(attempt)
-                if time.monotonic() + pause >= deadline.end:
-                    raise gave_up(account_id, self.timeout)
-                await asyncio.sleep(pause)
-        raise AssertionError("unreachable")
+                if isinstance(step, Run):
+                    reply = await self._run(step.script, step.keys, step.argv, deadline)
+                else:
+                    await asyncio.sleep(step.seconds)
+                    reply = None
 
     async def _run(self, script: Lua, keys: list[str], argv: list[Any], deadline: Deadline) -> Any:
         """EVALSHA of ``script`` on the server of ``keys`` (one slot)."""
