@@ -63,8 +63,15 @@ def decide(
     grant = amount
     room: list[tuple[Rule, int, int]] = []  # (rule, cap, used) of each limited rule
     blocked = False
+    too_large: Rule | None = None  # the rule of the least per-request cap below ``amount``
     for rule in rules:
         cell = rule.cell
+        most = cell.per_request
+        if most is not None and grant > most:
+            if partial:
+                grant = most
+            elif too_large is None or most < (too_large.cell.per_request or 0):
+                too_large = rule
         cap = cell.max
         if cap is None:
             continue
@@ -78,6 +85,8 @@ def decide(
                 grant = left
             else:
                 blocked = True
+    if too_large is not None:  # asking again later will not help: only another plan can
+        return _request_too_large(policy, plan, seats, feature, amount, too_large, room)
     if blocked:
         return _limit_reached(policy, plan, seats, feature, amount, partial, counters, now, room)
     binding: tuple[Rule, int, int] | None = None  # (rule, cap, remaining after the grant)
@@ -141,6 +150,9 @@ def _would_grant(
     if rules is None:
         return False
     for rule in rules:
+        most = rule.cell.per_request
+        if most is not None and need > most:
+            return False
         cap = rule.cell.cap(seats)
         if cap is None:
             continue
@@ -247,6 +259,53 @@ def steady_until(
             if changes is not None and changes < until:
                 until = changes
     return until
+
+
+def _admits(rules: tuple[Rule, ...] | None, seats: int, amount: int) -> bool:
+    """Whether a plan with these rules lets one request ask for ``amount`` units at all."""
+    if rules is None:
+        return False
+    for rule in rules:
+        most, cap = rule.cell.per_request, rule.cell.cap(seats)
+        if (most is not None and amount > most) or (cap is not None and amount > cap):
+            return False
+    return True
+
+
+def _request_too_large(
+    policy: Policy,
+    plan: str,
+    seats: int,
+    feature: str,
+    amount: int,
+    rule: Rule,
+    room: list[tuple[Rule, int, int]],
+) -> Ruling:
+    most = rule.cell.per_request
+    assert most is not None
+    rank = policy.plan_by_name[plan].rank
+    upgrade = next(
+        (
+            p
+            for p in policy.plans[rank + 1 :]
+            if _admits(policy.rules(p.name, feature), seats, amount)
+        ),
+        None,
+    )
+    remaining = min((cap - used for _, cap, used in room), default=None)
+
+    def message() -> str:
+        cell = None if upgrade is None else rule.limit.cells[upgrade.name]
+        return messages.too_large(rule.limit, most, amount, upgrade, cell)
+
+    decision = Decision.denial(
+        "request_too_large",
+        message,
+        limit=rule.limit.name,
+        remaining=None if remaining is None else max(0, remaining),
+        upgrade=None if upgrade is None else upgrade.name,
+    )
+    return Ruling(decision, 0, ())
 
 
 def _no_access(policy: Policy, plan: str, feature: str) -> Ruling:

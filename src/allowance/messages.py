@@ -41,6 +41,18 @@ def n(count: int) -> str:
     return f"{count:,}"
 
 
+def too_large(
+    limit: Limit, most: int, amount: int, upgrade: Plan | None, upgrade_cell: Cell | None
+) -> str:
+    """A request for more units than one request may ask for on the plan."""
+    head = f"A request for {n(amount)} is more than the {n(most)} {limit.label} allowed at once"
+    if upgrade is None or upgrade_cell is None:
+        return head + "."
+    bigger = upgrade_cell.per_request
+    size = "any number" if bigger is None else f"up to {n(bigger)}"
+    return f"{head}; upgrade to {upgrade.title} for {size} at once."
+
+
 def no_access(feature_title: str, plan: Plan, upgrade: Plan | None) -> str:
     head = f"{feature_title} is not included in the {plan.title} plan"
     if upgrade is None:

@@ -50,12 +50,14 @@ class Feature:
 
 @dataclass(frozen=True, slots=True)
 class Cell:
-    """One plan's setting for one limit. ``max`` None = unlimited."""
+    """One plan's setting for one limit. ``max`` None = unlimited; ``per_request``: the most
+    units one request may ask for (not scaled by seats; None = any)."""
 
     access: bool
     max: int | None
     per_seat: bool
     fair_use: int | None
+    per_request: int | None = None
 
     def cap(self, seats: int) -> int | None:
         if self.max is None:
@@ -123,6 +125,7 @@ class Policy:
                     c.max,
                     lim.per_seat if c.per_seat is None else c.per_seat,
                     c.fair_use,
+                    c.per_request,
                 )
                 for plan, c in lim.plans.items()
             }
@@ -186,7 +189,7 @@ _KEYS_AT_DEPTH: dict[tuple[str | None, ...], tuple[str, ...]] = {
     ("features", None): tuple(FeatureSpec.model_fields),
     ("limits", None): tuple(LimitSpec.model_fields),
     ("limits", None, "window"): tuple(WindowSpec.model_fields),
-    ("limits", None, "plans", None): ("max", "per_seat", "fair_use"),
+    ("limits", None, "plans", None): ("max", "per_seat", "fair_use", "per_request"),
 }
 
 
@@ -328,7 +331,11 @@ def _semantic_issues(spec: PolicySpec, smap: SourceMap) -> list[PolicyIssue]:
         for plan, cell in lim.plans.items():
             if cell.fair_use is not None and cell.max is not None:
                 add((*base, "plans", plan, "fair_use"), "fair_use is only for an unlimited max")
-            if not cell.access and (cell.per_seat is not None or cell.fair_use is not None):
+            if not cell.access and (
+                cell.per_seat is not None
+                or cell.fair_use is not None
+                or cell.per_request is not None
+            ):
                 add((*base, "plans", plan), "a no_access cell takes no other setting")
     for fname in spec.features:
         limits = [lim for lim in spec.limits.values() if fname in lim.features]

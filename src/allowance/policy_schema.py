@@ -1,8 +1,8 @@
 """The policy file's schema (pydantic). ``policy.py`` turns a validated file into a ``Policy``.
 
 A limit cell is written as a whole number, ``unlimited``, ``no_access`` or a mapping
-``{max: N | unlimited, per_seat: bool, fair_use: N}``; the before-validator normalises the
-short forms so that every error still points at the cell's own line.
+``{max: N | unlimited, per_seat: bool, fair_use: N, per_request: N}``; the before-validator
+normalises the short forms so that every error still points at the cell's own line.
 """
 
 from __future__ import annotations
@@ -77,6 +77,7 @@ class CellSpec(_Strict):
     max: StrictInt | None = Field(default=None, ge=0, le=10**12)  # None: unlimited
     per_seat: StrictBool | None = None
     fair_use: StrictInt | None = Field(default=None, ge=1, le=10**12)
+    per_request: StrictInt | None = Field(default=None, ge=1, le=10**12)  # units in one request
 
     @field_validator("max", mode="before")
     @classmethod
@@ -99,7 +100,7 @@ def _cell_before(value: object) -> object:
         return value
     raise ValueError(
         "expected a whole number >= 0, 'unlimited', 'no_access' or a mapping "
-        "{max: N | unlimited, per_seat: true, fair_use: N}"
+        "{max: N | unlimited, per_seat: true, fair_use: N, per_request: N}"
     )
 
 
@@ -146,6 +147,8 @@ def spec_to_data(spec: PolicySpec) -> dict[str, Any]:
             extra["per_seat"] = c.per_seat
         if c.fair_use is not None:
             extra["fair_use"] = c.fair_use
+        if c.per_request is not None:
+            extra["per_request"] = c.per_request
         return {"max": cap, **extra} if extra else cap
 
     limits: dict[str, Any] = {}

@@ -7,10 +7,10 @@ window, and per plan the cap rule of each (a cap or none, a soft level whose pas
 flagged, both per seat or not) or no access at all. The engine evaluates the same ``Rule``
 objects (``Policy.rules``); ``encode`` flattens them into ``Encoded``, plain lists of numbers
 and names that both kernels read the same way and that name no policy concept: a kernel knows
-window arithmetic (anchored, sliding, period), caps, soft levels, a per-account scale and an
-all-or-nothing charge, nothing else. Period bounds (calendar days, weeks, months in a time
-zone) are worked out here and handed to the kernel with each call (``bounds``), so no kernel
-does time zone arithmetic.
+window arithmetic (anchored, sliding, period), caps, per-request ceilings, soft levels, a
+per-account scale and an all-or-nothing charge, nothing else. Period bounds (calendar days,
+weeks, months in a time zone) are worked out here and handed to the kernel with each call
+(``bounds``), so no kernel does time zone arithmetic.
 
 A new policy concept is a field here and in ``Encoded``, read by at most one generic mechanism
 in each kernel; ``tests/model/test_kernel_parity.py`` holds the kernels equal to the engine.
@@ -66,8 +66,10 @@ class Encoded:
     """``FeatureRules`` as the kernels read them. Per counter ``i`` (0-based): ``names[i]``,
     ``kinds[i]`` (a letter of ``KINDS``), ``lengths[i]`` (seconds; 0 for a period). Per plan
     ``p`` (0-based, ``plans`` order): ``access[p]`` (0: no access, nothing is granted). Per
-    counter and plan, at ``i * len(plans) + p``: ``caps`` and ``soft`` (``NONE``: none) and
-    ``scale`` (1: both are per unit of the account's seats)."""
+    counter and plan, at ``i * len(plans) + p``: ``caps`` and ``soft`` (``NONE``: none),
+    ``scale`` (1: both are per unit of the account's seats) and ``most``, the most units one
+    request may be granted (``NONE``: any; never scaled: asking for more is denied, or with
+    ``partial`` granted at most that)."""
 
     plans: tuple[str, ...]
     names: tuple[str, ...]
@@ -77,6 +79,7 @@ class Encoded:
     caps: tuple[int, ...]
     soft: tuple[int, ...]
     scale: tuple[int, ...]
+    most: tuple[int, ...]
 
 
 _compiled: weakref.WeakKeyDictionary[Policy, dict[str, FeatureRules]] = weakref.WeakKeyDictionary()
@@ -117,6 +120,7 @@ def encode(rules: FeatureRules) -> Encoded:
     caps: list[int] = []
     soft: list[int] = []
     scale: list[int] = []
+    most: list[int] = []
     for i in range(len(rules.counters)):
         for plan in rules.plans:
             plan_rules = rules.by_plan[plan]
@@ -124,6 +128,7 @@ def encode(rules: FeatureRules) -> Encoded:
             caps.append(NONE if cell is None or cell.max is None else cell.max)
             soft.append(NONE if cell is None or cell.fair_use is None else cell.fair_use)
             scale.append(1 if cell is not None and cell.per_seat else 0)
+            most.append(NONE if cell is None or cell.per_request is None else cell.per_request)
     return Encoded(
         plans=rules.plans,
         names=tuple(limit.name for limit in rules.counters),
@@ -133,4 +138,5 @@ def encode(rules: FeatureRules) -> Encoded:
         caps=tuple(caps),
         soft=tuple(soft),
         scale=tuple(scale),
+        most=tuple(most),
     )

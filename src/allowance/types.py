@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-Reason = Literal["ok", "limit_reached", "no_access"]
+Reason = Literal["ok", "limit_reached", "no_access", "request_too_large"]
 
 
 def _waited(quota: Quota | None, elapsed: float) -> Quota | None:

@@ -63,6 +63,7 @@ def test_show_a_file(run: Run) -> None:
     ]  # fmt: skip
     assert table["hd_renders"][2:] == ["no access", "20 per seat", "100 per seat", "24 h, anchored"]
     assert table["pdf_weekly"][3] == "unlimited (fair use 500 per seat)"
+    assert table["pdf_monthly"][2] == "20, 5 at once"
     assert table["preview"][2:] == ["unlimited", "unlimited", "unlimited", "—"]
 
 
@@ -132,6 +133,12 @@ BAD = {
     "bad_syntax.yaml": ["9: not valid YAML: did not find expected ',' or '}'"],
     "fair_use_on_limited.yaml": [
         "11: limits.exports.plans.pro.fair_use: fair_use is only for an unlimited max",
+    ],
+    "per_request_zero.yaml": [
+        "11: limits.batch_images.plans.pro.per_request: must be at least 1 (got 0)",
+    ],
+    "per_request_on_no_access.yaml": [
+        "10: limits.batch_images.plans.free: a no_access cell takes no other setting",
     ],
     "calendar_without_unit.yaml": [
         "9: limits.exports.window.type: a calendar window needs 'unit' (day, week or month)",

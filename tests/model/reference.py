@@ -46,6 +46,7 @@ class Cell:
     max: int | None  # None = unlimited
     per_seat: bool
     fair_use: int | None
+    per_request: int | None = None  # the most one request may ask for (not per seat)
 
     def cap(self, seats: int) -> int | None:
         if self.max is None:
@@ -138,7 +139,11 @@ def limits_from(policy: Policy) -> list[Limit]:
         w = lim.window
         cells = {
             plan: Cell(
-                c.access, c.max, lim.per_seat if c.per_seat is None else c.per_seat, c.fair_use
+                c.access,
+                c.max,
+                lim.per_seat if c.per_seat is None else c.per_seat,
+                c.fair_use,
+                c.per_request,
             )
             for plan, c in lim.plans.items()
         }
@@ -283,9 +288,27 @@ class Model:
             cap = lim.cells[plan].cap(seats)
             assert cap is not None
             left[lim.name] = cap - self.used(account, lim, self.now)
+        ceilings = [
+            (most, i, lim)
+            for i, lim in enumerate(lims)
+            if (most := lim.cells[plan].per_request) is not None
+        ]
+        too_large = [c for c in ceilings if amount > c[0]]
+        if too_large and not partial:  # the least ceiling below the amount (ties: first)
+            smallest = min(too_large, key=lambda c: (c[0], c[1]))[2]
+            upgrade = next((p for p in above if self._admits(lims, p, seats, amount)), None)
+            return Decision(
+                False,
+                0,
+                "request_too_large",
+                limit=smallest.name,
+                remaining=max(0, min(left.values())) if left else None,
+                upgrade=upgrade,
+            )
         need = 1 if partial else amount
         if all(v >= need for v in left.values()):
-            granted = min([amount, *left.values()]) if partial else amount
+            ceiling = [c[0] for c in ceilings]
+            granted = min([amount, *ceiling, *left.values()]) if partial else amount
             remaining = min((v - granted for v in left.values()), default=None)
             fair = False
             for lim in lims:
@@ -317,6 +340,18 @@ class Model:
             retry_after=None if resets is None else resets - self.now,
             upgrade=upgrade,
         )
+
+    @staticmethod
+    def _admits(lims: list[Limit], plan: str, seats: int, amount: int) -> bool:
+        """Whether ``plan`` lets one request ask for ``amount`` units at all."""
+        for lim in lims:
+            cell = lim.cells[plan]
+            cap = cell.cap(seats)
+            if not cell.access or (cell.per_request is not None and amount > cell.per_request):
+                return False
+            if cap is not None and amount > cap:
+                return False
+        return True
 
     def check(self, account: str, feature: str, amount: int = 1, partial: bool = False) -> Decision:
         self.settle(account)

@@ -2,7 +2,7 @@
 answer compared with the reference model (``reference.py``; the machine is ``timeline.py``),
 clock steps forward and back across every kind of window boundary included, on the built-in
 policy and a small custom one with every window kind (calendar day, ISO week and a month in
-Europe/Paris, sliding, anchored), per-seat cells and fair use.
+Europe/Paris, sliding, anchored), per-seat cells, fair use and per-request caps.
 
 ``make test`` runs a few examples per store, policy and API; the heavy profile is marked
 ``faults`` (``make test-faults``)."""
@@ -42,11 +42,14 @@ limits:
     plans:
       basic: 3
       plus: {max: 2, per_seat: true}
-      top: {max: 6, per_seat: true}
+      top: {max: 6, per_seat: true, per_request: 4}
   weekly_print:
     features: [doc.print]
     window: {type: calendar, unit: week}
-    plans: {basic: 30, plus: 60, top: unlimited}
+    plans:
+      basic: 30
+      plus: {max: 60, per_request: 10}
+      top: {max: unlimited, per_request: 25}
   hd_hourly:
     features: [doc.hd]
     window: {type: anchored, length: 1h}
@@ -60,7 +63,7 @@ limits:
     plans:
       basic: no_access
       plus: 20
-      top: {max: 40, per_seat: true}
+      top: {max: 40, per_seat: true, per_request: 3}
 """
 
 POLICIES: dict[str, Policy] = {

@@ -6,8 +6,8 @@ engine on the same state; decisions and the counters written back must be identi
 States cover what a stepped clock and old kernels leave behind: unsorted sliding entries
 (distinct times, some after ``now``), anchored windows opened in the past or the future,
 calendar counters of the previous, current, next or 2-ahead period, partial requests,
-per-seat and fair-use cells. The one allowed difference: a kernel answers None (the slow
-path) for a calendar counter two or more periods ahead of ``now``, whose period end is not
+per-seat, fair-use and per-request cells. The one allowed difference: a kernel answers None
+(the slow path) for a calendar counter two or more periods ahead of ``now``, whose period end is not
 among the bounds it is given (decide.lua, decide.sql).
 """
 
@@ -48,7 +48,10 @@ limits:
   week:
     features: [doc.all, doc.cal]
     window: {type: calendar, unit: week}
-    plans: {basic: 9, plus: 20, top: {max: unlimited, per_seat: true, fair_use: 4}}
+    plans:
+      basic: {max: 9, per_request: 3}
+      plus: 20
+      top: {max: unlimited, per_seat: true, fair_use: 4, per_request: 5}
   month:
     features: [doc.cal]
     window: {type: calendar, unit: month, timezone: America/New_York}
@@ -56,7 +59,7 @@ limits:
   slide:
     features: [doc.all]
     window: {type: sliding, length: 60s}
-    plans: {basic: 5, plus: {max: 2, per_seat: true}, top: {max: 7, per_seat: true}}
+    plans: {basic: 5, plus: {max: 2, per_seat: true, per_request: 1}, top: {max: 7, per_seat: true}}
   anchor:
     features: [doc.all]
     window: {type: anchored, length: 1h}
@@ -71,11 +74,11 @@ KERNELS = ("redis", "postgres")
 # Instants on or near window boundaries: midnight in Paris, a Monday, a New York month start
 # (a DST change in March), and an ordinary afternoon.
 BASES = (
-    1795993200.0,  # 2026-11-30T23:00:00Z: Paris midnight, 1 Dec
-    1795392000.0,  # 2026-11-24T00:00:00Z: UTC midnight, Tuesday
-    1795305600.0,  # 2026-11-23T00:00:00Z: Monday, a week starts (UTC)
+    1796079600.0,  # 2026-11-30T23:00:00Z: Paris midnight, 1 Dec
+    1795478400.0,  # 2026-11-24T00:00:00Z: UTC midnight, Tuesday
+    1795392000.0,  # 2026-11-23T00:00:00Z: Monday, a week starts (UTC)
     1772341200.0,  # 2026-03-01T05:00:00Z: New York month start
-    1795446600.0,  # 2026-11-24T15:10:00Z
+    1795533000.0,  # 2026-11-24T15:10:00Z
 )
 SETTINGS = settings(
     max_examples=150,

@@ -25,11 +25,12 @@ def cell_text(cell: Cell) -> str:
     if not cell.access:
         return "no access"
     per_seat = " per seat" if cell.per_seat else ""
+    at_once = "" if cell.per_request is None else f", {n(cell.per_request)} at once"
     if cell.max is None:
         if cell.fair_use is None:
-            return "unlimited"
-        return f"unlimited (fair use {n(cell.fair_use)}{per_seat})"
-    return f"{n(cell.max)}{per_seat}"
+            return f"unlimited{at_once}"
+        return f"unlimited (fair use {n(cell.fair_use)}{per_seat}){at_once}"
+    return f"{n(cell.max)}{per_seat}{at_once}"
 
 
 def length_text(seconds: float) -> str:

@@ -36,6 +36,8 @@ def json_line(outcome: Outcome) -> dict[str, Any] | None:
 def outcome_text(decision: Decision, amount: int) -> Text:
     if decision.reason == "no_access":
         return Text("no access", style="red")
+    if decision.reason == "request_too_large":
+        return Text(f"too large ({decision.limit})", style="red")
     if not decision.allowed:
         return Text(f"denied ({decision.limit})", style="red")
     text = "granted" if decision.granted == amount else f"granted {decision.granted} of {amount}"

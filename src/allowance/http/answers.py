@@ -13,9 +13,11 @@ from allowance.types import Decision
 
 
 def decision_status(decision: Decision) -> int:
+    """200 granted; 429 for a limit that frees again (``Retry-After``); 403 when only another
+    plan would grant it (no access, or more in one request than the plan allows)."""
     if decision.allowed:
         return 200
-    return 403 if decision.reason == "no_access" else 429
+    return 429 if decision.reason == "limit_reached" else 403
 
 
 def decision_headers(decision: Decision) -> dict[str, str]:
@@ -46,6 +48,8 @@ def decision_problem(decision: Decision) -> Problem:
     fields: dict[str, Any] = decision.to_json()
     if decision.reason == "no_access":
         slug, title = "no-access", "Feature not in plan"
+    elif decision.reason == "request_too_large":
+        slug, title = "request-too-large", "Request too large for the plan"
     else:
         slug, title = "limit-reached", "Limit reached"
     return Problem(

@@ -97,7 +97,7 @@ class DecisionBody(BaseModel):
 
     allowed: bool
     granted: int
-    reason: Literal["ok", "limit_reached", "no_access"]
+    reason: Literal["ok", "limit_reached", "no_access", "request_too_large"]
     limit: str | None
     remaining: int | None
     resets_at: str | None = Field(description="ISO 8601, UTC")

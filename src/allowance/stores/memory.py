@@ -161,8 +161,8 @@ class MemoryStore(Store):
             decision = ops.decide(policy, view, req, now, charge=charge)[0]
             if decision.allowed:
                 state.denied = None  # charged (or a check: nothing written, nothing lost)
-            elif decision.retry_after is not None or decision.reason == "no_access":
-                # (a request that can never fit is left out: its quota reads the clock)
+            elif decision.retry_after is not None or decision.reason != "limit_reached":
+                # (a limit_reached that can never fit is left out: its quota reads the clock)
                 until = engine.steady_until(
                     policy, req.feature, state.counters, state.next_hold_expiry, now
                 )

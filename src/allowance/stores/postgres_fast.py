@@ -34,7 +34,7 @@ DECIDE = (
     "SELECT status, at, before, granted, plan, seats, remaining, passed FROM {s}.decide("
     "{p1}, {p2}::float8, {p3}, {p4}, {p5}, {plans}::text[], {access}::int[], {names}::text[],"
     " {kinds}::text, {lengths}::float8[], {caps}::bigint[], {scale}::int[], {soft}::bigint[],"
-    " {bounds}::float8[])"
+    " {most}::bigint[], {bounds}::float8[])"
 )
 log = logging.getLogger("allowance.stores.postgres")
 INVALID_STATEMENT_NAME = b"26000"  # SQLSTATE: no prepared statement of that name
@@ -80,6 +80,7 @@ def _statement(compiled: rules.FeatureRules, schema: str) -> FastSpec:
             ("caps", encoded.caps),
             ("scale", encoded.scale),
             ("soft", encoded.soft),
+            ("most", encoded.most),
         )
     }
     placeholders = {f"p{i}": sql.SQL(f"${i}") for i in range(1, 6)}

@@ -6,9 +6,10 @@
 -- A generic interpreter of the rules compiled by rules.py: redis_common.py puts KEEP_AFTER
 -- (windows.py), NPLANS, PLANS (plan name -> index) and rules_of(feature) (rules.Encoded: per
 -- counter its name, window kind a|s|p and length; per plan its access; per counter and plan,
--- at (i - 1) * NPLANS + plan, its cap and soft level (-1: none) and whether both scale with
--- the account's seats) where the SPEC line below stands. It knows window arithmetic, caps, soft
--- levels and all-or-nothing charging, no policy concept.
+-- at (i - 1) * NPLANS + plan, its cap and soft level (-1: none), whether both scale with
+-- the account's seats, and the most one request is granted (-1: any)) where the SPEC line below
+-- stands. It knows window arithmetic, caps, per-request ceilings, soft levels and
+-- all-or-nothing charging, no policy concept.
 --
 -- KEYS[1] account hash (p plan, s seats, v version, nh next hold expiry)
 -- KEYS[2] counters string  "name=start,used,t:n;t:n|name=..."
@@ -78,7 +79,7 @@ for i, name in ipairs(rules.names) do
     if cap >= 0 then cap = cap * seats end
     if soft >= 0 then soft = soft * seats end
   end
-  lim.cap, lim.soft = cap, soft
+  lim.cap, lim.soft, lim.most = cap, soft, rules.most[m]
   limits[i] = lim
 end
 
@@ -112,6 +113,10 @@ for _, lim in ipairs(limits) do
     end
   end
   lim.used = used_now(lim, lim.counter)
+  -- a per-request ceiling: more is denied (the engine says why), or with partial cut to it
+  if lim.most >= 0 and grant > lim.most then
+    if partial then grant = lim.most else blocked = true end
+  end
   if lim.cap >= 0 then
     local left = lim.cap - lim.used
     if left < grant then

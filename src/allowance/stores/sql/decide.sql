@@ -10,8 +10,9 @@
 -- statement as constants (parsed once, when the statement is prepared): p_plans and p_access
 -- (0: the plan has no access) per plan; p_names, p_kinds (one letter per counter: a anchored,
 -- s sliding, p period) and p_lengths per counter; per counter and plan (index
--- (counter - 1) * plans + plan) p_caps and p_soft (-1: none) and p_scale (1: both times the
--- account's seats). p_bounds: 4 period boundaries per period counter (local estimates).
+-- (counter - 1) * plans + plan) p_caps and p_soft (-1: none), p_scale (1: both times the
+-- account's seats) and p_most (the most one request is granted; -1: any). p_bounds: 4 period
+-- boundaries per period counter (local estimates).
 -- Returns status 'ok' | 'slow' (reservations due, or a period not covered) | 'unknown';
 -- remaining is NULL when no counter has a cap.
 --
@@ -22,12 +23,12 @@
 -- request is partial, the grant is known before the counters are read, so each charged counter
 -- is built as its cap is checked (one pass; a partial grant takes a second). A transaction
 -- that wrote nothing (a denial, a check) commits without waiting for the WAL flush (it only
--- logged the row lock). (Schema 4's decide(), with caps of -2 for no access, is left in place
--- for processes of that version still running.)
+-- logged the row lock). (The decide() functions of schemas 4 and 5, with other arguments, are
+-- left in place for processes of those versions still running.)
 CREATE OR REPLACE FUNCTION {s}.decide(
     p_account text, p_now float8, p_amount bigint, p_partial boolean, p_charge boolean,
     p_plans text[], p_access int[], p_names text[], p_kinds text, p_lengths float8[],
-    p_caps bigint[], p_scale int[], p_soft bigint[], p_bounds float8[],
+    p_caps bigint[], p_scale int[], p_soft bigint[], p_most bigint[], p_bounds float8[],
     OUT status text, OUT at float8, OUT before text, OUT granted bigint, OUT plan text,
     OUT seats int, OUT remaining bigint, OUT passed boolean
 ) LANGUAGE plpgsql AS $fn$
@@ -145,6 +146,13 @@ BEGIN
                 IF onepass THEN  -- this period's counter
                     touched := touched || jsonb_build_object(p_names[i], jsonb_build_array(
                         greatest(periods[i], (c ->> 0)::float8), used + g, NULL));
+                END IF;
+            END IF;
+            IF p_most[m] >= 0 AND g > p_most[m] THEN  -- a per-request ceiling: more is denied
+                IF p_partial THEN  -- (the engine says why), or with partial cut to it
+                    g := p_most[m];
+                ELSE
+                    blocked := true;
                 END IF;
             END IF;
             IF cap >= 0 THEN
