@@ -31,7 +31,7 @@ T = TypeVar("T")
 class AsyncSettles(Protocol):
     """What an async reservation settles through: ``AsyncLimiter`` or ``AsyncClient``."""
 
-    async def commit(self, reservation_id: str) -> None: ...
+    async def commit(self, reservation_id: str, amount: int | None = None) -> None: ...
 
     async def release(self, reservation_id: str) -> None: ...
 
@@ -53,10 +53,11 @@ class AsyncReservation:
         self.decision = decision
         self.expires_at = expires_at
 
-    async def commit(self) -> None:
+    async def commit(self, amount: int | None = None) -> None:
+        """As ``Reservation.commit``."""
         if self.id is None:
             raise ReservationNotFound("reservation: a denied reservation holds nothing")
-        await self._limiter.commit(self.id)
+        await self._limiter.commit(self.id, amount)
 
     async def release(self) -> None:
         if self.id is not None:
@@ -185,9 +186,10 @@ class AsyncLimiter:
         held = await self._run(call)
         return AsyncReservation(self, held.hold_id, held.decision, to_datetime(held.expires_at))
 
-    async def commit(self, reservation_id: str) -> None:
+    async def commit(self, reservation_id: str, amount: int | None = None) -> None:
+        call = calls.commit(self.policy, reservation_id, amount)
         if not ids.is_degraded(reservation_id):  # see Limiter.commit
-            await self._run(calls.commit(self.policy, reservation_id))
+            await self._run(call)
 
     async def release(self, reservation_id: str) -> None:
         if not ids.is_degraded(reservation_id):

@@ -93,11 +93,12 @@ def reserve(
     )
 
 
-def commit(policy: Policy, reservation_id: str) -> Call[None]:
+def commit(policy: Policy, reservation_id: str, amount: object = None) -> Call[None]:
     account = ids.reservation_account(reservation_id)
+    units = validation.settled_amount(amount)
     return Call(
         account,
-        lambda view, now: ops.commit(policy, view, reservation_id, now),
+        lambda view, now: ops.commit(policy, view, reservation_id, now, units),
         Preload(hold_id=reservation_id),
         on_reservation=True,
     )

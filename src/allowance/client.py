@@ -192,8 +192,8 @@ class Client(_Base):
         )
         return Reservation(self, *held)
 
-    def commit(self, reservation_id: str) -> None:
-        self._send(remote.commit(reservation_id))
+    def commit(self, reservation_id: str, amount: int | None = None) -> None:
+        self._send(remote.commit(reservation_id, amount))
 
     def release(self, reservation_id: str) -> None:
         self._send(remote.release(reservation_id))
@@ -322,8 +322,8 @@ class AsyncClient(_Base):
         )
         return AsyncReservation(self, *held)
 
-    async def commit(self, reservation_id: str) -> None:
-        await self._send(remote.commit(reservation_id))
+    async def commit(self, reservation_id: str, amount: int | None = None) -> None:
+        await self._send(remote.commit(reservation_id, amount))
 
     async def release(self, reservation_id: str) -> None:
         await self._send(remote.release(reservation_id))

@@ -332,12 +332,20 @@ def charge(ruling: Ruling, counters: Mapping[str, Counter], now: float) -> dict[
     return marks
 
 
-def release(policy: Policy, hold: Hold, counters: Mapping[str, Counter], now: float) -> None:
-    """Return a hold's units to the windows they came from (those still holding them)."""
+def release(
+    policy: Policy,
+    hold: Hold,
+    counters: Mapping[str, Counter],
+    now: float,
+    units: int | None = None,
+) -> None:
+    """Return a hold's units (``units`` of them; default all) to the windows they came from
+    (those still holding them)."""
+    back = hold.amount if units is None else units
     for name, mark in hold.marks.items():
         limit = policy.limits.get(name)
         if limit is not None and name in counters:
-            limit.window.uncharge(counters[name], mark, hold.amount, now)
+            limit.window.uncharge(counters[name], mark, back, now)
 
 
 def live_counters(

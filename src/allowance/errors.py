@@ -9,6 +9,7 @@ AllowanceError
 ├── IdempotencyConflict       a key re-used with another feature, amount or operation
 ├── ReservationNotFound       no reservation with that id (or it is already gone)
 ├── ReservationExpired        commit after the reservation's expiry
+├── LimitExceeded             commit(amount) of more than the windows have room for; ``decision``
 ├── PolicyError               a policy file or object is invalid; ``issues`` lists each
 ├── ConfigurationError        a bad store URL or option (or service URL, for ``Client``)
 ├── AuthenticationError       ``Client``: the service refused the key (401)
@@ -21,6 +22,8 @@ AllowanceError
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from allowance.types import Decision
 
 
 class AllowanceError(Exception):
@@ -67,6 +70,16 @@ class ReservationNotFound(AllowanceError, LookupError):
 
 class ReservationExpired(AllowanceError):
     """The reservation expired before ``commit()``; its units went back to their windows."""
+
+
+class LimitExceeded(AllowanceError):
+    """``commit(amount)`` asked for more units than were held, and the extra does not fit now:
+    nothing changed, the reservation is still held. ``decision`` is the extra's denial (its
+    limit, reset and upgrade)."""
+
+    def __init__(self, decision: Decision) -> None:
+        self.decision = decision
+        super().__init__(decision.message)
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ def resolve_policy(policy: Policy | str | Path | None) -> Policy:
 class Settles(Protocol):
     """What a reservation settles through: ``Limiter`` or ``Client``."""
 
-    def commit(self, reservation_id: str) -> None: ...
+    def commit(self, reservation_id: str, amount: int | None = None) -> None: ...
 
     def release(self, reservation_id: str) -> None: ...
 
@@ -53,10 +53,12 @@ class Reservation:
         self.decision = decision
         self.expires_at = expires_at
 
-    def commit(self) -> None:
+    def commit(self, amount: int | None = None) -> None:
+        """Make the held units final, or with ``amount`` that many instead (the rest goes
+        back; more is charged if it fits, else ``LimitExceeded`` and the units stay held)."""
         if self.id is None:
             raise ReservationNotFound("reservation: a denied reservation holds nothing")
-        self._limiter.commit(self.id)
+        self._limiter.commit(self.id, amount)
 
     def release(self) -> None:
         if self.id is not None:
@@ -176,11 +178,13 @@ class Limiter:
         held = self._run(call)
         return Reservation(self, held.hold_id, held.decision, to_datetime(held.expires_at))
 
-    def commit(self, reservation_id: str) -> None:
-        """Make a reservation's units final; ``ReservationExpired`` after its expiry."""
+    def commit(self, reservation_id: str, amount: int | None = None) -> None:
+        """Make a reservation's units final, or settle it at ``amount`` units (see
+        ``Reservation.commit``); ``ReservationExpired`` after its expiry."""
+        call = calls.commit(self.policy, reservation_id, amount)
         if ids.is_degraded(reservation_id):
             return  # granted without the store: journaled as used when it was granted
-        self._run(calls.commit(self.policy, reservation_id))
+        self._run(call)
 
     def release(self, reservation_id: str) -> None:
         """Return a reservation's units to the windows they came from."""

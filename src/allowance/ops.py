@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from allowance import engine
 from allowance.errors import (
     IdempotencyConflict,
+    LimitExceeded,
     ReservationExpired,
     ReservationNotFound,
     StoreError,
@@ -173,8 +174,12 @@ def _hold(view: AccountView, hold_id: str) -> Hold:
     return hold
 
 
-def commit(policy: Policy, view: AccountView, hold_id: str, now: float) -> None:
-    """Make a hold's units final. Committing twice is harmless; after expiry it raises."""
+def commit(
+    policy: Policy, view: AccountView, hold_id: str, now: float, amount: int | None = None
+) -> None:
+    """Make a hold's units final; with ``amount``, settle it at that many units instead
+    (``_settle``). Committing twice is harmless (a second ``amount`` changes nothing); after
+    expiry it raises."""
     settle_due_holds(policy, view, now)
     hold = view.get_hold(hold_id)
     if hold is None:
@@ -192,8 +197,29 @@ def commit(policy: Policy, view: AccountView, hold_id: str, now: float) -> None:
         )
     if hold.state == RELEASED:
         raise ReservationNotFound(f"reservation {hold_id!r} was released; nothing to commit")
+    if amount is not None and amount != hold.amount:
+        _settle(policy, view, hold, amount, now)
     hold.state = COMMITTED
     view.put_hold(hold)
+
+
+def _settle(policy: Policy, view: AccountView, hold: Hold, amount: int, now: float) -> None:
+    """Settle ``hold`` at ``amount`` units: fewer go back to the windows they came from; more
+    are charged now, as a request of their own, if they fit (``LimitExceeded`` if not, and
+    nothing changes). What a caller that reserved an estimate (LLM tokens) does with the real
+    count."""
+    counters = view.counters(policy.limit_names(hold.feature))
+    if amount < hold.amount:
+        engine.release(policy, hold, counters, now, hold.amount - amount)
+    else:
+        plan = _plan(policy, view)
+        extra = amount - hold.amount
+        ruling = engine.decide(policy, plan, view.seats, hold.feature, extra, False, counters, now)
+        if not ruling.granted:
+            raise LimitExceeded(ruling.decision)
+        engine.charge(ruling, counters, now)
+    view.save_counters(counters)
+    hold.amount = amount
 
 
 def release(policy: Policy, view: AccountView, hold_id: str, now: float) -> None:

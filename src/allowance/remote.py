@@ -29,6 +29,7 @@ from allowance.errors import (
     IdempotencyConflict,
     InvalidAmount,
     InvalidRequest,
+    LimitExceeded,
     PermissionDenied,
     ReservationExpired,
     ReservationNotFound,
@@ -160,11 +161,13 @@ def reserve(
     return _charge("/v1/reservations", (201, 403, 429), _reserved, req, auto_key, ttl=seconds)
 
 
-def commit(reservation_id: str) -> Op[None]:
-    """Committing twice is harmless, so a retry is safe."""
+def commit(reservation_id: str, amount: object = None) -> Op[None]:
+    """Committing twice is harmless (a second amount changes nothing), so a retry is safe."""
     ids.reservation_account(reservation_id)  # ReservationNotFound for what is not an id
+    units = validation.settled_amount(amount)
     path = f"/v1/reservations/{_segment(reservation_id)}/commit"
-    return Op("POST", path, (200,), _nothing)
+    body = None if units is None else {"amount": units}
+    return Op("POST", path, (200,), _nothing, body, body or {})
 
 
 def release(reservation_id: str) -> Op[None]:
@@ -302,6 +305,8 @@ def error(op: Op[Any], response: httpx.Response) -> AllowanceError:
         return _invalid(op, str(problem.get("field") or "body"), detail)
     if slug == "unknown-account":
         return UnknownAccount(str(op.sent.get("account")))
+    if slug == "limit-exceeded" and isinstance(problem.get("decision"), dict):
+        return LimitExceeded(Decision.from_json(problem["decision"]))
     if slug in SIMPLE_ERRORS:
         return SIMPLE_ERRORS[slug](detail)
     if slug == "not-found":  # no such route: the URL is not an allowance service's

@@ -55,6 +55,15 @@ def request(
     )
 
 
+def settled_amount(value: object) -> int | None:
+    """``commit(amount=)``: None (the amount held), or the units really used."""
+    if value is None:
+        return None
+    if type(value) is not int or not 0 <= value <= MAX_AMOUNT:
+        raise InvalidAmount("amount", value, f"expected a whole number from 0 to {MAX_AMOUNT:,}")
+    return value
+
+
 def account_settings(policy: Policy, plan: object, seats: object) -> tuple[str, int]:
     if not isinstance(plan, str) or plan not in policy.plan_by_name:
         names = ", ".join(p.name for p in policy.plans)

@@ -25,6 +25,7 @@ from allowance import (
     InvalidAmount,
     InvalidRequest,
     Limiter,
+    LimitExceeded,
     ManualClock,
     PermissionDenied,
     Reservation,
@@ -151,6 +152,38 @@ def test_reservations_commit_release_expire(service: Service) -> None:
         denied = client.reserve("studio", "background.studio", 10_000)
         assert denied.id is None and denied.expires_at is None and not denied.decision.allowed
         assert denied.decision == lim.reserve("studio", "background.studio", 10_000).decision
+
+
+def test_a_reservation_settles_at_the_real_amount(service: Service) -> None:
+    twin = Twin(service)
+    lim = twin.lim
+    with Client(service.url, service.admin) as client:
+        for side in (client, lim):
+            side.set_account("tokens", "pro")  # ai_exports: 30 a week
+        for side in (client, lim):
+            side.reserve("tokens", "export.ai", 10).commit(4)
+            side.reserve("tokens", "export.ai", 5).commit(12)
+        assert client.usage("tokens") == lim.usage("tokens")
+        held = client.reserve("tokens", "export.ai", 2)
+        with pytest.raises(LimitExceeded) as over:
+            held.commit(20)  # 16 + 20 > 30: 429, and the 2 stay held
+        ref = lim.reserve("tokens", "export.ai", 2)
+        with pytest.raises(LimitExceeded) as ref_over:
+            ref.commit(20)
+        assert over.value.decision == ref_over.value.decision
+        assert over.value.decision.reason == "limit_reached"
+        assert client.usage("tokens") == lim.usage("tokens")
+        with pytest.raises(InvalidAmount):
+            held.commit(-1)  # refused before it is sent
+        response = httpx.post(
+            f"{service.url}/v1/reservations/{held.id}/commit",
+            json={"amount": "3"},
+            headers={"Authorization": f"Bearer {service.admin}"},
+        )
+        assert response.status_code == 422 and "amount" in response.text
+        held.commit()
+        ref.commit()
+        assert client.usage("tokens") == lim.usage("tokens")
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ from allowance.errors import (
     AllowanceError,
     IdempotencyConflict,
     InvalidRequest,
+    LimitExceeded,
     ReservationExpired,
     ReservationNotFound,
     StoreError,
@@ -108,6 +109,17 @@ def _answer(exc: BaseException) -> Problem:
         return Problem(404, "unknown-reservation", "Unknown reservation", str(exc))
     if isinstance(exc, ReservationExpired):
         return Problem(410, "reservation-expired", "Reservation expired", str(exc))
+    if isinstance(exc, LimitExceeded):  # commit(amount): the extra does not fit; still held
+        d = exc.decision
+        wait = {} if d.retry_after is None else {"Retry-After": str(math.ceil(d.retry_after))}
+        return Problem(
+            429 if d.reason == "limit_reached" else 403,
+            "limit-exceeded",
+            "More than the limits have room for",
+            d.message,
+            {"decision": d.to_json()},
+            wait,
+        )
     if isinstance(exc, IdempotencyConflict):
         return Problem(
             409,

@@ -228,10 +228,13 @@ async def reserve(
     summary="Make a reservation's units final",
     dependencies=[Decide],
     response_model=schemas.CommitBody,
-    responses=problems(403, 404, 410),
+    responses=problems(403, 404, 410, 429),
 )
-async def commit(reservation_id: ObjectId, svc: Svc) -> Response:
-    await svc.run("commit", svc.limiter.commit(reservation_id))
+async def commit(
+    reservation_id: ObjectId, svc: Svc, body: schemas.CommitRequest | None = None
+) -> Response:
+    amount = None if body is None else body.amount
+    await svc.run("commit", svc.limiter.commit(reservation_id, amount))
     svc.metrics.settled(reservation_id)
     return _json({"id": reservation_id, "status": "committed"})
 

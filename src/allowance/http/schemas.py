@@ -76,6 +76,17 @@ class ReservationRequest(DecisionRequest):
     ttl: StrictFloat = Field(900.0, gt=0, le=MAX_TTL, description="seconds the units are held")
 
 
+class CommitRequest(Strict):
+    model_config = ConfigDict(extra="forbid", **_examples({"amount": 1200}))
+
+    amount: StrictInt | None = Field(
+        None,
+        ge=0,
+        le=MAX_AMOUNT,
+        description="the units really used: fewer go back, more are charged if they fit",
+    )
+
+
 class AccountRequest(Strict):
     model_config = ConfigDict(extra="forbid", **_examples({"plan": "pro", "seats": 3}))
 
