@@ -26,11 +26,10 @@ hands over to the path below when the account has a reservation past its expiry.
 
 Every other operation is one READ COMMITTED transaction, written once as a protocol free of
 I/O (``postgres_transaction.py``) that this store and its async twin drive: the account's row
-is locked with
-``SELECT ... FOR UPDATE``, the shared operations of ``ops.py`` run on it, and its counters (one
-``jsonb`` value, as in SQLite) are written back by one ``UPDATE`` only if they changed. Two
-decisions on one account queue on the row lock and the second reads what the first committed:
-no lost update. Any error rolls the whole transaction back.
+is locked with ``SELECT ... FOR UPDATE``, the shared operations of ``ops.py`` run on it, and
+its counters (one ``jsonb`` value, as in SQLite) are written back by one ``UPDATE`` only if
+they changed. Two decisions on one account queue on the row lock and the second reads what the
+first committed: no lost update. Any error rolls the whole transaction back.
 
 The view ``ops`` runs on (``postgres_common.PostgresView``) does no I/O, so this store and its
 async twin (``postgres_async.py``, on psycopg's ``AsyncConnectionPool``) share it, and the SQL:
@@ -60,9 +59,11 @@ the same statement. ``now()`` is the transaction's start, also before the wait.
 
 Schema: created by the first store to start, under an advisory lock (two ``CREATE ... IF NOT
 EXISTS`` at once can still collide), versioned in ``schema_version``; a newer one is refused.
-Cleanup: every few thousand operations a process deletes a bounded batch of expired idempotency
-records and settled reservations (``SKIP LOCKED``: sweepers never queue on each other) and
-settles expired reservations; ``Limiter.sweep()`` does all of it.
+Cleanup, written once as a protocol free of I/O too (``postgres_upkeep.py``): every
+``SWEEP_EVERY`` operations a process settles a bounded batch of expired reservations (each
+account in a transaction of its own), then deletes a batch of expired idempotency records and
+settled reservations and drops the spent counters of a batch of accounts (``SKIP LOCKED``:
+sweepers never queue on each other); ``Limiter.sweep()`` does all of it.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ import logging
 import threading
 import zlib
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from time import monotonic
 from typing import Any, TypeVar
 
@@ -80,8 +81,7 @@ import psycopg
 from psycopg.pq import ExecStatus, TransactionStatus
 from psycopg_pool import ConnectionPool
 
-from allowance import ops
-from allowance.errors import ConfigurationError, StoreError, UnknownAccount
+from allowance.errors import ConfigurationError, StoreError
 from allowance.policy import Policy
 from allowance.request import Request
 from allowance.stores import postgres_upkeep as upkeep
@@ -125,7 +125,7 @@ from allowance.stores.postgres_fast import (
     fast_spec,
     libpq_row,
 )
-from allowance.stores.postgres_transaction import Done, Protocol, Send, advance, transaction
+from allowance.stores.postgres_transaction import Done, Protocol, Send, Step, advance, transaction
 from allowance.types import Account, Decision
 from allowance.view import NO_PRELOAD, AccountView, Preload
 
@@ -378,42 +378,10 @@ class PostgresStore(Store):
         return self._sweep(self.now() if now is None else now, None)
 
     def _sweep(self, now: float, batch: int | None) -> int:
-        """Settle expired reservations, then delete what has expired; ``batch`` None = all."""
-        q, policy = self.sql, self.policy
-        if policy is not None:
-            with Translate(), self._connection() as conn:
-                due = [r[0] for r in conn.execute(q["due_accounts"], (now, batch)).fetchall()]
-            for account in due:  # each in its own transaction, with the account locked
-                with suppress(UnknownAccount):
-                    self._transact(
-                        account,
-                        now,
-                        lambda view, t: ops.settle_due_holds(policy, view, t),
-                        NO_PRELOAD,
-                    )
-        removed, size = 0, batch or SWEEP_BATCH
-        if batch is None:
-            self._scan_from = ""  # every account, from the first
-        with Translate(), self._connection() as conn:
-            while True:  # one batch, or (batch None) batches until nothing is left
-                deleted = sum(
-                    conn.execute(st, args).rowcount for st, args in upkeep.deletes(q, now, size)
-                )
-                wrapped, counters = True, 0
-                if policy is not None:
-                    with conn.transaction():
-                        rows = conn.execute(
-                            upkeep.upkeep_queries(self.schema)["accounts"],
-                            (self._scan_from, size),
-                        ).fetchall()
-                        writes, counters = upkeep.counter_writes(policy, self.schema, rows, now)
-                        for st, args in writes:
-                            conn.execute(st, args)
-                    wrapped = len(rows) < size
-                    self._scan_from = "" if wrapped else rows[-1][0]
-                removed += deleted + counters
-                if batch is not None or (deleted == 0 and wrapped):
-                    return removed
+        """Settle expired reservations, then delete what has expired; ``batch`` None = all
+        (the protocol: ``postgres_upkeep.sweep``)."""
+        with Translate():
+            return _drive_sweep(self, upkeep.sweep(self, now, batch, SWEEP_BATCH))
 
     def execute(self, sql: str, args: tuple[Any, ...] = ()) -> tuple[list[Any], int]:
         """One statement outside the decision path, in autocommit (the keyring's): its rows
@@ -441,13 +409,41 @@ def _drive(conn: Conn, protocol: Protocol[T]) -> tuple[T, float]:
     while not isinstance(step := advance(protocol, reply, error), Done):
         reply, error = None, None
         try:
-            if isinstance(step, Send):
-                reply = conn.execute(step.query, step.params, prepare=False)
-            else:
-                reply = step.handle.fetchone() if step.one else step.handle.fetchall()
+            reply = _run(conn, step)
         except BaseException as exc:
             error = exc
     return step.value
+
+
+def _drive_sweep(store: PostgresStore, protocol: upkeep.Sweep) -> int:
+    """Run the sweep protocol (postgres_upkeep.py) as ``_drive`` runs a transaction: its
+    statements from one ``Settle`` to the next on one connection, put back before the
+    ``Settle``, whose transaction (the store's own) takes a connection of its own."""
+    reply: Any = None
+    error: BaseException | None = None
+    with ExitStack() as held:
+        conn: Conn | None = None
+        while not isinstance(step := advance(protocol, reply, error), Done):
+            reply, error = None, None
+            try:
+                if isinstance(step, upkeep.Settle):
+                    held.close()
+                    conn = None
+                    reply = store._transact(step.account, step.now, step.fn, NO_PRELOAD)
+                else:
+                    if conn is None:
+                        conn = held.enter_context(store._connection())
+                    reply = _run(conn, step)
+            except BaseException as exc:
+                error = exc
+        return step.value
+
+
+def _run(conn: Conn, step: Step) -> Any:
+    """A protocol's statement sent (answered with its cursor), or the rows of one sent."""
+    if isinstance(step, Send):
+        return conn.execute(step.query, step.params, prepare=False)
+    return step.handle.fetchone() if step.one else step.handle.fetchall()
 
 
 def _rollback(conn: Conn) -> None:

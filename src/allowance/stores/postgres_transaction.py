@@ -43,6 +43,8 @@ from allowance.stores.postgres_common import (
 from allowance.view import AccountView, Preload
 
 T = TypeVar("T")
+S = TypeVar("S")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,9 +120,10 @@ def transaction(
     return result, now
 
 
-def advance(protocol: Protocol[T], reply: Any, error: BaseException | None) -> Step | Done[T]:
-    """The protocol's next step after ``reply`` (or after ``error``, thrown into it), or
-    ``Done`` with its result: the part of a driver's loop that does no I/O."""
+def advance(protocol: Generator[S, Any, R], reply: Any, error: BaseException | None) -> S | Done[R]:
+    """A protocol's next step after ``reply`` (or after ``error``, thrown into it), or
+    ``Done`` with its result: the part of a driver's loop that does no I/O (this one's and
+    the sweep's, ``postgres_upkeep.sweep``)."""
     try:
         return protocol.send(reply) if error is None else protocol.throw(error)
     except StopIteration as done:
@@ -128,7 +131,8 @@ def advance(protocol: Protocol[T], reply: Any, error: BaseException | None) -> S
 
 
 @dataclass(frozen=True, slots=True)
-class Done(Generic[T]):
-    """The protocol has finished: its result and the time it ran at."""
+class Done(Generic[R]):
+    """The protocol has finished: its result (a transaction's: its own and the time it ran
+    at)."""
 
-    value: tuple[T, float]
+    value: R
