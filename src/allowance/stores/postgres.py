@@ -39,15 +39,9 @@ statements. The row's ``next_hold_expiry`` (the earliest expiry of a held reserv
 recomputed by the row's ``UPDATE`` itself whenever a reservation changed, by a subquery that
 sees the reservation upserts queued before it, so nothing is read back for it.
 
-Round trips on that path: two per operation, granted or not, with or without an idempotency key or a
-reservation. ``BEGIN``, the locking ``SELECT`` and the reads of the preloaded records go in one
-pipelined flight (the reads queued behind the lock run with the row locked); the writes (the
-idempotency record, reservations, then the row) and ``COMMIT`` in the second, which waits for
-the WAL flush. An account with a reservation past its expiry (the row says so) adds one between
-them, the read of its due reservations; so does a record read that was not preloaded (a bare
-``transact``; the async store refuses those). A transaction that wrote nothing (a denial,
-``check``, ``usage``) still logged its row lock, so it commits with ``synchronous_commit =
-off``: a crash could lose only the lock.
+Round trips on that path: two per operation, granted or not, with or without an idempotency
+key or a reservation; one more for an account with a reservation past its expiry, and for a
+record read that was not preloaded (the flights: ``postgres_transaction.py``).
 
 Time: with no clock given, it is the server's ``clock_timestamp()`` read after the row lock is
 held, so decisions on one account are ordered in time as they commit. In the locking select
@@ -57,8 +51,8 @@ time from before its 1 s wait; only an updated row made the READ COMMITTED re-ch
 again). Selected from a ``MATERIALIZED`` CTE that takes the lock, it is read after the wait, in
 the same statement. ``now()`` is the transaction's start, also before the wait.
 
-Schema: created by the first store to start, under an advisory lock (two ``CREATE ... IF NOT
-EXISTS`` at once can still collide), versioned in ``schema_version``; a newer one is refused.
+Schema (``postgres_schema.py``): created by the first store to start, under an advisory lock,
+versioned in ``schema_version``; a newer one is refused.
 Cleanup, written once as a protocol free of I/O too (``postgres_upkeep.py``): every
 ``SWEEP_EVERY`` operations a process settles a bounded batch of expired reservations (each
 account in a transaction of its own), then deletes a batch of expired idempotency records and
@@ -71,7 +65,6 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
-import zlib
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager, suppress
 from time import monotonic
@@ -81,7 +74,7 @@ import psycopg
 from psycopg.pq import ExecStatus, TransactionStatus
 from psycopg_pool import ConnectionPool
 
-from allowance.errors import ConfigurationError, StoreError
+from allowance.errors import StoreError
 from allowance.policy import Policy
 from allowance.request import Request
 from allowance.stores import postgres_upkeep as upkeep
@@ -89,8 +82,6 @@ from allowance.stores.base import DEFAULT_TIMEOUT, AsyncStore, Store, store_time
 from allowance.stores.keyring import KeyRing, SQLKeyRing
 from allowance.stores.postgres_common import (
     CONNECTION_KWARGS,
-    DDL,
-    LOCK_NAMESPACE,
     NOW,
     SCHEMA_VERSION,
     SWEEP_BATCH,
@@ -125,6 +116,7 @@ from allowance.stores.postgres_fast import (
     fast_spec,
     libpq_row,
 )
+from allowance.stores.postgres_schema import migrate
 from allowance.stores.postgres_transaction import Done, Protocol, Send, Step, advance, transaction
 from allowance.types import Account, Decision
 from allowance.view import NO_PRELOAD, AccountView, Preload
@@ -166,7 +158,7 @@ class PostgresStore(Store):
             # One direct connection first: an unreachable server fails here at once (a pool
             # would retry in the background until its timeout), and it creates the schema.
             with psycopg.connect(conninfo, autocommit=True) as conn:
-                self._migrate(conn)
+                migrate(conn, schema, self.sql)
             self._pool: ConnectionPool[Conn] = ConnectionPool(
                 conninfo,
                 connection_class=TimedConnection,
@@ -210,32 +202,6 @@ class PostgresStore(Store):
         )
         store.policy = self.policy
         return store
-
-    def _migrate(self, conn: psycopg.Connection[Any]) -> None:
-        """Create or check the schema, one process at a time (CREATE ... IF NOT EXISTS alone
-        is not safe when two run at once: both may try to insert the same catalog row)."""
-        schema, q = self.schema, self.sql
-        with conn.transaction():
-            conn.execute(
-                "SELECT pg_advisory_xact_lock(%s, %s)",
-                (LOCK_NAMESPACE, zlib.crc32(schema.encode()) - 2**31),  # to signed int4
-            )
-            found = conn.execute(
-                "SELECT 1 FROM pg_catalog.pg_tables"
-                " WHERE schemaname = %s AND tablename = 'schema_version'",
-                (schema,),
-            ).fetchone()
-            version = conn.execute(q["version"]).fetchone() if found else None
-            current = version[0] if version is not None and version[0] is not None else 0
-            if current > SCHEMA_VERSION:
-                raise ConfigurationError(
-                    f"store: schema {schema!r} is at version {current}, written by a newer"
-                    f" allowance (this one knows up to {SCHEMA_VERSION})"
-                )
-            if current < SCHEMA_VERSION:
-                for statement in DDL:
-                    conn.execute(render(statement, schema))
-                conn.execute(q["set_version"], (SCHEMA_VERSION,))
 
     def _getconn(self) -> Conn:
         """A pool connection, its deadline set ``timeout`` from now; one the server closed

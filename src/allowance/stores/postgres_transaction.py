@@ -4,9 +4,13 @@ yields what to send and receives what came back, run by a thin driver in each st
 
 One operation on one account is one READ COMMITTED transaction in psycopg's pipeline mode, in
 two flights: ``BEGIN``, the locking ``SELECT ... FOR UPDATE`` and the reads of the records the
-operation named up front (``Preload``) go together; the operation (``fn``, the shared code of
-``ops.py``) runs on a ``PostgresView`` of them, without I/O; its writes and ``COMMIT`` go in
-the last flight. A reservation past its expiry costs a flight more, only when one is due.
+operation named up front (``Preload``) go together (the reads queued behind the lock run with
+the row locked); the operation (``fn``, the shared code of ``ops.py``) runs on a
+``PostgresView`` of them, without I/O; its writes (the idempotency record, reservations, then
+the row) and ``COMMIT`` go in the last flight, which waits for the WAL flush. A reservation
+past its expiry costs a flight more, only when one is due (the row says so), and so does a
+read of a record nobody preloaded (``fetch``: a bare ``transact``; the async store refuses
+those).
 
 The steps: ``Send(query, params)`` queues a statement and is answered with a handle;
 ``Rows(handle, one)`` is answered with its first row (None if none) or all of its rows. A
