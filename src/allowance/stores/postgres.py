@@ -26,11 +26,10 @@ hands over to the path below when the account has a reservation past its expiry.
 
 Every other operation is one READ COMMITTED transaction, written once as a protocol free of
 I/O (``postgres_transaction.py``) that this store and its async twin drive: the account's row
-is locked with
-``SELECT ... FOR UPDATE``, the shared operations of ``ops.py`` run on it, and its counters (one
-``jsonb`` value, as in SQLite) are written back by one ``UPDATE`` only if they changed. Two
-decisions on one account queue on the row lock and the second reads what the first committed:
-no lost update. Any error rolls the whole transaction back.
+is locked with ``SELECT ... FOR UPDATE``, the shared operations of ``ops.py`` run on it, and
+its counters (one ``jsonb`` value, as in SQLite) are written back by one ``UPDATE`` only if
+they changed. Two decisions on one account queue on the row lock and the second reads what the
+first committed: no lost update. Any error rolls the whole transaction back.
 
 The view ``ops`` runs on (``postgres_common.PostgresView``) does no I/O, so this store and its
 async twin (``postgres_async.py``, on psycopg's ``AsyncConnectionPool``) share it, and the SQL:
@@ -40,15 +39,9 @@ statements. The row's ``next_hold_expiry`` (the earliest expiry of a held reserv
 recomputed by the row's ``UPDATE`` itself whenever a reservation changed, by a subquery that
 sees the reservation upserts queued before it, so nothing is read back for it.
 
-Round trips on that path: two per operation, granted or not, with or without an idempotency key or a
-reservation. ``BEGIN``, the locking ``SELECT`` and the reads of the preloaded records go in one
-pipelined flight (the reads queued behind the lock run with the row locked); the writes (the
-idempotency record, reservations, then the row) and ``COMMIT`` in the second, which waits for
-the WAL flush. An account with a reservation past its expiry (the row says so) adds one between
-them, the read of its due reservations; so does a record read that was not preloaded (a bare
-``transact``; the async store refuses those). A transaction that wrote nothing (a denial,
-``check``, ``usage``) still logged its row lock, so it commits with ``synchronous_commit =
-off``: a crash could lose only the lock.
+Round trips on that path: two per operation, granted or not, with or without an idempotency
+key or a reservation; one more for an account with a reservation past its expiry, and for a
+record read that was not preloaded (the flights: ``postgres_transaction.py``).
 
 Time: with no clock given, it is the server's ``clock_timestamp()`` read after the row lock is
 held, so decisions on one account are ordered in time as they commit. In the locking select
@@ -58,11 +51,13 @@ time from before its 1 s wait; only an updated row made the READ COMMITTED re-ch
 again). Selected from a ``MATERIALIZED`` CTE that takes the lock, it is read after the wait, in
 the same statement. ``now()`` is the transaction's start, also before the wait.
 
-Schema: created by the first store to start, under an advisory lock (two ``CREATE ... IF NOT
-EXISTS`` at once can still collide), versioned in ``schema_version``; a newer one is refused.
-Cleanup: every few thousand operations a process deletes a bounded batch of expired idempotency
-records and settled reservations (``SKIP LOCKED``: sweepers never queue on each other) and
-settles expired reservations; ``Limiter.sweep()`` does all of it.
+Schema (``postgres_schema.py``): created by the first store to start, under an advisory lock,
+versioned in ``schema_version``; a newer one is refused.
+Cleanup, written once as a protocol free of I/O too (``postgres_upkeep.py``): every
+``SWEEP_EVERY`` operations a process settles a bounded batch of expired reservations (each
+account in a transaction of its own), then deletes a batch of expired idempotency records and
+settled reservations and drops the spent counters of a batch of accounts (``SKIP LOCKED``:
+sweepers never queue on each other); ``Limiter.sweep()`` does all of it.
 """
 
 from __future__ import annotations
@@ -70,9 +65,8 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
-import zlib
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from time import monotonic
 from typing import Any, TypeVar
 
@@ -80,8 +74,7 @@ import psycopg
 from psycopg.pq import ExecStatus, TransactionStatus
 from psycopg_pool import ConnectionPool
 
-from allowance import ops
-from allowance.errors import ConfigurationError, StoreError, UnknownAccount
+from allowance.errors import StoreError
 from allowance.policy import Policy
 from allowance.request import Request
 from allowance.stores import postgres_upkeep as upkeep
@@ -89,8 +82,6 @@ from allowance.stores.base import DEFAULT_TIMEOUT, AsyncStore, Store, store_time
 from allowance.stores.keyring import KeyRing, SQLKeyRing
 from allowance.stores.postgres_common import (
     CONNECTION_KWARGS,
-    DDL,
-    LOCK_NAMESPACE,
     NOW,
     SCHEMA_VERSION,
     SWEEP_BATCH,
@@ -125,7 +116,8 @@ from allowance.stores.postgres_fast import (
     fast_spec,
     libpq_row,
 )
-from allowance.stores.postgres_transaction import Done, Protocol, Send, advance, transaction
+from allowance.stores.postgres_schema import migrate
+from allowance.stores.postgres_transaction import Done, Protocol, Send, Step, advance, transaction
 from allowance.types import Account, Decision
 from allowance.view import NO_PRELOAD, AccountView, Preload
 
@@ -166,7 +158,7 @@ class PostgresStore(Store):
             # One direct connection first: an unreachable server fails here at once (a pool
             # would retry in the background until its timeout), and it creates the schema.
             with psycopg.connect(conninfo, autocommit=True) as conn:
-                self._migrate(conn)
+                migrate(conn, schema, self.sql)
             self._pool: ConnectionPool[Conn] = ConnectionPool(
                 conninfo,
                 connection_class=TimedConnection,
@@ -210,32 +202,6 @@ class PostgresStore(Store):
         )
         store.policy = self.policy
         return store
-
-    def _migrate(self, conn: psycopg.Connection[Any]) -> None:
-        """Create or check the schema, one process at a time (CREATE ... IF NOT EXISTS alone
-        is not safe when two run at once: both may try to insert the same catalog row)."""
-        schema, q = self.schema, self.sql
-        with conn.transaction():
-            conn.execute(
-                "SELECT pg_advisory_xact_lock(%s, %s)",
-                (LOCK_NAMESPACE, zlib.crc32(schema.encode()) - 2**31),  # to signed int4
-            )
-            found = conn.execute(
-                "SELECT 1 FROM pg_catalog.pg_tables"
-                " WHERE schemaname = %s AND tablename = 'schema_version'",
-                (schema,),
-            ).fetchone()
-            version = conn.execute(q["version"]).fetchone() if found else None
-            current = version[0] if version is not None and version[0] is not None else 0
-            if current > SCHEMA_VERSION:
-                raise ConfigurationError(
-                    f"store: schema {schema!r} is at version {current}, written by a newer"
-                    f" allowance (this one knows up to {SCHEMA_VERSION})"
-                )
-            if current < SCHEMA_VERSION:
-                for statement in DDL:
-                    conn.execute(render(statement, schema))
-                conn.execute(q["set_version"], (SCHEMA_VERSION,))
 
     def _getconn(self) -> Conn:
         """A pool connection, its deadline set ``timeout`` from now; one the server closed
@@ -378,42 +344,10 @@ class PostgresStore(Store):
         return self._sweep(self.now() if now is None else now, None)
 
     def _sweep(self, now: float, batch: int | None) -> int:
-        """Settle expired reservations, then delete what has expired; ``batch`` None = all."""
-        q, policy = self.sql, self.policy
-        if policy is not None:
-            with Translate(), self._connection() as conn:
-                due = [r[0] for r in conn.execute(q["due_accounts"], (now, batch)).fetchall()]
-            for account in due:  # each in its own transaction, with the account locked
-                with suppress(UnknownAccount):
-                    self._transact(
-                        account,
-                        now,
-                        lambda view, t: ops.settle_due_holds(policy, view, t),
-                        NO_PRELOAD,
-                    )
-        removed, size = 0, batch or SWEEP_BATCH
-        if batch is None:
-            self._scan_from = ""  # every account, from the first
-        with Translate(), self._connection() as conn:
-            while True:  # one batch, or (batch None) batches until nothing is left
-                deleted = sum(
-                    conn.execute(st, args).rowcount for st, args in upkeep.deletes(q, now, size)
-                )
-                wrapped, counters = True, 0
-                if policy is not None:
-                    with conn.transaction():
-                        rows = conn.execute(
-                            upkeep.upkeep_queries(self.schema)["accounts"],
-                            (self._scan_from, size),
-                        ).fetchall()
-                        writes, counters = upkeep.counter_writes(policy, self.schema, rows, now)
-                        for st, args in writes:
-                            conn.execute(st, args)
-                    wrapped = len(rows) < size
-                    self._scan_from = "" if wrapped else rows[-1][0]
-                removed += deleted + counters
-                if batch is not None or (deleted == 0 and wrapped):
-                    return removed
+        """Settle expired reservations, then delete what has expired; ``batch`` None = all
+        (the protocol: ``postgres_upkeep.sweep``)."""
+        with Translate():
+            return _drive_sweep(self, upkeep.sweep(self, now, batch, SWEEP_BATCH))
 
     def execute(self, sql: str, args: tuple[Any, ...] = ()) -> tuple[list[Any], int]:
         """One statement outside the decision path, in autocommit (the keyring's): its rows
@@ -441,13 +375,41 @@ def _drive(conn: Conn, protocol: Protocol[T]) -> tuple[T, float]:
     while not isinstance(step := advance(protocol, reply, error), Done):
         reply, error = None, None
         try:
-            if isinstance(step, Send):
-                reply = conn.execute(step.query, step.params, prepare=False)
-            else:
-                reply = step.handle.fetchone() if step.one else step.handle.fetchall()
+            reply = _run(conn, step)
         except BaseException as exc:
             error = exc
     return step.value
+
+
+def _drive_sweep(store: PostgresStore, protocol: upkeep.Sweep) -> int:
+    """Run the sweep protocol (postgres_upkeep.py) as ``_drive`` runs a transaction: its
+    statements from one ``Settle`` to the next on one connection, put back before the
+    ``Settle``, whose transaction (the store's own) takes a connection of its own."""
+    reply: Any = None
+    error: BaseException | None = None
+    with ExitStack() as held:
+        conn: Conn | None = None
+        while not isinstance(step := advance(protocol, reply, error), Done):
+            reply, error = None, None
+            try:
+                if isinstance(step, upkeep.Settle):
+                    held.close()
+                    conn = None
+                    reply = store._transact(step.account, step.now, step.fn, NO_PRELOAD)
+                else:
+                    if conn is None:
+                        conn = held.enter_context(store._connection())
+                    reply = _run(conn, step)
+            except BaseException as exc:
+                error = exc
+        return step.value
+
+
+def _run(conn: Conn, step: Step) -> Any:
+    """A protocol's statement sent (answered with its cursor), or the rows of one sent."""
+    if isinstance(step, Send):
+        return conn.execute(step.query, step.params, prepare=False)
+    return step.handle.fetchone() if step.one else step.handle.fetchall()
 
 
 def _rollback(conn: Conn) -> None:

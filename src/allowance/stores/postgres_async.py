@@ -1,7 +1,8 @@
 """The async twin of ``postgres.py`` on psycopg's ``AsyncConnectionPool``: the same SQL, the
-same view and the same transaction in the same pipelined flights, awaited. The records an
-operation reads are named up front (``Preload``) and read in the locking flight, and expired
-reservations right after it, so ``ops`` runs between awaits without I/O of its own.
+same view and the same transaction in the same pipelined flights, and the same sweep
+(``postgres_upkeep.sweep``), awaited. The records an operation reads are named up front
+(``Preload``) and read in the locking flight, and expired reservations right after it, so
+``ops`` runs between awaits without I/O of its own.
 
 The pool is created and opened by the first operation, inside the running loop: psycopg_pool
 deprecates opening an async pool in its constructor, and an open pool belongs to one loop. The
@@ -15,7 +16,7 @@ import asyncio
 import itertools
 import logging
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, suppress
+from contextlib import AsyncExitStack, asynccontextmanager, suppress
 from time import monotonic
 from typing import Any, TypeVar
 
@@ -23,8 +24,7 @@ import psycopg
 from psycopg.pq import ExecStatus, TransactionStatus
 from psycopg_pool import AsyncConnectionPool
 
-from allowance import ops
-from allowance.errors import StoreError, UnknownAccount
+from allowance.errors import StoreError
 from allowance.policy import Policy
 from allowance.request import Request
 from allowance.stores import postgres_common as common
@@ -60,7 +60,7 @@ from allowance.stores.postgres_fast import (
     fast_spec,
     libpq_row,
 )
-from allowance.stores.postgres_transaction import Done, Protocol, Send, advance, transaction
+from allowance.stores.postgres_transaction import Done, Protocol, Send, Step, advance, transaction
 from allowance.types import Account, Decision
 from allowance.view import NO_PRELOAD, AccountView, Preload
 
@@ -284,46 +284,10 @@ class AsyncPostgresStore(AsyncStore):
         return await self._sweep(now, None)
 
     async def _sweep(self, now: float, batch: int | None) -> int:
-        """Settle expired reservations, then delete what has expired; ``batch`` None = all."""
-        q, policy = self.sql, self.policy
-        if policy is not None:
-            with Translate():
-                async with self._connection() as conn:
-                    cur = await conn.execute(q["due_accounts"], (now, batch))
-                    due = [r[0] for r in await cur.fetchall()]
-            for account in due:  # each in its own transaction, with the account locked
-                with suppress(UnknownAccount):
-                    await self._transact(
-                        account,
-                        now,
-                        lambda view, t: ops.settle_due_holds(policy, view, t),
-                        NO_PRELOAD,
-                    )
-        removed, size = 0, batch or common.SWEEP_BATCH
-        if batch is None:
-            self._scan_from = ""  # every account, from the first
+        """Settle expired reservations, then delete what has expired; ``batch`` None = all
+        (the protocol: ``postgres_upkeep.sweep``)."""
         with Translate():
-            async with self._connection() as conn:
-                while True:  # one batch, or (batch None) batches until nothing is left
-                    deleted = 0
-                    for st, args in upkeep.deletes(q, now, size):
-                        deleted += (await conn.execute(st, args)).rowcount
-                    wrapped, counters = True, 0
-                    if policy is not None:
-                        async with conn.transaction():
-                            cur = await conn.execute(
-                                upkeep.upkeep_queries(self.schema)["accounts"],
-                                (self._scan_from, size),
-                            )
-                            rows = await cur.fetchall()
-                            writes, counters = upkeep.counter_writes(policy, self.schema, rows, now)
-                            for st, args in writes:
-                                await conn.execute(st, args)
-                        wrapped = len(rows) < size
-                        self._scan_from = "" if wrapped else rows[-1][0]
-                    removed += deleted + counters
-                    if batch is not None or (deleted == 0 and wrapped):
-                        return removed
+            return await _drive_sweep(self, upkeep.sweep(self, now, batch, common.SWEEP_BATCH))
 
     async def close(self) -> None:
         async with self._opening:  # after an opening in progress, so its pool is closed too
@@ -343,13 +307,39 @@ async def _drive(conn: AsyncConn, protocol: Protocol[T]) -> tuple[T, float]:
     while not isinstance(step := advance(protocol, reply, error), Done):
         reply, error = None, None
         try:
-            if isinstance(step, Send):
-                reply = await conn.execute(step.query, step.params, prepare=False)
-            else:
-                reply = await (step.handle.fetchone() if step.one else step.handle.fetchall())
+            reply = await _run(conn, step)
         except BaseException as exc:
             error = exc
     return step.value
+
+
+async def _drive_sweep(store: AsyncPostgresStore, protocol: upkeep.Sweep) -> int:
+    """``postgres._drive_sweep``, awaited."""
+    reply: Any = None
+    error: BaseException | None = None
+    async with AsyncExitStack() as held:
+        conn: AsyncConn | None = None
+        while not isinstance(step := advance(protocol, reply, error), Done):
+            reply, error = None, None
+            try:
+                if isinstance(step, upkeep.Settle):
+                    await held.aclose()
+                    conn = None
+                    reply = await store._transact(step.account, step.now, step.fn, NO_PRELOAD)
+                else:
+                    if conn is None:
+                        conn = await held.enter_async_context(store._connection())
+                    reply = await _run(conn, step)
+            except BaseException as exc:
+                error = exc
+        return step.value
+
+
+async def _run(conn: AsyncConn, step: Step) -> Any:
+    """``postgres._run``, awaited."""
+    if isinstance(step, Send):
+        return await conn.execute(step.query, step.params, prepare=False)
+    return await (step.handle.fetchone() if step.one else step.handle.fetchall())
 
 
 async def _rollback(conn: AsyncConn) -> None:

@@ -4,9 +4,13 @@ yields what to send and receives what came back, run by a thin driver in each st
 
 One operation on one account is one READ COMMITTED transaction in psycopg's pipeline mode, in
 two flights: ``BEGIN``, the locking ``SELECT ... FOR UPDATE`` and the reads of the records the
-operation named up front (``Preload``) go together; the operation (``fn``, the shared code of
-``ops.py``) runs on a ``PostgresView`` of them, without I/O; its writes and ``COMMIT`` go in
-the last flight. A reservation past its expiry costs a flight more, only when one is due.
+operation named up front (``Preload``) go together (the reads queued behind the lock run with
+the row locked); the operation (``fn``, the shared code of ``ops.py``) runs on a
+``PostgresView`` of them, without I/O; its writes (the idempotency record, reservations, then
+the row) and ``COMMIT`` go in the last flight, which waits for the WAL flush. A reservation
+past its expiry costs a flight more, only when one is due (the row says so), and so does a
+read of a record nobody preloaded (``fetch``: a bare ``transact``; the async store refuses
+those).
 
 The steps: ``Send(query, params)`` queues a statement and is answered with a handle;
 ``Rows(handle, one)`` is answered with its first row (None if none) or all of its rows. A
@@ -43,6 +47,8 @@ from allowance.stores.postgres_common import (
 from allowance.view import AccountView, Preload
 
 T = TypeVar("T")
+S = TypeVar("S")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,9 +124,10 @@ def transaction(
     return result, now
 
 
-def advance(protocol: Protocol[T], reply: Any, error: BaseException | None) -> Step | Done[T]:
-    """The protocol's next step after ``reply`` (or after ``error``, thrown into it), or
-    ``Done`` with its result: the part of a driver's loop that does no I/O."""
+def advance(protocol: Generator[S, Any, R], reply: Any, error: BaseException | None) -> S | Done[R]:
+    """A protocol's next step after ``reply`` (or after ``error``, thrown into it), or
+    ``Done`` with its result: the part of a driver's loop that does no I/O (this one's and
+    the sweep's, ``postgres_upkeep.sweep``)."""
     try:
         return protocol.send(reply) if error is None else protocol.throw(error)
     except StopIteration as done:
@@ -128,7 +135,8 @@ def advance(protocol: Protocol[T], reply: Any, error: BaseException | None) -> S
 
 
 @dataclass(frozen=True, slots=True)
-class Done(Generic[T]):
-    """The protocol has finished: its result and the time it ran at."""
+class Done(Generic[R]):
+    """The protocol has finished: its result (a transaction's: its own and the time it ran
+    at)."""
 
-    value: tuple[T, float]
+    value: R
