@@ -15,7 +15,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
-from allowance import calls, ids
+from allowance import calls, ids, validation
 from allowance.clock import Clock
 from allowance.errors import ReservationNotFound, StoreError, StoreUnavailable, UnknownAccount
 from allowance.limiter import DEFAULT_TTL, Limiter, without_store
@@ -187,9 +187,10 @@ class AsyncLimiter:
         return AsyncReservation(self, held.hold_id, held.decision, to_datetime(held.expires_at))
 
     async def commit(self, reservation_id: str, amount: int | None = None) -> None:
-        call = calls.commit(self.policy, reservation_id, amount)
-        if not ids.is_degraded(reservation_id):  # see Limiter.commit
-            await self._run(call)
+        if ids.is_degraded(reservation_id):  # see Limiter.commit
+            validation.settled_amount(amount)
+            return
+        await self._run(calls.commit(self.policy, reservation_id, amount))
 
     async def release(self, reservation_id: str) -> None:
         if not ids.is_degraded(reservation_id):

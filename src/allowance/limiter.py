@@ -181,10 +181,10 @@ class Limiter:
     def commit(self, reservation_id: str, amount: int | None = None) -> None:
         """Make a reservation's units final, or settle it at ``amount`` units (see
         ``Reservation.commit``); ``ReservationExpired`` after its expiry."""
-        call = calls.commit(self.policy, reservation_id, amount)
         if ids.is_degraded(reservation_id):
+            validation.settled_amount(amount)  # a bad amount is refused all the same
             return  # granted without the store: journaled as used when it was granted
-        self._run(call)
+        self._run(calls.commit(self.policy, reservation_id, amount))
 
     def release(self, reservation_id: str) -> None:
         """Return a reservation's units to the windows they came from."""
