@@ -45,11 +45,14 @@ STORES_ROWS = (
     ("raw EVALSHA redis ", ("mostly granted",)),
     ("limits MovingWindow redis ", ("mostly granted", "mostly denied")),
     ("allowance redis ", ("mostly granted", "mostly denied")),
+    ("allowance redis credits", ("mostly granted",)),
     ("raw EVALSHA redis+cluster", ("mostly granted",)),
     ("limits MovingWindow redis+cluster", ("mostly granted",)),
-    ("allowance redis+cluster", ("mostly granted",)),
+    ("allowance redis+cluster ", ("mostly granted",)),
+    ("allowance redis+cluster credits", ("mostly granted",)),
     ("bare upsert postgresql", ("mostly granted",)),
-    ("allowance postgresql", ("mostly granted",)),
+    ("allowance postgresql ", ("mostly granted",)),
+    ("allowance postgresql credits", ("mostly granted",)),
     ("allowance postgresql pgbouncer", ("mostly granted",)),  # make test installs pgbouncer
 )
 

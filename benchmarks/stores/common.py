@@ -16,6 +16,9 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import limits.storage.redis
+import yaml
+
+from allowance import Policy, builtin_policy, parse_policy
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository
 FEATURE = "transform.virtual_model"
@@ -29,6 +32,8 @@ RAW_SCRIPT = "return {redis.call('GET', KEYS[1]), redis.call('GET', KEYS[2])}"
 RAW_VALUES = (b"pro", b"transform_rate=,1,1800002900:1|transform_daily=1800002900,1,")
 UPSERT = "INSERT INTO t(k, n) VALUES (%s, 1) ON CONFLICT (k) DO UPDATE SET n = t.n + 1"
 REDIS_FLOOR_RATIO, REDIS_LIMITS_RATIO, PG_RATIO = 0.8, 1.8, 0.7
+CREDITS_RATIO = 1.3  # a credit-priced decision costs at most this many seed decisions
+CREDIT_COST = 4  # credits one FEATURE request takes in the "credits" rows' pool
 MEMORY_TARGET = 1024  # bytes per active account
 MEMORY_SAMPLE = 200  # accounts whose keys get a MEMORY USAGE
 SERVERS = ("redis", "cluster", "postgresql")
@@ -59,7 +64,7 @@ class Contender:
 class Result:
     name: str
     server: str
-    role: str  # "floor" (raw EVALSHA, bare upsert), "limits" or "allowance"
+    role: str  # "floor" (raw EVALSHA, bare upsert), "limits", "allowance" or "credits"
     workload: str
     threads: int
     clients: str
@@ -75,6 +80,8 @@ class Result:
     floor: str | None = None
     vs_floor: float | None = None  # ops/s over the floor's ops/s (same server and threads)
     vs_limits: float | None = None  # ops/s over limits' ops/s (same server, threads, workload)
+    # credits rows: seconds per decision over the seed row's (same server, threads, workload)
+    vs_seed: float | None = None
     target: str | None = None
     met: bool | None = None
     notes: list[str] = field(default_factory=list)
@@ -190,3 +197,18 @@ class Cursor:
             i = i + 1 if i + 1 < n else 0
             self.index = i
             yield key
+
+
+def credit_policy() -> Policy:
+    """The built-in policy with FEATURE also priced in a monthly pool of AI credits
+    (CREDIT_COST each, ample on every plan): the "credits" rows decide FEATURE's two seed
+    limits and the pool, three counters, one of them charged 4 units a request."""
+    data = builtin_policy().to_data()
+    data["limits"]["ai_credits"] = {
+        "label": "AI credits",
+        "features": [FEATURE],
+        "costs": {FEATURE: CREDIT_COST},
+        "window": {"type": "calendar", "unit": "month"},
+        "plans": {plan["name"]: 10**9 for plan in data["plans"]},
+    }
+    return parse_policy(yaml.safe_dump(data, sort_keys=False), "builtin + credits")

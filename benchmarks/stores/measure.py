@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from stores.common import (
+    CREDITS_RATIO,
     DENIED,
     GRANTED,
     PG_RATIO,
@@ -20,6 +21,7 @@ from stores.common import (
     Cursor,
     Op,
     Result,
+    credit_policy,
     in_parallel,
     log,
     split,
@@ -270,6 +272,7 @@ def groups(
             lambda: RawEvalsha(redis_target, "redis"),
             lambda: LimitsRedis(redis_target, "redis", GRANTED),
             lambda: AllowanceRedis(redis_target, "redis", GRANTED),
+            lambda: AllowanceRedis(redis_target, "redis", GRANTED, credit_policy()),
             lambda: LimitsRedis(redis_target, "redis", DENIED),
             lambda: AllowanceRedis(redis_target, "redis", DENIED),
         ],
@@ -277,10 +280,12 @@ def groups(
             lambda: RawEvalsha(cluster_target, "cluster"),
             lambda: LimitsRedis(cluster_target, "cluster", GRANTED),
             lambda: AllowanceRedis(cluster_target, "cluster", GRANTED),
+            lambda: AllowanceRedis(cluster_target, "cluster", GRANTED, credit_policy()),
         ],
         [
             lambda: BareUpsert(pg_url),
             lambda: AllowancePostgres(pg_url, pg.free_connections),
+            lambda: AllowancePostgres(pg_url, pg.free_connections, credit_policy()),
             *(
                 [lambda: AllowancePgBouncer(bouncer_url, pg_url, pg.free_connections)]
                 if bouncer_url is not None
@@ -294,9 +299,15 @@ def compare(results: list[Result]) -> None:
     """Ratios against the baselines of the same server and thread count, targets, sanity."""
     floors = {(r.server, r.threads): r for r in results if r.role == "floor"}
     limits_rows = {(r.server, r.threads, r.workload): r for r in results if r.role == "limits"}
+    seed_rows = {(r.server, r.threads, r.workload): r for r in results if r.role == "allowance"}
     for r in results:
         if r.role == "floor":
             continue
+        seed = seed_rows.get((r.server, r.threads, r.workload))
+        if r.role == "credits" and seed is not None:
+            r.vs_seed = seed.ops_per_s / r.ops_per_s
+            r.target = f"≤{CREDITS_RATIO}× seed cost"
+            r.met = r.vs_seed <= CREDITS_RATIO
         floor = floors.get((r.server, r.threads))
         if floor is not None:
             r.floor = floor.name

@@ -6,6 +6,8 @@ from importlib import metadata
 
 from _table import aligned
 from stores.common import (
+    CREDIT_COST,
+    CREDITS_RATIO,
     GRANTED,
     MEMORY_FEATURES,
     MEMORY_TARGET,
@@ -53,13 +55,19 @@ def table(results: list[Result]) -> str:
             "n/a" if r.grant_ratio is None else f"{r.grant_ratio:.1%}",
             "" if r.server_us_per_op is None else f"{r.server_us_per_op:.1f}",
             floor_text(r),
-            "" if r.vs_limits is None else f"{r.vs_limits:.2f}×",
+            vs_text(r),
             r.target or "",
             "" if r.met is None else ("met" if r.met else "NO"),
         )
         for r in results
     ]
     return aligned(header, rows, {1, 4, 5, 6, 7, 8, 9, 10}, [r.threads for r in results])
+
+
+def vs_text(r: Result) -> str:
+    if r.vs_seed is not None:
+        return f"{r.vs_seed:.2f}× seed cost"
+    return "" if r.vs_limits is None else f"{r.vs_limits:.2f}×"
 
 
 def targets(results: list[Result], memory: Memory) -> list[str]:
@@ -79,6 +87,16 @@ def targets(results: list[Result], memory: Memory) -> list[str]:
             out.append(
                 f"  {r.name:<26} {r.threads:>2} thr: {r.vs_floor or 0.0:.2f}× upsert -> "
                 f"{'met' if r.met else 'NO'}"
+            )
+    out.append(
+        f"a credit-priced decision (the seed's two limits and a pool of credits, {CREDIT_COST} a "
+        f"request) costs ≤ {CREDITS_RATIO}× the seed's decision on the same store:"
+    )
+    for r in results:
+        if r.role == "credits":
+            out.append(
+                f"  {r.name:<34} {r.threads:>2} thr: {r.vs_seed or 0.0:.2f}× the seed's time "
+                f"per decision -> {'met' if r.met else 'NO'}"
             )
     out.append(
         f"Redis memory ≤ {MEMORY_TARGET} B per active account: {memory.per_account_keys:.0f} B "

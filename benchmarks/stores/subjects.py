@@ -13,7 +13,7 @@ from limits.storage import RedisClusterStorage, RedisStorage
 from limits.strategies import MovingWindowRateLimiter
 
 from _simtime import SIM_START, SWEEP_STEP, SimTime
-from allowance import Limiter
+from allowance import Limiter, Policy
 from allowance.stores.postgres import PostgresStore
 from stores.common import (
     FEATURE,
@@ -221,25 +221,30 @@ def prepare_accounts(lim: Limiter, part: list[str], workload: str, sim: SimTime)
 class AllowanceRedis(Subject):
     role = "allowance"
 
-    def __init__(self, target: RedisTarget, server: str, workload: str) -> None:
+    def __init__(
+        self, target: RedisTarget, server: str, workload: str, policy: Policy | None = None
+    ) -> None:
         super().__init__()
         self.target = self.redis = target
         self.server = server
         self.workload = workload
+        self.policy = policy  # None: the built-in one; else credit_policy(), a "credits" row
         self.name = f"allowance {'redis+cluster' if target.cluster else 'redis'}"
+        if policy is not None:
+            self.name, self.role = f"{self.name} credits", "credits"
         self.prefix = new_name("allowance")
         self.url = add_query(target.url, prefix=self.prefix)
 
     def setup(self, part: list[str]) -> None:
         sim = self.setup_sim()
-        with Limiter(store=self.url, clock=sim.clock) as lim:
+        with Limiter(self.policy, store=self.url, clock=sim.clock) as lim:
             prepare_accounts(lim, part, self.workload, sim)
 
     @contextlib.contextmanager
     def open(self, part: list[str]) -> Iterator[Contender]:
         sim = self.sim()
         # the simulated clock: the script uses it instead of Redis TIME
-        with Limiter(store=self.url, clock=sim.clock) as lim:
+        with Limiter(self.policy, store=self.url, clock=sim.clock) as lim:
             yield Contender(allowance_op(lim), sim.advance if self.workload == GRANTED else None)
 
     def cleanup(self) -> None:
@@ -298,10 +303,13 @@ class AllowancePostgres(Subject):
     server = "postgresql"
     role = "allowance"
 
-    def __init__(self, url: str, free_connections: int) -> None:
+    def __init__(self, url: str, free_connections: int, policy: Policy | None = None) -> None:
         super().__init__()
         self.base = url
         self.free = free_connections
+        self.policy = policy  # None: the built-in one; else credit_policy(), a "credits" row
+        if policy is not None:
+            self.name, self.role = f"{self.name} credits", "credits"
         self.schema = new_name("allowance")
         self.shared: PostgresStore | None = None
         self.pool = 1
@@ -329,7 +337,7 @@ class AllowancePostgres(Subject):
 
     def setup(self, part: list[str]) -> None:
         sim = self.setup_sim()
-        with Limiter(store=self.setup_url, clock=sim.clock) as lim:
+        with Limiter(self.policy, store=self.setup_url, clock=sim.clock) as lim:
             prepare_accounts(lim, part, GRANTED, sim)
 
     def start_run(self, threads: int) -> None:
@@ -343,9 +351,10 @@ class AllowancePostgres(Subject):
     def open(self, part: list[str]) -> Iterator[Contender]:
         sim = self.sim()
         if self.shared is not None:
-            yield Contender(allowance_op(Limiter(store=self.shared, clock=sim.clock)), sim.advance)
+            shared = Limiter(self.policy, store=self.shared, clock=sim.clock)
+            yield Contender(allowance_op(shared), sim.advance)
             return
-        with Limiter(store=self.url, clock=sim.clock) as lim:
+        with Limiter(self.policy, store=self.url, clock=sim.clock) as lim:
             yield Contender(allowance_op(lim), sim.advance)
 
     def end_run(self) -> None:

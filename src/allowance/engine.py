@@ -65,12 +65,12 @@ def decide(
     blocked = False
     too_large: Rule | None = None  # the rule of the least per-request cap below ``amount``
     for rule in rules:
-        cell = rule.cell
+        cell, cost = rule.cell, rule.cost  # a grant of g charges g * cost here
         most = cell.per_request
-        if most is not None and grant > most:
-            if partial:
-                grant = most
-            elif too_large is None or most < (too_large.cell.per_request or 0):
+        if most is not None and grant * cost > most:
+            if partial and most >= cost:
+                grant = most // cost
+            elif too_large is None or most // cost < _admitted(too_large):
                 too_large = rule
         cap = cell.max
         if cap is None:
@@ -79,28 +79,31 @@ def decide(
             cap *= seats
         used = rule.limit.window.used(counters[rule.limit.name], now)
         room.append((rule, cap, used))
-        left = cap - used
-        if left < grant:
-            if partial and left >= 1:
-                grant = left
+        fits = (cap - used) // cost
+        if fits < grant:
+            if partial and fits >= 1:
+                grant = fits
             else:
                 blocked = True
     if too_large is not None:  # asking again later will not help: only another plan can
         return _request_too_large(policy, plan, seats, feature, amount, too_large, room)
     if blocked:
         return _limit_reached(policy, plan, seats, feature, amount, partial, counters, now, room)
-    binding: tuple[Rule, int, int] | None = None  # (rule, cap, remaining after the grant)
+    # the binding limit: the fewest units of the feature left after the grant
+    binding: tuple[Rule, int, int] | None = None  # (rule, cap, units of the feature left)
     for rule, cap, used in room:
-        remaining = cap - used - grant
+        remaining = (cap - used) // rule.cost - grant
         if binding is None or remaining < binding[2]:
             binding = (rule, cap, remaining)
     fair_use = _fair_use(rules, seats, grant, counters, now)
     quota = None
+    shown: tuple[Limit, int, int, int] | None = None  # (limit, cap, its units left, cost)
     if binding is not None:
-        rule, cap, remaining = binding
-        quota = _quota(rule, cap, remaining, counters[rule.limit.name], now, None)
+        rule, cap, _ = binding
+        left = cap - rule.limit.window.used(counters[rule.limit.name], now) - grant * rule.cost
+        quota = _quota(rule, cap, left, counters[rule.limit.name], now, None)
+        shown = (rule.limit, cap, left, rule.cost)
     feature_title = policy.features[feature].title
-    shown = None if binding is None else (binding[0].limit, binding[1], binding[2])
 
     def message() -> str:
         return messages.granted(feature_title, amount, grant, shown, fair_use)
@@ -115,11 +118,17 @@ def decide(
     return Ruling(decision, grant, rules)
 
 
+def _admitted(rule: Rule) -> int:
+    """The most units of the feature one request may ask for under ``rule``'s ceiling."""
+    return (rule.cell.per_request or 0) // rule.cost
+
+
 def _quota(
     rule: Rule, cap: int, remaining: int, counter: Counter, now: float, fits: float | None
 ) -> Quota:
-    """The binding limit as the rate-limit headers show it; ``fits`` is when a denied request
-    would fit (the reset that matters to its client), else the window's own reset."""
+    """The binding limit as the rate-limit headers show it, in its own units (credits);
+    ``fits`` is when a denied request would fit (the reset that matters to its client), else
+    the window's own reset."""
     length, resets = rule.limit.window.quota_span(counter, now)
     if fits is not None:
         resets = fits
@@ -134,7 +143,7 @@ def _fair_use(
         if cell.max is None and cell.fair_use is not None:
             soft = cell.soft_cap(seats) or 0
             used = rule.limit.window.used(counters[rule.limit.name], now)
-            if used + grant > soft:
+            if used + grant * rule.cost > soft:
                 return rule.limit, soft
     return None
 
@@ -150,8 +159,9 @@ def _would_grant(
     if rules is None:
         return False
     for rule in rules:
+        units = need * rule.cost
         most = rule.cell.per_request
-        if most is not None and need > most:
+        if most is not None and units > most:
             return False
         cap = rule.cell.cap(seats)
         if cap is None:
@@ -160,7 +170,7 @@ def _would_grant(
         used = used_by.get(name)
         if used is None:  # capped here but not on the plan denied: not counted yet
             used = used_by[name] = rule.limit.window.used(counters[name], now)
-        if cap - used < need:
+        if cap - used < units:
             return False
     return True
 
@@ -199,18 +209,14 @@ def _limit_reached(
     # the blocking limit is the one that frees last; one that never fits frees "last of all"
     worst: tuple[Rule, int, int, float | None] | None = None
     for rule, cap, used in room:
-        if cap - used >= need:
+        if cap - used >= need * rule.cost:
             continue
-        fits = rule.limit.window.fits_at(counters[rule.limit.name], now, need, cap)
+        fits = rule.limit.window.fits_at(counters[rule.limit.name], now, need * rule.cost, cap)
         if worst is None or (worst[3] is not None and (fits is None or fits > worst[3])):
             worst = (rule, cap, used, fits)
     assert worst is not None  # only called when a rule blocks
     rule, cap, used, fits = worst
-    remaining = cap - used
-    for _, other_cap, other_used in room:
-        if other_cap - other_used < remaining:
-            remaining = other_cap - other_used
-    remaining = max(0, remaining)
+    remaining = max(0, min((c - u) // r.cost for r, c, u in room))  # units of the feature
     used_by = {r.limit.name: u for r, _, u in room}
     upgrade = _upgrade_plan(policy, plan, seats, feature, need, used_by, counters, now)
 
@@ -219,11 +225,12 @@ def _limit_reached(
             rule.limit,
             cap,
             used,
-            need,
+            need * rule.cost,
             fits,
             upgrade,
             None if upgrade is None else rule.limit.cells[upgrade.name],
             seats,
+            rule.cost,
         )
 
     decision = Decision.denial(
@@ -266,8 +273,8 @@ def _admits(rules: tuple[Rule, ...] | None, seats: int, amount: int) -> bool:
     if rules is None:
         return False
     for rule in rules:
-        most, cap = rule.cell.per_request, rule.cell.cap(seats)
-        if (most is not None and amount > most) or (cap is not None and amount > cap):
+        most, cap, units = rule.cell.per_request, rule.cell.cap(seats), amount * rule.cost
+        if (most is not None and units > most) or (cap is not None and units > cap):
             return False
     return True
 
@@ -292,11 +299,11 @@ def _request_too_large(
         ),
         None,
     )
-    remaining = min((cap - used for _, cap, used in room), default=None)
+    remaining = min(((cap - used) // r.cost for r, cap, used in room), default=None)
 
     def message() -> str:
         cell = None if upgrade is None else rule.limit.cells[upgrade.name]
-        return messages.too_large(rule.limit, most, amount, upgrade, cell)
+        return messages.too_large(rule.limit, most, amount * rule.cost, upgrade, cell)
 
     decision = Decision.denial(
         "request_too_large",
@@ -328,7 +335,7 @@ def charge(ruling: Ruling, counters: Mapping[str, Counter], now: float) -> dict[
     units = ruling.granted
     for rule in ruling.rules:
         name = rule.limit.name
-        marks[name] = rule.limit.window.charge(counters[name], units, now)
+        marks[name] = rule.limit.window.charge(counters[name], units * rule.cost, now)
     return marks
 
 
@@ -340,12 +347,12 @@ def release(
     units: int | None = None,
 ) -> None:
     """Return a hold's units (``units`` of them; default all) to the windows they came from
-    (those still holding them)."""
+    (those still holding them), each at what it cost there."""
     back = hold.amount if units is None else units
     for name, mark in hold.marks.items():
         limit = policy.limits.get(name)
         if limit is not None and name in counters:
-            limit.window.uncharge(counters[name], mark, back, now)
+            limit.window.uncharge(counters[name], mark, back * limit.cost(hold.feature), now)
 
 
 def live_counters(

@@ -69,7 +69,9 @@ def denied(
     upgrade: Plan | None,
     upgrade_cell: Cell | None,
     seats: int,
+    cost: int = 1,
 ) -> str:
+    """``amount`` is in the limit's units: ``cost`` of them per unit of the feature."""
     adj = adjective(limit.window)
     left = max(0, cap - used)
     if amount > cap:
@@ -81,6 +83,8 @@ def denied(
             f"Only {n(left)} of your {adj} limit of {n(cap)} {limit.label} "
             f"{'is' if left == 1 else 'are'} left, not enough for {n(amount)}"
         )
+    if cost > 1:
+        head += f" ({n(amount // cost)} at {n(cost)} each)"
     offer = ""
     if upgrade is not None and upgrade_cell is not None:
         up_cap = upgrade_cell.cap(seats)
@@ -99,18 +103,21 @@ def granted(
     feature_title: str,
     amount: int,
     granted_units: int,
-    binding: tuple[Limit, int, int] | None,
+    binding: tuple[Limit, int, int, int] | None,
     fair_use: tuple[Limit, int] | None,
 ) -> str:
-    """``binding`` is (limit, cap, remaining) of the tightest limit, ``fair_use`` (limit,
-    threshold) of an exceeded soft limit."""
+    """``binding`` is (limit, cap, remaining, cost) of the tightest limit (remaining in its
+    units; ``cost``: its units one unit of the feature takes), ``fair_use`` (limit, threshold)
+    of an exceeded soft limit."""
     part = f" of {n(amount)}" if granted_units < amount else ""
     text = f"{feature_title}: granted {n(granted_units)}{part}"
     if binding is not None:
-        lim, cap, remaining = binding
+        lim, cap, remaining, cost = binding
         text += (
             f"; {n(remaining)} of your {adjective(lim.window)} limit of {n(cap)} {lim.label} left"
         )
+        if cost > 1:  # credits: say what they still buy
+            text += f", enough for {n(remaining // cost)} more at {n(cost)} each"
     text += "."
     if fair_use is not None:
         lim, threshold = fair_use

@@ -253,7 +253,7 @@ def record(policy: Policy, view: AccountView, req: Request, now: float) -> bool:
     settle_due_holds(policy, view, now)
     counters = view.counters(policy.limit_names(req.feature))
     for limit in policy.limits_of(req.feature):
-        limit.window.charge(counters[limit.name], req.amount, now)
+        limit.window.charge(counters[limit.name], req.amount * limit.cost(req.feature), now)
     view.save_counters(counters)
     _remember(view, key, "consume", req, degraded_decision(req.amount), now)
     return True

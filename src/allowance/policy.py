@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -70,21 +70,33 @@ class Cell:
         return self.fair_use * seats if self.per_seat else self.fair_use
 
 
+MAX_COST = 1_000_000  # credits one unit of a feature may cost
+
+
 @dataclass(frozen=True, slots=True)
 class Limit:
+    """``costs``: credits, what one unit of a listed feature counts here (absent: 1); the
+    limit's max, usage and meters are in these units."""
+
     name: str
     label: str
     features: tuple[str, ...]
     window: Window
     cells: dict[str, Cell]
+    costs: dict[str, int] = field(default_factory=dict)
+
+    def cost(self, feature: str) -> int:
+        return self.costs.get(feature, 1)
 
 
 @dataclass(frozen=True, slots=True)
 class Rule:
-    """A limit as it applies to one plan: what the engine evaluates."""
+    """A limit as it applies to one plan and one feature: what the engine evaluates. ``cost``:
+    the limit's units one unit of the feature takes."""
 
     limit: Limit
     cell: Cell
+    cost: int = 1
 
 
 class Policy:
@@ -129,7 +141,9 @@ class Policy:
                 )
                 for plan, c in lim.plans.items()
             }
-            limits[name] = Limit(name, lim.label or name, tuple(lim.features), window, cells)
+            limits[name] = Limit(
+                name, lim.label or name, tuple(lim.features), window, cells, dict(lim.costs)
+            )
         self.limits = limits
         self._feature_limits = {
             f: tuple(lim for lim in limits.values() if f in lim.features) for f in self.features
@@ -141,7 +155,7 @@ class Policy:
         self._rules: dict[tuple[str, str], tuple[Rule, ...] | None] = {}
         for plan in self.plans:
             for feature, flimits in self._feature_limits.items():
-                rules = tuple(Rule(lim, lim.cells[plan.name]) for lim in flimits)
+                rules = tuple(Rule(lim, lim.cells[plan.name], lim.cost(feature)) for lim in flimits)
                 access = all(r.cell.access for r in rules)
                 self._rules[(plan.name, feature)] = rules if access else None
 
@@ -328,7 +342,27 @@ def _semantic_issues(spec: PolicySpec, smap: SourceMap) -> list[PolicyIssue]:
                     f"missing plan {plan!r}: say its max, unlimited or no_access",
                     key=True,
                 )
+        for feature, cost in lim.costs.items():
+            if feature not in lim.features:
+                add(
+                    (*base, "costs", feature),
+                    f"a cost for {feature!r}, which this limit does not list in 'features'",
+                    key=True,
+                )
+            if not 1 <= cost <= MAX_COST:
+                add((*base, "costs", feature), f"a cost must be 1 to {MAX_COST:,} (got {cost})")
         for plan, cell in lim.plans.items():
+            if (
+                cell.access
+                and cell.per_request is not None
+                and cell.max is not None
+                and not (lim.per_seat if cell.per_seat is None else cell.per_seat)
+                and cell.per_request > cell.max
+            ):
+                add(
+                    (*base, "plans", plan, "per_request"),
+                    f"per_request ({cell.per_request}) is above max ({cell.max})",
+                )
             if cell.fair_use is not None and cell.max is not None:
                 add((*base, "plans", plan, "fair_use"), "fair_use is only for an unlimited max")
             if not cell.access and (

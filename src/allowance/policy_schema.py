@@ -109,6 +109,8 @@ class LimitSpec(_Strict):
     features: list[str] = Field(min_length=1)
     window: WindowSpec
     per_seat: StrictBool = False
+    # credits: what one unit of a feature costs in this limit's units (default 1)
+    costs: dict[str, StrictInt] = Field(default_factory=dict)
     plans: dict[str, CellSpec]
 
     @field_validator("plans", mode="before")
@@ -167,6 +169,8 @@ def spec_to_data(spec: PolicySpec) -> dict[str, Any]:
         entry["window"] = window
         if lim.per_seat:
             entry["per_seat"] = True
+        if lim.costs:
+            entry["costs"] = dict(lim.costs)
         entry["plans"] = {p: cell(c, lim.per_seat) for p, c in lim.plans.items()}
         limits[name] = entry
     data: dict[str, Any] = {

@@ -8,9 +8,9 @@ flagged, both per seat or not) or no access at all. The engine evaluates the sam
 objects (``Policy.rules``); ``encode`` flattens them into ``Encoded``, plain lists of numbers
 and names that both kernels read the same way and that name no policy concept: a kernel knows
 window arithmetic (anchored, sliding, period), caps, per-request ceilings, soft levels, a
-per-account scale and an all-or-nothing charge, nothing else. Period bounds (calendar days,
-weeks, months in a time zone) are worked out here and handed to the kernel with each call
-(``bounds``), so no kernel does time zone arithmetic.
+per-account scale, a per-counter cost and an all-or-nothing charge, nothing else. Period
+bounds (calendar days, weeks, months in a time zone) are worked out here and handed to the
+kernel with each call (``bounds``), so no kernel does time zone arithmetic.
 
 A new policy concept is a field here and in ``Encoded``, read by at most one generic mechanism
 in each kernel; ``tests/model/test_kernel_parity.py`` holds the kernels equal to the engine.
@@ -64,7 +64,9 @@ class FeatureRules:
 @dataclass(frozen=True, slots=True)
 class Encoded:
     """``FeatureRules`` as the kernels read them. Per counter ``i`` (0-based): ``names[i]``,
-    ``kinds[i]`` (a letter of ``KINDS``), ``lengths[i]`` (seconds; 0 for a period). Per plan
+    ``kinds[i]`` (a letter of ``KINDS``), ``lengths[i]`` (seconds; 0 for a period),
+    ``costs[i]`` (the counter's units one unit of the feature takes: a grant of g charges
+    g * cost, caps, soft levels and ceilings are in the counter's units). Per plan
     ``p`` (0-based, ``plans`` order): ``access[p]`` (0: no access, nothing is granted). Per
     counter and plan, at ``i * len(plans) + p``: ``caps`` and ``soft`` (``NONE``: none),
     ``scale`` (1: both are per unit of the account's seats) and ``most``, the most units one
@@ -75,6 +77,7 @@ class Encoded:
     names: tuple[str, ...]
     kinds: str
     lengths: tuple[float, ...]
+    costs: tuple[int, ...]
     access: tuple[int, ...]
     caps: tuple[int, ...]
     soft: tuple[int, ...]
@@ -134,6 +137,7 @@ def encode(rules: FeatureRules) -> Encoded:
         names=tuple(limit.name for limit in rules.counters),
         kinds="".join(KINDS[limit.window.kind] for limit in rules.counters),
         lengths=tuple(float(limit.window.length) for limit in rules.counters),
+        costs=tuple(limit.cost(rules.feature) for limit in rules.counters),
         access=tuple(0 if rules.by_plan[plan] is None else 1 for plan in rules.plans),
         caps=tuple(caps),
         soft=tuple(soft),

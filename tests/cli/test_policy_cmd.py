@@ -140,6 +140,16 @@ BAD = {
     "per_request_on_no_access.yaml": [
         "10: limits.batch_images.plans.free: a no_access cell takes no other setting",
     ],
+    "cost_zero.yaml": [
+        "9: limits.ai_credits.costs.ai.video: a cost must be 1 to 1,000,000 (got 0)",
+    ],
+    "cost_for_unlisted_feature.yaml": [
+        "10: limits.ai_credits.costs.ai.video: "
+        "a cost for 'ai.video', which this limit does not list in 'features'",
+    ],
+    "per_request_above_max.yaml": [
+        "11: limits.batch_images.plans.pro.per_request: per_request (250) is above max (125)",
+    ],
     "calendar_without_unit.yaml": [
         "9: limits.exports.window.type: a calendar window needs 'unit' (day, week or month)",
     ],

@@ -68,6 +68,10 @@ class Limit:
     unit: str  # day | week | month (calendar)
     tz: ZoneInfo
     cells: dict[str, Cell]
+    costs: dict[str, int] = field(default_factory=dict)  # units a feature's unit counts here
+
+    def cost(self, feature: str) -> int:
+        return self.costs.get(feature, 1)
 
 
 @dataclass
@@ -156,6 +160,7 @@ def limits_from(policy: Policy) -> list[Limit]:
                 w.unit or "",
                 ZoneInfo(w.timezone or spec.timezone),
                 cells,
+                dict(lim.costs),
             )
         )
     return out
@@ -226,7 +231,7 @@ class Model:
             if not inside:
                 return 0, None, None
             oldest = min(g.time for g in inside)
-            return sum(g.counted for g in inside), oldest, oldest + lim.length
+            return sum(g.counted * lim.cost(g.feature) for g in inside), oldest, oldest + lim.length
         if lim.kind == "anchored":
             start: float | None = None
             opened = 0  # index of the grant that opened the window
@@ -235,20 +240,25 @@ class Model:
                     start, opened = g.time, i
             if start is None or t >= start + lim.length:
                 return 0, None, None
-            return sum(g.counted for g in grants[opened:]), start, start + lim.length
+            return (
+                sum(g.counted * lim.cost(g.feature) for g in grants[opened:]),
+                start,
+                start + lim.length,
+            )
         begin = period(t, lim.unit, lim.tz)[0]
         begin = max(begin, self.latest.get((account, lim.name), begin))
         end = period(begin, lim.unit, lim.tz)[1]
-        return sum(g.counted for g in grants if g.periods[lim.name] == begin), begin, end
+        counted = [g for g in grants if g.periods[lim.name] == begin]
+        return sum(g.counted * lim.cost(g.feature) for g in counted), begin, end
 
     def used(self, account: str, lim: Limit, t: float) -> int:
         return self.window(account, lim, t)[0]
 
     def first_fit(
-        self, account: str, lims: list[Limit], need: int, seats: int, plan: str
+        self, account: str, lims: list[Limit], need: int, seats: int, plan: str, feature: str
     ) -> float | None:
-        """Brute force: the earliest time >= now at which ``need`` units fit every limit of
-        ``lims``, assuming no other grant; None if never."""
+        """Brute force: the earliest time >= now at which ``need`` units of ``feature`` fit
+        every limit of ``lims``, assuming no other grant; None if never."""
         candidates = {self.now}
         for g in self.log[account]:
             for lim in self.limits:
@@ -261,7 +271,7 @@ class Model:
             fits = True
             for lim in lims:
                 cap = lim.cells[plan].cap(seats)
-                if cap is not None and self.used(account, lim, t) + need > cap:
+                if cap is not None and self.used(account, lim, t) + need * lim.cost(feature) > cap:
                     fits = False
             if fits:
                 return t
@@ -283,20 +293,24 @@ class Model:
             )
             return Decision(False, 0, "no_access", upgrade=upgrade)
         limited = [lim for lim in lims if lim.cells[plan].cap(seats) is not None]
-        left = {}
+        left = {}  # requests of the feature that still fit each capped limit (credits // cost)
         for lim in limited:
             cap = lim.cells[plan].cap(seats)
             assert cap is not None
-            left[lim.name] = cap - self.used(account, lim, self.now)
-        ceilings = [
-            (most, i, lim)
+            left[lim.name] = (cap - self.used(account, lim, self.now)) // lim.cost(feature)
+        ceilings = [  # the most units of the feature one request may have, per ceiling
+            (most // lim.cost(feature), i, lim)
             for i, lim in enumerate(lims)
             if (most := lim.cells[plan].per_request) is not None
         ]
         too_large = [c for c in ceilings if amount > c[0]]
-        if too_large and not partial:  # the least ceiling below the amount (ties: first)
+        # partial takes what fits, but a ceiling that admits not even one unit is too large
+        partial_ok = partial and all(c[0] > 0 for c in ceilings)
+        if too_large and not partial_ok:  # the least ceiling below the amount (ties: first)
             smallest = min(too_large, key=lambda c: (c[0], c[1]))[2]
-            upgrade = next((p for p in above if self._admits(lims, p, seats, amount)), None)
+            upgrade = next(
+                (p for p in above if self._admits(lims, p, seats, amount, feature)), None
+            )
             return Decision(
                 False,
                 0,
@@ -314,19 +328,20 @@ class Model:
             for lim in lims:
                 soft = lim.cells[plan].soft_cap(seats)
                 if lim.cells[plan].max is None and soft is not None:
-                    fair = fair or self.used(account, lim, self.now) + granted > soft
+                    units = granted * lim.cost(feature)
+                    fair = fair or self.used(account, lim, self.now) + units > soft
             return Decision(True, granted, "ok", remaining=remaining, fair_use_exceeded=fair)
         blocker: Limit | None = None
         blocker_free = -1.0
         for lim in limited:
             if left[lim.name] >= need:
                 continue
-            free = self.first_fit(account, [lim], need, seats, plan)
+            free = self.first_fit(account, [lim], need, seats, plan, feature)
             free_key = float("inf") if free is None else free
             if free_key > blocker_free:  # the one that frees last; ties: first in order
                 blocker, blocker_free = lim, free_key
         assert blocker is not None
-        resets = self.first_fit(account, limited, need, seats, plan)
+        resets = self.first_fit(account, limited, need, seats, plan, feature)
         upgrade = next(
             (p for p in above if self.decide(account, feature, amount, partial, p).allowed), None
         )
@@ -342,14 +357,14 @@ class Model:
         )
 
     @staticmethod
-    def _admits(lims: list[Limit], plan: str, seats: int, amount: int) -> bool:
-        """Whether ``plan`` lets one request ask for ``amount`` units at all."""
+    def _admits(lims: list[Limit], plan: str, seats: int, amount: int, feature: str) -> bool:
+        """Whether ``plan`` lets one request ask for ``amount`` units of ``feature`` at all."""
         for lim in lims:
             cell = lim.cells[plan]
-            cap = cell.cap(seats)
-            if not cell.access or (cell.per_request is not None and amount > cell.per_request):
+            cap, units = cell.cap(seats), amount * lim.cost(feature)
+            if not cell.access or (cell.per_request is not None and units > cell.per_request):
                 return False
-            if cap is not None and amount > cap:
+            if cap is not None and units > cap:
                 return False
         return True
 

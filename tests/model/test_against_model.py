@@ -2,7 +2,8 @@
 answer compared with the reference model (``reference.py``; the machine is ``timeline.py``),
 clock steps forward and back across every kind of window boundary included, on the built-in
 policy and a small custom one with every window kind (calendar day, ISO week and a month in
-Europe/Paris, sliding, anchored), per-seat cells, fair use and per-request caps.
+Europe/Paris, sliding, anchored), per-seat cells, fair use, per-request caps and credits
+(features costing more than one unit of a limit).
 
 ``make test`` runs a few examples per store, policy and API; the heavy profile is marked
 ``faults`` (``make test-faults``)."""
@@ -31,6 +32,7 @@ features:
 limits:
   daily:
     features: [doc.render, doc.print]
+    costs: {doc.print: 3}
     window: {type: calendar, unit: day}
     plans:
       basic: 12
@@ -59,6 +61,7 @@ limits:
       top: {max: unlimited, per_seat: true, fair_use: 8}
   hd_monthly:
     features: [doc.hd]
+    costs: {doc.hd: 2}
     window: {type: calendar, unit: month, timezone: Europe/Paris}
     plans:
       basic: no_access

@@ -173,7 +173,7 @@ def test_a_repeated_denial_is_answered_from_the_memo() -> None:
     ("feature", "plan", "fill", "kind"),
     [
         ("doc.render", "basic", 3, "sliding"),  # burst: 3 a minute
-        ("doc.print", "basic", 12, "calendar"),  # daily: 12 a calendar day
+        ("doc.print", "basic", 4, "calendar"),  # daily: 12 a calendar day, 3 a print
         ("doc.hd", "plus", 5, "anchored"),  # hd_hourly: 5 an hour from the first
     ],
 )

@@ -6,7 +6,8 @@ engine on the same state; decisions and the counters written back must be identi
 States cover what a stepped clock and old kernels leave behind: unsorted sliding entries
 (distinct times, some after ``now``), anchored windows opened in the past or the future,
 calendar counters of the previous, current, next or 2-ahead period, partial requests,
-per-seat, fair-use and per-request cells. The one allowed difference: a kernel answers None
+per-seat, fair-use and per-request cells, and credits (a feature costing more than one unit
+of a limit). The one allowed difference: a kernel answers None
 (the slow path) for a calendar counter two or more periods ahead of ``now``, whose period end is not
 among the bounds it is given (decide.lua, decide.sql).
 """
@@ -66,9 +67,42 @@ limits:
     plans: {basic: 4, plus: 6, top: {max: unlimited, fair_use: 3}}
 """
 
+# credits: one pool that features draw on at different costs, beside limits of their own
+CREDITS_POLICY = """\
+version: 1
+plans: [free, pro, max]
+features:
+  ai.gen: {title: Generation}
+  ai.video: {title: Video}
+  ai.cheap: {title: Cheap}
+limits:
+  credits:
+    label: AI credits
+    features: [ai.gen, ai.video, ai.cheap]
+    costs: {ai.gen: 3, ai.video: 7}
+    window: {type: calendar, unit: month}
+    plans:
+      free: 20
+      pro: {max: 16, per_seat: true, per_request: 15}
+      max: {max: unlimited, fair_use: 12}
+  gen_rate:
+    features: [ai.gen]
+    window: {type: sliding, length: 60s}
+    plans: {free: 3, pro: {max: 5, per_request: 4}, max: 9}
+  video_hour:
+    features: [ai.video]
+    costs: {ai.video: 2}
+    window: {type: anchored, length: 1h}
+    plans:
+      free: 4
+      pro: {max: 5, per_seat: true}
+      max: {max: unlimited, per_seat: true, fair_use: 6}
+"""
+
 POLICIES: dict[str, Policy] = {
     "builtin": builtin_policy(),
     "custom": parse_policy(PARITY_POLICY, "parity"),
+    "credits": parse_policy(CREDITS_POLICY, "credits"),
 }
 KERNELS = ("redis", "postgres")
 # Instants on or near window boundaries: midnight in Paris, a Monday, a New York month start

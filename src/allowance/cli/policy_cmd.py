@@ -51,6 +51,14 @@ def window_text(limit: Limit) -> str:
     return f"{length_text(window.length)}, {window.kind}"
 
 
+def features_text(limit: Limit) -> str:
+    """The features a limit counts, one a line, each with its cost when it is not 1 (credits:
+    'ai.video × 25')."""
+    return "\n".join(
+        f if (cost := limit.cost(f)) == 1 else f"{f} × {n(cost)}" for f in limit.features
+    )
+
+
 def plan_table(policy: Policy) -> Table:
     table = Table(title=Text(f"policy {policy.source_name} (time zone {policy.timezone})"))
     table.add_column("limit", style="bold")
@@ -60,7 +68,7 @@ def plan_table(policy: Policy) -> Table:
     table.add_column("window")
     for limit in policy.limits.values():
         cells = [cell_text(limit.cells[plan.name]) for plan in policy.plans]
-        table.add_row(limit.name, "\n".join(limit.features), *cells, window_text(limit))
+        table.add_row(limit.name, features_text(limit), *cells, window_text(limit))
     listed = {f for limit in policy.limits.values() for f in limit.features}
     for feature in policy.features:
         if feature not in listed:

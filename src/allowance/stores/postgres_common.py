@@ -29,8 +29,8 @@ Fetch = Callable[[str, tuple[Any, ...]], list[Any]]
 _encode = json.JSONEncoder(separators=(",", ":")).encode
 
 # 2: the decide() function of the fast path; 3: its typed-spec version; 4: clock steps back;
-# 5: the rules as generic arrays; 6: per-request ceilings
-SCHEMA_VERSION = 6
+# 5: the rules as generic arrays; 6: per-request ceilings; 7: costs (credits)
+SCHEMA_VERSION = 7
 SWEEP_EVERY = 512  # upkeep.py: a batch larger than what the operations in between add
 SWEEP_BATCH = 1024
 LOCK_NAMESPACE = 0x616C6C6F  # "allo": first key of the advisory lock around schema changes

@@ -33,8 +33,8 @@ from allowance.types import Decision
 DECIDE = (
     "SELECT status, at, before, granted, plan, seats, remaining, passed FROM {s}.decide("
     "{p1}, {p2}::float8, {p3}, {p4}, {p5}, {plans}::text[], {access}::int[], {names}::text[],"
-    " {kinds}::text, {lengths}::float8[], {caps}::bigint[], {scale}::int[], {soft}::bigint[],"
-    " {most}::bigint[], {bounds}::float8[])"
+    " {kinds}::text, {lengths}::float8[], {costs}::bigint[], {caps}::bigint[], {scale}::int[],"
+    " {soft}::bigint[], {most}::bigint[], {bounds}::float8[])"
 )
 log = logging.getLogger("allowance.stores.postgres")
 INVALID_STATEMENT_NAME = b"26000"  # SQLSTATE: no prepared statement of that name
@@ -77,6 +77,7 @@ def _statement(compiled: rules.FeatureRules, schema: str) -> FastSpec:
             ("names", encoded.names),
             ("kinds", encoded.kinds),
             ("lengths", encoded.lengths),
+            ("costs", encoded.costs),
             ("caps", encoded.caps),
             ("scale", encoded.scale),
             ("soft", encoded.soft),

@@ -388,7 +388,17 @@ def lua_spec(policy: Policy) -> str:
         encoded = rules.encode(rules.compiled(policy, feature))
         fields = ", ".join(
             f"{name} = {_lua(getattr(encoded, name))}"
-            for name in ("names", "kinds", "lengths", "access", "caps", "soft", "scale", "most")
+            for name in (
+                "names",
+                "kinds",
+                "lengths",
+                "costs",
+                "access",
+                "caps",
+                "soft",
+                "scale",
+                "most",
+            )
         )
         keyword = "if" if i == 0 else "elseif"
         lines.append(f"  {keyword} feature == {_lua(feature)} then return {{{fields}}}")

@@ -5,10 +5,11 @@
 --
 -- A generic interpreter of the rules compiled by rules.py: redis_common.py puts KEEP_AFTER
 -- (windows.py), NPLANS, PLANS (plan name -> index) and rules_of(feature) (rules.Encoded: per
--- counter its name, window kind a|s|p and length; per plan its access; per counter and plan,
+-- counter its name, window kind a|s|p, length and cost (a grant of g charges g * cost: caps,
+-- soft levels and ceilings are in the counter's units); per plan its access; per counter and plan,
 -- at (i - 1) * NPLANS + plan, its cap and soft level (-1: none), whether both scale with
 -- the account's seats, and the most one request is granted (-1: any)) where the SPEC line below
--- stands. It knows window arithmetic, caps, per-request ceilings, soft levels and
+-- stands. It knows window arithmetic, caps, per-request ceilings, soft levels, costs and
 -- all-or-nothing charging, no policy concept.
 --
 -- KEYS[1] account hash (p plan, s seats, v version, nh next hold expiry)
@@ -61,7 +62,8 @@ end
 local limits = {}
 local b = 6
 for i, name in ipairs(rules.names) do
-  local lim = {name = name, kind = string.sub(rules.kinds, i, i), length = rules.lengths[i]}
+  local lim = {name = name, kind = string.sub(rules.kinds, i, i), length = rules.lengths[i],
+    cost = rules.costs[i]}
   if lim.kind == 'p' then
     for k = 0, 2 do
       local lo, hi = tonumber(ARGV[b + k]), tonumber(ARGV[b + k + 1])
@@ -100,6 +102,14 @@ local function used_now(lim, c)
   return total
 end
 
+-- floor(a / b) of whole numbers, exactly (a / b is a rounded double)
+local function whole(a, b)
+  if b == 1 then return a end
+  local q = math.floor(a / b)
+  if q * b > a then q = q - 1 elseif (q + 1) * b <= a then q = q + 1 end
+  return q
+end
+
 local grant = amount
 local blocked = false
 for _, lim in ipairs(limits) do
@@ -114,27 +124,27 @@ for _, lim in ipairs(limits) do
   end
   lim.used = used_now(lim, lim.counter)
   -- a per-request ceiling: more is denied (the engine says why), or with partial cut to it
-  if lim.most >= 0 and grant > lim.most then
-    if partial then grant = lim.most else blocked = true end
+  if lim.most >= 0 and grant * lim.cost > lim.most then
+    if partial and lim.most >= lim.cost then grant = whole(lim.most, lim.cost) else blocked = true end
   end
   if lim.cap >= 0 then
-    local left = lim.cap - lim.used
-    if left < grant then
-      if partial and left >= 1 then grant = left else blocked = true end
+    local fits = whole(lim.cap - lim.used, lim.cost)
+    if fits < grant then
+      if partial and fits >= 1 then grant = fits else blocked = true end
     end
   end
 end
 if blocked then return {'ok', now_text, raw, 0, plan, acct[2]} end
 
 -- what a grant's decision needs besides the grant, so Python need not replay the engine:
--- the least remaining over the capped counters, and whether a soft level is passed
+-- the least remaining over the capped counters (in units of the feature), and whether a soft
+-- level is passed
 local remaining, passed = nil, 0
 for _, lim in ipairs(limits) do
   if lim.cap >= 0 then
-    if remaining == nil or lim.cap - lim.used - grant < remaining then
-      remaining = lim.cap - lim.used - grant
-    end
-  elseif lim.soft >= 0 and lim.used + grant > lim.soft then
+    local left = whole(lim.cap - lim.used, lim.cost) - grant
+    if remaining == nil or left < remaining then remaining = left end
+  elseif lim.soft >= 0 and lim.used + grant * lim.cost > lim.soft then
     passed = 1
   end
 end
@@ -148,20 +158,21 @@ end
 local expires = now
 for _, lim in ipairs(limits) do
   local c = lim.counter
+  local units = grant * lim.cost
   local start_text, used, items = '', 0, ''
   local ends
   if lim.kind == 'a' then
     if c and c[1] and now < c[1] + lim.length then
-      start_text, used, ends = c.start_text, c[2] + grant, c[1] + lim.length
+      start_text, used, ends = c.start_text, c[2] + units, c[1] + lim.length
     else
-      start_text, used, ends = now_text, grant, now + lim.length
+      start_text, used, ends = now_text, units, now + lim.length
     end
   elseif lim.kind == 'p' then
     if c and c[1] and c[1] > lim.period then  -- the next period's counter: it stays
-      start_text, used, ends = c.start_text, c[2] + grant, lim.next_end
+      start_text, used, ends = c.start_text, c[2] + units, lim.next_end
     else
-      used = grant
-      if c and c[1] == lim.period then used = c[2] + grant end
+      used = units
+      if c and c[1] == lim.period then used = c[2] + units end
       start_text, ends = lim.period_text, lim.period_end
     end
   else
@@ -182,15 +193,15 @@ for _, lim in ipairs(limits) do
     local at = #kept + 1
     while at > 1 and kept[at - 1][1] >= now do at = at - 1 end
     if kept[at] and kept[at][1] == now then
-      kept[at][2] = kept[at][2] + grant
+      kept[at][2] = kept[at][2] + units
     else
-      table.insert(kept, at, {now, grant, now_text})
+      table.insert(kept, at, {now, units, now_text})
     end
     local texts = {}
     for i, e in ipairs(kept) do
       texts[i] = e[3] .. ':' .. string.format('%d', e[2])
     end
-    used, items, ends = total + grant, table.concat(texts, ';'), kept[#kept][1] + lim.length
+    used, items, ends = total + units, table.concat(texts, ';'), kept[#kept][1] + lim.length
   end
   if ends > expires then expires = ends end
   counters[lim.name] = start_text .. ',' .. string.format('%d', used) .. ',' .. items

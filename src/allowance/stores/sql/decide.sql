@@ -9,7 +9,8 @@
 -- The feature's rules (rules.Encoded) come as typed arrays, which the store writes into its
 -- statement as constants (parsed once, when the statement is prepared): p_plans and p_access
 -- (0: the plan has no access) per plan; p_names, p_kinds (one letter per counter: a anchored,
--- s sliding, p period) and p_lengths per counter; per counter and plan (index
+-- s sliding, p period), p_lengths and p_costs (a grant of g charges g * cost: caps, soft levels
+-- and ceilings are in the counter's units) per counter; per counter and plan (index
 -- (counter - 1) * plans + plan) p_caps and p_soft (-1: none), p_scale (1: both times the
 -- account's seats) and p_most (the most one request is granted; -1: any). p_bounds: 4 period
 -- boundaries per period counter (local estimates).
@@ -23,12 +24,12 @@
 -- request is partial, the grant is known before the counters are read, so each charged counter
 -- is built as its cap is checked (one pass; a partial grant takes a second). A transaction
 -- that wrote nothing (a denial, a check) commits without waiting for the WAL flush (it only
--- logged the row lock). (The decide() functions of schemas 4 and 5, with other arguments, are
+-- logged the row lock). (The decide() functions of schemas 4 to 6, with other arguments, are
 -- left in place for processes of those versions still running.)
 CREATE OR REPLACE FUNCTION {s}.decide(
     p_account text, p_now float8, p_amount bigint, p_partial boolean, p_charge boolean,
     p_plans text[], p_access int[], p_names text[], p_kinds text, p_lengths float8[],
-    p_caps bigint[], p_scale int[], p_soft bigint[], p_most bigint[], p_bounds float8[],
+    p_costs bigint[], p_caps bigint[], p_scale int[], p_soft bigint[], p_most bigint[], p_bounds float8[],
     OUT status text, OUT at float8, OUT before text, OUT granted bigint, OUT plan text,
     OUT seats int, OUT remaining bigint, OUT passed boolean
 ) LANGUAGE plpgsql AS $fn$
@@ -43,8 +44,13 @@ DECLARE
     used bigint;
     g bigint := p_amount;
     blocked boolean := false;
-    least_left bigint;  -- the least cap - used over the capped counters (least() skips NULLs)
-    most_over bigint;  -- the most used - soft level over the uncapped counters
+    -- the least (cap - used) / cost over the capped counters (least() skips NULLs): the units
+    -- of the feature left; and the least (soft level - used) / cost over the uncapped ones: a
+    -- grant above it passes a soft level (division truncates, which differs from the floor
+    -- only below 0, where every grant is above or no grant fits)
+    least_left bigint;
+    least_slack bigint;
+    u bigint;  -- the units a grant of g charges the counter: g * its cost
     b int := 1;
     c jsonb;
     es jsonb;
@@ -86,6 +92,7 @@ BEGIN
             cap := CASE WHEN p_scale[m] = 1 AND p_caps[m] >= 0 THEN p_caps[m] * seats
                 ELSE p_caps[m] END;
             kind := substr(p_kinds, i, 1);
+            u := g * p_costs[i];
             c := cs -> p_names[i];  -- a NULL start: no window
             IF kind = 's' THEN
                 used := 0;
@@ -112,12 +119,12 @@ BEGIN
                 END IF;
                 IF onepass THEN  -- the grants still in the window and this one (see below)
                     touched := touched || jsonb_build_object(p_names[i], jsonb_build_array(NULL,
-                        used + g, CASE WHEN NOT ordered OR last_t > at
-                            THEN {s}.slide(es, horizon, at, g)
+                        used + u, CASE WHEN NOT ordered OR last_t > at
+                            THEN {s}.slide(es, horizon, at, u)
                             WHEN last_t = at
                             THEN jsonb_set(kept, ARRAY['-1', '1'],
-                                to_jsonb((kept -> -1 ->> 1)::bigint + g))
-                            ELSE kept || jsonb_build_array(jsonb_build_array(at, g)) END));
+                                to_jsonb((kept -> -1 ->> 1)::bigint + u))
+                            ELSE kept || jsonb_build_array(jsonb_build_array(at, u)) END));
                 END IF;
             ELSIF kind = 'a' THEN
                 used := CASE WHEN at < (c ->> 0)::float8 + p_lengths[i]
@@ -125,8 +132,8 @@ BEGIN
                 IF onepass THEN  -- the open window, or a new one from now
                     touched := touched || jsonb_build_object(p_names[i],
                         CASE WHEN at < (c ->> 0)::float8 + p_lengths[i]
-                            THEN jsonb_build_array(c -> 0, used + g, NULL)
-                            ELSE jsonb_build_array(at, g, NULL) END);
+                            THEN jsonb_build_array(c -> 0, used + u, NULL)
+                            ELSE jsonb_build_array(at, u, NULL) END);
                 END IF;
             ELSE
                 FOR j IN 0 .. 2 LOOP
@@ -145,28 +152,29 @@ BEGIN
                     THEN (c ->> 1)::bigint ELSE 0 END;
                 IF onepass THEN  -- this period's counter
                     touched := touched || jsonb_build_object(p_names[i], jsonb_build_array(
-                        greatest(periods[i], (c ->> 0)::float8), used + g, NULL));
+                        greatest(periods[i], (c ->> 0)::float8), used + u, NULL));
                 END IF;
             END IF;
-            IF p_most[m] >= 0 AND g > p_most[m] THEN  -- a per-request ceiling: more is denied
-                IF p_partial THEN  -- (the engine says why), or with partial cut to it
-                    g := p_most[m];
+            -- a per-request ceiling: more is denied (the engine says why), or with partial cut
+            IF p_most[m] >= 0 AND g * p_costs[i] > p_most[m] THEN
+                IF p_partial AND p_most[m] >= p_costs[i] THEN
+                    g := p_most[m] / p_costs[i];
                 ELSE
                     blocked := true;
                 END IF;
             END IF;
             IF cap >= 0 THEN
-                IF cap - used < g THEN
-                    IF p_partial AND cap - used >= 1 THEN
-                        g := cap - used;
+                IF (cap - used) / p_costs[i] < g THEN
+                    IF p_partial AND (cap - used) / p_costs[i] >= 1 THEN
+                        g := (cap - used) / p_costs[i];
                     ELSE
                         blocked := true;
                     END IF;
                 END IF;
-                least_left := least(least_left, cap - used);
+                least_left := least(least_left, (cap - used) / p_costs[i]);
             ELSIF p_soft[m] >= 0 THEN
-                most_over := greatest(most_over,
-                    used - CASE WHEN p_scale[m] = 1 THEN p_soft[m] * seats ELSE p_soft[m] END);
+                least_slack := least(least_slack, (CASE WHEN p_scale[m] = 1
+                    THEN p_soft[m] * seats ELSE p_soft[m] END - used) / p_costs[i]);
             END IF;
         END LOOP;
         IF status = 'ok' AND NOT blocked THEN
@@ -174,22 +182,23 @@ BEGIN
             -- the engine (the least remaining over the capped counters; a soft level passed)
             granted := g;
             remaining := least_left - g;
-            passed := coalesce(most_over + g > 0, false);
+            passed := coalesce(g > least_slack, false);
             IF onepass AND cardinality(p_names) > 0 THEN  -- built above
                 UPDATE {s}.accounts SET counters = cs || touched WHERE id = p_account;
                 RETURN;
             ELSIF p_charge AND cardinality(p_names) > 0 THEN  -- partial: the grant is known now
                 FOR i IN 1 .. cardinality(p_names) LOOP
                     kind := substr(p_kinds, i, 1);
+                    u := g * p_costs[i];
                     c := cs -> p_names[i];
                     IF kind = 'a' THEN  -- the open window, or a new one from now
                         c := CASE WHEN at < (c ->> 0)::float8 + p_lengths[i]
-                            THEN jsonb_build_array(c -> 0, (c ->> 1)::bigint + g, NULL)
-                            ELSE jsonb_build_array(at, g, NULL) END;
+                            THEN jsonb_build_array(c -> 0, (c ->> 1)::bigint + u, NULL)
+                            ELSE jsonb_build_array(at, u, NULL) END;
                     ELSIF kind = 'p' THEN  -- this (or a later) period's counter, or a new one
                         c := jsonb_build_array(greatest(periods[i], (c ->> 0)::float8),
                             CASE WHEN (c ->> 0)::float8 >= periods[i]
-                            THEN (c ->> 1)::bigint + g ELSE g END, NULL);
+                            THEN (c ->> 1)::bigint + u ELSE u END, NULL);
                     ELSE  -- the grants still in the window, oldest first, and this one
                         kept := '[]';
                         used := 0;
@@ -212,12 +221,12 @@ BEGIN
                             END LOOP;
                         END IF;
                         kept := CASE WHEN NOT ordered OR last_t > at  -- see slide()
-                            THEN {s}.slide(es, horizon, at, g)
+                            THEN {s}.slide(es, horizon, at, u)
                             WHEN last_t = at  -- merged with a grant at the same time
                             THEN jsonb_set(kept, ARRAY['-1', '1'],
-                                to_jsonb((kept -> -1 ->> 1)::bigint + g))
-                            ELSE kept || jsonb_build_array(jsonb_build_array(at, g)) END;
-                        c := jsonb_build_array(NULL, used + g, kept);
+                                to_jsonb((kept -> -1 ->> 1)::bigint + u))
+                            ELSE kept || jsonb_build_array(jsonb_build_array(at, u)) END;
+                        c := jsonb_build_array(NULL, used + u, kept);
                     END IF;
                     touched := touched || jsonb_build_object(p_names[i], c);
                 END LOOP;
