@@ -1,31 +1,36 @@
 """A worker process for the race tests: THREADS threads, each with its own Limiter, wait until
-START (epoch seconds), then each tries ATTEMPTS consumes. Prints the units granted.
+START (epoch seconds), then each tries ATTEMPTS consumes, going round FEATURES. Prints the
+units granted per feature, as JSON.
 
 With SHARE=1 the threads' Limiters share one store object (one connection pool per process, as
-an app server would have); otherwise each opens its own."""
+an app server would have); otherwise each opens its own. An optional POLICY file replaces the
+built-in policy."""
 
 from __future__ import annotations
 
+import json
 import sys
 import threading
 import time
+from collections import Counter
 
-from allowance import Limiter
+from allowance import Limiter, load_policy
 from allowance.stores import store_from_url
 
 
 def main() -> None:
     url, account, features, threads, attempts, start, share = sys.argv[1:8]
+    policy = load_policy(sys.argv[8]) if len(sys.argv) > 8 else None
     feature_list = features.split(",")
-    granted = [0] * int(threads)
+    granted = [Counter[str]() for _ in range(int(threads))]
     shared = store_from_url(url) if share == "1" else None
 
     def run(i: int) -> None:
-        lim = Limiter(store=shared or url)
+        lim = Limiter(policy, store=shared or url)
         time.sleep(max(0.0, float(start) - time.time()))
         for n in range(int(attempts)):
-            d = lim.consume(account, feature_list[(i + n) % len(feature_list)])
-            granted[i] += d.granted
+            feature = feature_list[(i + n) % len(feature_list)]
+            granted[i][feature] += lim.consume(account, feature).granted
         if shared is None:
             lim.close()
 
@@ -34,7 +39,7 @@ def main() -> None:
         w.start()
     for w in workers:
         w.join()
-    print(sum(granted))
+    print(json.dumps(sum(granted, Counter[str]())))
 
 
 if __name__ == "__main__":
