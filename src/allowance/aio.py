@@ -15,10 +15,16 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
-from allowance import calls, ids, validation
+from allowance import calls, ids, load, validation
 from allowance.clock import Clock
-from allowance.errors import ReservationNotFound, StoreError, StoreUnavailable, UnknownAccount
-from allowance.limiter import DEFAULT_TTL, Limiter, without_store
+from allowance.errors import (
+    AllowanceError,
+    ReservationNotFound,
+    StoreError,
+    StoreUnavailable,
+    UnknownAccount,
+)
+from allowance.limiter import DEFAULT_TTL, Limiter, log, without_store
 from allowance.policy import Policy
 from allowance.resilience import JOURNAL_SIZE, Mode
 from allowance.stores import Store
@@ -89,7 +95,8 @@ class AsyncLimiter:
         self.policy = self.sync.policy
         self.store = self.sync.store
         self.async_store = self.store.async_store()
-        self._batcher = Batcher(self.store, self.policy) if self.store.batches else None
+        self._batcher = Batcher(self.store) if self.store.batches else None
+        self._reading: asyncio.Future[None] | None = None  # the load factors' read under way
 
     async def _run(self, call: calls.Call[T]) -> T:
         """As ``Limiter._run``: through the breaker, by the failure mode without the store."""
@@ -100,6 +107,7 @@ class AsyncLimiter:
             if breaker.open_until is not None:
                 breaker.before()
             try:
+                call.policy = await self.policy_now()
                 result = await self._run_on_store(call, now)
             except StoreUnavailable as exc:
                 exc.retry_after = breaker.failed()
@@ -118,12 +126,12 @@ class AsyncLimiter:
 
     async def _run_on_store(self, call: calls.Call[T], now: float | None) -> T:
         if self.async_store is not None:
-            return await calls.run_async(self.async_store, self.policy, call, now)
+            return await calls.run_async(self.async_store, call, now)
         if self._batcher is not None:
             return await self._batcher.run(call, now)
         if self.store.blocking:
-            return await asyncio.to_thread(calls.run, self.store, self.policy, call, now)
-        return calls.run(self.store, self.policy, call, now)
+            return await asyncio.to_thread(calls.run, self.store, call, now)
+        return calls.run(self.store, call, now)
 
     async def put_account(self, account: str, plan: str, seats: int = 1) -> tuple[Account, bool]:
         if self.async_store is None:
@@ -199,6 +207,45 @@ class AsyncLimiter:
     async def usage(self, account: str) -> list[Meter]:
         return await self._run(calls.usage(self.policy, account))
 
+    async def policy_now(self) -> Policy:
+        """As ``Limiter.policy_now``, reading through the async store where there is one.
+        While a read is under way every call waits for it, so calls still reach the store
+        in the order they were made."""
+        state = self.sync.load
+        reading = self._reading
+        if reading is None:
+            if not self.store.blocking and self.async_store is None:
+                return self.sync.policy_now()  # the memory store: no I/O
+            if not state.due():
+                return state.policy
+            reading = self._reading = asyncio.ensure_future(self._read_load())
+        await asyncio.shield(reading)
+        return state.policy
+
+    async def _read_load(self) -> None:
+        try:
+            if self.async_store is not None:
+                raw = await self.async_store.get_setting(load.SETTING)
+            else:
+                raw = await asyncio.to_thread(self.store.get_setting, load.SETTING)
+            self.sync.load.apply_text(raw)
+        except StoreUnavailable:
+            raise
+        except AllowanceError as exc:  # a setting it cannot read: decide as before
+            log.warning("load factor: kept the one read last: %s", exc)
+        finally:
+            self._reading = None
+
+    async def set_load_factor(
+        self, factor: float, limits: list[str] | tuple[str, ...] | None = None
+    ) -> dict[str, float]:
+        """As ``Limiter.set_load_factor``."""
+        return await asyncio.to_thread(self.sync.set_load_factor, factor, limits)
+
+    async def load_factors(self) -> dict[str, float]:
+        """As ``Limiter.load_factors``."""
+        return await asyncio.to_thread(self.sync.load_factors)
+
     async def sweep(self) -> int:
         if self.async_store is not None:
             return await self.async_store.sweep(self.sync._now())
@@ -225,9 +272,8 @@ class Batcher:
     """For a store that commits batches (SQLite): the calls awaited while a batch is in the
     worker thread form the next batch, one thread hop and one commit for all of them."""
 
-    def __init__(self, store: Store, policy: Policy) -> None:
+    def __init__(self, store: Store) -> None:
         self.store = store
-        self.policy = policy
         self._waiting: list[tuple[calls.Call[Any], float | None, asyncio.Future[Any]]] = []
         self._draining: asyncio.Task[None] | None = None
 
@@ -246,9 +292,7 @@ class Batcher:
                 self._waiting = []
                 items = [(call, now) for call, now, _ in batch]
                 try:
-                    outcomes = await asyncio.to_thread(
-                        calls.run_many, self.store, self.policy, items
-                    )
+                    outcomes = await asyncio.to_thread(calls.run_many, self.store, items)
                 except Exception as exc:  # the batch as a whole failed: each its own error
                     outcomes = [Outcome(None, _batch_error(exc)) for _ in batch]
                 for (_, _, future), outcome in zip(batch, outcomes, strict=True):

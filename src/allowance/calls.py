@@ -23,8 +23,11 @@ T = TypeVar("T")
 
 @dataclass(slots=True)
 class Call(Generic[T]):
+    # what the call decides by: the Limiter sets the policy with the load factors in force
+    # just before it runs (the fast path is given the same one)
+    policy: Policy
     account: str
-    fn: Callable[[AccountView, float], T]
+    op: Callable[[Policy, AccountView, float], T]
     preload: Preload = NO_PRELOAD
     fast: Request | None = None  # set when a store's fast path may answer (T = Decision)
     charge: bool = True
@@ -33,6 +36,10 @@ class Call(Generic[T]):
     # store; ``ttl`` is set for a reservation
     request: Request | None = None
     ttl: float | None = None
+
+    def fn(self, view: AccountView, now: float) -> T:
+        """What a store runs on the account (``Store.transact``)."""
+        return self.op(self.policy, view, now)
 
 
 def _keyed(req: Request) -> Preload:
@@ -51,8 +58,9 @@ def consume(
 ) -> Call[Decision]:
     req = validation.request(policy, account, feature, amount, partial, idempotency_key, user)
     return Call(
+        policy,
         req.account,
-        lambda view, now: ops.consume(policy, view, req, now),
+        lambda policy, view, now: ops.consume(policy, view, req, now),
         _keyed(req),
         fast=req if req.idempotency_key is None else None,
         request=req,
@@ -64,8 +72,9 @@ def check(
 ) -> Call[Decision]:
     req = validation.request(policy, account, feature, amount, partial, None, user)
     return Call(
+        policy,
         req.account,
-        lambda view, now: ops.check(policy, view, req, now),
+        lambda policy, view, now: ops.check(policy, view, req, now),
         fast=req,
         charge=False,
         request=req,
@@ -85,8 +94,11 @@ def reserve(
     req = validation.request(policy, account, feature, amount, partial, idempotency_key, user)
     seconds = validation.ttl(ttl)
     return Call(
+        policy,
         req.account,
-        lambda view, now: ops.reserve(policy, view, req, seconds, now, ids.new_reservation_id),
+        lambda policy, view, now: ops.reserve(
+            policy, view, req, seconds, now, ids.new_reservation_id
+        ),
         _keyed(req),
         request=req,
         ttl=seconds,
@@ -97,8 +109,9 @@ def commit(policy: Policy, reservation_id: str, amount: object = None) -> Call[N
     account = ids.reservation_account(reservation_id)
     units = validation.settled_amount(amount)
     return Call(
+        policy,
         account,
-        lambda view, now: ops.commit(policy, view, reservation_id, now, units),
+        lambda policy, view, now: ops.commit(policy, view, reservation_id, now, units),
         Preload(hold_id=reservation_id),
         on_reservation=True,
     )
@@ -107,8 +120,9 @@ def commit(policy: Policy, reservation_id: str, amount: object = None) -> Call[N
 def release(policy: Policy, reservation_id: str) -> Call[None]:
     account = ids.reservation_account(reservation_id)
     return Call(
+        policy,
         account,
-        lambda view, now: ops.release(policy, view, reservation_id, now),
+        lambda policy, view, now: ops.release(policy, view, reservation_id, now),
         Preload(hold_id=reservation_id),
         on_reservation=True,
     )
@@ -119,17 +133,26 @@ def record(policy: Policy, entry: Entry) -> Call[bool]:
     req = Request(
         entry.account, entry.feature, entry.amount, False, entry.idempotency_key, entry.user
     )
-    return Call(req.account, lambda view, now: ops.record(policy, view, req, now), _keyed(req))
+    return Call(
+        policy,
+        req.account,
+        lambda policy, view, now: ops.record(policy, view, req, now),
+        _keyed(req),
+    )
 
 
 def usage(policy: Policy, account: object) -> Call[list[Meter]]:
-    return Call(validation.text("account", account), lambda view, now: ops.usage(policy, view, now))
+    return Call(
+        policy,
+        validation.text("account", account),
+        lambda policy, view, now: ops.usage(policy, view, now),
+    )
 
 
-def run(store: Store, policy: Policy, call: Call[T], now: float | None) -> T:
+def run(store: Store, call: Call[T], now: float | None) -> T:
     try:
         if call.fast is not None and store.fast:
-            decision = store.fast_decide(policy, call.fast, now, call.charge)
+            decision = store.fast_decide(call.policy, call.fast, now, call.charge)
             if decision is not None:
                 return cast(T, decision)
         return store.transact(call.account, now, call.fn, call.preload)
@@ -139,10 +162,10 @@ def run(store: Store, policy: Policy, call: Call[T], now: float | None) -> T:
         raise
 
 
-async def run_async(store: AsyncStore, policy: Policy, call: Call[T], now: float | None) -> T:
+async def run_async(store: AsyncStore, call: Call[T], now: float | None) -> T:
     try:
         if call.fast is not None and store.fast:
-            decision = await store.fast_decide(policy, call.fast, now, call.charge)
+            decision = await store.fast_decide(call.policy, call.fast, now, call.charge)
             if decision is not None:
                 return cast(T, decision)
         return await store.transact(call.account, now, call.fn, call.preload)
@@ -152,9 +175,7 @@ async def run_async(store: AsyncStore, policy: Policy, call: Call[T], now: float
         raise
 
 
-def run_many(
-    store: Store, policy: Policy, items: list[tuple[Call[Any], float | None]]
-) -> list[Outcome[Any]]:
+def run_many(store: Store, items: list[tuple[Call[Any], float | None]]) -> list[Outcome[Any]]:
     """``run`` for each item, through the store's ``transact_many`` (one batch)."""
     batch: list[Transaction[Any]] = [
         (call.account, now, call.fn, call.preload) for call, now in items

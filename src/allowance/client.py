@@ -143,6 +143,13 @@ class Client(_Base):
     def get_account(self, account: str) -> Account:
         return self._send(remote.get_account(account))
 
+    def set_load_factor(self, factor: float, limits: list[str] | None = None) -> dict[str, float]:
+        """As ``Limiter.set_load_factor``, on the service (an admin key)."""
+        return self._run(lambda p: remote.set_load_factor(p, factor, limits))
+
+    def load_factors(self) -> dict[str, float]:
+        return self._send(remote.load_factors())
+
     def consume(
         self,
         account: str,
@@ -273,6 +280,14 @@ class AsyncClient(_Base):
 
     async def get_account(self, account: str) -> Account:
         return await self._send(remote.get_account(account))
+
+    async def set_load_factor(
+        self, factor: float, limits: list[str] | None = None
+    ) -> dict[str, float]:
+        return await self._run(lambda p: remote.set_load_factor(p, factor, limits))
+
+    async def load_factors(self) -> dict[str, float]:
+        return await self._send(remote.load_factors())
 
     async def consume(
         self,

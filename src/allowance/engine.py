@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from allowance import messages
 from allowance.policy import Limit, Plan, Policy, Rule
@@ -77,6 +77,8 @@ def decide(
             continue
         if cell.per_seat:
             cap *= seats
+        if cell.load != 1.0:  # a load factor in force (Policy.scaled)
+            cap = math.floor(cap * cell.load)
         used = rule.limit.window.used(counters[rule.limit.name], now)
         room.append((rule, cap, used))
         fits = (cap - used) // cost
@@ -231,6 +233,7 @@ def _limit_reached(
             None if upgrade is None else rule.limit.cells[upgrade.name],
             seats,
             rule.cost,
+            None if rule.cell.load == 1.0 else replace(rule.cell, load=1.0).cap(seats),
         )
 
     decision = Decision.denial(

@@ -11,7 +11,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, TypeVar, cast
 
-from allowance import calls, ids, ops, validation
+from allowance import calls, ids, load, ops, validation
 from allowance.clock import Clock, checked, system_clock
 from allowance.errors import AllowanceError, ReservationNotFound, StoreUnavailable, UnknownAccount
 from allowance.policy import Policy, builtin_policy, load_policy
@@ -101,6 +101,47 @@ class Limiter:
         self.store.policy = self.policy
         self.clock = clock
         self.guard = StoreGuard(self.policy, mode, size)
+        self.load = load.LoadState(self.policy)
+
+    def policy_now(self) -> Policy:
+        """The policy with the load factors in force (``load.py``), read again from the
+        store when the copy here is older than ``load.REFRESH``. ``StoreUnavailable`` when
+        that read fails for want of the store: the call it was for fails with it, within
+        the same timeout (the factors read last stay)."""
+        state, store = self.load, self.store
+        if store.settings_local:  # the memory store: read on every call, costs no I/O
+            raw = store.get_setting(load.SETTING)
+            return state.policy if raw == state.raw else state.apply_text(raw)
+        if state.due():
+            try:
+                state.apply_text(store.get_setting(load.SETTING))
+            except StoreUnavailable:
+                raise
+            except AllowanceError as exc:  # a setting it cannot read: decide as before
+                log.warning("load factor: kept the one read last: %s", exc)
+        return state.policy
+
+    def set_load_factor(
+        self, factor: float, limits: list[str] | tuple[str, ...] | None = None
+    ) -> dict[str, float]:
+        """Lower limits for everyone on the store, e.g. in a period of high demand: each
+        limit named (``None``: every limit) gets effective max floor(max × seats × factor),
+        0 < factor <= 1 (1 lifts it). Kept in the store; every Limiter on it applies it
+        within ``load.REFRESH`` seconds, this one at once. Returns the factor of each
+        limit now."""
+        f = load.checked_factor(factor)
+        names = load.checked_limits(self.policy, limits)
+        stored = load.parse(self.store.get_setting(load.SETTING))
+        text = stored.updated(f, names).to_text()
+        self.store.put_setting(load.SETTING, text)
+        self.load.apply_text(text)
+        return self.load.by_limit()
+
+    def load_factors(self) -> dict[str, float]:
+        """The load factor in force for each limit (1.0: not lowered), as read from the
+        store now."""
+        self.load.apply_text(self.store.get_setting(load.SETTING))
+        return self.load.by_limit()
 
     def _now(self) -> float | None:
         return None if self.clock is None else checked(self.clock())
@@ -214,7 +255,7 @@ class Limiter:
                 for entry in batch:
                     try:
                         call = calls.record(self.policy, entry)
-                        charged += calls.run(self.store, self.policy, call, entry.now)
+                        charged += calls.run(self.store, call, entry.now)
                         if self.guard.breaker.failures:
                             self.guard.breaker.succeeded()
                     except StoreUnavailable:
@@ -239,7 +280,8 @@ class Limiter:
             if breaker.open_until is not None:
                 breaker.before()
             try:
-                result = calls.run(self.store, self.policy, call, now)
+                call.policy = self.policy_now()
+                result = calls.run(self.store, call, now)
             except StoreUnavailable as exc:
                 exc.retry_after = breaker.failed()
                 raise

@@ -70,8 +70,10 @@ def denied(
     upgrade_cell: Cell | None,
     seats: int,
     cost: int = 1,
+    full_cap: int | None = None,
 ) -> str:
-    """``amount`` is in the limit's units: ``cost`` of them per unit of the feature."""
+    """``amount`` is in the limit's units: ``cost`` of them per unit of the feature;
+    ``full_cap``: the max without the load factor in force, when one lowers it."""
     adj = adjective(limit.window)
     left = max(0, cap - used)
     if amount > cap:
@@ -85,6 +87,8 @@ def denied(
         )
     if cost > 1:
         head += f" ({n(amount // cost)} at {n(cost)} each)"
+    if full_cap is not None and full_cap != cap:
+        head += f" (lowered from {n(full_cap)} while demand is high)"
     offer = ""
     if upgrade is not None and upgrade_cell is not None:
         up_cap = upgrade_cell.cap(seats)

@@ -5,8 +5,10 @@ into the lookup tables the engine reads on every decision.
 from __future__ import annotations
 
 import difflib
+import math
 import re
-from dataclasses import dataclass, field
+import weakref
+from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
 from pathlib import Path
@@ -51,18 +53,21 @@ class Feature:
 @dataclass(frozen=True, slots=True)
 class Cell:
     """One plan's setting for one limit. ``max`` None = unlimited; ``per_request``: the most
-    units one request may ask for (not scaled by seats; None = any)."""
+    units one request may ask for (not scaled by seats; None = any); ``load``: the load factor
+    in force (``Policy.scaled``), the effective max being floor(max × seats × load)."""
 
     access: bool
     max: int | None
     per_seat: bool
     fair_use: int | None
     per_request: int | None = None
+    load: float = 1.0
 
     def cap(self, seats: int) -> int | None:
         if self.max is None:
             return None
-        return self.max * seats if self.per_seat else self.max
+        cap = self.max * seats if self.per_seat else self.max
+        return cap if self.load == 1.0 else math.floor(cap * self.load)
 
     def soft_cap(self, seats: int) -> int | None:
         if self.fair_use is None:
@@ -145,6 +150,12 @@ class Policy:
                 name, lim.label or name, tuple(lim.features), window, cells, dict(lim.costs)
             )
         self.limits = limits
+        self.load_factors: dict[str, float] = {}  # by limit: those in force (``scaled``)
+        self._index()
+
+    def _index(self) -> None:
+        """The lookup tables the engine reads, from ``limits``."""
+        limits = self.limits
         self._feature_limits = {
             f: tuple(lim for lim in limits.values() if f in lim.features) for f in self.features
         }
@@ -177,6 +188,34 @@ class Policy:
             Rule(lim, lim.cells[plan]) for lim in self.limits.values() if lim.cells[plan].access
         ]
 
+    def scaled(self, factors: dict[str, float]) -> Policy:
+        """This policy with load factors in force: each limit named in ``factors`` has its
+        effective max floor(max × seats × factor) on every plan (``Cell.load``). The same
+        factors give the same object back (so rules compiled for it are reused); factors of
+        1 give this policy itself."""
+        key = tuple(sorted((name, f) for name, f in factors.items() if f != 1.0))
+        if not key:
+            return self
+        cache = _scaled.setdefault(self, {})
+        found = cache.get(key)
+        if found is None:
+            if len(cache) >= _SCALED_KEPT:  # factors change seldom; keep the latest few
+                cache.pop(next(iter(cache)))
+            found = cache[key] = Policy(self.spec, self.source_text, self.source_name)
+            found.limits = {
+                name: replace(
+                    lim,
+                    cells={
+                        plan: replace(cell, load=dict(key).get(name, 1.0))
+                        for plan, cell in lim.cells.items()
+                    },
+                )
+                for name, lim in self.limits.items()
+            }
+            found.load_factors = dict(key)
+            found._index()
+        return found
+
     def to_data(self) -> dict[str, Any]:
         return spec_to_data(self.spec)
 
@@ -188,6 +227,12 @@ class Policy:
 
     def __repr__(self) -> str:
         return f"<Policy {self.source_name}: {len(self.plans)} plans, {len(self.limits)} limits>"
+
+
+_SCALED_KEPT = 8
+_scaled: weakref.WeakKeyDictionary[Policy, dict[tuple[tuple[str, float], ...], Policy]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def _dotted(path: DataPath) -> str:

@@ -21,7 +21,7 @@ from urllib.parse import quote
 
 import httpx
 
-from allowance import ids, validation
+from allowance import ids, load, validation
 from allowance.errors import (
     AllowanceError,
     AuthenticationError,
@@ -211,6 +211,17 @@ def usage(account: object) -> Op[list[Meter]]:
         lambda answer, data: [Meter.from_json(m) for m in data["meters"]],
         sent={"account": account_id},
     )
+
+
+def set_load_factor(policy: Policy, factor: object, limits: object) -> Op[dict[str, float]]:
+    f = load.checked_factor(factor)
+    names = load.checked_limits(policy, limits)  # type: ignore[arg-type]
+    body = {"factor": f, "limits": None if names is None else list(names)}
+    return Op("PUT", "/v1/load-factor", (200,), lambda answer, data: dict(data["factors"]), body)
+
+
+def load_factors() -> Op[dict[str, float]]:
+    return Op("GET", "/v1/load-factor", (200,), lambda answer, data: dict(data["factors"]))
 
 
 def policy() -> Op[dict[str, Any]]:

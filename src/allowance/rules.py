@@ -8,7 +8,8 @@ flagged, both per seat or not) or no access at all. The engine evaluates the sam
 objects (``Policy.rules``); ``encode`` flattens them into ``Encoded``, plain lists of numbers
 and names that both kernels read the same way and that name no policy concept: a kernel knows
 window arithmetic (anchored, sliding, period), caps, per-request ceilings, soft levels, a
-per-account scale, a per-counter cost and an all-or-nothing charge, nothing else. Period
+per-account scale, a load factor, a per-counter cost and an all-or-nothing charge, nothing
+else. Period
 bounds (calendar days, weeks, months in a time zone) are worked out here and handed to the
 kernel with each call (``bounds``), so no kernel does time zone arithmetic.
 
@@ -69,9 +70,10 @@ class Encoded:
     g * cost, caps, soft levels and ceilings are in the counter's units). Per plan
     ``p`` (0-based, ``plans`` order): ``access[p]`` (0: no access, nothing is granted). Per
     counter and plan, at ``i * len(plans) + p``: ``caps`` and ``soft`` (``NONE``: none),
-    ``scale`` (1: both are per unit of the account's seats) and ``most``, the most units one
-    request may be granted (``NONE``: any; never scaled: asking for more is denied, or with
-    ``partial`` granted at most that)."""
+    ``scale`` (1: both are per unit of the account's seats), ``load`` (the load factor in
+    force: the cap is floor(cap × seats × load), in IEEE doubles like ``Cell.cap``) and
+    ``most``, the most units one request may be granted (``NONE``: any; never scaled: asking
+    for more is denied, or with ``partial`` granted at most that)."""
 
     plans: tuple[str, ...]
     names: tuple[str, ...]
@@ -82,6 +84,7 @@ class Encoded:
     caps: tuple[int, ...]
     soft: tuple[int, ...]
     scale: tuple[int, ...]
+    load: tuple[float, ...]
     most: tuple[int, ...]
 
 
@@ -123,6 +126,7 @@ def encode(rules: FeatureRules) -> Encoded:
     caps: list[int] = []
     soft: list[int] = []
     scale: list[int] = []
+    load: list[float] = []
     most: list[int] = []
     for i in range(len(rules.counters)):
         for plan in rules.plans:
@@ -131,6 +135,7 @@ def encode(rules: FeatureRules) -> Encoded:
             caps.append(NONE if cell is None or cell.max is None else cell.max)
             soft.append(NONE if cell is None or cell.fair_use is None else cell.fair_use)
             scale.append(1 if cell is not None and cell.per_seat else 0)
+            load.append(1.0 if cell is None else cell.load)
             most.append(NONE if cell is None or cell.per_request is None else cell.per_request)
     return Encoded(
         plans=rules.plans,
@@ -142,5 +147,6 @@ def encode(rules: FeatureRules) -> Encoded:
         caps=tuple(caps),
         soft=tuple(soft),
         scale=tuple(scale),
+        load=tuple(load),
         most=tuple(most),
     )

@@ -163,3 +163,22 @@ def test_a_redis_counter_key_outlives_its_window_by_keep_after(store_url: str) -
         assert store.client.pttl(key) > 60_000 + KEEP_AFTER * 1000 - 5_000
         lim.release(lim.reserve("a", "doc.sliding", 1, ttl=10).id or "")  # the slow path
         assert store.client.pttl(key) > 60_000 + KEEP_AFTER * 1000 - 5_000
+
+
+def test_a_hold_swept_after_its_expiry_stays_expired_after_a_step_back(store_url: str) -> None:
+    """A sweep at a time past a reservation's expiry settles it (its units go back) on every
+    store; the clock stepping back before that expiry does not revive it for a commit.
+    memory:// used to settle it only when deleting its record, HOLD_KEEP later."""
+    from allowance import ReservationExpired
+
+    clock = ManualClock("2026-11-24T12:00:00Z")
+    with Limiter(store=store_url, clock=clock) as lim:
+        lim.set_account("acct", plan="pro")
+        held = lim.reserve("acct", "background.studio", 4, ttl=60)
+        assert held.id is not None
+        clock.advance(61)
+        lim.sweep()
+        clock.advance(-30)  # back before the expiry
+        with pytest.raises(ReservationExpired):
+            held.commit()
+        assert next(m.used for m in lim.usage("acct") if m.limit == "studio") == 0

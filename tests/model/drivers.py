@@ -40,6 +40,8 @@ class Held(Protocol):
 class Driver(Protocol):
     def set_account(self, account: str, plan: str, seats: int) -> None: ...
 
+    def set_load_factor(self, factor: float, limit: str | None) -> None: ...
+
     def consume(
         self, account: str, feature: str, amount: int, partial: bool, key: str | None = None
     ) -> Decision: ...
@@ -63,6 +65,9 @@ class SyncDriver:
 
     def set_account(self, account: str, plan: str, seats: int) -> None:
         self.lim.set_account(account, plan, seats)
+
+    def set_load_factor(self, factor: float, limit: str | None) -> None:
+        self.lim.set_load_factor(factor, None if limit is None else [limit])
 
     def consume(
         self, account: str, feature: str, amount: int, partial: bool, key: str | None = None
@@ -113,6 +118,9 @@ class AsyncDriver:
 
     def set_account(self, account: str, plan: str, seats: int) -> None:
         self.run(self.lim.set_account(account, plan, seats))
+
+    def set_load_factor(self, factor: float, limit: str | None) -> None:
+        self.run(self.lim.set_load_factor(factor, None if limit is None else [limit]))
 
     def consume(
         self, account: str, feature: str, amount: int, partial: bool, key: str | None = None

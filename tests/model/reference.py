@@ -14,6 +14,8 @@ grant per account, in the order made, and every answer computed from it each tim
   the units counted in t's period or, when later, that latest one (the meter shows that one).
 - a hold is settled (its units go back for good) by the first operation on its account at a
   time >= its expiry; a step back afterwards does not revive it.
+- a load factor f (for every limit, or one by name, which wins) makes a limit's max
+  floor(max × seats × f) from the moment it is set.
 - the clock never goes more than ``KEEP_AFTER`` (windows.py, 5 minutes) behind the latest time
   it has shown: a store drops a counter that long after its window closed.
 
@@ -23,6 +25,7 @@ time, and never grants it twice. Times are epoch seconds (float).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -181,8 +184,25 @@ class Model:
         self.plans = [p.name for p in self.policy.spec.plans]  # cheapest first
         self.limits = limits_from(self.policy)
         self.hold_owner: dict[int, str] = {}
+        self.load_default = 1.0
+        self.load_by_limit: dict[str, float] = {}
 
     # state ---------------------------------------------------------------------------------
+    def set_load_factor(self, factor: float, limit: str | None) -> None:
+        """``factor`` for every limit (``limit`` None: those set by name are forgotten) or
+        for one: its max is then floor(max × seats × factor) for everyone."""
+        if limit is None:
+            self.load_default, self.load_by_limit = factor, {}
+        else:
+            self.load_by_limit[limit] = factor
+
+    def cap(self, lim: Limit, plan: str, seats: int) -> int | None:
+        """The effective max of ``lim`` on ``plan``: times the seats, lowered by the load
+        factor in force."""
+        cap = lim.cells[plan].cap(seats)
+        factor = self.load_by_limit.get(lim.name, self.load_default)
+        return None if cap is None else math.floor(cap * factor)
+
     def set_account(self, account: str, plan: str, seats: int = 1) -> None:
         self.accounts[account] = (plan, seats)
         self.log.setdefault(account, [])
@@ -270,7 +290,7 @@ class Model:
         for t in sorted(c for c in candidates if c >= self.now):
             fits = True
             for lim in lims:
-                cap = lim.cells[plan].cap(seats)
+                cap = self.cap(lim, plan, seats)
                 if cap is not None and self.used(account, lim, t) + need * lim.cost(feature) > cap:
                     fits = False
             if fits:
@@ -292,10 +312,10 @@ class Model:
                 None,
             )
             return Decision(False, 0, "no_access", upgrade=upgrade)
-        limited = [lim for lim in lims if lim.cells[plan].cap(seats) is not None]
+        limited = [lim for lim in lims if self.cap(lim, plan, seats) is not None]
         left = {}  # requests of the feature that still fit each capped limit (credits // cost)
         for lim in limited:
-            cap = lim.cells[plan].cap(seats)
+            cap = self.cap(lim, plan, seats)
             assert cap is not None
             left[lim.name] = (cap - self.used(account, lim, self.now)) // lim.cost(feature)
         ceilings = [  # the most units of the feature one request may have, per ceiling
@@ -356,12 +376,11 @@ class Model:
             upgrade=upgrade,
         )
 
-    @staticmethod
-    def _admits(lims: list[Limit], plan: str, seats: int, amount: int, feature: str) -> bool:
+    def _admits(self, lims: list[Limit], plan: str, seats: int, amount: int, feature: str) -> bool:
         """Whether ``plan`` lets one request ask for ``amount`` units of ``feature`` at all."""
         for lim in lims:
             cell = lim.cells[plan]
-            cap, units = cell.cap(seats), amount * lim.cost(feature)
+            cap, units = self.cap(lim, plan, seats), amount * lim.cost(feature)
             if not cell.access or (cell.per_request is not None and units > cell.per_request):
                 return False
             if cap is not None and units > cap:
@@ -444,7 +463,7 @@ class Model:
             if not cell.access:
                 continue
             used, start, resets = self.window(account, lim, self.now)
-            cap = cell.cap(seats)
+            cap = self.cap(lim, plan, seats)
             remaining = None if cap is None else max(0, cap - used)
             out.append(Meter(lim.name, lim.features, used, cap, remaining, start, resets))
         return out

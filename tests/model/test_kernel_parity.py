@@ -6,8 +6,8 @@ engine on the same state; decisions and the counters written back must be identi
 States cover what a stepped clock and old kernels leave behind: unsorted sliding entries
 (distinct times, some after ``now``), anchored windows opened in the past or the future,
 calendar counters of the previous, current, next or 2-ahead period, partial requests,
-per-seat, fair-use and per-request cells, and credits (a feature costing more than one unit
-of a limit). The one allowed difference: a kernel answers None
+per-seat, fair-use and per-request cells, credits (a feature costing more than one unit of a
+limit) and load factors. The one allowed difference: a kernel answers None
 (the slow path) for a calendar counter two or more periods ahead of ``now``, whose period end is not
 among the bounds it is given (decide.lua, decide.sql).
 """
@@ -104,6 +104,9 @@ POLICIES: dict[str, Policy] = {
     "custom": parse_policy(PARITY_POLICY, "parity"),
     "credits": parse_policy(CREDITS_POLICY, "credits"),
 }
+# load factors in force: caps lowered to floor(cap × seats × factor), per seat ones included
+POLICIES["loaded"] = POLICIES["custom"].scaled({"day": 0.5, "week": 0.3, "slide": 0.7})
+POLICIES["credits_loaded"] = POLICIES["credits"].scaled({"credits": 0.55, "video_hour": 0.9})
 KERNELS = ("redis", "postgres")
 # Instants on or near window boundaries: midnight in Paris, a Monday, a New York month start
 # (a DST change in March), and an ordinary afternoon.

@@ -1,10 +1,10 @@
 """The state machine of the model comparison (``test_against_model.py``): random timelines
 through a real ``Limiter`` or ``AsyncLimiter``, each answer and meter compared with the
 reference model (``reference.py``). Rules: consume / check / reserve / commit / release / plan
-and seat changes / idempotency keys, and a clock that moves forward by 1 s to 7 days, steps
-back by 0.5 s to 5 minutes (KEEP_AFTER), and lands just before, at or after the edges of
-windows and of minutes, hours, days, ISO weeks and months (UTC and another time zone), either
-way."""
+and seat changes / idempotency keys / load factors, and a clock that moves forward by 1 s to 7
+days, steps back by 0.5 s to 5 minutes (KEEP_AFTER), and lands just before, at or after the
+edges of windows and of minutes, hours, days, ISO weeks and months (UTC and another time
+zone), either way."""
 
 from __future__ import annotations
 
@@ -50,6 +50,7 @@ ZONES = (ZoneInfo("UTC"), ZoneInfo("Europe/Paris"))
 NEAR = (-2, -1, -0.5, 0, 0.5, 1, 5)  # where a step lands, seconds from the boundary
 TTLS = (30, 60, 900, 3600)
 KEYS = ("k1", "k2")
+LOAD_FACTORS = (0.5, 0.34, 0.75, 1.0)
 
 
 def around(t: float, boundary: str, zone: ZoneInfo) -> tuple[float, float]:
@@ -70,6 +71,7 @@ def make_machine(
     name: str,
 ) -> type[RuleBasedStateMachine]:
     features = sorted(policy.features)
+    limit_names = sorted(policy.limits)
     plans = [p.name for p in policy.plans]
     accounts = st.sampled_from(ACCOUNTS)
     amounts = st.one_of(st.integers(1, 3), st.integers(1, 40))
@@ -158,6 +160,14 @@ def make_machine(
                     self.step_back(back)
 
         # accounts and decisions ------------------------------------------------------------
+        @rule(
+            factor=st.sampled_from(LOAD_FACTORS),
+            limit=st.one_of(st.none(), st.sampled_from(limit_names)),
+        )
+        def set_load_factor(self, factor: float, limit: str | None) -> None:
+            self.lim.set_load_factor(factor, limit)
+            self.model.set_load_factor(factor, limit)
+
         @rule(account=accounts, plan=st.sampled_from(plans), seats=st.integers(1, 3))
         def set_account(self, account: str, plan: str, seats: int) -> None:
             self.lim.set_account(account, plan, seats)

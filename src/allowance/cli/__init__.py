@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from allowance import __version__
-from allowance.cli import policy_cmd, serve_cmd, simulate, sweep_cmd, usage_cmd
+from allowance.cli import load_cmd, policy_cmd, serve_cmd, simulate, sweep_cmd, usage_cmd
 
 app = typer.Typer(
     name="allowance",
@@ -27,6 +27,7 @@ app.add_typer(usage_cmd.accounts_app, name="accounts")
 app.command("serve")(serve_cmd.serve)
 app.add_typer(serve_cmd.keys_app, name="keys")
 app.command("sweep")(sweep_cmd.sweep)
+app.add_typer(load_cmd.app, name="load-factor")
 
 
 def _version(value: bool) -> None:

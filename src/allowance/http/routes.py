@@ -297,6 +297,29 @@ async def usage(account_id: AccountId, svc: Svc) -> Response:
     )
 
 
+@router.put(
+    "/load-factor",
+    summary="Lower limits for everyone (high demand)",
+    dependencies=[Admin],
+    response_model=schemas.LoadFactorBody,
+    responses=problems(403),
+)
+async def put_load_factor(body: schemas.LoadFactorRequest, svc: Svc) -> Response:
+    factors = await svc.run("load_factor", svc.limiter.set_load_factor(body.factor, body.limits))
+    return _json({"factors": factors})
+
+
+@router.get(
+    "/load-factor",
+    summary="The load factor of each limit",
+    dependencies=[Read],
+    response_model=schemas.LoadFactorBody,
+    responses=problems(403),
+)
+async def get_load_factor(svc: Svc) -> Response:
+    return _json({"factors": await svc.run("load_factor", svc.limiter.load_factors())})
+
+
 @router.get("/policy", summary="The policy in force", dependencies=[Read], responses=problems(403))
 async def policy(svc: Svc) -> Response:
     return _json(svc.limiter.policy.to_data())

@@ -87,6 +87,22 @@ class CommitRequest(Strict):
     )
 
 
+class LoadFactorRequest(Strict):
+    model_config = ConfigDict(
+        extra="forbid", **_examples({"factor": 0.5, "limits": ["transform_daily"]})
+    )
+
+    # checked by the Limiter (load.checked_factor, checked_limits), which names the field
+    factor: StrictFloat = Field(description="0 < factor <= 1: effective max = floor(max × factor)")
+    limits: list[str] | None = Field(
+        None, max_length=1000, description="the limits it applies to; none: every limit"
+    )
+
+
+class LoadFactorBody(BaseModel):
+    factors: dict[str, float] = Field(description="the factor in force for each limit")
+
+
 class AccountRequest(Strict):
     model_config = ConfigDict(extra="forbid", **_examples({"plan": "pro", "seats": 3}))
 

@@ -114,6 +114,17 @@ class Store(ABC):
     def sweep(self, now: float | None = None) -> int:
         """Delete expired records (and settle expired holds); return how many were removed."""
 
+    #: whether reading a setting costs no I/O (a Limiter then reads it on every call)
+    settings_local: bool = False
+
+    @abstractmethod
+    def get_setting(self, name: str) -> str | None:
+        """A store-wide setting, the same for every server on the store (the load factors);
+        None when it was never set."""
+
+    @abstractmethod
+    def put_setting(self, name: str, value: str) -> None: ...
+
     def close(self) -> None:  # noqa: B027 - optional for stores with nothing to release
         """Release connections."""
 
@@ -162,6 +173,9 @@ class AsyncStore(ABC):
 
     @abstractmethod
     async def sweep(self, now: float | None = None) -> int: ...
+
+    @abstractmethod
+    async def get_setting(self, name: str) -> str | None: ...
 
     @abstractmethod
     async def close(self) -> None: ...

@@ -96,6 +96,7 @@ class MemoryStore(Store):
         self._idempotency: OrderedDict[tuple[str, str], IdempotencyRecord] = OrderedDict()
         self._ops = 0
         self._scan: list[str] = []  # accounts whose counters the next sweeps look at
+        self._settings: dict[str, str] = {}
 
     @classmethod
     def from_url(cls, url: str) -> MemoryStore:
@@ -206,8 +207,11 @@ class MemoryStore(Store):
         return removed + self._reclaim_counters(now, batch)
 
     def _reclaim_counters(self, now: float, batch: int | None) -> int:
-        """Drop spent counters of the next ``batch`` accounts (all when None), resuming where
-        the last call stopped."""
+        """Settle the due holds and drop the spent counters of the next ``batch`` accounts
+        (all when None), resuming where the last call stopped. Settling is what a sweep of
+        the other stores does as well: a hold swept after its expiry stays expired when the
+        clock then steps back (it used to be settled here only once its record was deleted,
+        HOLD_KEEP later, and a commit after a step back was granted)."""
         policy = self.policy
         if policy is None:
             return 0
@@ -220,12 +224,23 @@ class MemoryStore(Store):
             state = self._accounts.get(account_id)
             if state is None:
                 continue
+            if state.next_hold_expiry is not None and state.next_hold_expiry <= now:
+                state.denied = None
+                ops.settle_due_holds(policy, MemoryView(self, account_id, state), now)
             counters = state.counters
             for name in [n for n, c in counters.items() if spent(policy, n, c, now)]:
                 del counters[name]
                 state.denied = None
                 removed += 1
         return removed
+
+    settings_local = True
+
+    def get_setting(self, name: str) -> str | None:
+        return self._settings.get(name)
+
+    def put_setting(self, name: str, value: str) -> None:
+        self._settings[name] = value  # one dict store: atomic under the GIL
 
     def _make_keyring(self) -> KeyRing:
         return MemoryKeyRing()

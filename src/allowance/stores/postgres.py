@@ -356,6 +356,13 @@ class PostgresStore(Store):
             cursor = conn.execute(sql, args)
             return (cursor.fetchall() if cursor.description else []), cursor.rowcount
 
+    def get_setting(self, name: str) -> str | None:
+        rows, _ = self.execute(self.sql["get_setting"], (name,))
+        return str(rows[0][0]) if rows else None
+
+    def put_setting(self, name: str, value: str) -> None:
+        self.execute(self.sql["put_setting"], (name, value))
+
     def _make_keyring(self) -> KeyRing:
         # quoted as the decision queries quote it (a schema may have capitals)
         return SQLKeyRing(self.execute, render("{s}.api_keys", self.schema), "%s")

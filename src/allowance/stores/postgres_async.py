@@ -202,6 +202,10 @@ class AsyncPostgresStore(AsyncStore):
     async def put_account(self, account_id: str, plan: str, seats: int) -> bool:
         return bool((await self._one(self.sql["put_account"], (account_id, plan, seats)))[0])
 
+    async def get_setting(self, name: str) -> str | None:
+        row = await self._one(self.sql["get_setting"], (name,))
+        return str(row[0]) if row else None
+
     async def get_account(self, account_id: str) -> Account | None:
         row = await self._one(self.sql["get_account"], (account_id,))
         return Account(account_id, row[0], row[1]) if row else None

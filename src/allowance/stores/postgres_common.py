@@ -29,8 +29,8 @@ Fetch = Callable[[str, tuple[Any, ...]], list[Any]]
 _encode = json.JSONEncoder(separators=(",", ":")).encode
 
 # 2: the decide() function of the fast path; 3: its typed-spec version; 4: clock steps back;
-# 5: the rules as generic arrays; 6: per-request ceilings; 7: costs (credits)
-SCHEMA_VERSION = 7
+# 5: the rules as generic arrays; 6: per-request ceilings; 7: costs (credits); 8: load factors
+SCHEMA_VERSION = 8
 SWEEP_EVERY = 512  # upkeep.py: a batch larger than what the operations in between add
 SWEEP_BATCH = 1024
 LOCK_NAMESPACE = 0x616C6C6F  # "allo": first key of the advisory lock around schema changes
@@ -55,6 +55,7 @@ DDL = (
     "CREATE TABLE IF NOT EXISTS {s}.idempotency (account text NOT NULL, key text NOT NULL,"
     " expires_at double precision NOT NULL, body jsonb NOT NULL, PRIMARY KEY (account, key))",
     "CREATE INDEX IF NOT EXISTS idempotency_expires_at ON {s}.idempotency (expires_at)",
+    "CREATE TABLE IF NOT EXISTS {s}.settings (name text PRIMARY KEY, value text NOT NULL)",
     # the one-statement fast path (sql/decide.sql): the decision rules it repeats are the
     # grant arithmetic only, held equal to the engine's by the shared test suites
     resources.files("allowance.stores").joinpath("sql/slide.sql").read_text("utf-8"),
@@ -62,6 +63,9 @@ DDL = (
 )
 TEMPLATES = {
     "version": "SELECT max(version) FROM {s}.schema_version",
+    "get_setting": "SELECT value FROM {s}.settings WHERE name = %s",
+    "put_setting": "INSERT INTO {s}.settings (name, value) VALUES (%s, %s)"
+    " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
     "set_version": "INSERT INTO {s}.schema_version (version) VALUES (%s)"
     " ON CONFLICT (one) DO UPDATE SET version = excluded.version",
     "lock": "WITH a AS MATERIALIZED (SELECT plan, seats, next_hold_expiry, counters"

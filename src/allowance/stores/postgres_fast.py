@@ -34,7 +34,7 @@ DECIDE = (
     "SELECT status, at, before, granted, plan, seats, remaining, passed FROM {s}.decide("
     "{p1}, {p2}::float8, {p3}, {p4}, {p5}, {plans}::text[], {access}::int[], {names}::text[],"
     " {kinds}::text, {lengths}::float8[], {costs}::bigint[], {caps}::bigint[], {scale}::int[],"
-    " {soft}::bigint[], {most}::bigint[], {bounds}::float8[])"
+    " {soft}::bigint[], {load}::float8[], {most}::bigint[], {bounds}::float8[])"
 )
 log = logging.getLogger("allowance.stores.postgres")
 INVALID_STATEMENT_NAME = b"26000"  # SQLSTATE: no prepared statement of that name
@@ -81,6 +81,7 @@ def _statement(compiled: rules.FeatureRules, schema: str) -> FastSpec:
             ("caps", encoded.caps),
             ("scale", encoded.scale),
             ("soft", encoded.soft),
+            ("load", encoded.load),
             ("most", encoded.most),
         )
     }

@@ -353,6 +353,13 @@ class RedisStore(KeySpace, Store):
                 settled += 1
         return settled
 
+    def get_setting(self, name: str) -> str | None:
+        found = self._command(self._deadline(), "HGET", self.settings_key, name)
+        return None if found is None else bytes(found).decode()
+
+    def put_setting(self, name: str, value: str) -> None:
+        self._command(self._deadline(), "HSET", self.settings_key, name, value)
+
     def _make_keyring(self) -> KeyRing:
         return RedisKeyRing(self.client, self.prefix)
 

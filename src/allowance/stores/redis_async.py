@@ -125,6 +125,10 @@ class AsyncRedisStore(KeySpace, AsyncStore):
         keys, args = [self.key(account_id, "a")], [plan, seats, account_id]
         return bool(await self._run(self._account, keys, args, Deadline(self.timeout)))
 
+    async def get_setting(self, name: str) -> str | None:
+        found = await self._command(Deadline(self.timeout), "HGET", self.settings_key, name)
+        return None if found is None else bytes(found).decode()
+
     async def get_account(self, account_id: str) -> Account | None:
         key = self.key(account_id, "a")
         plan, seats = await self._command(Deadline(self.timeout), "HMGET", key, "p", "s")

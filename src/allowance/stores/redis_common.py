@@ -259,6 +259,7 @@ class KeySpace:
                 f"store: prefix must be letters, digits, _.:- (got {prefix!r})"
             )
         self.prefix = prefix
+        self.settings_key = "{" + prefix + ":settings}"  # a hash: setting name -> value
 
     def key(self, account: str, suffix: str) -> str:
         return f"{self.prefix}:{{{_tag(account)}}}:{suffix}"
@@ -397,6 +398,7 @@ def lua_spec(policy: Policy) -> str:
                 "caps",
                 "soft",
                 "scale",
+                "load",
                 "most",
             )
         )

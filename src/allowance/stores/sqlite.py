@@ -81,6 +81,7 @@ CREATE TABLE IF NOT EXISTS idempotency (
     PRIMARY KEY (account, key)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS idempotency_expires_at ON idempotency (expires_at);
+CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 """
 
 
@@ -379,6 +380,17 @@ class SQLiteStore(Store):
         with _Translate():
             cursor = self._conn().execute(sql, args)
             return cursor.fetchall(), cursor.rowcount
+
+    def get_setting(self, name: str) -> str | None:
+        rows, _ = self.execute("SELECT value FROM settings WHERE name = ?", (name,))
+        return str(rows[0][0]) if rows else None
+
+    def put_setting(self, name: str, value: str) -> None:
+        self.execute(
+            "INSERT INTO settings (name, value) VALUES (?, ?)"
+            " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            (name, value),
+        )
 
     def _make_keyring(self) -> KeyRing:
         return SQLKeyRing(self.execute, "api_keys", "?")

@@ -8,7 +8,8 @@
 -- counter its name, window kind a|s|p, length and cost (a grant of g charges g * cost: caps,
 -- soft levels and ceilings are in the counter's units); per plan its access; per counter and plan,
 -- at (i - 1) * NPLANS + plan, its cap and soft level (-1: none), whether both scale with
--- the account's seats, and the most one request is granted (-1: any)) where the SPEC line below
+-- the account's seats, the load factor that lowers the cap, and the most one request is
+-- granted (-1: any)) where the SPEC line below
 -- stands. It knows window arithmetic, caps, per-request ceilings, soft levels, costs and
 -- all-or-nothing charging, no policy concept.
 --
@@ -81,6 +82,8 @@ for i, name in ipairs(rules.names) do
     if cap >= 0 then cap = cap * seats end
     if soft >= 0 then soft = soft * seats end
   end
+  -- a load factor in force lowers the cap: floor(cap * load), the same double product as Python
+  if cap >= 0 and rules.load[m] ~= 1 then cap = math.floor(cap * rules.load[m]) end
   lim.cap, lim.soft, lim.most = cap, soft, rules.most[m]
   limits[i] = lim
 end

@@ -12,8 +12,9 @@
 -- s sliding, p period), p_lengths and p_costs (a grant of g charges g * cost: caps, soft levels
 -- and ceilings are in the counter's units) per counter; per counter and plan (index
 -- (counter - 1) * plans + plan) p_caps and p_soft (-1: none), p_scale (1: both times the
--- account's seats) and p_most (the most one request is granted; -1: any). p_bounds: 4 period
--- boundaries per period counter (local estimates).
+-- account's seats), p_load (the load factor that lowers the cap) and p_most (the most one
+-- request is granted; -1: any). p_bounds: 4 period boundaries per period counter (local
+-- estimates).
 -- Returns status 'ok' | 'slow' (reservations due, or a period not covered) | 'unknown';
 -- remaining is NULL when no counter has a cap.
 --
@@ -24,12 +25,13 @@
 -- request is partial, the grant is known before the counters are read, so each charged counter
 -- is built as its cap is checked (one pass; a partial grant takes a second). A transaction
 -- that wrote nothing (a denial, a check) commits without waiting for the WAL flush (it only
--- logged the row lock). (The decide() functions of schemas 4 to 6, with other arguments, are
+-- logged the row lock). (The decide() functions of schemas 4 to 7, with other arguments, are
 -- left in place for processes of those versions still running.)
 CREATE OR REPLACE FUNCTION {s}.decide(
     p_account text, p_now float8, p_amount bigint, p_partial boolean, p_charge boolean,
     p_plans text[], p_access int[], p_names text[], p_kinds text, p_lengths float8[],
-    p_costs bigint[], p_caps bigint[], p_scale int[], p_soft bigint[], p_most bigint[], p_bounds float8[],
+    p_costs bigint[], p_caps bigint[], p_scale int[], p_soft bigint[], p_load float8[],
+    p_most bigint[], p_bounds float8[],
     OUT status text, OUT at float8, OUT before text, OUT granted bigint, OUT plan text,
     OUT seats int, OUT remaining bigint, OUT passed boolean
 ) LANGUAGE plpgsql AS $fn$
@@ -89,8 +91,12 @@ BEGIN
         np := cardinality(p_plans);
         FOR i IN 1 .. cardinality(p_names) LOOP
             m := (i - 1) * np + pi;
-            cap := CASE WHEN p_scale[m] = 1 AND p_caps[m] >= 0 THEN p_caps[m] * seats
-                ELSE p_caps[m] END;
+            -- times the seats, then lowered by a load factor: floor(cap * load), the same
+            -- double product as Python's
+            cap := CASE WHEN p_caps[m] < 0 THEN p_caps[m]
+                WHEN p_load[m] = 1 THEN p_caps[m] * CASE WHEN p_scale[m] = 1 THEN seats ELSE 1 END
+                ELSE floor((p_caps[m] * CASE WHEN p_scale[m] = 1 THEN seats ELSE 1 END)::float8
+                    * p_load[m])::bigint END;
             kind := substr(p_kinds, i, 1);
             u := g * p_costs[i];
             c := cs -> p_names[i];  -- a NULL start: no window
