@@ -1,7 +1,8 @@
-"""``allowance policy show`` and ``allowance policy check``."""
+"""``allowance policy show``, ``check`` and ``diff`` (its logic: ``policy_diff.py``)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -9,54 +10,14 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
+from allowance.cli import policy_diff
 from allowance.cli.common import handle_errors, out, read_policy
-from allowance.policy import Cell, Limit, Policy
-from allowance.windows import CalendarWindow
+from allowance.cli.plan_text import cell_text, features_text, window_text
+from allowance.policy import Policy
+
+__all__ = ["app", "cell_text", "features_text", "plan_table", "window_text"]
 
 app = typer.Typer(help="Show or check a policy (the plans and their limits).", no_args_is_help=True)
-
-
-def n(count: int) -> str:
-    return f"{count:,}"
-
-
-def cell_text(cell: Cell) -> str:
-    """One plan's setting as the seed's table words it: '30 per seat', 'no access'..."""
-    if not cell.access:
-        return "no access"
-    per_seat = " per seat" if cell.per_seat else ""
-    at_once = "" if cell.per_request is None else f", {n(cell.per_request)} at once"
-    if cell.max is None:
-        if cell.fair_use is None:
-            return f"unlimited{at_once}"
-        return f"unlimited (fair use {n(cell.fair_use)}{per_seat}){at_once}"
-    return f"{n(cell.max)}{per_seat}{at_once}"
-
-
-def length_text(seconds: float) -> str:
-    """'7 days', '24 h', '90 min', '60 s': a whole day is said as 24 h, like the seed."""
-    if seconds % 86400 == 0 and seconds > 86400:
-        return f"{int(seconds // 86400)} days"
-    if seconds % 3600 == 0:
-        return f"{int(seconds // 3600)} h"
-    if seconds % 60 == 0 and seconds > 60:
-        return f"{int(seconds // 60)} min"
-    return f"{seconds:g} s"
-
-
-def window_text(limit: Limit) -> str:
-    window = limit.window
-    if isinstance(window, CalendarWindow):
-        return f"calendar {window.unit}, {window.tz}"
-    return f"{length_text(window.length)}, {window.kind}"
-
-
-def features_text(limit: Limit) -> str:
-    """The features a limit counts, one a line, each with its cost when it is not 1 (credits:
-    'ai.video × 25')."""
-    return "\n".join(
-        f if (cost := limit.cost(f)) == 1 else f"{f} × {n(cost)}" for f in limit.features
-    )
 
 
 def plan_table(policy: Policy) -> Table:
@@ -109,3 +70,38 @@ def check(file: Annotated[Path, typer.Argument(help="Policy file to check.")]) -
         )
     )
     typer.echo(f"{file}: ok ({counts})")
+
+
+@app.command("diff")
+@handle_errors
+def diff(
+    old_file: Annotated[Path, typer.Argument(help="The policy file in force now.")],
+    new_file: Annotated[Path, typer.Argument(help="The policy file to change to.")],
+    store: Annotated[
+        str | None,
+        typer.Option(
+            "--store",
+            help="Also list the accounts of this store that the new policy puts over a max.",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Show, plan by plan, what changes from OLD to NEW, and (with --store) which accounts
+    would be over their new max."""
+    old, new = read_policy(old_file), read_policy(new_file)
+    found = policy_diff.changes(old, new)
+    over = None if store is None else policy_diff.over_new_max(old, new, store)
+    if as_json:
+        typer.echo(json.dumps(policy_diff.as_json(found, over)))
+        return
+    console = out()
+    if found:
+        console.print(policy_diff.change_table(found))
+    else:
+        console.print("no changes: the two policies grant the same")
+    if over is not None:
+        if over:
+            console.print(policy_diff.over_table(over))
+        else:
+            console.print(f"no account in {store} is over its new max")

@@ -114,6 +114,11 @@ class Store(ABC):
     def sweep(self, now: float | None = None) -> int:
         """Delete expired records (and settle expired holds); return how many were removed."""
 
+    @abstractmethod
+    def account_ids(self) -> list[str]:
+        """Every account's id, sorted (for tools that look at all of them: ``policy diff``;
+        not for the decision path)."""
+
     #: whether reading a setting costs no I/O (a Limiter then reads it on every call)
     settings_local: bool = False
 

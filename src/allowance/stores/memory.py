@@ -236,6 +236,10 @@ class MemoryStore(Store):
 
     settings_local = True
 
+    def account_ids(self) -> list[str]:
+        with self._lock:
+            return sorted(self._accounts)
+
     def get_setting(self, name: str) -> str | None:
         return self._settings.get(name)
 

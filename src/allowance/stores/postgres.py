@@ -356,6 +356,10 @@ class PostgresStore(Store):
             cursor = conn.execute(sql, args)
             return (cursor.fetchall() if cursor.description else []), cursor.rowcount
 
+    def account_ids(self) -> list[str]:
+        rows, _ = self.execute(self.sql["account_ids"])
+        return [str(r[0]) for r in rows]
+
     def get_setting(self, name: str) -> str | None:
         rows, _ = self.execute(self.sql["get_setting"], (name,))
         return str(rows[0][0]) if rows else None

@@ -353,6 +353,15 @@ class RedisStore(KeySpace, Store):
                 settled += 1
         return settled
 
+    def account_ids(self) -> list[str]:
+        found = []
+        with translating():
+            for key in self.client.scan_iter(match=f"{self.prefix}:*:a", count=500):
+                account = self.client.hget(key, "id")
+                if account is not None:  # (a stray key)
+                    found.append(account.decode())
+        return sorted(found)
+
     def get_setting(self, name: str) -> str | None:
         found = self._command(self._deadline(), "HGET", self.settings_key, name)
         return None if found is None else bytes(found).decode()

@@ -381,6 +381,10 @@ class SQLiteStore(Store):
             cursor = self._conn().execute(sql, args)
             return cursor.fetchall(), cursor.rowcount
 
+    def account_ids(self) -> list[str]:
+        rows, _ = self.execute("SELECT id FROM accounts ORDER BY id")
+        return [str(r[0]) for r in rows]
+
     def get_setting(self, name: str) -> str | None:
         rows, _ = self.execute("SELECT value FROM settings WHERE name = ?", (name,))
         return str(rows[0][0]) if rows else None
