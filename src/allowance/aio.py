@@ -10,6 +10,8 @@ runs in a worker thread, so the loop is never blocked.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -23,8 +25,11 @@ from allowance.errors import (
     StoreError,
     StoreUnavailable,
     UnknownAccount,
+    UnknownFeature,
+    UnknownPlan,
 )
 from allowance.limiter import DEFAULT_TTL, Limiter, log, without_store
+from allowance.live import POLICY
 from allowance.policy import Policy
 from allowance.resilience import JOURNAL_SIZE, Mode
 from allowance.stores import Store
@@ -92,14 +97,24 @@ class AsyncLimiter:
             journal_size=journal_size,
         )
         self.guard = self.sync.guard
-        self.policy = self.sync.policy
         self.store = self.sync.store
         self.async_store = self.store.async_store()
         self._batcher = Batcher(self.store) if self.store.batches else None
-        self._reading: asyncio.Future[None] | None = None  # the load factors' read under way
+        self._reading: asyncio.Future[None] | None = None  # the settings' read under way
 
-    async def _run(self, call: calls.Call[T]) -> T:
+    @property
+    def policy(self) -> Policy:
+        """As ``Limiter.policy``."""
+        return self.sync.policy
+
+    async def _run(self, make: Callable[[Policy], calls.Call[T]]) -> T:
         """As ``Limiter._run``: through the breaker, by the failure mode without the store."""
+        try:
+            call = make(self.sync.live.policy)
+        except (UnknownFeature, UnknownPlan):  # see Limiter._build
+            with contextlib.suppress(StoreUnavailable):
+                await self.policy_now()
+            call = make(self.sync.live.policy)
         now = self.sync._now()
         guard = self.guard
         breaker = guard.breaker
@@ -107,7 +122,9 @@ class AsyncLimiter:
             if breaker.open_until is not None:
                 breaker.before()
             try:
-                call.policy = await self.policy_now()
+                policy = await self.policy_now()
+                if policy is not call.policy:
+                    call = make(policy)
                 result = await self._run_on_store(call, now)
             except StoreUnavailable as exc:
                 exc.retry_after = breaker.failed()
@@ -162,7 +179,7 @@ class AsyncLimiter:
         user: str | None = None,
     ) -> Decision:
         return await self._run(
-            calls.consume(self.policy, account, feature, amount, partial, idempotency_key, user)
+            lambda p: calls.consume(p, account, feature, amount, partial, idempotency_key, user)
         )
 
     async def check(
@@ -175,7 +192,7 @@ class AsyncLimiter:
         idempotency_key: str | None = None,
         user: str | None = None,
     ) -> Decision:
-        return await self._run(calls.check(self.policy, account, feature, amount, partial, user))
+        return await self._run(lambda p: calls.check(p, account, feature, amount, partial, user))
 
     async def reserve(
         self,
@@ -188,53 +205,64 @@ class AsyncLimiter:
         idempotency_key: str | None = None,
         user: str | None = None,
     ) -> AsyncReservation:
-        call = calls.reserve(
-            self.policy, account, feature, amount, ttl, partial, idempotency_key, user
+        held = await self._run(
+            lambda p: calls.reserve(
+                p, account, feature, amount, ttl, partial, idempotency_key, user
+            )
         )
-        held = await self._run(call)
         return AsyncReservation(self, held.hold_id, held.decision, to_datetime(held.expires_at))
 
     async def commit(self, reservation_id: str, amount: int | None = None) -> None:
         if ids.is_degraded(reservation_id):  # see Limiter.commit
             validation.settled_amount(amount)
             return
-        await self._run(calls.commit(self.policy, reservation_id, amount))
+        await self._run(lambda p: calls.commit(p, reservation_id, amount))
 
     async def release(self, reservation_id: str) -> None:
         if not ids.is_degraded(reservation_id):
-            await self._run(calls.release(self.policy, reservation_id))
+            await self._run(lambda p: calls.release(p, reservation_id))
 
     async def usage(self, account: str) -> list[Meter]:
-        return await self._run(calls.usage(self.policy, account))
+        return await self._run(lambda p: calls.usage(p, account))
 
     async def policy_now(self) -> Policy:
         """As ``Limiter.policy_now``, reading through the async store where there is one.
         While a read is under way every call waits for it, so calls still reach the store
         in the order they were made."""
-        state = self.sync.load
+        sync, live = self.sync, self.sync.live
         reading = self._reading
         if reading is None:
             if not self.store.blocking and self.async_store is None:
-                return self.sync.policy_now()  # the memory store: no I/O
-            if not state.due():
-                return state.policy
-            reading = self._reading = asyncio.ensure_future(self._read_load())
+                return sync.policy_now()  # the memory store: no I/O
+            if not live.due():
+                return live.policy
+            reading = self._reading = asyncio.ensure_future(self._read_settings())
         await asyncio.shield(reading)
-        return state.policy
+        return live.policy
 
-    async def _read_load(self) -> None:
+    async def _read_settings(self) -> None:
         try:
             if self.async_store is not None:
-                raw = await self.async_store.get_setting(load.SETTING)
+                texts = (
+                    await self.async_store.get_setting(POLICY),
+                    await self.async_store.get_setting(load.SETTING),
+                )
             else:
-                raw = await asyncio.to_thread(self.store.get_setting, load.SETTING)
-            self.sync.load.apply_text(raw)
+                texts = await asyncio.to_thread(
+                    lambda: (self.store.get_setting(POLICY), self.store.get_setting(load.SETTING))
+                )
+            if self.sync.live.apply(*texts):
+                self.sync._switched()
         except StoreUnavailable:
             raise
         except AllowanceError as exc:  # a setting it cannot read: decide as before
-            log.warning("load factor: kept the one read last: %s", exc)
+            log.warning("settings: kept the ones read last: %s", exc)
         finally:
             self._reading = None
+
+    async def put_policy(self, policy: Policy | str) -> Policy:
+        """As ``Limiter.put_policy``."""
+        return await asyncio.to_thread(self.sync.put_policy, policy)
 
     async def set_load_factor(
         self, factor: float, limits: list[str] | tuple[str, ...] | None = None

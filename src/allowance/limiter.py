@@ -4,8 +4,10 @@ atomically in the store. Time is the injected ``clock`` or, without one, the sto
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
@@ -13,8 +15,16 @@ from typing import Any, Protocol, TypeVar, cast
 
 from allowance import calls, ids, load, ops, validation
 from allowance.clock import Clock, checked, system_clock
-from allowance.errors import AllowanceError, ReservationNotFound, StoreUnavailable, UnknownAccount
-from allowance.policy import Policy, builtin_policy, load_policy
+from allowance.errors import (
+    AllowanceError,
+    ReservationNotFound,
+    StoreUnavailable,
+    UnknownAccount,
+    UnknownFeature,
+    UnknownPlan,
+)
+from allowance.live import POLICY, Live
+from allowance.policy import Policy, builtin_policy, load_policy, parse_policy
 from allowance.resilience import FLUSH_BATCH, JOURNAL_SIZE, Mode, StoreGuard
 from allowance.stores import Store, store_from_url
 from allowance.types import Account, Decision, Meter, to_datetime
@@ -94,32 +104,56 @@ class Limiter:
         on_store_error: Mode | None = None,
         journal_size: int = JOURNAL_SIZE,
     ) -> None:
-        self.policy = resolve_policy(policy)
+        local = resolve_policy(policy)
         mode = validation.store_error_mode(on_store_error)
         size = validation.journal_size(journal_size)
         self.store = store_from_url(store, timeout=timeout) if isinstance(store, str) else store
-        self.store.policy = self.policy
+        self.store.policy = local
         self.clock = clock
-        self.guard = StoreGuard(self.policy, mode, size)
-        self.load = load.LoadState(self.policy)
+        self.guard = StoreGuard(local, mode, size)
+        self.live = Live(local)
+
+    @property
+    def policy(self) -> Policy:
+        """The policy in force: the store's (``put_policy``) or this Limiter's own."""
+        return self.live.base
 
     def policy_now(self) -> Policy:
-        """The policy with the load factors in force (``load.py``), read again from the
-        store when the copy here is older than ``load.REFRESH``. ``StoreUnavailable`` when
-        that read fails for want of the store: the call it was for fails with it, within
-        the same timeout (the factors read last stay)."""
-        state, store = self.load, self.store
-        if store.settings_local:  # the memory store: read on every call, costs no I/O
-            raw = store.get_setting(load.SETTING)
-            return state.policy if raw == state.raw else state.apply_text(raw)
-        if state.due():
-            try:
-                state.apply_text(store.get_setting(load.SETTING))
-            except StoreUnavailable:
-                raise
-            except AllowanceError as exc:  # a setting it cannot read: decide as before
-                log.warning("load factor: kept the one read last: %s", exc)
-        return state.policy
+        """The policy to decide with now: the store's or this Limiter's own, with the load
+        factors in force (``live.py``), its settings read again from the store when the
+        copy here is older than ``load.REFRESH``. ``StoreUnavailable`` when that read fails
+        for want of the store: the call it was for fails with it, within the same timeout."""
+        if self.live.refresh(self.store):
+            self._switched()
+        return self.live.policy
+
+    def _switched(self) -> None:
+        """The base policy changed: what else reads it follows."""
+        base = self.live.base
+        self.store.policy = base
+        self.guard.use(base)
+        log.info("policy: now deciding with %s", base)
+
+    def _reread(self) -> None:
+        if self.live.read(self.store):
+            self._switched()
+
+    def put_policy(self, policy: Policy | str) -> Policy:
+        """Keep ``policy`` (a ``Policy`` or a policy file's text, validated here:
+        ``PolicyError`` names each problem and its line) in the store: every Limiter on the
+        store decides with it within ``load.REFRESH`` seconds, this one at once, in place of
+        its own."""
+        text = policy.to_yaml() if isinstance(policy, Policy) else policy
+        parse_policy(text, "policy")
+        self.store.put_setting(POLICY, text)
+        self._reread()
+        return self.policy
+
+    def use_local_policy(self, policy: Policy) -> None:
+        """Replace this Limiter's own policy (``serve`` re-reading its file on SIGHUP); a
+        policy kept in the store still wins."""
+        if self.live.set_local(policy):
+            self._switched()
 
     def set_load_factor(
         self, factor: float, limits: list[str] | tuple[str, ...] | None = None
@@ -132,16 +166,15 @@ class Limiter:
         f = load.checked_factor(factor)
         names = load.checked_limits(self.policy, limits)
         stored = load.parse(self.store.get_setting(load.SETTING))
-        text = stored.updated(f, names).to_text()
-        self.store.put_setting(load.SETTING, text)
-        self.load.apply_text(text)
-        return self.load.by_limit()
+        self.store.put_setting(load.SETTING, stored.updated(f, names).to_text())
+        self._reread()
+        return self.live.by_limit()
 
     def load_factors(self) -> dict[str, float]:
         """The load factor in force for each limit (1.0: not lowered), as read from the
         store now."""
-        self.load.apply_text(self.store.get_setting(load.SETTING))
-        return self.load.by_limit()
+        self._reread()
+        return self.live.by_limit()
 
     def _now(self) -> float | None:
         return None if self.clock is None else checked(self.clock())
@@ -154,7 +187,11 @@ class Limiter:
     def account_settings(self, account: object, plan: object, seats: object) -> Account:
         """The account these arguments describe, checked (for ``put_account`` and its twin)."""
         account_id = self.account_id(account)
-        plan_name, seat_count = validation.account_settings(self.policy, plan, seats)
+        try:
+            plan_name, seat_count = validation.account_settings(self.policy, plan, seats)
+        except UnknownPlan:  # a plan of a policy the store holds, not read yet: see _build
+            self._policy_if_reachable()
+            plan_name, seat_count = validation.account_settings(self.policy, plan, seats)
         return Account(account_id, plan_name, seat_count)
 
     def put_account(self, account: str, plan: str, seats: int = 1) -> tuple[Account, bool]:
@@ -184,8 +221,9 @@ class Limiter:
         user: str | None = None,
     ) -> Decision:
         """Decide and, if granted, charge every limit of the feature, all or nothing."""
-        call = calls.consume(self.policy, account, feature, amount, partial, idempotency_key, user)
-        return self._run(call)
+        return self._run(
+            lambda p: calls.consume(p, account, feature, amount, partial, idempotency_key, user)
+        )
 
     def check(
         self,
@@ -198,8 +236,7 @@ class Limiter:
         user: str | None = None,
     ) -> Decision:
         """What ``consume`` would answer now; charges nothing, ignores idempotency keys."""
-        call = calls.check(self.policy, account, feature, amount, partial, user)
-        return self._run(call)
+        return self._run(lambda p: calls.check(p, account, feature, amount, partial, user))
 
     def reserve(
         self,
@@ -213,10 +250,11 @@ class Limiter:
         user: str | None = None,
     ) -> Reservation:
         """Hold units (they count as used) until ``commit()``, ``release()`` or ``ttl`` s."""
-        call = calls.reserve(
-            self.policy, account, feature, amount, ttl, partial, idempotency_key, user
+        held = self._run(
+            lambda p: calls.reserve(
+                p, account, feature, amount, ttl, partial, idempotency_key, user
+            )
         )
-        held = self._run(call)
         return Reservation(self, held.hold_id, held.decision, to_datetime(held.expires_at))
 
     def commit(self, reservation_id: str, amount: int | None = None) -> None:
@@ -225,17 +263,17 @@ class Limiter:
         if ids.is_degraded(reservation_id):
             validation.settled_amount(amount)  # a bad amount is refused all the same
             return  # granted without the store: journaled as used when it was granted
-        self._run(calls.commit(self.policy, reservation_id, amount))
+        self._run(lambda p: calls.commit(p, reservation_id, amount))
 
     def release(self, reservation_id: str) -> None:
         """Return a reservation's units to the windows they came from."""
         if ids.is_degraded(reservation_id):
             return  # nothing is held in the store; its journaled charge stands
-        self._run(calls.release(self.policy, reservation_id))
+        self._run(lambda p: calls.release(p, reservation_id))
 
     def usage(self, account: str) -> list[Meter]:
         """One meter per limit of the account's plan that it has access to."""
-        return self._run(calls.usage(self.policy, account))
+        return self._run(lambda p: calls.usage(p, account))
 
     # upkeep -------------------------------------------------------------------------------
     def sweep(self) -> int:
@@ -270,9 +308,25 @@ class Limiter:
             journal.flushing.release()
         return charged
 
-    def _run(self, call: calls.Call[T]) -> T:
-        """Run ``call`` on the store through the breaker; without the store, answer by the
-        failure mode."""
+    def _build(self, make: Callable[[Policy], calls.Call[T]]) -> calls.Call[T]:
+        """The call, its arguments checked against the policy in force; a feature or plan it
+        does not know sends it to the store's settings first (a policy put there may have
+        it: a Limiter that has not read them yet, or not for ``load.REFRESH``)."""
+        try:
+            return make(self.live.policy)
+        except (UnknownFeature, UnknownPlan):
+            self._policy_if_reachable()
+            return make(self.live.policy)
+
+    def _policy_if_reachable(self) -> None:
+        with contextlib.suppress(StoreUnavailable):  # the caller's error stays the answer
+            self.policy_now()
+
+    def _run(self, make: Callable[[Policy], calls.Call[T]]) -> T:
+        """Run the call ``make`` builds on the store through the breaker; without the
+        store, answer by the failure mode. The call is built (its arguments checked) before
+        anything is read; again when the policy to decide with has changed meanwhile."""
+        call = self._build(make)
         now = self._now()
         guard = self.guard
         breaker = guard.breaker
@@ -280,7 +334,9 @@ class Limiter:
             if breaker.open_until is not None:
                 breaker.before()
             try:
-                call.policy = self.policy_now()
+                policy = self.policy_now()
+                if policy is not call.policy:
+                    call = make(policy)
                 result = calls.run(self.store, call, now)
             except StoreUnavailable as exc:
                 exc.retry_after = breaker.failed()

@@ -4,18 +4,14 @@ floor(max × seats × f) in decisions, meters, messages and the rate-limit heade
 (``Policy.scaled``, ``Cell.load``; the kernels read it as data).
 
 The factors live in the store, as one setting (``SETTING``): a default for every limit and
-factors by limit name, which win. Every Limiter on the store reads them at most ``REFRESH``
-seconds apart (on every call where reading costs nothing, the memory store), inside a
-decision call, so all servers apply a change within that time; the Limiter that set them
-applies them at once. A read that fails keeps the factors last read: a lowered limit stays
-lowered while the store is away, and decisions do not wait for the setting.
+factors by limit name, which win. ``live.py`` has every Limiter read them at most
+``REFRESH`` seconds apart, so all servers apply a change within that time.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -96,39 +92,3 @@ def checked_limits(policy: Policy, limits: Iterable[str] | None) -> tuple[str, .
             known = ", ".join(policy.limits)
             raise InvalidRequest("limits", name, f"is not a limit of the policy ({known})")
     return names
-
-
-class LoadState:
-    """The factors one Limiter decides with, and when it read them."""
-
-    __slots__ = ("base", "factors", "policy", "raw", "read_at")
-
-    def __init__(self, base: Policy) -> None:
-        self.base = base
-        self.factors = Factors()
-        self.raw: str | None = None
-        self.policy = base
-        self.read_at = -math.inf
-
-    def due(self) -> bool:
-        """Whether the factors are to be read again now. The first caller to see them older
-        than REFRESH takes the read on: the others go on with these meanwhile (a burst of
-        calls reads once), and so does everyone if that read fails."""
-        now = time.monotonic()
-        if now - self.read_at < REFRESH:
-            return False
-        self.read_at = now
-        return True
-
-    def apply_text(self, raw: str | None) -> Policy:
-        """Decide with the factors of the setting as read (``raw``) from now on."""
-        if raw != self.raw:  # the same text again (nearly always): nothing to work out
-            factors = parse(raw)
-            self.policy = self.base.scaled({name: factors.of(name) for name in self.base.limits})
-            self.factors, self.raw = factors, raw
-        self.read_at = time.monotonic()
-        return self.policy
-
-    def by_limit(self) -> dict[str, float]:
-        """The factor in force for each limit of the policy."""
-        return {name: self.factors.of(name) for name in self.base.limits}

@@ -171,14 +171,21 @@ class StoreGuard:
     def __init__(
         self, policy: Policy, on_store_error: Mode | None = None, journal_size: int = JOURNAL_SIZE
     ) -> None:
-        self.default: Mode = on_store_error or policy.on_store_error
-        self.modes: dict[str, Mode] = {
-            name: feature.on_store_error or self.default
-            for name, feature in policy.features.items()
-        }
+        self.given = on_store_error  # the Limiter's own, which wins over the policy's
+        self.default: Mode = "deny"
+        self.modes: dict[str, Mode] = {}
+        self.use(policy)
         self.breaker = Breaker()
         self.journal = Journal(journal_size)
         self.degraded = 0  # degraded decisions answered (a metric)
+
+    def use(self, policy: Policy) -> None:
+        """Take the failure modes of ``policy`` (a new one switched to)."""
+        default: Mode = self.given or policy.on_store_error
+        self.modes = {
+            name: feature.on_store_error or default for name, feature in policy.features.items()
+        }
+        self.default = default
 
     def degrade(
         self,

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -35,6 +36,7 @@ from allowance.http.problems import Problem, for_status, from_error, invalid
 from allowance.http.routes import Service, problem_content, router
 from allowance.http.segments import AccountSegments
 from allowance.http.upkeep import start_sweeping
+from allowance.policy import load_policy
 from allowance.stores.upkeep import SWEEP_INTERVAL
 
 log = logging.getLogger("allowance.http")
@@ -52,9 +54,11 @@ def create_app(
     bootstrap: str | None = None,
     key_cache_ttl: float = CACHE_TTL,
     sweep_interval: float = 0.0,
+    policy_file: str | None = None,
 ) -> FastAPI:
     """The service over ``limiter``. ``bootstrap``: a secret made an admin key at start-up;
-    ``sweep_interval``: seconds between cleanups of expired records (0: none)."""
+    ``sweep_interval``: seconds between cleanups of expired records (0: none);
+    ``policy_file``: the limiter's policy file, read again on SIGHUP."""
     metrics = Metrics()
     metrics.watch(limiter.guard)
     ring = limiter.store.keyring()
@@ -68,7 +72,10 @@ def create_app(
         if not usable:
             log.warning("ALLOWANCE_BOOTSTRAP_KEY names a revoked key; it stays revoked")
         sweeper = start_sweeping(limiter, sweep_interval)
+        hup = policy_file is not None and _reload_on_hup(limiter, policy_file)
         yield
+        if hup:
+            asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
         if sweeper is not None:
             sweeper.cancel()
         refusals.flush()  # the 503s of the last second, counted
@@ -209,6 +216,28 @@ def validation_problem(errors: Any) -> Problem:
     return invalid(first["field"], first["message"], listed)
 
 
+def _reload_on_hup(limiter: AsyncLimiter, path: str) -> bool:
+    """Read the policy file again on SIGHUP (one worker; with ``--workers`` uvicorn's
+    supervisor restarts the workers on SIGHUP instead, which read it too). A file that does
+    not load leaves the policy in force, with a warning; a policy kept in the store (``PUT
+    /v1/policy``) still wins over the file."""
+
+    def reload() -> None:
+        try:
+            policy = load_policy(path)
+        except AllowanceError as exc:
+            log.warning("SIGHUP: kept the policy in force: %s", exc)
+            return
+        limiter.sync.use_local_policy(policy)
+        log.info("SIGHUP: read %s again (%s)", path, policy)
+
+    try:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, reload)
+    except (NotImplementedError, RuntimeError):  # no signals here (not the main thread)
+        return False
+    return True
+
+
 def app_from_env() -> ASGIApp:
     """For uvicorn's ``factory=True``: ``ALLOWANCE_STORE``, ``ALLOWANCE_POLICY``,
     ``ALLOWANCE_BOOTSTRAP_KEY``, ``ALLOWANCE_SWEEP_INTERVAL`` and ``ALLOWANCE_MAX_INFLIGHT`` as
@@ -224,5 +253,6 @@ def app_from_env() -> ASGIApp:
     bootstrap = os.environ.get("ALLOWANCE_BOOTSTRAP_KEY") or None
     interval = float(os.environ.get("ALLOWANCE_SWEEP_INTERVAL") or SWEEP_INTERVAL)
     max_inflight = int(os.environ.get("ALLOWANCE_MAX_INFLIGHT") or 0)
-    app = create_app(limiter, bootstrap=bootstrap, sweep_interval=interval)
+    policy_file = os.environ.get("ALLOWANCE_POLICY") or None
+    app = create_app(limiter, bootstrap=bootstrap, sweep_interval=interval, policy_file=policy_file)
     return serve_app(app, max_inflight)

@@ -16,6 +16,7 @@ from allowance.errors import (
     IdempotencyConflict,
     InvalidRequest,
     LimitExceeded,
+    PolicyError,
     ReservationExpired,
     ReservationNotFound,
     StoreError,
@@ -103,6 +104,16 @@ def _answer(exc: BaseException) -> Problem:
         return internal()
     if isinstance(exc, InvalidRequest):
         return invalid(exc.field, str(exc).split(": ", 1)[-1])
+    if isinstance(exc, PolicyError):  # PUT /v1/policy: each problem with its line
+        errors = [{"field": i.path, "message": i.message, "line": i.line} for i in exc.issues]
+        first = exc.issues[0] if exc.issues else None
+        return Problem(
+            422,
+            "invalid-policy",
+            "Invalid policy",
+            str(exc),
+            {"field": first.path if first else "", "errors": errors},
+        )
     if isinstance(exc, UnknownAccount):
         return Problem(404, "unknown-account", "Unknown account", str(exc), {"field": "account"})
     if isinstance(exc, ReservationNotFound):

@@ -320,6 +320,27 @@ async def get_load_factor(svc: Svc) -> Response:
     return _json({"factors": await svc.run("load_factor", svc.limiter.load_factors())})
 
 
+@router.put(
+    "/policy",
+    summary="Put a policy in force on every server of the store (a policy file as body)",
+    dependencies=[Admin],
+    responses=problems(403, 422),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/yaml": {"schema": {"type": "string"}}},
+        }
+    },
+)
+async def put_policy(request: Request, svc: Svc) -> Response:
+    try:
+        text = (await request.body()).decode("utf-8")
+    except UnicodeDecodeError:
+        raise Problem(400, "bad-request", "Bad request", "a policy file is UTF-8 text") from None
+    policy = await svc.run("put_policy", svc.limiter.put_policy(text))
+    return _json(policy.to_data())
+
+
 @router.get("/policy", summary="The policy in force", dependencies=[Read], responses=problems(403))
 async def policy(svc: Svc) -> Response:
     return _json(svc.limiter.policy.to_data())
