@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from allowance import builtin_policy
+from allowance import Limiter, builtin_policy
 
 from .service import Service
 
@@ -28,11 +28,15 @@ def limit_max(svc: Service, account: str, limit: str) -> int | None:
 def served(tmp_path: Path) -> Iterator[tuple[Service, Path]]:
     path = tmp_path / "plans.yaml"
     path.write_text(builtin_policy().to_yaml())
-    svc = Service.start(f"sqlite:///{tmp_path}/allowance.db", tmp_path, "--policy", str(path))
+    svc = Service.start(store_of(tmp_path), tmp_path, "--policy", str(path))
     try:
         yield svc, path
     finally:
         svc.stop()
+
+
+def store_of(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path}/allowance.db"
 
 
 def eventually(check: object, seconds: float = 5.0) -> None:
@@ -87,3 +91,17 @@ def test_sighup_reads_the_policy_file_again(served: tuple[Service, Path]) -> Non
     time.sleep(0.3)
     assert svc.proc.poll() is None  # still serving
     assert limit_max(svc, "team", "transform_daily") == 20
+
+
+def test_a_policy_put_by_another_server_is_served_within_seconds(
+    served: tuple[Service, Path], tmp_path: Path
+) -> None:
+    svc, _ = served
+    with Limiter(store=store_of(tmp_path)) as other:  # another server on the same store
+        other.put_policy(NEXT)
+
+    def shown() -> bool:
+        data = svc.call("GET", "/v1/policy").json()
+        return bool(data["limits"]["transform_daily"]["plans"]["pro"] == 20)
+
+    eventually(shown)  # even with no decision in between

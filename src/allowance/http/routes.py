@@ -343,6 +343,7 @@ async def put_policy(request: Request, svc: Svc) -> Response:
 
 @router.get("/policy", summary="The policy in force", dependencies=[Read], responses=problems(403))
 async def policy(svc: Svc) -> Response:
+    await svc.run("policy", svc.limiter.policy_now())  # one put in the store meanwhile, if due
     return _json(svc.limiter.policy.to_data())
 
 
