@@ -91,7 +91,13 @@ class Live:
     def refresh(self, store: Store) -> bool:
         """``read`` when due (always where reading costs nothing); ``StoreUnavailable``
         passes; other failures keep what was read last. True when the base changed."""
-        if not (store.settings_local or self.due()):
+        if store.settings_local:  # every call: compare what was read, work out nothing new
+            policy_text, factors_text = store.get_setting(POLICY), store.get_setting(load.SETTING)
+            texts = self.texts
+            if policy_text == texts[0] and factors_text == texts[1]:
+                return False
+            return self.apply(policy_text, factors_text)
+        if not self.due():
             return False
         try:
             return self.read(store)

@@ -103,3 +103,24 @@ def test_diff_with_a_store_lists_the_accounts_over_their_new_max(run: Run, tmp_p
         "old_max": None,
         "new_max": None,
     } in gone["over"]
+
+
+def test_diff_judges_by_the_new_policy_even_where_the_store_holds_one(
+    run: Run, tmp_path: Path
+) -> None:
+    """A store holding a policy (PUT /v1/policy) must not stand in for NEW: a Limiter on it
+    would decide with the stored one."""
+    store = f"sqlite:///{tmp_path / 'allowance.db'}"
+    roomy = BUILTIN.replace("pro: 2, max: 5}", "pro: 5, max: 5}")
+    with Limiter(store=store) as lim:
+        lim.put_policy(roomy)
+        lim.set_account("busy", plan="pro")
+        for _ in range(2):
+            assert lim.consume("busy", "transform.virtual_model").allowed
+    old = write(tmp_path, "old.yaml", roomy)
+    new = write(tmp_path, "new.yaml", BUILTIN.replace("pro: 2, max: 5}", "pro: 1, max: 5}"))
+    result = run("policy", "diff", str(old), str(new), "--store", store, "--json")
+    over = json.loads(result.stdout)["over"]
+    assert [(o["account"], o["limit"], o["new_max"]) for o in over] == [
+        ("busy", "transform_rate", 1)
+    ]

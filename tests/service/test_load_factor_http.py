@@ -4,6 +4,8 @@ the service's store, which the other modules' tests share."""
 
 from __future__ import annotations
 
+import pytest
+
 from allowance import Client, InvalidRequest
 
 from .service import Service
@@ -54,10 +56,9 @@ def test_the_load_factor_over_http(service: Service) -> None:
                 assert bad.status_code == 422, (body, bad.text)
                 assert bad.headers["content-type"] == "application/problem+json"
                 assert field in bad.text
-            try:
+            with pytest.raises(InvalidRequest) as refused_here:
                 client.set_load_factor(0, None)
-            except InvalidRequest as exc:
-                assert exc.field == "factor"  # checked before it is sent
+            assert refused_here.value.field == "factor"  # checked before it is sent
             assert client.load_factors()["ai_exports"] == 0.5  # none of that changed it
         finally:
             assert client.set_load_factor(1.0)["ai_exports"] == 1.0

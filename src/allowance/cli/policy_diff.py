@@ -14,9 +14,10 @@ from typing import Any
 
 from rich.table import Table
 
+from allowance import calls
 from allowance.cli.plan_text import cell_text, features_text, n, window_text
-from allowance.limiter import Limiter
 from allowance.policy import Limit, Policy
+from allowance.stores import store_from_url
 
 ALL_PLANS = "all plans"
 NONE = "—"
@@ -74,19 +75,23 @@ def _cell(limit: Limit | None, plan: str) -> str:
     return NONE if cell is None else cell_text(cell)
 
 
-def over_new_max(old: Policy, new: Policy, store: Any) -> list[Over]:
-    """Each account of ``store`` that ``new`` would put over a limit's max (its usage as it
-    stands), or whose plan ``new`` lacks."""
+def over_new_max(old: Policy, new: Policy, store_url: str) -> list[Over]:
+    """Each account of the store that ``new`` would put over a limit's max (its usage as it
+    stands, the plan's max without load factors), or whose plan ``new`` lacks. The meters
+    are worked out with ``new`` itself, not through a Limiter, which would decide with a
+    policy the store holds (``PUT /v1/policy``) instead."""
     out: list[Over] = []
-    with Limiter(new, store=store) as lim:
-        for account_id in lim.store.account_ids():
-            account = lim.store.get_account(account_id)
+    store = store_from_url(store_url)
+    store.policy = new
+    try:
+        for account_id in store.account_ids():
+            account = store.get_account(account_id)
             if account is None:  # deleted since it was listed
                 continue
             if account.plan not in new.plan_by_name:
                 out.append(Over(account.id, account.plan, "", 0, None, None))
                 continue
-            for meter in lim.usage(account.id):
+            for meter in calls.run(store, calls.usage(new, account.id), None):
                 if meter.max is not None and meter.used > meter.max:
                     was = old.limits.get(meter.limit)
                     cell = None if was is None else was.cells.get(account.plan)
@@ -94,6 +99,8 @@ def over_new_max(old: Policy, new: Policy, store: Any) -> list[Over]:
                     out.append(
                         Over(account.id, account.plan, meter.limit, meter.used, old_max, meter.max)
                     )
+    finally:
+        store.close()
     return out
 
 
