@@ -24,7 +24,6 @@ from allowance.errors import (
     ReservationNotFound,
     StoreError,
     StoreUnavailable,
-    UnknownAccount,
     UnknownFeature,
     UnknownPlan,
 )
@@ -161,12 +160,18 @@ class AsyncLimiter:
         return (await self.put_account(account, plan, seats))[0]
 
     async def get_account(self, account: str) -> Account:
-        if self.async_store is None:
-            return await asyncio.to_thread(self.sync.get_account, account)
-        found = await self.async_store.get_account(self.sync.account_id(account))
-        if found is None:
-            raise UnknownAccount(account)
-        return found
+        """As ``Limiter.get_account``."""
+        return await self._run(lambda p: calls.account(p, account))
+
+    async def set_override(self, account: str, limit: str, max: int | None) -> Account:
+        """As ``Limiter.set_override``."""
+        return await self._run(lambda p: calls.set_override(p, account, limit, max))
+
+    async def grant(
+        self, account: str, limit: str, amount: int, expires_at: datetime | None = None
+    ) -> Account:
+        """As ``Limiter.grant``."""
+        return await self._run(lambda p: calls.grant(p, account, limit, amount, expires_at))
 
     async def consume(
         self,

@@ -15,7 +15,7 @@ from allowance.policy import Policy
 from allowance.request import Request
 from allowance.resilience import Entry
 from allowance.stores.base import AsyncStore, Outcome, Store, Transaction
-from allowance.types import Decision, Meter
+from allowance.types import Account, Decision, Meter
 from allowance.view import NO_PRELOAD, AccountView, Preload
 
 T = TypeVar("T")
@@ -146,6 +146,35 @@ def usage(policy: Policy, account: object) -> Call[list[Meter]]:
         policy,
         validation.text("account", account),
         lambda policy, view, now: ops.usage(policy, view, now),
+    )
+
+
+def account(policy: Policy, account: object) -> Call[Account]:
+    return Call(
+        policy,
+        validation.text("account", account),
+        lambda policy, view, now: ops.account(view, now),
+    )
+
+
+def set_override(policy: Policy, account: object, limit: object, most: object) -> Call[Account]:
+    name, units = validation.limit(policy, limit), validation.override_max(most)
+    return Call(
+        policy,
+        validation.text("account", account),
+        lambda policy, view, now: ops.set_override(policy, view, name, units, now),
+    )
+
+
+def grant(
+    policy: Policy, account: object, limit: object, amount: object, expires_at: object
+) -> Call[Account]:
+    name, units = validation.limit(policy, limit), validation.grant_amount(amount)
+    until = validation.expires_at(expires_at)
+    return Call(
+        policy,
+        validation.text("account", account),
+        lambda policy, view, now: ops.grant(policy, view, name, units, until, now),
     )
 
 

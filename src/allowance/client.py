@@ -34,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
 
@@ -142,6 +143,16 @@ class Client(_Base):
 
     def get_account(self, account: str) -> Account:
         return self._send(remote.get_account(account))
+
+    def set_override(self, account: str, limit: str, max: int | None) -> Account:
+        """As ``Limiter.set_override``, on the service (an admin key)."""
+        return self._run(lambda p: remote.set_override(p, account, limit, max))
+
+    def grant(
+        self, account: str, limit: str, amount: int, expires_at: datetime | None = None
+    ) -> Account:
+        """As ``Limiter.grant``, on the service (an admin key)."""
+        return self._run(lambda p: remote.grant(p, account, limit, amount, expires_at))
 
     def set_load_factor(self, factor: float, limits: list[str] | None = None) -> dict[str, float]:
         """As ``Limiter.set_load_factor``, on the service (an admin key)."""
@@ -280,6 +291,14 @@ class AsyncClient(_Base):
 
     async def get_account(self, account: str) -> Account:
         return await self._send(remote.get_account(account))
+
+    async def set_override(self, account: str, limit: str, max: int | None) -> Account:
+        return await self._run(lambda p: remote.set_override(p, account, limit, max))
+
+    async def grant(
+        self, account: str, limit: str, amount: int, expires_at: datetime | None = None
+    ) -> Account:
+        return await self._run(lambda p: remote.grant(p, account, limit, amount, expires_at))
 
     async def set_load_factor(
         self, factor: float, limits: list[str] | None = None

@@ -72,13 +72,10 @@ def decide(
                 grant = most // cost
             elif too_large is None or most // cost < _admitted(too_large):
                 too_large = rule
-        cap = cell.max
+        # × seats, or the account's override; a load factor; granted units (Cell.cap)
+        cap = cell.cap(seats)
         if cap is None:
             continue
-        if cell.per_seat:
-            cap *= seats
-        if cell.load != 1.0:  # a load factor in force (Policy.scaled)
-            cap = math.floor(cap * cell.load)
         used = rule.limit.window.used(counters[rule.limit.name], now)
         room.append((rule, cap, used))
         fits = (cap - used) // cost
@@ -142,7 +139,7 @@ def _fair_use(
 ) -> tuple[Limit, int] | None:
     for rule in rules:
         cell = rule.cell
-        if cell.max is None and cell.fair_use is not None:
+        if cell.fair_use is not None and cell.cap(seats) is None:
             soft = cell.soft_cap(seats) or 0
             used = rule.limit.window.used(counters[rule.limit.name], now)
             if used + grant * rule.cost > soft:
@@ -394,6 +391,8 @@ def meters(
                 None if cap is None else max(0, cap - used),
                 to_datetime(start),
                 to_datetime(resets),
+                rule.cell.override,
+                rule.cell.extra if cap is not None else 0,
             )
         )
     return out

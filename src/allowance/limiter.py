@@ -11,23 +11,24 @@ from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Protocol, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from allowance import calls, ids, load, ops, validation
 from allowance.clock import Clock, checked, system_clock
 from allowance.errors import (
     AllowanceError,
-    ReservationNotFound,
     StoreUnavailable,
-    UnknownAccount,
     UnknownFeature,
     UnknownPlan,
 )
 from allowance.live import POLICY, Live
 from allowance.policy import Policy, builtin_policy, load_policy, parse_policy
+from allowance.reservation import Reservation
 from allowance.resilience import FLUSH_BATCH, JOURNAL_SIZE, Mode, StoreGuard
 from allowance.stores import Store, store_from_url
 from allowance.types import Account, Decision, Meter, to_datetime
+
+__all__ = ["DEFAULT_TTL", "Limiter", "Reservation", "resolve_policy", "without_store"]
 
 DEFAULT_TTL = 900.0
 T = TypeVar("T")
@@ -40,45 +41,6 @@ def resolve_policy(policy: Policy | str | Path | None) -> Policy:
     if isinstance(policy, Policy):
         return policy
     return load_policy(policy)
-
-
-class Settles(Protocol):
-    """What a reservation settles through: ``Limiter`` or ``Client``."""
-
-    def commit(self, reservation_id: str, amount: int | None = None) -> None: ...
-
-    def release(self, reservation_id: str) -> None: ...
-
-
-class Reservation:
-    """Units held by ``reserve``. ``id`` is None when the reservation was denied."""
-
-    __slots__ = ("_limiter", "decision", "expires_at", "id")
-
-    def __init__(
-        self, limiter: Settles, id: str | None, decision: Decision, expires_at: datetime | None
-    ) -> None:
-        self._limiter = limiter
-        self.id = id
-        self.decision = decision
-        self.expires_at = expires_at
-
-    def commit(self, amount: int | None = None) -> None:
-        """Make the held units final, or with ``amount`` that many instead (the rest goes
-        back; more is charged if it fits, else ``LimitExceeded`` and the units stay held)."""
-        if self.id is None:
-            raise ReservationNotFound("reservation: a denied reservation holds nothing")
-        self._limiter.commit(self.id, amount)
-
-    def release(self) -> None:
-        if self.id is not None:
-            self._limiter.release(self.id)
-
-    def __repr__(self) -> str:
-        return (
-            f"Reservation(id={self.id!r}, expires_at={self.expires_at!r}, "
-            f"decision={self.decision!r})"
-        )
 
 
 class Limiter:
@@ -204,10 +166,21 @@ class Limiter:
         return self.put_account(account, plan, seats)[0]
 
     def get_account(self, account: str) -> Account:
-        found = self.store.get_account(self.account_id(account))
-        if found is None:
-            raise UnknownAccount(account)
-        return found
+        """The account, with its own terms (overrides, the grants in force)."""
+        return self._run(lambda p: calls.account(p, account))
+
+    def set_override(self, account: str, limit: str, max: int | None) -> Account:
+        """Replace ``limit``'s max for this account whatever its plan: for the whole account,
+        not per seat (a load factor still lowers it); ``max=None`` gives it the plan's again."""
+        return self._run(lambda p: calls.set_override(p, account, limit, max))
+
+    def grant(
+        self, account: str, limit: str, amount: int, expires_at: datetime | None = None
+    ) -> Account:
+        """Give the account ``amount`` units of ``limit`` on top of its max until
+        ``expires_at`` (an aware datetime) or, without one, until the window open now closes
+        (a sliding window: one length from now)."""
+        return self._run(lambda p: calls.grant(p, account, limit, amount, expires_at))
 
     # decisions ----------------------------------------------------------------------------
     def consume(

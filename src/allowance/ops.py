@@ -7,9 +7,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from allowance import engine
+from allowance import adjust, engine
 from allowance.errors import (
     IdempotencyConflict,
+    InvalidRequest,
     LimitExceeded,
     ReservationExpired,
     ReservationNotFound,
@@ -20,8 +21,17 @@ from allowance.ids import reservation_expiry
 from allowance.policy import Policy
 from allowance.request import Request
 from allowance.resilience import degraded_decision
-from allowance.state import COMMITTED, EXPIRED, HELD, RELEASED, Counter, Hold, IdempotencyRecord
-from allowance.types import Decision, Meter
+from allowance.state import (
+    COMMITTED,
+    EXPIRED,
+    HELD,
+    RELEASED,
+    Adjustment,
+    Counter,
+    Hold,
+    IdempotencyRecord,
+)
+from allowance.types import Account, Decision, Meter, iso, to_datetime
 from allowance.view import AccountView
 
 IDEMPOTENCY_TTL = 86400.0  # a key answers the same for 24 h
@@ -83,6 +93,7 @@ def decide(
     """Decide and, when ``charge`` and granted, charge. Returns the marks charged."""
     plan = _plan(policy, view)
     settle_due_holds(policy, view, now)
+    policy = adjust.applied(policy, view.adjustments, now)
     counters = view.counters(policy.limit_names(req.feature))
     ruling = engine.decide(
         policy, plan, view.seats, req.feature, req.amount, req.partial, counters, now
@@ -213,6 +224,7 @@ def _settle(policy: Policy, view: AccountView, hold: Hold, amount: int, now: flo
         engine.release(policy, hold, counters, now, hold.amount - amount)
     else:
         plan = _plan(policy, view)
+        policy = adjust.applied(policy, view.adjustments, now)
         extra = amount - hold.amount
         ruling = engine.decide(policy, plan, view.seats, hold.feature, extra, False, counters, now)
         if not ruling.granted:
@@ -263,7 +275,47 @@ def usage(policy: Policy, view: AccountView, now: float) -> list[Meter]:
     plan = _plan(policy, view)
     settle_due_holds(policy, view, now)
     counters = view.counters(rule.limit.name for rule in policy.plan_limits(plan))
+    policy = adjust.applied(policy, view.adjustments, now)
     return engine.meters(policy, plan, view.seats, counters, now)
+
+
+def account(view: AccountView, now: float) -> Account:
+    """The account with its own terms in force at ``now``."""
+    return Account(
+        view.account_id,
+        view.plan,
+        view.seats,
+        adjust.overrides(view.adjustments),
+        adjust.grants(view.adjustments, now),
+    )
+
+
+def set_override(
+    policy: Policy, view: AccountView, limit: str, most: int | None, now: float
+) -> Account:
+    """Replace the max of ``limit`` for this account on every plan (None: the plan's again)."""
+    adjustments = view.adjustments
+    adjustments.setdefault(limit, Adjustment()).max = most
+    adjust.prune(adjustments, now)
+    view.save_adjustments()
+    return account(view, now)
+
+
+def grant(
+    policy: Policy, view: AccountView, limit: str, units: int, until: float | None, now: float
+) -> Account:
+    """Give ``units`` extra of ``limit`` on top of the max until ``until`` (None: until the
+    window holding ``now`` closes, ``adjust.window_end``)."""
+    if until is None:
+        found = policy.limits[limit]
+        until = adjust.window_end(found, view.counters([limit])[limit], now)
+    elif until <= now:
+        raise InvalidRequest("expires_at", iso(to_datetime(until)), "is not in the future")
+    adjustments = view.adjustments
+    adjust.prune(adjustments, now)
+    adjustments.setdefault(limit, Adjustment()).grants.append([until, units])
+    view.save_adjustments()
+    return account(view, now)
 
 
 def replay(
@@ -272,13 +324,15 @@ def replay(
     plan: str,
     seats: int,
     counters: dict[str, Counter],
+    terms: dict[str, Adjustment],
     now: float,
     store_granted: int,
     store: str,
 ) -> Decision:
     """The decision for a request a store decided in one step (Redis decide.lua, PostgreSQL
-    decide()): the engine replays it on the counters the store saw, which gives every field
-    of the decision, and must agree with the store on the grant."""
+    decide()): the engine replays it on the counters and the account's terms the store saw,
+    which gives every field of the decision, and must agree with the store on the grant."""
+    policy = adjust.applied(policy, terms, now)
     view = {n: counters.get(n) or Counter() for n in policy.limit_names(req.feature)}
     ruling = engine.decide(policy, plan, seats, req.feature, req.amount, req.partial, view, now)
     if ruling.granted != store_granted:

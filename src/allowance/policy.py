@@ -5,6 +5,7 @@ decision.
 
 from __future__ import annotations
 
+import copy
 import math
 import weakref
 from dataclasses import dataclass, field, replace
@@ -47,7 +48,9 @@ class Feature:
 class Cell:
     """One plan's setting for one limit. ``max`` None = unlimited; ``per_request``: the most
     units one request may ask for (not scaled by seats; None = any); ``load``: the load factor
-    in force (``Policy.scaled``), the effective max being floor(max × seats × load)."""
+    in force (``Policy.scaled``), the effective max being floor(max × seats × load). One
+    account's own terms (``Policy.adjusted``): ``override`` replaces max × seats, ``extra``
+    (granted units) is added after the load factor."""
 
     access: bool
     max: int | None
@@ -55,12 +58,19 @@ class Cell:
     fair_use: int | None
     per_request: int | None = None
     load: float = 1.0
+    override: int | None = None
+    extra: int = 0
 
     def cap(self, seats: int) -> int | None:
-        if self.max is None:
+        if self.override is not None:
+            cap = self.override
+        elif self.max is None:
             return None
-        cap = self.max * seats if self.per_seat else self.max
-        return cap if self.load == 1.0 else math.floor(cap * self.load)
+        else:
+            cap = self.max * seats if self.per_seat else self.max
+        if self.load != 1.0:
+            cap = math.floor(cap * self.load)
+        return cap + self.extra
 
     def soft_cap(self, seats: int) -> int | None:
         if self.fair_use is None:
@@ -191,19 +201,39 @@ class Policy:
         if found is None:
             if len(cache) >= _SCALED_KEPT:  # factors change seldom; keep the latest few
                 cache.pop(next(iter(cache)))
-            found = cache[key] = Policy(self.spec, self.source_text, self.source_name)
-            found.limits = {
-                name: replace(
-                    lim,
-                    cells={
-                        plan: replace(cell, load=dict(key).get(name, 1.0))
-                        for plan, cell in lim.cells.items()
-                    },
-                )
-                for name, lim in self.limits.items()
-            }
+            found = cache[key] = self._derived({name: {"load": f} for name, f in key})
             found.load_factors = dict(key)
-            found._index()
+        return found
+
+    def adjusted(self, terms: tuple[tuple[str, int | None, int], ...]) -> Policy:
+        """This policy as one account's own terms make it: for each (limit, override, extra)
+        of ``terms`` (``adjust.in_force``), every plan's cell of that limit gets them. The same
+        terms give the same object back while it is among the last few hundred asked for."""
+        if not terms:
+            return self
+        cache = _adjusted.setdefault(self, {})
+        found = cache.get(terms)
+        if found is None:
+            if len(cache) >= _ADJUSTED_KEPT:
+                cache.pop(next(iter(cache)))
+            found = cache[terms] = self._derived(
+                {name: {"override": most, "extra": extra} for name, most, extra in terms}
+            )
+        return found
+
+    def _derived(self, changes: dict[str, dict[str, Any]]) -> Policy:
+        """A copy with the cells of the named limits changed, on every plan."""
+        found = copy.copy(self)
+        found.limits = {
+            name: lim
+            if name not in changes
+            else replace(
+                lim,
+                cells={plan: replace(cell, **changes[name]) for plan, cell in lim.cells.items()},
+            )
+            for name, lim in self.limits.items()
+        }
+        found._index()
         return found
 
     def to_data(self) -> dict[str, Any]:
@@ -220,6 +250,10 @@ class Policy:
 
 
 _SCALED_KEPT = 8
+_ADJUSTED_KEPT = 512  # accounts with terms of their own that decide often
+_adjusted: weakref.WeakKeyDictionary[
+    Policy, dict[tuple[tuple[str, int | None, int], ...], Policy]
+] = weakref.WeakKeyDictionary()
 _scaled: weakref.WeakKeyDictionary[Policy, dict[tuple[tuple[str, float], ...], Policy]] = (
     weakref.WeakKeyDictionary()
 )

@@ -40,7 +40,7 @@ from allowance.errors import (
 )
 from allowance.policy import Policy, parse_policy
 from allowance.request import Request
-from allowance.types import Account, Decision, Meter, Quota, parse_iso
+from allowance.types import Account, Decision, Meter, Quota, iso, parse_iso, to_datetime
 
 T = TypeVar("T")
 
@@ -199,6 +199,36 @@ def get_account(account: object) -> Op[Account]:
         (200,),
         lambda answer, data: Account.from_json(data),
         sent={"account": account_id},
+    )
+
+
+def set_override(policy: Policy, account: object, limit: object, most: object) -> Op[Account]:
+    account_id = validation.text("account", account)
+    name, units = validation.limit(policy, limit), validation.override_max(most)
+    return Op(
+        "PUT",
+        f"/v1/accounts/{_segment(account_id)}/overrides/{_segment(name)}",
+        (200,),
+        lambda answer, data: Account.from_json(data),
+        {"max": units},
+        {"account": account_id, "limit": name, "max": units},
+    )
+
+
+def grant(
+    policy: Policy, account: object, limit: object, amount: object, expires_at: object
+) -> Op[Account]:
+    account_id = validation.text("account", account)
+    name, units = validation.limit(policy, limit), validation.grant_amount(amount)
+    until = validation.expires_at(expires_at)
+    body = {"limit": name, "amount": units, "expires_at": iso(to_datetime(until))}
+    return Op(
+        "POST",
+        f"/v1/accounts/{_segment(account_id)}/grants",
+        (201,),
+        lambda answer, data: Account.from_json(data),
+        body,
+        {**body, "account": account_id},
     )
 
 

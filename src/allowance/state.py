@@ -1,4 +1,5 @@
-"""What stores persist: an account, one counter per (account, limit), holds, idempotency records.
+"""What stores persist: an account (with its own terms for some limits), one counter per
+(account, limit), holds, idempotency records.
 
 These are plain mutable records. The engine reads and updates them; a store only loads them,
 hands them to the engine inside one atomic step (a lock, a transaction, a script) and saves
@@ -123,6 +124,19 @@ class IdempotencyRecord:
 
 
 @dataclass
+class Adjustment:
+    """An account's own terms for one limit. ``max``: replaces every plan's max for the whole
+    account (not per seat; a load factor still lowers it); None: the plan's. ``grants``:
+    [until, units] of extra units on top of the max, each while ``now < until``."""
+
+    max: int | None = None
+    grants: list[list[Any]] = field(default_factory=list)
+
+    def __bool__(self) -> bool:
+        return self.max is not None or bool(self.grants)
+
+
+@dataclass
 class AccountState:
     """An account as a store keeps it. ``next_hold_expiry`` lets a decision skip hold
     bookkeeping entirely when nothing can have expired."""
@@ -132,6 +146,7 @@ class AccountState:
     counters: dict[str, Counter] = field(default_factory=dict)
     holds: dict[str, Hold] = field(default_factory=dict)  # held ones only
     next_hold_expiry: float | None = None
+    adjustments: dict[str, Adjustment] = field(default_factory=dict)  # by limit
     # recent denials of this account by request, and until when each stands (memory://'s
     # memo); dropped on every write to the account
     denied: dict[Any, Any] | None = None

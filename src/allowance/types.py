@@ -1,4 +1,4 @@
-"""Value objects returned to callers: ``Decision``, ``Meter``, ``Account``.
+"""Value objects returned to callers: ``Decision``, ``Meter``, ``Account``, ``Grant``.
 
 All datetimes are timezone-aware UTC; ``retry_after`` is seconds.
 """
@@ -6,7 +6,7 @@ All datetimes are timezone-aware UTC; ``retry_after`` is seconds.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -299,7 +299,8 @@ class Decision:
 
 @dataclass(frozen=True, slots=True)
 class Meter:
-    """One limit's usage for an account. ``max`` is effective (× seats); None = unlimited."""
+    """One limit's usage for an account. ``max`` is effective (× seats, the account's override
+    in its place, lowered by a load factor, plus ``granted`` units); None = unlimited."""
 
     limit: str
     features: tuple[str, ...]
@@ -308,6 +309,8 @@ class Meter:
     remaining: int | None
     window_start: datetime | None
     resets_at: datetime | None
+    override: int | None = None  # the account's own max for this limit
+    granted: int = 0  # extra units granted to the account, in force now
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -318,6 +321,8 @@ class Meter:
             "remaining": self.remaining,
             "window_start": iso(self.window_start),
             "resets_at": iso(self.resets_at),
+            "override": self.override,
+            "granted": self.granted,
         }
 
     @classmethod
@@ -330,18 +335,54 @@ class Meter:
             remaining=data.get("remaining"),
             window_start=parse_iso(data.get("window_start")),
             resets_at=parse_iso(data.get("resets_at")),
+            override=data.get("override"),
+            granted=int(data.get("granted") or 0),
         )
 
 
 @dataclass(frozen=True, slots=True)
+class Grant:
+    """Extra units of a limit granted to one account, on top of its max until ``expires_at``."""
+
+    limit: str
+    amount: int
+    expires_at: datetime
+
+    def to_json(self) -> dict[str, Any]:
+        return {"limit": self.limit, "amount": self.amount, "expires_at": iso(self.expires_at)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Grant:
+        expires = parse_iso(data["expires_at"])
+        assert expires is not None
+        return cls(str(data["limit"]), int(data["amount"]), expires)
+
+
+@dataclass(frozen=True, slots=True)
 class Account:
+    """An account; ``overrides`` (its own max by limit) and ``grants`` are its own terms."""
+
     id: str
     plan: str
     seats: int = 1
+    overrides: dict[str, int] = field(default_factory=dict)
+    grants: tuple[Grant, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
-        return {"id": self.id, "plan": self.plan, "seats": self.seats}
+        return {
+            "id": self.id,
+            "plan": self.plan,
+            "seats": self.seats,
+            "overrides": dict(self.overrides),
+            "grants": [g.to_json() for g in self.grants],
+        }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Account:
-        return cls(str(data["id"]), str(data["plan"]), int(data["seats"]))
+        return cls(
+            str(data["id"]),
+            str(data["plan"]),
+            int(data["seats"]),
+            {str(k): int(v) for k, v in (data.get("overrides") or {}).items()},
+            tuple(Grant.from_json(g) for g in data.get("grants") or ()),
+        )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import datetime
 
 from allowance.errors import (
     InvalidAmount,
@@ -18,6 +19,7 @@ MAX_AMOUNT = 1_000_000
 MAX_SEATS = 1_000_000
 MAX_ID = 200
 MAX_TTL = 7 * 86400.0
+MAX_UNITS = 10**12  # an override's max or a grant's units
 
 
 def text(field: str, value: object) -> str:
@@ -95,3 +97,34 @@ def journal_size(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10_000_000:
         raise InvalidRequest("journal_size", value, "expected a whole number in 0..10,000,000")
     return value
+
+
+def limit(policy: Policy, value: object) -> str:
+    if not isinstance(value, str) or value not in policy.limits:
+        known = ", ".join(policy.limits)
+        raise InvalidRequest("limit", value, f"not a limit of the policy ({known})")
+    return value
+
+
+def override_max(value: object) -> int | None:
+    """``set_override(max=)``: the account's own max, or None (the plan's again)."""
+    if value is None:
+        return None
+    if type(value) is not int or not 0 <= value <= MAX_UNITS:
+        raise InvalidRequest("max", value, f"expected a whole number from 0 to {MAX_UNITS:,}")
+    return value
+
+
+def grant_amount(value: object) -> int:
+    if type(value) is not int or not 1 <= value <= MAX_UNITS:
+        raise InvalidAmount("amount", value, f"expected a whole number from 1 to {MAX_UNITS:,}")
+    return value
+
+
+def expires_at(value: object) -> float | None:
+    """A grant's end: None (the current window's), or an aware datetime."""
+    if value is None:
+        return None
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise InvalidRequest("expires_at", value, "expected a timezone-aware datetime")
+    return value.timestamp()

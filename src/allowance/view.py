@@ -8,7 +8,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from allowance.state import Counter, Hold, IdempotencyRecord
+from allowance.state import Adjustment, Counter, Hold, IdempotencyRecord
 
 __all__ = ["NO_PRELOAD", "AccountView", "Preload"]
 
@@ -32,6 +32,7 @@ class AccountView(ABC):
     plan: str
     seats: int
     next_hold_expiry: float | None
+    adjustments: dict[str, Adjustment]  # the account's own terms, by limit (``adjust.py``)
 
     _counters: dict[str, Counter]  # every counter of the account the view has loaded
 
@@ -49,6 +50,10 @@ class AccountView(ABC):
     @abstractmethod
     def save_counters(self, counters: dict[str, Counter]) -> None:
         """Persist these counters (changed in place by the engine)."""
+
+    @abstractmethod
+    def save_adjustments(self) -> None:
+        """Persist ``adjustments`` (changed in place)."""
 
     @abstractmethod
     def get_idempotency(self, key: str) -> IdempotencyRecord | None: ...

@@ -26,7 +26,13 @@ def test_accounts_set_and_show(run: Run, store: str) -> None:
     shown = run("accounts", "show", "acme", "--store", store)
     assert (shown.exit_code, shown.stdout) == (0, "account acme: plan max (Max), 3 seats\n")
     as_json = run("accounts", "show", "acme", "--store", store, "--json")
-    assert json.loads(as_json.stdout) == {"id": "acme", "plan": "max", "seats": 3}
+    assert json.loads(as_json.stdout) == {
+        "id": "acme",
+        "plan": "max",
+        "seats": 3,
+        "overrides": {},
+        "grants": [],
+    }
 
 
 def test_usage_json_and_table(run: Run, store: str) -> None:

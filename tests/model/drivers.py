@@ -42,6 +42,10 @@ class Driver(Protocol):
 
     def set_load_factor(self, factor: float, limit: str | None) -> None: ...
 
+    def set_override(self, account: str, limit: str, most: int | None) -> None: ...
+
+    def grant(self, account: str, limit: str, units: int, until: datetime | None) -> None: ...
+
     def consume(
         self, account: str, feature: str, amount: int, partial: bool, key: str | None = None
     ) -> Decision: ...
@@ -68,6 +72,12 @@ class SyncDriver:
 
     def set_load_factor(self, factor: float, limit: str | None) -> None:
         self.lim.set_load_factor(factor, None if limit is None else [limit])
+
+    def set_override(self, account: str, limit: str, most: int | None) -> None:
+        self.lim.set_override(account, limit, max=most)
+
+    def grant(self, account: str, limit: str, units: int, until: datetime | None) -> None:
+        self.lim.grant(account, limit, units, until)
 
     def consume(
         self, account: str, feature: str, amount: int, partial: bool, key: str | None = None
@@ -121,6 +131,12 @@ class AsyncDriver:
 
     def set_load_factor(self, factor: float, limit: str | None) -> None:
         self.run(self.lim.set_load_factor(factor, None if limit is None else [limit]))
+
+    def set_override(self, account: str, limit: str, most: int | None) -> None:
+        self.run(self.lim.set_override(account, limit, max=most))
+
+    def grant(self, account: str, limit: str, units: int, until: datetime | None) -> None:
+        self.run(self.lim.grant(account, limit, units, until))
 
     def consume(
         self, account: str, feature: str, amount: int, partial: bool, key: str | None = None

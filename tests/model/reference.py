@@ -186,6 +186,8 @@ class Model:
         self.hold_owner: dict[int, str] = {}
         self.load_default = 1.0
         self.load_by_limit: dict[str, float] = {}
+        self.overrides: dict[tuple[str, str], int] = {}  # (account, limit) -> its own max
+        self.extras: dict[tuple[str, str], list[tuple[float, int]]] = {}  # granted (until, n)
 
     # state ---------------------------------------------------------------------------------
     def set_load_factor(self, factor: float, limit: str | None) -> None:
@@ -196,12 +198,32 @@ class Model:
         else:
             self.load_by_limit[limit] = factor
 
-    def cap(self, lim: Limit, plan: str, seats: int) -> int | None:
-        """The effective max of ``lim`` on ``plan``: times the seats, lowered by the load
-        factor in force."""
-        cap = lim.cells[plan].cap(seats)
+    def cap(self, account: str, lim: Limit, plan: str, seats: int) -> int | None:
+        """The effective max of ``lim`` on ``plan`` for ``account`` now: the account's override
+        or the max times the seats, lowered by the load factor in force, plus the units
+        granted to the account that have not ended."""
+        own = self.overrides.get((account, lim.name))
+        cap = own if own is not None else lim.cells[plan].cap(seats)
+        if cap is None:
+            return None
         factor = self.load_by_limit.get(lim.name, self.load_default)
-        return None if cap is None else math.floor(cap * factor)
+        extra = sum(n for until, n in self.extras.get((account, lim.name), []) if self.now < until)
+        return math.floor(cap * factor) + extra
+
+    def set_override(self, account: str, limit: str, most: int | None) -> None:
+        if most is None:
+            self.overrides.pop((account, limit), None)
+        else:
+            self.overrides[(account, limit)] = most
+
+    def grant(self, account: str, limit: str, units: int, until: float | None) -> None:
+        """Extra units until ``until``; None: until the window holding now closes (one
+        length from now for a sliding window, or an anchored one not open)."""
+        lim = next(x for x in self.limits if x.name == limit)
+        if until is None:
+            resets = self.window(account, lim, self.now)[2]
+            until = self.now + lim.length if lim.kind == "sliding" or resets is None else resets
+        self.extras.setdefault((account, limit), []).append((until, units))
 
     def set_account(self, account: str, plan: str, seats: int = 1) -> None:
         self.accounts[account] = (plan, seats)
@@ -290,7 +312,7 @@ class Model:
         for t in sorted(c for c in candidates if c >= self.now):
             fits = True
             for lim in lims:
-                cap = self.cap(lim, plan, seats)
+                cap = self.cap(account, lim, plan, seats)
                 if cap is not None and self.used(account, lim, t) + need * lim.cost(feature) > cap:
                     fits = False
             if fits:
@@ -312,10 +334,10 @@ class Model:
                 None,
             )
             return Decision(False, 0, "no_access", upgrade=upgrade)
-        limited = [lim for lim in lims if self.cap(lim, plan, seats) is not None]
+        limited = [lim for lim in lims if self.cap(account, lim, plan, seats) is not None]
         left = {}  # requests of the feature that still fit each capped limit (credits // cost)
         for lim in limited:
-            cap = self.cap(lim, plan, seats)
+            cap = self.cap(account, lim, plan, seats)
             assert cap is not None
             left[lim.name] = (cap - self.used(account, lim, self.now)) // lim.cost(feature)
         ceilings = [  # the most units of the feature one request may have, per ceiling
@@ -329,7 +351,7 @@ class Model:
         if too_large and not partial_ok:  # the least ceiling below the amount (ties: first)
             smallest = min(too_large, key=lambda c: (c[0], c[1]))[2]
             upgrade = next(
-                (p for p in above if self._admits(lims, p, seats, amount, feature)), None
+                (p for p in above if self._admits(account, lims, p, seats, amount, feature)), None
             )
             return Decision(
                 False,
@@ -347,7 +369,7 @@ class Model:
             fair = False
             for lim in lims:
                 soft = lim.cells[plan].soft_cap(seats)
-                if lim.cells[plan].max is None and soft is not None:
+                if self.cap(account, lim, plan, seats) is None and soft is not None:
                     units = granted * lim.cost(feature)
                     fair = fair or self.used(account, lim, self.now) + units > soft
             return Decision(True, granted, "ok", remaining=remaining, fair_use_exceeded=fair)
@@ -376,11 +398,13 @@ class Model:
             upgrade=upgrade,
         )
 
-    def _admits(self, lims: list[Limit], plan: str, seats: int, amount: int, feature: str) -> bool:
+    def _admits(
+        self, account: str, lims: list[Limit], plan: str, seats: int, amount: int, feature: str
+    ) -> bool:
         """Whether ``plan`` lets one request ask for ``amount`` units of ``feature`` at all."""
         for lim in lims:
             cell = lim.cells[plan]
-            cap, units = self.cap(lim, plan, seats), amount * lim.cost(feature)
+            cap, units = self.cap(account, lim, plan, seats), amount * lim.cost(feature)
             if not cell.access or (cell.per_request is not None and units > cell.per_request):
                 return False
             if cap is not None and units > cap:
@@ -463,7 +487,7 @@ class Model:
             if not cell.access:
                 continue
             used, start, resets = self.window(account, lim, self.now)
-            cap = self.cap(lim, plan, seats)
+            cap = self.cap(account, lim, plan, seats)
             remaining = None if cap is None else max(0, cap - used)
             out.append(Meter(lim.name, lim.features, used, cap, remaining, start, resets))
         return out

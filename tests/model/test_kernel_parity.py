@@ -7,7 +7,8 @@ States cover what a stepped clock and old kernels leave behind: unsorted sliding
 (distinct times, some after ``now``), anchored windows opened in the past or the future,
 calendar counters of the previous, current, next or 2-ahead period, partial requests,
 per-seat, fair-use and per-request cells, credits (a feature costing more than one unit of a
-limit) and load factors. The one allowed difference: a kernel answers None
+limit), load factors and an account's own terms (an override of a max, grants ending before,
+at or after ``now``). The one allowed difference: a kernel answers None
 (the slow path) for a calendar counter two or more periods ahead of ``now``, whose period end is not
 among the bounds it is given (decide.lua, decide.sql).
 """
@@ -25,9 +26,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from allowance import Policy, builtin_policy, engine, parse_policy
+from allowance import Policy, adjust, builtin_policy, engine, parse_policy
 from allowance.request import Request
-from allowance.state import Counter
+from allowance.state import Adjustment, Counter
 from allowance.stores.base import Store
 from allowance.types import Decision
 from allowance.windows import AnchoredWindow, CalendarWindow, SlidingWindow
@@ -136,6 +137,7 @@ class Case:
     partial: bool
     now: float
     counters: dict[str, tuple[float | None, int, list[list[Any]]]]  # raw, entries unsorted
+    terms: dict[str, Adjustment]  # the account's own (adjust.py)
 
 
 @st.composite
@@ -186,6 +188,20 @@ def cases(draw: st.DrawFn) -> Case:
             if len(set(times)) != len(times):  # offsets distinct, sums may collide
                 entries = [e for i, e in enumerate(entries) if e[0] not in times[:i]]
             counters[limit.name] = (None, sum(int(e[1]) for e in entries), entries)
+    terms = {}
+    for limit in policy.limits_of(feature):
+        if draw(st.integers(0, 3)) == 0:
+            most = draw(st.one_of(st.none(), st.integers(0, 20)))
+            grants = draw(
+                st.lists(
+                    st.tuples(
+                        st.sampled_from((-30.0, 0.0, 0.5, 3600.0)).map(lambda o: now + o),
+                        st.integers(1, 6),
+                    ).map(list),
+                    max_size=3,
+                )
+            )
+            terms[limit.name] = Adjustment(most, grants)
     return Case(
         name,
         draw(st.sampled_from([p.name for p in policy.plans])),
@@ -195,11 +211,12 @@ def cases(draw: st.DrawFn) -> Case:
         draw(st.booleans()),
         now,
         counters,
+        terms,
     )
 
 
 def engine_run(case: Case, charge: bool) -> tuple[Decision, dict[str, Counter]]:
-    policy = POLICIES[case.policy]
+    policy = adjust.applied(POLICIES[case.policy], case.terms, case.now)
     counters = {
         name: Counter.stored(start, used, [list(e) for e in entries] or None)
         for name, (start, used, entries) in case.counters.items()
@@ -284,11 +301,15 @@ class Kernel:
                 items = ";".join(f"{t!r}:{n}" for t, n in entries)
                 parts.append(f"{name}={'' if start is None else repr(start)},{used},{items}")
             self.redis.set(key, "|".join(parts))
+            terms = adjust.encode(case.terms)
+            if terms is not None:
+                self.redis.hset(self.store.key(account, "a"), "t", terms)  # type: ignore[attr-defined]
         else:
             body = {n: [s, u, e] for n, (s, u, e) in case.counters.items()}
             self.pg.execute(
-                f"UPDATE {self.schema}.accounts SET counters = %s::jsonb WHERE id = %s",
-                (json.dumps(body), account),
+                f"UPDATE {self.schema}.accounts SET counters = %s::jsonb,"
+                " adjustments = %s::jsonb WHERE id = %s",
+                (json.dumps(body), adjust.encode(case.terms), account),
             )
 
     def read(self, account: str) -> dict[str, Counter]:

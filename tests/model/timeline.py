@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import tempfile
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -167,6 +168,31 @@ def make_machine(
         def set_load_factor(self, factor: float, limit: str | None) -> None:
             self.lim.set_load_factor(factor, limit)
             self.model.set_load_factor(factor, limit)
+
+        @rule(
+            account=accounts,
+            limit=st.sampled_from(limit_names),
+            most=st.one_of(st.none(), st.integers(0, 12)),
+        )
+        def set_override(self, account: str, limit: str, most: int | None) -> None:
+            if account in self.model.accounts:
+                self.lim.set_override(account, limit, most)
+                self.model.set_override(account, limit, most)
+
+        @rule(
+            account=accounts,
+            limit=st.sampled_from(limit_names),
+            units=st.integers(1, 5),
+            lasts=st.one_of(st.none(), st.sampled_from((0.5, 30.0, 3600.0, 86400.0))),
+        )
+        def grant(self, account: str, limit: str, units: int, lasts: float | None) -> None:
+            if account in self.model.accounts:
+                # the model gets the instant an aware datetime holds (whole microseconds)
+                ends = (
+                    None if lasts is None else datetime.fromtimestamp(self.model.now + lasts, UTC)
+                )
+                self.lim.grant(account, limit, units, ends)
+                self.model.grant(account, limit, units, None if ends is None else ends.timestamp())
 
         @rule(account=accounts, plan=st.sampled_from(plans), seats=st.integers(1, 3))
         def set_account(self, account: str, plan: str, seats: int) -> None:

@@ -19,10 +19,11 @@ def consume(service: Service, **body: object) -> httpx.Response:
 
 
 def test_accounts_are_created_then_changed(service: Service) -> None:
+    none: dict[str, object] = {"overrides": {}, "grants": []}  # no terms of its own
     r = service.call("PUT", "/v1/accounts/acct-a", json={"plan": "pro", "seats": 3})
-    assert (r.status_code, r.json()) == (201, {"id": "acct-a", "plan": "pro", "seats": 3})
+    assert (r.status_code, r.json()) == (201, {"id": "acct-a", "plan": "pro", "seats": 3, **none})
     r = service.call("PUT", "/v1/accounts/acct-a", json={"plan": "max"})
-    assert (r.status_code, r.json()) == (200, {"id": "acct-a", "plan": "max", "seats": 1})
+    assert (r.status_code, r.json()) == (200, {"id": "acct-a", "plan": "max", "seats": 1, **none})
     r = service.call("GET", "/v1/accounts/acct-a")
     assert (r.status_code, r.json()["plan"]) == (200, "max")
     r = service.call("GET", "/v1/accounts/nobody")

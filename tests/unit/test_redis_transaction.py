@@ -25,8 +25,10 @@ NOW = 1_795_000_000.0
 
 
 def loaded(version: int, counters: str = "") -> list[Any]:
-    """load.lua's reply: time, version, plan, seats, next hold expiry, holds, counters."""
-    return [repr(NOW).encode(), str(version).encode(), b"pro", b"1", b"", b"", counters.encode()]
+    """load.lua's reply: time, version, plan, seats, next hold expiry, holds, counters, the
+    account's own terms."""
+    reply = [repr(NOW).encode(), str(version).encode(), b"pro", b"1", b"", b"", counters.encode()]
+    return [*reply, b""]
 
 
 def consume(view: AccountView, now: float) -> Decision:

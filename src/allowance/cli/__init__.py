@@ -11,7 +11,15 @@ from typing import Annotated
 import typer
 
 from allowance import __version__
-from allowance.cli import load_cmd, policy_cmd, serve_cmd, simulate, sweep_cmd, usage_cmd
+from allowance.cli import (
+    load_cmd,
+    policy_cmd,
+    serve_cmd,
+    simulate,
+    sweep_cmd,
+    terms_cmd,
+    usage_cmd,
+)
 
 app = typer.Typer(
     name="allowance",
@@ -23,6 +31,8 @@ app = typer.Typer(
 app.add_typer(policy_cmd.app, name="policy")
 app.command("simulate")(simulate.command)
 app.command("usage")(usage_cmd.usage)
+usage_cmd.accounts_app.command("override")(terms_cmd.override)
+usage_cmd.accounts_app.command("grant")(terms_cmd.grant)
 app.add_typer(usage_cmd.accounts_app, name="accounts")
 app.command("serve")(serve_cmd.serve)
 app.add_typer(serve_cmd.keys_app, name="keys")

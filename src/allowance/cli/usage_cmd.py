@@ -42,6 +42,16 @@ def _get(limiter: Limiter, account: str, store: str) -> Account:
         )
 
 
+def terms_text(account: Account) -> str:
+    """The account's own terms, a line each (empty: none)."""
+    lines = [f"  {name}: max {most:,} (override)" for name, most in account.overrides.items()]
+    lines += [
+        f"  {g.limit}: +{g.amount:,} granted until {clock_text(g.expires_at)}"
+        for g in account.grants
+    ]
+    return "\n".join(lines)
+
+
 def _bar(meter: Meter) -> RenderableType:
     if meter.max is None:
         return Text("unlimited", style="dim")
@@ -54,7 +64,10 @@ def _bar(meter: Meter) -> RenderableType:
 
 def _used(meter: Meter, fair_use: int | None) -> str:
     if meter.max is not None:
-        return f"{meter.used:,} / {meter.max:,}"
+        own = [] if meter.override is None else [f"own max {meter.override:,}"]
+        if meter.granted:
+            own.append(f"+{meter.granted:,} granted")
+        return f"{meter.used:,} / {meter.max:,}" + (f" ({', '.join(own)})" if own else "")
     soft = f", fair use {fair_use:,}" if fair_use is not None else ""
     return f"{meter.used:,} (unlimited{soft})"
 
@@ -152,3 +165,6 @@ def show_account(
         return
     noun = "seat" if found.seats == 1 else "seats"
     typer.echo(f"account {found.id}: plan {found.plan} ({title}), {found.seats} {noun}")
+    terms = terms_text(found)
+    if terms:
+        typer.echo(terms)

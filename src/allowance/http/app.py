@@ -24,7 +24,10 @@ from allowance import __version__
 from allowance.aio import AsyncLimiter
 from allowance.clock import FileClock
 from allowance.errors import AllowanceError
-from allowance.http import schemas
+from allowance.http import (
+    schemas,
+    terms_routes,  # noqa: F401 - registers its routes on the router
+)
 from allowance.http.auth import CACHE_TTL, AuthMiddleware, KeyCache, route_scopes
 from allowance.http.body_limit import BodyLimitMiddleware
 from allowance.http.fastpath import FastDecisions

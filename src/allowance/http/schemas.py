@@ -9,7 +9,15 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+)
 
 from allowance.validation import MAX_AMOUNT, MAX_ID, MAX_SEATS, MAX_TTL
 
@@ -158,12 +166,45 @@ class CommitBody(BaseModel):
     status: Literal["committed"]
 
 
+class OverrideRequest(Strict):
+    model_config = ConfigDict(extra="forbid", **_examples({"max": 100}))
+
+    # checked by the Limiter (validation.override_max), which names the field
+    max: StrictInt | None = Field(
+        description="the account's own max for the limit, whatever its plan (for the whole"
+        " account, not per seat); null: the plan's again"
+    )
+
+
+class GrantRequest(Strict):
+    model_config = ConfigDict(
+        extra="forbid",
+        **_examples({"limit": "ai_exports", "amount": 10, "expires_at": "2026-12-31T00:00:00Z"}),
+    )
+
+    limit: str = Field(min_length=1, max_length=MAX_ID)
+    amount: StrictInt = Field(description="units on top of the max")
+    expires_at: AwareDatetime | None = Field(
+        None, description="ISO 8601 with a zone; none: when the window open now closes"
+    )
+
+
+class GrantBody(BaseModel):
+    limit: str
+    amount: int
+    expires_at: str = Field(description="ISO 8601, UTC")
+
+
 class AccountBody(BaseModel):
-    model_config = _examples({"id": "acme", "plan": "pro", "seats": 3})
+    model_config = _examples(
+        {"id": "acme", "plan": "pro", "seats": 3, "overrides": {}, "grants": []}
+    )
 
     id: str
     plan: str
     seats: int
+    overrides: dict[str, int] = Field(description="the account's own max, by limit")
+    grants: list[GrantBody] = Field(description="extra units in force, soonest ending first")
 
 
 class MeterBody(BaseModel):
@@ -174,6 +215,8 @@ class MeterBody(BaseModel):
     remaining: int | None
     window_start: str | None
     resets_at: str | None
+    override: int | None = Field(description="the account's own max for this limit")
+    granted: int = Field(description="extra units granted to the account, in max")
 
 
 class UsageBody(BaseModel):

@@ -20,13 +20,13 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import TypeVar
 
-from allowance import engine, ops
+from allowance import adjust, engine, ops
 from allowance.clock import system_clock
 from allowance.errors import UnknownAccount
 from allowance.ops import HOLD_KEEP
 from allowance.policy import Policy
 from allowance.request import Request
-from allowance.state import HELD, AccountState, Counter, Hold, IdempotencyRecord
+from allowance.state import HELD, AccountState, Adjustment, Counter, Hold, IdempotencyRecord
 from allowance.stores.base import Store
 from allowance.stores.keyring import KeyRing, MemoryKeyRing
 from allowance.stores.upkeep import SWEEP_BATCH, SWEEP_EVERY, spent
@@ -59,8 +59,15 @@ class MemoryView(AccountView):
     def next_hold_expiry(self) -> float | None:  # type: ignore[override]
         return self._state.next_hold_expiry
 
+    @property
+    def adjustments(self) -> dict[str, Adjustment]:  # type: ignore[override]
+        return self._state.adjustments
+
     def save_counters(self, counters: dict[str, Counter]) -> None:
         pass  # the engine changed the stored objects themselves
+
+    def save_adjustments(self) -> None:
+        pass  # changed in place, as the counters
 
     def get_idempotency(self, key: str) -> IdempotencyRecord | None:
         return self._store._idempotency.get((self.account_id, key))
@@ -120,7 +127,16 @@ class MemoryStore(Store):
     def get_account(self, account_id: str) -> Account | None:
         with self._lock:
             state = self._accounts.get(account_id)
-            return None if state is None else Account(account_id, state.plan, state.seats)
+            if state is None:
+                return None
+            terms = state.adjustments
+            return Account(
+                account_id,
+                state.plan,
+                state.seats,
+                adjust.overrides(terms),
+                adjust.grants(terms, None),
+            )
 
     def transact(
         self,
@@ -167,6 +183,8 @@ class MemoryStore(Store):
                 until = engine.steady_until(
                     policy, req.feature, state.counters, state.next_hold_expiry, now
                 )
+                if state.adjustments:  # a grant ending changes the max the denial tells
+                    until = min(until, adjust.changes_at(state.adjustments, now))
                 if denied is None or len(denied) >= DENIALS_KEPT:
                     denied = state.denied = {}
                 denied[key] = (policy, now, until, decision)

@@ -74,6 +74,7 @@ import psycopg
 from psycopg.pq import ExecStatus, TransactionStatus
 from psycopg_pool import ConnectionPool
 
+from allowance import adjust
 from allowance.errors import StoreError
 from allowance.policy import Policy
 from allowance.request import Request
@@ -257,7 +258,7 @@ class PostgresStore(Store):
 
     def get_account(self, account_id: str) -> Account | None:
         row = self._one(self.sql["get_account"], (account_id,))
-        return Account(account_id, row[0], row[1]) if row else None
+        return adjust.account(account_id, row[0], row[1], row[2]) if row else None
 
     def fast_decide(
         self, policy: Policy, req: Request, now: float | None, charge: bool

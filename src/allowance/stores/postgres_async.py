@@ -24,6 +24,7 @@ import psycopg
 from psycopg.pq import ExecStatus, TransactionStatus
 from psycopg_pool import AsyncConnectionPool
 
+from allowance import adjust
 from allowance.errors import StoreError
 from allowance.policy import Policy
 from allowance.request import Request
@@ -208,7 +209,7 @@ class AsyncPostgresStore(AsyncStore):
 
     async def get_account(self, account_id: str) -> Account | None:
         row = await self._one(self.sql["get_account"], (account_id,))
-        return Account(account_id, row[0], row[1]) if row else None
+        return adjust.account(account_id, row[0], row[1], row[2]) if row else None
 
     async def fast_decide(
         self, policy: Policy, req: Request, now: float | None, charge: bool

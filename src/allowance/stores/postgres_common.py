@@ -16,7 +16,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import PoolTimeout
 
-from allowance import engine
+from allowance import adjust, engine
 from allowance.errors import ConfigurationError, StoreError, StoreUnavailable
 from allowance.policy import Policy
 from allowance.state import HELD, Counter, Hold, IdempotencyRecord
@@ -29,8 +29,9 @@ Fetch = Callable[[str, tuple[Any, ...]], list[Any]]
 _encode = json.JSONEncoder(separators=(",", ":")).encode
 
 # 2: the decide() function of the fast path; 3: its typed-spec version; 4: clock steps back;
-# 5: the rules as generic arrays; 6: per-request ceilings; 7: costs (credits); 8: load factors
-SCHEMA_VERSION = 8
+# 5: the rules as generic arrays; 6: per-request ceilings; 7: costs (credits); 8: load factors;
+# 9: an account's own terms (accounts.adjustments, read by decide_v9())
+SCHEMA_VERSION = 9
 SWEEP_EVERY = 512  # upkeep.py: a batch larger than what the operations in between add
 SWEEP_BATCH = 1024
 LOCK_NAMESPACE = 0x616C6C6F  # "allo": first key of the advisory lock around schema changes
@@ -48,6 +49,8 @@ DDL = (
     "CREATE TABLE IF NOT EXISTS {s}.accounts (id text PRIMARY KEY, plan text NOT NULL,"
     " seats integer NOT NULL, next_hold_expiry double precision,"
     " counters jsonb NOT NULL DEFAULT '{{}}') WITH (fillfactor = 90)",
+    # the account's own terms (adjust.py); NULL: none
+    "ALTER TABLE {s}.accounts ADD COLUMN IF NOT EXISTS adjustments jsonb",
     "CREATE TABLE IF NOT EXISTS {s}.holds (id text PRIMARY KEY, account text NOT NULL,"
     " state text NOT NULL, expires_at double precision NOT NULL, body jsonb NOT NULL)",
     "CREATE INDEX IF NOT EXISTS holds_held ON {s}.holds (account, expires_at) WHERE state = {held}",
@@ -69,10 +72,11 @@ TEMPLATES = {
     " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
     "set_version": "INSERT INTO {s}.schema_version (version) VALUES (%s)"
     " ON CONFLICT (one) DO UPDATE SET version = excluded.version",
-    "lock": "WITH a AS MATERIALIZED (SELECT plan, seats, next_hold_expiry, counters"
-    " FROM {s}.accounts WHERE id = %s FOR UPDATE)"
+    "lock": "WITH a AS MATERIALIZED (SELECT plan, seats, next_hold_expiry, counters,"
+    " adjustments FROM {s}.accounts WHERE id = %s FOR UPDATE)"
     " SELECT plan, seats, next_hold_expiry, counters,"
-    " extract(epoch FROM clock_timestamp())::float8 FROM a",
+    " extract(epoch FROM clock_timestamp())::float8, adjustments FROM a",
+    "write_terms": "UPDATE {s}.accounts SET adjustments = %s::jsonb WHERE id = %s",
     "write": "UPDATE {s}.accounts SET counters = %s::jsonb WHERE id = %s",
     # After a hold changed: the subquery sees the hold upserts queued before it in this
     # transaction, so the earliest held expiry is right even when the earliest hold just left
@@ -83,7 +87,7 @@ TEMPLATES = {
     "put_account": "INSERT INTO {s}.accounts AS a (id, plan, seats) VALUES (%s, %s, %s)"
     " ON CONFLICT (id) DO UPDATE SET plan = excluded.plan, seats = excluded.seats"
     " RETURNING (a.xmax = 0)",
-    "get_account": "SELECT plan, seats FROM {s}.accounts WHERE id = %s",
+    "get_account": "SELECT plan, seats, adjustments::text FROM {s}.accounts WHERE id = %s",
     "get_idempotency": "SELECT body FROM {s}.idempotency WHERE account = %s AND key = %s",
     "put_idempotency": "INSERT INTO {s}.idempotency (account, key, expires_at, body)"
     " VALUES (%s, %s, %s, %s::jsonb) ON CONFLICT (account, key)"
@@ -167,6 +171,7 @@ class PostgresView(AccountView):
         self._fetch = fetch
         self.account_id = account_id
         self.plan, self.seats, self.next_hold_expiry, stored = row[:4]
+        self.adjustments = adjust.decode(row[5])
         self._counters = {
             name: Counter.stored(start, used, entries)
             for name, (start, used, entries) in stored.items()
@@ -186,9 +191,13 @@ class PostgresView(AccountView):
         self.writes: list[Query] = []
         self._dirty = False  # the counters changed
         self._holds_changed = False  # next_hold_expiry must be recomputed
+        self._terms_dirty = False
 
     def save_counters(self, counters: dict[str, Counter]) -> None:
         self._dirty = True  # written once, by finish(), however many limits changed
+
+    def save_adjustments(self) -> None:
+        self._terms_dirty = True
 
     def _read(self, what: str, query: str, params: tuple[Any, ...]) -> list[Any]:
         if self._fetch is None:
@@ -248,6 +257,9 @@ class PostgresView(AccountView):
     def finish(self) -> list[Query]:
         """``writes`` with the account row's ``UPDATE`` last, leaving out counters whose
         windows have closed (call once, after the operation)."""
+        if self._terms_dirty:
+            terms = adjust.encode(self.adjustments)
+            self.writes.append((self._q["write_terms"], (terms, self.account_id)))
         if not (self._dirty or self._holds_changed):
             return self.writes
         policy, now = self._policy, self._now

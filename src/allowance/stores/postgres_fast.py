@@ -21,7 +21,7 @@ from typing import Any, cast
 from psycopg import BaseConnection, sql
 from psycopg.pq import DiagnosticField, ExecStatus, abc
 
-from allowance import ops, rules
+from allowance import adjust, ops, rules
 from allowance.clock import system_clock
 from allowance.errors import UnknownAccount
 from allowance.policy import Policy
@@ -31,7 +31,8 @@ from allowance.stores.postgres_conn import error_from_result
 from allowance.types import Decision
 
 DECIDE = (
-    "SELECT status, at, before, granted, plan, seats, remaining, passed FROM {s}.decide("
+    "SELECT status, at, before, granted, plan, seats, remaining, passed, terms"
+    " FROM {s}.decide_v9("
     "{p1}, {p2}::float8, {p3}, {p4}, {p5}, {plans}::text[], {access}::int[], {names}::text[],"
     " {kinds}::text, {lengths}::float8[], {costs}::bigint[], {caps}::bigint[], {scale}::int[],"
     " {soft}::bigint[], {load}::float8[], {most}::bigint[], {bounds}::float8[])"
@@ -176,6 +177,7 @@ LIBPQ_LOADERS: tuple[Callable[[bytes], Any], ...] = (
     int,
     int,
     _flag,
+    bytes.decode,
 )
 
 
@@ -192,7 +194,7 @@ def fast_decision(policy: Policy, req: Request, row: Any) -> Decision | None:
     """The decision from decide()'s row; None when it asked for the slow path. A grant is
     built from the row (its sentence and quota are the engine's, worked out when read); a
     denial is the engine's, replayed on the counters decide() saw, which must agree."""
-    status, at, before, granted, plan, seats, remaining, fair = row
+    status, at, before, granted, plan, seats, remaining, fair, terms = row
     if status == "unknown":
         raise UnknownAccount(req.account)
     if status == "slow":
@@ -203,6 +205,7 @@ def fast_decision(policy: Policy, req: Request, row: Any) -> Decision | None:
             name: Counter.stored(start, used, entries)
             for name, (start, used, entries) in json.loads(before).items()
         }
-        return ops.replay(policy, req, plan, seats, counters, at, granted, "postgresql")
+        own = adjust.decode(terms)
+        return ops.replay(policy, req, plan, seats, counters, own, at, granted, "postgresql")
 
     return ops.one_step_decision(granted, remaining, fair, replay)

@@ -73,7 +73,7 @@ from redis.exceptions import (
     ResponseError,
 )
 
-from allowance import ops
+from allowance import adjust, ops
 from allowance.errors import ConfigurationError, StoreError, UnknownAccount
 from allowance.policy import Policy
 from allowance.request import Request
@@ -193,10 +193,12 @@ class RedisStore(KeySpace, Store):
         return bool(created)
 
     def get_account(self, account_id: str) -> Account | None:
-        plan, seats = self._command(self._deadline(), "HMGET", self.key(account_id, "a"), "p", "s")
+        plan, seats, terms = self._command(
+            self._deadline(), "HMGET", self.key(account_id, "a"), "p", "s", "t"
+        )
         if plan is None:
             return None
-        return Account(account_id, plan.decode(), int(seats))
+        return adjust.account(account_id, plan.decode(), int(seats), terms and terms.decode())
 
     def fast_decide(
         self, policy: Policy, req: Request, now: float | None, charge: bool

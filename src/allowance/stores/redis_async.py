@@ -29,7 +29,7 @@ from redis.exceptions import (
     ResponseError,
 )
 
-from allowance import ops
+from allowance import adjust, ops
 from allowance.errors import ConfigurationError, StoreError, UnknownAccount
 from allowance.policy import Policy
 from allowance.request import Request
@@ -131,10 +131,12 @@ class AsyncRedisStore(KeySpace, AsyncStore):
 
     async def get_account(self, account_id: str) -> Account | None:
         key = self.key(account_id, "a")
-        plan, seats = await self._command(Deadline(self.timeout), "HMGET", key, "p", "s")
+        plan, seats, terms = await self._command(
+            Deadline(self.timeout), "HMGET", key, "p", "s", "t"
+        )
         if plan is None:
             return None
-        return Account(account_id, plan.decode(), int(seats))
+        return adjust.account(account_id, plan.decode(), int(seats), terms and terms.decode())
 
     async def fast_decide(
         self, policy: Policy, req: Request, now: float | None, charge: bool

@@ -19,7 +19,7 @@ from math import ceil
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
-from allowance import engine, ops, rules
+from allowance import adjust, engine, ops, rules
 from allowance.clock import system_clock
 from allowance.errors import ConfigurationError, StoreError, StoreUnavailable, UnknownAccount
 from allowance.ops import HOLD_KEEP
@@ -178,9 +178,11 @@ class RedisView(AccountView):
         self._preloaded = preloaded
         self._fetch = fetch
         self.account_id = account_id
-        _, self.version, self.plan, seats, nh, holds, raw = (
-            v.decode() if isinstance(v, bytes) else v for v in loaded[:7]
+        _, self.version, self.plan, seats, nh, holds, raw, terms = (
+            v.decode() if isinstance(v, bytes) else v for v in loaded[:8]
         )
+        self.adjustments = adjust.decode(terms)
+        self.terms_dirty = False
         self.seats = int(seats)
         self.next_hold_expiry = float(nh) if nh else None
         self.held: dict[str, dict[str, Any]] = json.loads(holds) if holds else {}
@@ -191,6 +193,9 @@ class RedisView(AccountView):
 
     def save_counters(self, counters: dict[str, Counter]) -> None:
         self.counters_dirty = True
+
+    def save_adjustments(self) -> None:
+        self.terms_dirty = True
 
     def _read(self, key: str) -> bytes | str | None:
         if key in self.writes:  # written earlier in this operation (a hold just settled)
@@ -230,7 +235,7 @@ class RedisView(AccountView):
 
     def apply_args(self, policy: Policy, now: float) -> tuple[list[str], list[Any]] | None:
         """KEYS and ARGV for apply.lua, or None when nothing changed."""
-        if not (self.counters_dirty or self.holds_dirty or self.writes):
+        if not (self.counters_dirty or self.holds_dirty or self.writes or self.terms_dirty):
             return None
         counters_value, ttl = "=", 0
         if self.counters_dirty:
@@ -243,6 +248,7 @@ class RedisView(AccountView):
             ttl,
             "" if self.next_hold_expiry is None else _num(self.next_hold_expiry),
             json.dumps(self.held) if self.held else "",
+            (adjust.encode(self.adjustments) or "") if self.terms_dirty else "=",
         ]
         for key, (value, expires_at) in self.writes.items():
             keys.append(key)
@@ -281,7 +287,7 @@ class KeySpace:
     ) -> RedisView:
         if not loaded:
             raise UnknownAccount(account)
-        extra = {k: (v or None) for k, v in zip(keys[2:], loaded[7:], strict=True)}
+        extra = {k: (v or None) for k, v in zip(keys[2:], loaded[8:], strict=True)}
         return RedisView(self, account, loaded, extra, fetch)
 
     def decide_args(
@@ -314,9 +320,11 @@ def read_decision(policy: Policy, req: Request, reply: list[Any]) -> Decision | 
 
     def replay() -> Decision:
         counters = decode_counters(reply[2].decode())
-        return ops.replay(policy, req, plan, seats, counters, float(reply[1]), granted, "redis")
+        terms = adjust.decode(reply[8].decode())
+        at = float(reply[1])
+        return ops.replay(policy, req, plan, seats, counters, terms, at, granted, "redis")
 
-    if granted == 0:  # a denial's reply ends at the plan and seats
+    if granted == 0:
         return ops.one_step_decision(0, None, False, replay)
     remaining = None if reply[6] == b"" else int(reply[6])
     return ops.one_step_decision(granted, remaining, reply[7] == 1, replay)

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
-from allowance import engine, ops
+from allowance import adjust, engine, ops
 from allowance.clock import system_clock
 from allowance.errors import ConfigurationError, StoreError, UnknownAccount
 from allowance.ops import HOLD_KEEP
@@ -54,7 +54,7 @@ T = TypeVar("T")
 # bound once: json.dumps/loads re-check their arguments and run a regex on every call
 _encode = json.JSONEncoder(separators=(",", ":")).encode
 _scan = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: accounts.adjustments
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -62,7 +62,8 @@ CREATE TABLE IF NOT EXISTS accounts (
     plan TEXT NOT NULL,
     seats INTEGER NOT NULL,
     next_hold_expiry REAL,
-    counters TEXT NOT NULL DEFAULT '{}'  -- {limit: [start, used, entries]}
+    counters TEXT NOT NULL DEFAULT '{}',  -- {limit: [start, used, entries]}
+    adjustments TEXT  -- the account's own terms (adjust.py), NULL for none
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS holds (
     id TEXT PRIMARY KEY,
@@ -92,7 +93,8 @@ class SQLiteView(AccountView):
         self._store = store
         self._conn = conn
         self.account_id = account_id
-        self.plan, self.seats, self.next_hold_expiry, stored = row
+        self.plan, self.seats, self.next_hold_expiry, stored, terms = row
+        self.adjustments = adjust.decode(terms)
         self._counters = {
             name: Counter.stored(start, used, entries)
             for name, (start, used, entries) in _scan(stored, 0)[0].items()
@@ -113,6 +115,12 @@ class SQLiteView(AccountView):
         self._conn.execute(
             "UPDATE accounts SET counters = ? WHERE id = ?",
             (_encode(keep), self.account_id),
+        )
+
+    def save_adjustments(self) -> None:
+        self._conn.execute(
+            "UPDATE accounts SET adjustments = ? WHERE id = ?",
+            (adjust.encode(self.adjustments), self.account_id),
         )
 
     def get_idempotency(self, key: str) -> IdempotencyRecord | None:
@@ -182,6 +190,9 @@ class SQLiteStore(Store):
                 for statement in SCHEMA.split(";"):
                     if statement.strip():
                         conn.execute(statement)
+                columns = {r[1] for r in conn.execute("PRAGMA table_info(accounts)")}
+                if "adjustments" not in columns:  # a file of schema 1
+                    conn.execute("ALTER TABLE accounts ADD COLUMN adjustments TEXT")
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @classmethod
@@ -244,10 +255,12 @@ class SQLiteStore(Store):
         with _Translate():
             row = (
                 self._conn()
-                .execute("SELECT plan, seats FROM accounts WHERE id = ?", (account_id,))
+                .execute(
+                    "SELECT plan, seats, adjustments FROM accounts WHERE id = ?", (account_id,)
+                )
                 .fetchone()
             )
-        return None if row is None else Account(account_id, row[0], row[1])
+        return None if row is None else adjust.account(account_id, row[0], row[1], row[2])
 
     def transact(
         self,
@@ -286,7 +299,8 @@ class SQLiteStore(Store):
     ) -> Callable[[sqlite3.Connection], tuple[T, float]]:
         def work(conn: sqlite3.Connection) -> tuple[T, float]:
             row = conn.execute(
-                "SELECT plan, seats, next_hold_expiry, counters FROM accounts WHERE id = ?",
+                "SELECT plan, seats, next_hold_expiry, counters, adjustments FROM accounts"
+                " WHERE id = ?",
                 (account_id,),
             ).fetchone()
             if row is None:

@@ -3,7 +3,8 @@
 -- Python retries on fresh state.
 -- KEYS[1] account hash, KEYS[2] counters string, KEYS[3..] other keys of the account
 -- ARGV: expected version, counters ('=' unchanged, '' delete, else value), counters TTL ms,
---       next hold expiry ('' = none), holds json ('' = none), then per other key: value, TTL ms
+--       next hold expiry ('' = none), holds json ('' = none), the account's terms ('=' unchanged,
+--       '' none, else adjust.py's text), then per other key: value, TTL ms
 -- Returns 1 when applied, 0 when the version moved.
 if (redis.call('HGET', KEYS[1], 'v') or '0') ~= ARGV[1] then return 0 end
 if ARGV[2] == '' then
@@ -13,8 +14,13 @@ elseif ARGV[2] ~= '=' then
 end
 if ARGV[4] == '' then redis.call('HDEL', KEYS[1], 'nh') else redis.call('HSET', KEYS[1], 'nh', ARGV[4]) end
 if ARGV[5] == '' then redis.call('HDEL', KEYS[1], 'h') else redis.call('HSET', KEYS[1], 'h', ARGV[5]) end
+if ARGV[6] == '' then
+  redis.call('HDEL', KEYS[1], 't')
+elseif ARGV[6] ~= '=' then
+  redis.call('HSET', KEYS[1], 't', ARGV[6])
+end
 for k = 3, #KEYS do
-  redis.call('SET', KEYS[k], ARGV[4 + 2 * (k - 2)], 'PX', ARGV[5 + 2 * (k - 2)])
+  redis.call('SET', KEYS[k], ARGV[5 + 2 * (k - 2)], 'PX', ARGV[6 + 2 * (k - 2)])
 end
 redis.call('HINCRBY', KEYS[1], 'v', 1)
 return 1

@@ -11,18 +11,22 @@
 -- the account's seats, the load factor that lowers the cap, and the most one request is
 -- granted (-1: any)) where the SPEC line below
 -- stands. It knows window arithmetic, caps, per-request ceilings, soft levels, costs and
--- all-or-nothing charging, no policy concept.
+-- all-or-nothing charging, no policy concept. The account's own terms (field t, adjust.py's
+-- JSON: counter name -> [max or null, [[until, units], ...]]) change a counter's cap: the
+-- max replaces cap × seats (before the load factor), the units of grants with now < until
+-- are added after it.
 --
--- KEYS[1] account hash (p plan, s seats, v version, nh next hold expiry)
+-- KEYS[1] account hash (p plan, s seats, v version, nh next hold expiry, t terms)
 -- KEYS[2] counters string  "name=start,used,t:n;t:n|name=..."
 -- ARGV: now ('' = Redis TIME), amount, partial (0/1), charge (0/1), feature,
 --       then 4 period boundaries per period counter of the feature (local estimates)
--- Returns {'unknown'} | {'slow', now} | {'ok', now, counters-before, granted, plan, seats}
---   and, when granted, remaining ('' = none) and the soft-level flag (0/1)
+-- Returns {'unknown'} | {'slow', now} | {'ok', now, counters-before, granted, plan, seats,
+--   remaining ('' = none), the soft-level flag (0/1), terms ('' = none)}; remaining and the
+--   flag are only meaningful for a grant
 
 --SPEC--
 
-local acct = redis.call('HMGET', KEYS[1], 'p', 's', 'nh')
+local acct = redis.call('HMGET', KEYS[1], 'p', 's', 'nh', 't')
 if not acct[1] then return {'unknown'} end
 local now
 if ARGV[1] == '' then
@@ -44,7 +48,19 @@ if not plan_index or not rules then return {'slow', now_text} end
 -- counters: name -> {start, used, entries, text}; an entry is {t, n, t as written}. Only the
 -- feature's counters are decoded; the others are written back as they were (their text).
 local raw = redis.call('GET', KEYS[2]) or ''
-if rules.access[plan_index] == 0 then return {'ok', now_text, raw, 0, plan, acct[2]} end
+local terms_text = acct[4] or ''
+if rules.access[plan_index] == 0 then return {'ok', now_text, raw, 0, plan, acct[2], '', 0, terms_text} end
+-- the account's own terms: counter name -> {max or nil, units granted in force now}
+local terms = {}
+if terms_text ~= '' then
+  for name, t in pairs(cjson.decode(terms_text)) do
+    local extra = 0
+    for _, g in ipairs(t[2]) do
+      if now < g[1] then extra = extra + g[2] end
+    end
+    terms[name] = {type(t[1]) == 'number' and t[1] or nil, extra}
+  end
+end
 local counters = {}
 local function decode(body)
   local start, used, rest = string.match(body, '^([^,]*),([^,]*),(.*)$')
@@ -82,8 +98,11 @@ for i, name in ipairs(rules.names) do
     if cap >= 0 then cap = cap * seats end
     if soft >= 0 then soft = soft * seats end
   end
+  local own = terms[name]
+  if own and own[1] then cap = own[1] end  -- the account's max in place of cap × seats
   -- a load factor in force lowers the cap: floor(cap * load), the same double product as Python
   if cap >= 0 and rules.load[m] ~= 1 then cap = math.floor(cap * rules.load[m]) end
+  if own and cap >= 0 then cap = cap + own[2] end  -- granted units on top
   lim.cap, lim.soft, lim.most = cap, soft, rules.most[m]
   limits[i] = lim
 end
@@ -137,7 +156,7 @@ for _, lim in ipairs(limits) do
     end
   end
 end
-if blocked then return {'ok', now_text, raw, 0, plan, acct[2]} end
+if blocked then return {'ok', now_text, raw, 0, plan, acct[2], '', 0, terms_text} end
 
 -- what a grant's decision needs besides the grant, so Python need not replay the engine:
 -- the least remaining over the capped counters (in units of the feature), and whether a soft
@@ -153,7 +172,7 @@ for _, lim in ipairs(limits) do
 end
 remaining = remaining == nil and '' or remaining
 if not charge then
-  return {'ok', now_text, raw, grant, plan, acct[2], remaining, passed}
+  return {'ok', now_text, raw, grant, plan, acct[2], remaining, passed, terms_text}
 end
 
 -- the feature's counters after the charge, as text (times as they were written: %.17g
@@ -220,4 +239,4 @@ end
 local ttl = math.max(redis.call('PTTL', KEYS[2]), math.ceil((expires + KEEP_AFTER - now) * 1000), 1)
 redis.call('SET', KEYS[2], table.concat(parts, '|'), 'PX', string.format('%d', ttl))
 redis.call('HINCRBY', KEYS[1], 'v', 1)
-return {'ok', now_text, raw, grant, plan, acct[2], remaining, passed}
+return {'ok', now_text, raw, grant, plan, acct[2], remaining, passed, terms_text}

@@ -14,7 +14,10 @@
 -- (counter - 1) * plans + plan) p_caps and p_soft (-1: none), p_scale (1: both times the
 -- account's seats), p_load (the load factor that lowers the cap) and p_most (the most one
 -- request is granted; -1: any). p_bounds: 4 period boundaries per period counter (local
--- estimates).
+-- estimates). The account's own terms (accounts.adjustments, adjust.py: counter name ->
+-- [max or null, [[until, units], ...]]) change a counter's cap: the max replaces cap × seats
+-- (before the load factor), the units of grants with at < until are added after it; they
+-- come back in terms, for the replay.
 -- Returns status 'ok' | 'slow' (reservations due, or a period not covered) | 'unknown';
 -- remaining is NULL when no counter has a cap.
 --
@@ -25,18 +28,21 @@
 -- request is partial, the grant is known before the counters are read, so each charged counter
 -- is built as its cap is checked (one pass; a partial grant takes a second). A transaction
 -- that wrote nothing (a denial, a check) commits without waiting for the WAL flush (it only
--- logged the row lock). (The decide() functions of schemas 4 to 7, with other arguments, are
--- left in place for processes of those versions still running.)
-CREATE OR REPLACE FUNCTION {s}.decide(
+-- logged the row lock). (The decide() functions of schemas 4 to 8 are left in place for
+-- processes of those versions still running: from schema 9 on, the function's name carries
+-- the version, since what it returns cannot change in place.)
+CREATE OR REPLACE FUNCTION {s}.decide_v9(
     p_account text, p_now float8, p_amount bigint, p_partial boolean, p_charge boolean,
     p_plans text[], p_access int[], p_names text[], p_kinds text, p_lengths float8[],
     p_costs bigint[], p_caps bigint[], p_scale int[], p_soft bigint[], p_load float8[],
     p_most bigint[], p_bounds float8[],
     OUT status text, OUT at float8, OUT before text, OUT granted bigint, OUT plan text,
-    OUT seats int, OUT remaining bigint, OUT passed boolean
+    OUT seats int, OUT remaining bigint, OUT passed boolean, OUT terms text
 ) LANGUAGE plpgsql AS $fn$
 DECLARE
     cs jsonb;  -- the counters as read: limit name -> [start, used, entries]
+    adj jsonb;  -- the account's own terms
+    own jsonb;  -- those of one counter
     due float8;  -- the earliest expiry of a held reservation
     pi int;
     np int;
@@ -69,12 +75,14 @@ DECLARE
     j int;
     m int;
 BEGIN
-    SELECT a.plan, a.seats, a.next_hold_expiry, a.counters INTO plan, seats, due, cs
+    SELECT a.plan, a.seats, a.next_hold_expiry, a.counters, a.adjustments
+        INTO plan, seats, due, cs, adj
         FROM {s}.accounts a WHERE a.id = p_account FOR UPDATE;
     IF NOT FOUND THEN
         status := 'unknown';
         RETURN;
     END IF;
+    terms := adj::text;
     -- read after the row lock is held: decisions on one account are ordered as they commit
     at := coalesce(p_now, extract(epoch FROM clock_timestamp())::float8);
     granted := 0;
@@ -97,6 +105,22 @@ BEGIN
                 WHEN p_load[m] = 1 THEN p_caps[m] * CASE WHEN p_scale[m] = 1 THEN seats ELSE 1 END
                 ELSE floor((p_caps[m] * CASE WHEN p_scale[m] = 1 THEN seats ELSE 1 END)::float8
                     * p_load[m])::bigint END;
+            IF adj IS NOT NULL THEN  -- the account's own terms: one test when it has none
+                own := adj -> p_names[i];
+                IF own IS NOT NULL THEN  -- its max in place of cap × seats, then grants
+                    IF jsonb_typeof(own -> 0) = 'number' THEN
+                        cap := CASE WHEN p_load[m] = 1 THEN (own ->> 0)::bigint
+                            ELSE floor((own ->> 0)::float8 * p_load[m])::bigint END;
+                    END IF;
+                    IF cap >= 0 THEN
+                        FOR j IN 0 .. jsonb_array_length(own -> 1) - 1 LOOP
+                            IF at < (own -> 1 -> j ->> 0)::float8 THEN
+                                cap := cap + (own -> 1 -> j ->> 1)::bigint;
+                            END IF;
+                        END LOOP;
+                    END IF;
+                END IF;
+            END IF;
             kind := substr(p_kinds, i, 1);
             u := g * p_costs[i];
             c := cs -> p_names[i];  -- a NULL start: no window
