@@ -24,7 +24,7 @@ from allowance.errors import (
 from allowance.live import POLICY, Live
 from allowance.policy import Policy, builtin_policy, load_policy, parse_policy
 from allowance.reservation import Reservation
-from allowance.resilience import FLUSH_BATCH, JOURNAL_SIZE, Mode, StoreGuard
+from allowance.resilience import FLUSH_BATCH, JOURNAL_PREFIX, JOURNAL_SIZE, Mode, StoreGuard
 from allowance.stores import Store, store_from_url
 from allowance.types import Account, Decision, Meter, to_datetime
 
@@ -234,14 +234,15 @@ class Limiter:
         """Make a reservation's units final, or settle it at ``amount`` units (see
         ``Reservation.commit``); ``ReservationExpired`` after its expiry."""
         if ids.is_degraded(reservation_id):
-            validation.settled_amount(amount)  # a bad amount is refused all the same
-            return  # granted without the store: journaled as used when it was granted
+            settle_degraded(self.guard, reservation_id, amount)
+            return
         self._run(lambda p: calls.commit(p, reservation_id, amount))
 
     def release(self, reservation_id: str) -> None:
         """Return a reservation's units to the windows they came from."""
         if ids.is_degraded(reservation_id):
-            return  # nothing is held in the store; its journaled charge stands
+            settle_degraded(self.guard, reservation_id, 0)
+            return
         self._run(lambda p: calls.release(p, reservation_id))
 
     def usage(self, account: str) -> list[Meter]:
@@ -351,6 +352,18 @@ class Limiter:
         self.close()
 
 
+def journal_key(reservation_id: str) -> str:
+    return f"{JOURNAL_PREFIX}{reservation_id}"
+
+
+def settle_degraded(guard: StoreGuard, reservation_id: str, amount: object) -> None:
+    """Settle a reservation granted without the store: nothing is held in any store, its units
+    were journaled as used when it was granted. While that entry is still queued a commit at
+    ``amount`` charges that many instead and a release (0) drops it; once the journal has
+    charged it (or it was committed before) the charge stands: never under-counted."""
+    guard.journal.settle(journal_key(reservation_id), validation.settled_amount(amount))
+
+
 def without_store(
     guard: StoreGuard, call: calls.Call[T], exc: StoreUnavailable, now: float | None
 ) -> T:
@@ -360,12 +373,33 @@ def without_store(
     if req is None:
         raise exc
     at = system_clock() if now is None else now
-    # a reservation journals under its own key: the caller's key names a reserve, not a charge
-    key = req.idempotency_key if call.ttl is None else None
-    decision = guard.degrade(
-        exc, req.feature, req.amount, req.account, req.user, key, at, call.charge
-    )
     if call.ttl is None:
-        return cast(T, decision)
-    held: Any = ops.Held(decision, ids.new_degraded_reservation_id(), at + call.ttl)
+        return cast(
+            T,
+            guard.degrade(
+                exc,
+                req.feature,
+                req.amount,
+                req.account,
+                req.user,
+                req.idempotency_key,
+                at,
+                call.charge,
+            ),
+        )
+    # a reservation journals under its own id (the caller's key names a reserve, not a
+    # charge), so that commit(amount) and release() can settle it while it is queued
+    hold_id = ids.new_degraded_reservation_id()
+    decision = guard.degrade(
+        exc,
+        req.feature,
+        req.amount,
+        req.account,
+        req.user,
+        journal_key(hold_id),
+        at,
+        call.charge,
+        held=True,
+    )
+    held: Any = ops.Held(decision, hold_id, at + call.ttl)
     return cast(T, held)

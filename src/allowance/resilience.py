@@ -20,7 +20,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from allowance.errors import StoreUnavailable
@@ -122,7 +122,8 @@ class Breaker:
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """A degraded grant waiting to be charged: ``now`` is when it was granted."""
+    """A degraded grant waiting to be charged: ``now`` is when it was granted; ``open``: a
+    degraded reservation's, not yet committed or released (its amount may still change)."""
 
     account: str
     feature: str
@@ -130,6 +131,7 @@ class Entry:
     user: str | None
     idempotency_key: str
     now: float
+    open: bool = False
 
 
 class Journal:
@@ -142,6 +144,7 @@ class Journal:
         self._lock = threading.Lock()
         self.flushing = threading.Lock()  # one flusher at a time
         self.unrecorded = 0  # degraded grants that may have been charged already, not queued
+        self._taken = 0  # the oldest entries a flusher is charging: no longer to be changed
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -157,12 +160,33 @@ class Journal:
     def take(self, count: int) -> list[Entry]:
         """The oldest ``count`` entries, left in the queue until ``done``."""
         with self._lock:
-            return [self.entries[i] for i in range(min(count, len(self.entries)))]
+            self._taken = min(count, len(self.entries))
+            return [self.entries[i] for i in range(self._taken)]
 
     def done(self, count: int) -> None:
         with self._lock:
             for _ in range(min(count, len(self.entries))):
                 self.entries.popleft()
+            self._taken = max(0, self._taken - count)
+
+    def settle(self, key: str, amount: int | None) -> bool:
+        """Settle the open entry of a degraded reservation at ``amount`` units (0: released;
+        None: as granted) while it is still queued and not being charged; False otherwise
+        (already charged, being charged, settled before, or never queued)."""
+        with self._lock:
+            for i in range(self._taken, len(self.entries)):
+                entry = self.entries[i]
+                if entry.idempotency_key != key:
+                    continue
+                if not entry.open:
+                    return False
+                if amount == 0:
+                    del self.entries[i]
+                else:
+                    units = entry.amount if amount is None else amount
+                    self.entries[i] = replace(entry, amount=units, open=False)
+                return True
+            return False
 
 
 class StoreGuard:
@@ -197,9 +221,11 @@ class StoreGuard:
         idempotency_key: str | None,
         now: float,
         charge: bool,
+        held: bool = False,
     ) -> Decision:
         """The answer for a decision the store could not make: ``exc`` again (deny), or a
-        degraded grant (allow; journaled when ``charge``)."""
+        degraded grant (allow; journaled when ``charge``, as an open entry when ``held``: a
+        reservation's, settled by ``settle``)."""
         if feature is None or self.modes.get(feature, self.default) != "allow":
             raise exc
         if charge:
@@ -207,7 +233,8 @@ class StoreGuard:
                 self.journal.unrecorded += 1
             else:
                 key = idempotency_key or f"{JOURNAL_PREFIX}{uuid.uuid4().hex}"
-                if not self.journal.add(Entry(account, feature, amount, user, key, now)):
+                entry = Entry(account, feature, amount, user, key, now, held)
+                if not self.journal.add(entry):
                     raise StoreUnavailable(
                         f"{exc} (and the journal of degraded grants is full)",
                         retry_after=exc.retry_after,

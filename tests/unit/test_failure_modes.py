@@ -8,12 +8,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
 from allowance import AsyncLimiter, Limiter, ManualClock, StoreUnavailable
-from allowance.errors import InvalidRequest, PolicyError
+from allowance.errors import InvalidAmount, InvalidRequest, PolicyError
 from allowance.policy import builtin_policy, parse_policy
 from allowance.resilience import Breaker
 from allowance.stores.memory import MemoryStore
@@ -213,11 +213,66 @@ def test_check_and_reserve_in_allow_mode() -> None:
     assert len(limiter.guard.journal) == 0  # a check charges nothing, now or later
     held = limiter.reserve("acme", "export.ai", 4)
     assert held.decision.degraded and held.id is not None
-    held.commit()  # a degraded reservation holds nothing in the store: commit is a no-op
-    held.release()
+    held.commit()  # a degraded reservation holds nothing in the store: its journal entry
+    held.release()  # a release after the commit changes nothing
     store.down = False
     limiter.flush_journal()
     assert used(limiter, "ai_exports") == 4  # journaled as used when it was granted
+
+
+@pytest.mark.parametrize(
+    ("settle", "charged"),
+    [
+        (lambda r: r.commit(1), 1),  # the rest goes back
+        (lambda r: r.commit(6), 6),  # the extra is granted degraded too, and counted
+        (lambda r: r.commit(0), 0),
+        (lambda r: r.release(), 0),
+        (lambda r: (r.commit(2), r.release(), r.commit(5)), 2),  # the first settlement stands
+    ],
+)
+def test_a_degraded_reservation_is_settled_at_its_real_amount(
+    settle: Callable[[Any], object], charged: int
+) -> None:
+    limiter = make("allow")
+    store = outage(limiter)
+    store.down = True
+    settle(limiter.reserve("acme", "export.ai", 4))
+    assert len(limiter.guard.journal) == (1 if charged else 0)
+    store.down = False
+    limiter.flush_journal()
+    assert used(limiter, "ai_exports") == charged
+
+
+def test_a_degraded_reservation_charged_already_keeps_its_charge() -> None:
+    limiter = make("allow")
+    store = outage(limiter)
+    store.down = True
+    held = limiter.reserve("acme", "export.ai", 4)
+    store.down = False
+    limiter.flush_journal()
+    held.commit(1)  # the journal charged 4 already: never under-counted
+    held.release()
+    with pytest.raises(InvalidAmount):
+        held.commit(-1)
+    assert used(limiter, "ai_exports") == 4
+
+
+def test_an_async_degraded_reservation_is_settled_at_its_real_amount() -> None:
+    async def main() -> int:
+        store = OutageStore()
+        async with AsyncLimiter(None, store, ManualClock(START), on_store_error="allow") as lim:
+            await lim.set_account("acme", "pro")
+            store.down = True
+            first = await lim.reserve("acme", "export.ai", 4)
+            second = await lim.reserve("acme", "export.ai", 4)
+            await first.commit(3)
+            await second.release()
+            store.down = False
+            lim.guard.breaker = Breaker(first_cooldown=0.0)
+            await lim.flush_journal()
+            return next(m.used for m in await lim.usage("acme") if m.limit == "ai_exports")
+
+    assert asyncio.run(main()) == 3
 
 
 def test_the_full_journal_answers_as_deny() -> None:
