@@ -17,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
-from allowance import calls, ids, load
+from allowance import calls, ids, load, validation
 from allowance.clock import Clock
 from allowance.errors import (
     AllowanceError,
@@ -27,7 +27,7 @@ from allowance.errors import (
     UnknownFeature,
     UnknownPlan,
 )
-from allowance.limiter import DEFAULT_TTL, Limiter, log, settle_degraded, without_store
+from allowance.limiter import DEFAULT_TTL, Limiter, log, without_store
 from allowance.live import POLICY
 from allowance.policy import Policy
 from allowance.resilience import JOURNAL_SIZE, Mode
@@ -219,13 +219,13 @@ class AsyncLimiter:
 
     async def commit(self, reservation_id: str, amount: int | None = None) -> None:
         if ids.is_degraded(reservation_id):  # see Limiter.commit
-            settle_degraded(self.guard, reservation_id, amount)
+            self.guard.settle(reservation_id, validation.settled_amount(amount))
             return
         await self._run(lambda p: calls.commit(p, reservation_id, amount))
 
     async def release(self, reservation_id: str) -> None:
         if ids.is_degraded(reservation_id):
-            settle_degraded(self.guard, reservation_id, 0)
+            self.guard.settle(reservation_id, 0)
             return
         await self._run(lambda p: calls.release(p, reservation_id))
 

@@ -22,7 +22,7 @@ DEGRADED_PREFIX = "d"
 def new_degraded_reservation_id() -> str:
     """The id of a reservation granted without the store (``on_store_error: allow``): it holds
     nothing in any store (its units were journaled as used when it was granted; committing or
-    releasing it settles that journal entry: ``limiter.settle_degraded``)."""
+    releasing it settles that journal entry: ``StoreGuard.settle``)."""
     return f"{DEGRADED_PREFIX}{secrets.token_hex(10)}"
 
 

@@ -24,7 +24,7 @@ from allowance.errors import (
 from allowance.live import POLICY, Live
 from allowance.policy import Policy, builtin_policy, load_policy, parse_policy
 from allowance.reservation import Reservation
-from allowance.resilience import FLUSH_BATCH, JOURNAL_PREFIX, JOURNAL_SIZE, Mode, StoreGuard
+from allowance.resilience import FLUSH_BATCH, JOURNAL_SIZE, Mode, StoreGuard, journal_key
 from allowance.stores import Store, store_from_url
 from allowance.types import Account, Decision, Meter, to_datetime
 
@@ -234,14 +234,14 @@ class Limiter:
         """Make a reservation's units final, or settle it at ``amount`` units (see
         ``Reservation.commit``); ``ReservationExpired`` after its expiry."""
         if ids.is_degraded(reservation_id):
-            settle_degraded(self.guard, reservation_id, amount)
+            self.guard.settle(reservation_id, validation.settled_amount(amount))
             return
         self._run(lambda p: calls.commit(p, reservation_id, amount))
 
     def release(self, reservation_id: str) -> None:
         """Return a reservation's units to the windows they came from."""
         if ids.is_degraded(reservation_id):
-            settle_degraded(self.guard, reservation_id, 0)
+            self.guard.settle(reservation_id, 0)
             return
         self._run(lambda p: calls.release(p, reservation_id))
 
@@ -350,18 +350,6 @@ class Limiter:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def journal_key(reservation_id: str) -> str:
-    return f"{JOURNAL_PREFIX}{reservation_id}"
-
-
-def settle_degraded(guard: StoreGuard, reservation_id: str, amount: object) -> None:
-    """Settle a reservation granted without the store: nothing is held in any store, its units
-    were journaled as used when it was granted. While that entry is still queued a commit at
-    ``amount`` charges that many instead and a release (0) drops it; once the journal has
-    charged it (or it was committed before) the charge stands: never under-counted."""
-    guard.journal.settle(journal_key(reservation_id), validation.settled_amount(amount))
 
 
 def without_store(

@@ -243,6 +243,19 @@ class StoreGuard:
         self.degraded += 1
         return degraded_decision(amount)
 
+    def settle(self, reservation_id: str, amount: int | None) -> None:
+        """Settle a reservation granted without the store: nothing is held in any store, its
+        units were journaled as used when it was granted. While that entry is still queued a
+        commit at ``amount`` charges that many instead and a release (0) drops it; once the
+        journal has charged it (or it was settled before) the charge stands: never
+        under-counted."""
+        self.journal.settle(journal_key(reservation_id), amount)
+
+
+def journal_key(reservation_id: str) -> str:
+    """The key a degraded reservation is journaled under."""
+    return f"{JOURNAL_PREFIX}{reservation_id}"
+
 
 def degraded_decision(amount: int) -> Decision:
     return Decision.grant(
