@@ -64,7 +64,10 @@ def table(outcomes: list[Outcome], source: str) -> Table:
             setting = Text(f"plan {event.plan}, {event.seats} {seats}", style="cyan")
             grid.add_row(at, Text(event.account), "—", "", setting, "", "", "")
             continue
-        remaining = "unlimited" if decision.remaining is None else f"{decision.remaining:,}"
+        if decision.reason == "no_access":
+            remaining = "—"  # None here is no access at all, not unlimited
+        else:
+            remaining = "unlimited" if decision.remaining is None else f"{decision.remaining:,}"
         grid.add_row(
             at,
             Text(event.account),
