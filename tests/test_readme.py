@@ -57,7 +57,10 @@ def test_curl_tour_works_in_a_shell(tmp_path: Path) -> None:
         ).stdout
     finally:
         service.stop()
-    assert '{"id":"acme","plan":"free","seats":1,"overrides":{},"grants":[]}' in out
+    assert (
+        '{"id":"acme","plan":"free","seats":1,"overrides":{},"grants":[],"billing_anchor":null}'
+        in out
+    )
     assert out.count('"granted":1') == 2
     assert "HTTP/1.1 429" in out and "retry-after: 604800" in out.lower()
     assert 'ratelimit: "ai_exports";r=0;t=604800' in out.lower()

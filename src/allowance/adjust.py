@@ -2,7 +2,8 @@
 (``state.Adjustment``), as stores keep them and as a decision applies them.
 
 A store keeps an account's terms as one JSON text, ``{limit: [max or null, [[until, units],
-...]]}``, next to its plan and seats, read in the same step (the one-step kernels read it
+...]], "@billing": anchor}`` (the anchor, epoch seconds, when it has one: no limit name
+starts with @), next to its plan and seats, read in the same step (the one-step kernels read it
 too: ``decide.lua`` with cjson, ``decide.sql`` as jsonb). A decision applies the terms in
 force at its ``now`` by deciding with ``Policy.adjusted`` (``in_force``), so the engine and
 every message see the effective max without knowing why.
@@ -17,31 +18,39 @@ from datetime import datetime
 from typing import Any
 
 from allowance.policy import Limit, Policy
-from allowance.state import Adjustment, Counter
+from allowance.state import Adjustment, Counter, Terms
 from allowance.types import Account, Grant, to_datetime
 from allowance.windows import KEEP_AFTER, SlidingWindow
 
-Terms = tuple[tuple[str, int | None, int], ...]
-NONE: dict[str, Adjustment] = {}
+InForce = tuple[tuple[str, int | None, int], ...]
+BILLING = "@billing"
 
 
 def encode(adjustments: Mapping[str, Adjustment]) -> str | None:
     """The stored text (None when the account has no terms of its own)."""
-    kept = {name: [a.max, a.grants] for name, a in adjustments.items() if a}
+    kept: dict[str, Any] = {name: [a.max, a.grants] for name, a in adjustments.items() if a}
+    anchor = getattr(adjustments, "billing_anchor", None)
+    if anchor is not None:
+        kept[BILLING] = anchor
     return json.dumps(kept, separators=(",", ":")) if kept else None
 
 
-def decode(stored: str | dict[str, list[Any]] | None) -> dict[str, Adjustment]:
+def decode(stored: str | dict[str, Any] | None) -> Terms:
     """The terms from their stored text (or from the JSON a driver already parsed)."""
+    terms = Terms()
     if not stored:
-        return {}
+        return terms
     data = json.loads(stored) if isinstance(stored, str) else stored
-    return {
-        name: Adjustment(most, [list(g) for g in grants]) for name, (most, grants) in data.items()
-    }
+    for name, value in data.items():
+        if name == BILLING:
+            terms.billing_anchor = float(value)
+        else:
+            most, grants = value
+            terms[name] = Adjustment(most, [list(g) for g in grants])
+    return terms
 
 
-def in_force(adjustments: Mapping[str, Adjustment], now: float) -> Terms:
+def in_force(adjustments: Mapping[str, Adjustment], now: float) -> InForce:
     """(limit, override, extra units) of each limit the terms change at ``now``, sorted."""
     out = []
     for name, adj in adjustments.items():
@@ -53,6 +62,9 @@ def in_force(adjustments: Mapping[str, Adjustment], now: float) -> Terms:
 
 def applied(policy: Policy, adjustments: Mapping[str, Adjustment], now: float) -> Policy:
     """The policy a decision at ``now`` on an account with these terms decides with."""
+    anchor = getattr(adjustments, "billing_anchor", None)
+    if anchor is not None:
+        policy = policy.anchored(anchor)
     if not adjustments:
         return policy
     return policy.adjusted(tuple(t for t in in_force(adjustments, now) if t[0] in policy.limits))
@@ -107,7 +119,14 @@ def account(account_id: str, plan: str, seats: int, text: str | None) -> Account
     if not text:
         return Account(account_id, plan, seats)
     terms = decode(text)
-    return Account(account_id, plan, seats, overrides(terms), grants(terms, None))
+    return Account(
+        account_id,
+        plan,
+        seats,
+        overrides(terms),
+        grants(terms, None),
+        to_datetime(terms.billing_anchor),
+    )
 
 
 def _aware(ts: float) -> datetime:

@@ -149,15 +149,27 @@ class AsyncLimiter:
             return await asyncio.to_thread(calls.run, self.store, call, now)
         return calls.run(self.store, call, now)
 
-    async def put_account(self, account: str, plan: str, seats: int = 1) -> tuple[Account, bool]:
+    async def put_account(
+        self, account: str, plan: str, seats: int = 1, *, billing_anchor: datetime | None = None
+    ) -> tuple[Account, bool]:
+        """As ``Limiter.put_account``."""
         if self.async_store is None:
-            return await asyncio.to_thread(self.sync.put_account, account, plan, seats)
+            return await asyncio.to_thread(
+                lambda: self.sync.put_account(account, plan, seats, billing_anchor=billing_anchor)
+            )
         found = self.sync.account_settings(account, plan, seats)
+        if billing_anchor is not None:
+            validation.billing_anchor(billing_anchor)  # checked before anything is written
         created = await self.async_store.put_account(found.id, found.plan, found.seats)
+        if billing_anchor is not None:
+            found = await self._run(lambda p: calls.set_billing_anchor(p, found.id, billing_anchor))
         return found, created
 
-    async def set_account(self, account: str, plan: str, seats: int = 1) -> Account:
-        return (await self.put_account(account, plan, seats))[0]
+    async def set_account(
+        self, account: str, plan: str, seats: int = 1, *, billing_anchor: datetime | None = None
+    ) -> Account:
+        """As ``Limiter.set_account``."""
+        return (await self.put_account(account, plan, seats, billing_anchor=billing_anchor))[0]
 
     async def get_account(self, account: str) -> Account:
         """As ``Limiter.get_account``."""

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
-from allowance import ids, ops, validation
+from allowance import ids, ops, rules, validation
 from allowance.errors import ReservationNotFound, UnknownAccount
 from allowance.policy import Policy
 from allowance.request import Request
@@ -47,6 +47,13 @@ def _keyed(req: Request) -> Preload:
     return NO_PRELOAD if req.idempotency_key is None else Preload(req.idempotency_key)
 
 
+def one_step(policy: Policy, req: Request) -> bool:
+    """Whether a store's one-step kernel may decide the request: not for a feature counted in
+    billing periods, whose bounds depend on the account's anchor (the kernels take period
+    bounds from the caller, who does not know it before the step reads the account)."""
+    return rules.compiled(policy, req.feature).one_step
+
+
 def consume(
     policy: Policy,
     account: object,
@@ -62,7 +69,7 @@ def consume(
         req.account,
         lambda policy, view, now: ops.consume(policy, view, req, now),
         _keyed(req),
-        fast=req if req.idempotency_key is None else None,
+        fast=req if req.idempotency_key is None and one_step(policy, req) else None,
         request=req,
     )
 
@@ -75,7 +82,7 @@ def check(
         policy,
         req.account,
         lambda policy, view, now: ops.check(policy, view, req, now),
-        fast=req,
+        fast=req if one_step(policy, req) else None,
         charge=False,
         request=req,
     )
@@ -163,6 +170,16 @@ def set_override(policy: Policy, account: object, limit: object, most: object) -
         policy,
         validation.text("account", account),
         lambda policy, view, now: ops.set_override(policy, view, name, units, now),
+    )
+
+
+def set_billing_anchor(policy: Policy, account: object, anchor: object) -> Call[Account]:
+    at = validation.billing_anchor(anchor)
+    return Call(
+        policy,
+        validation.text("account", account),
+        lambda policy, view, now: ops.set_billing_anchor(policy, view, at, now),
+        Preload(held=True),  # a held reservation's units may move with its counter
     )
 
 

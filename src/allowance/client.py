@@ -134,12 +134,16 @@ class Client(_Base):
         self._known(data)
         return data
 
-    def put_account(self, account: str, plan: str, seats: int = 1) -> tuple[Account, bool]:
+    def put_account(
+        self, account: str, plan: str, seats: int = 1, *, billing_anchor: datetime | None = None
+    ) -> tuple[Account, bool]:
         """Create or change an account; also says whether it was created."""
-        return self._run(lambda p: remote.put_account(p, account, plan, seats))
+        return self._run(lambda p: remote.put_account(p, account, plan, seats, billing_anchor))
 
-    def set_account(self, account: str, plan: str, seats: int = 1) -> Account:
-        return self.put_account(account, plan, seats)[0]
+    def set_account(
+        self, account: str, plan: str, seats: int = 1, *, billing_anchor: datetime | None = None
+    ) -> Account:
+        return self.put_account(account, plan, seats, billing_anchor=billing_anchor)[0]
 
     def get_account(self, account: str) -> Account:
         return self._send(remote.get_account(account))
@@ -283,11 +287,17 @@ class AsyncClient(_Base):
         self._known(data)
         return data
 
-    async def put_account(self, account: str, plan: str, seats: int = 1) -> tuple[Account, bool]:
-        return await self._run(lambda p: remote.put_account(p, account, plan, seats))
+    async def put_account(
+        self, account: str, plan: str, seats: int = 1, *, billing_anchor: datetime | None = None
+    ) -> tuple[Account, bool]:
+        return await self._run(
+            lambda p: remote.put_account(p, account, plan, seats, billing_anchor)
+        )
 
-    async def set_account(self, account: str, plan: str, seats: int = 1) -> Account:
-        return (await self.put_account(account, plan, seats))[0]
+    async def set_account(
+        self, account: str, plan: str, seats: int = 1, *, billing_anchor: datetime | None = None
+    ) -> Account:
+        return (await self.put_account(account, plan, seats, billing_anchor=billing_anchor))[0]
 
     async def get_account(self, account: str) -> Account:
         return await self._send(remote.get_account(account))

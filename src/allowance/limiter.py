@@ -156,14 +156,26 @@ class Limiter:
             plan_name, seat_count = validation.account_settings(self.policy, plan, seats)
         return Account(account_id, plan_name, seat_count)
 
-    def put_account(self, account: str, plan: str, seats: int = 1) -> tuple[Account, bool]:
-        """Create or change an account; also says whether it was created."""
+    def put_account(
+        self, account: str, plan: str, seats: int = 1, *, billing_anchor: datetime | None = None
+    ) -> tuple[Account, bool]:
+        """Create or change an account; also says whether it was created. ``billing_anchor``
+        (an aware datetime; None: as it was) is when its billing periods renew: monthly on
+        its day (the 31st: a shorter month's last), weekly on its weekday, at its time of day,
+        in UTC. An account without one has calendar months and ISO weeks in UTC."""
         found = self.account_settings(account, plan, seats)
-        return found, self.store.put_account(found.id, found.plan, found.seats)
+        if billing_anchor is not None:
+            validation.billing_anchor(billing_anchor)  # checked before anything is written
+        created = self.store.put_account(found.id, found.plan, found.seats)
+        if billing_anchor is not None:
+            found = self._run(lambda p: calls.set_billing_anchor(p, found.id, billing_anchor))
+        return found, created
 
-    def set_account(self, account: str, plan: str, seats: int = 1) -> Account:
+    def set_account(
+        self, account: str, plan: str, seats: int = 1, *, billing_anchor: datetime | None = None
+    ) -> Account:
         """Create or change an account. Counters keep their windows; the new maxima apply now."""
-        return self.put_account(account, plan, seats)[0]
+        return self.put_account(account, plan, seats, billing_anchor=billing_anchor)[0]
 
     def get_account(self, account: str) -> Account:
         """The account, with its own terms (overrides, the grants in force)."""

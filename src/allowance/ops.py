@@ -4,6 +4,7 @@ inside its atomic step, so idempotency, reservations and expiry behave the same 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -30,9 +31,11 @@ from allowance.state import (
     Counter,
     Hold,
     IdempotencyRecord,
+    Terms,
 )
 from allowance.types import Account, Decision, Meter, iso, to_datetime
 from allowance.view import AccountView
+from allowance.windows import BillingWindow
 
 IDEMPOTENCY_TTL = 86400.0  # a key answers the same for 24 h
 HOLD_KEEP = 86400.0  # a settled hold is remembered this long after its expiry, for retries
@@ -263,6 +266,7 @@ def record(policy: Policy, view: AccountView, req: Request, now: float) -> bool:
         return False
     _plan(policy, view)
     settle_due_holds(policy, view, now)
+    policy = adjust.applied(policy, view.adjustments, now)  # the account's billing periods
     counters = view.counters(policy.limit_names(req.feature))
     for limit in policy.limits_of(req.feature):
         limit.window.charge(counters[limit.name], req.amount * limit.cost(req.feature), now)
@@ -287,7 +291,39 @@ def account(view: AccountView, now: float) -> Account:
         view.seats,
         adjust.overrides(view.adjustments),
         adjust.grants(view.adjustments, now),
+        to_datetime(view.adjustments.billing_anchor),
     )
+
+
+def set_billing_anchor(
+    policy: Policy, view: AccountView, anchor: float | None, now: float
+) -> Account:
+    """Renew the account's billing periods at ``anchor`` (None: calendar months and weeks).
+    What the period in force has counted stays counted until the period the new anchor
+    puts ``now`` in ends (a new anchor must not hand out a period's units again)."""
+    terms = view.adjustments
+    before = adjust.applied(policy, terms, now).limits
+    terms.billing_anchor = anchor
+    after = adjust.applied(policy, terms, now).limits
+    starts = {
+        name: found.window.period(now)[0]
+        for name, found in after.items()
+        if isinstance(found.window, BillingWindow)
+    }
+    moved, was = {}, {}
+    for name, counter in view.counters(starts).items():
+        start = starts[name]
+        if before[name].window.used(counter, now) and (counter.start or start) < start:
+            was[name], counter.start, moved[name] = counter.start, start, counter
+    if moved:
+        view.save_counters(moved)
+        for hold in view.due_holds(math.inf):  # every hold still held: its units moved too
+            marks = {name: starts[name] for name in moved if hold.marks.get(name) == was[name]}
+            if marks:
+                hold.marks.update(marks)
+                view.put_hold(hold)
+    view.save_adjustments()
+    return account(view, now)
 
 
 def set_override(
@@ -307,7 +343,7 @@ def grant(
     """Give ``units`` extra of ``limit`` on top of the max until ``until`` (None: until the
     window holding ``now`` closes, ``adjust.window_end``)."""
     if until is None:
-        found = policy.limits[limit]
+        found = adjust.applied(policy, view.adjustments, now).limits[limit]
         until = adjust.window_end(found, view.counters([limit])[limit], now)
     elif until <= now:
         raise InvalidRequest("expires_at", iso(to_datetime(until)), "is not in the future")
@@ -324,7 +360,7 @@ def replay(
     plan: str,
     seats: int,
     counters: dict[str, Counter],
-    terms: dict[str, Adjustment],
+    terms: Terms,
     now: float,
     store_granted: int,
     store: str,

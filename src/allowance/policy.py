@@ -24,7 +24,13 @@ from allowance.policy_schema import (
     StoreErrorMode,
     spec_to_data,
 )
-from allowance.windows import AnchoredWindow, CalendarWindow, SlidingWindow, Window
+from allowance.windows import (
+    AnchoredWindow,
+    BillingWindow,
+    CalendarWindow,
+    SlidingWindow,
+    Window,
+)
 from allowance.yamlsource import YamlSyntaxError, load_with_lines
 
 __all__ = ["Cell", "Feature", "Limit", "Plan", "Policy", "Rule", "builtin_policy", "load_policy"]
@@ -134,6 +140,8 @@ class Policy:
                 window = AnchoredWindow(w.length or 0.0)
             elif w.type == "sliding":
                 window = SlidingWindow(w.length or 0.0)
+            elif w.type == "billing":
+                window = BillingWindow("week" if w.unit == "week" else "month")
             else:
                 window = CalendarWindow(w.unit or "day", w.timezone or spec.timezone)
             cells = {
@@ -151,6 +159,12 @@ class Policy:
             )
         self.limits = limits
         self.load_factors: dict[str, float] = {}  # by limit: those in force (``scaled``)
+        # the billing windows' units, by limit: what an account's anchor moves (``anchored``)
+        self._billed = {
+            name: lim.window.billing_unit
+            for name, lim in limits.items()
+            if isinstance(lim.window, BillingWindow)
+        }
         self._index()
 
     def _index(self) -> None:
@@ -221,6 +235,29 @@ class Policy:
             )
         return found
 
+    def anchored(self, anchor: float) -> Policy:
+        """This policy for an account whose billing periods renew at ``anchor``: each
+        billing window anchored there (the same anchor gives the same object back while it is
+        among the last few hundred asked for); a policy without billing windows is itself."""
+        billed = self._billed
+        if not billed:
+            return self
+        cache = _anchored.setdefault(self, {})
+        found = cache.get(anchor)
+        if found is None:
+            if len(cache) >= _ADJUSTED_KEPT:
+                cache.pop(next(iter(cache)))
+            found = copy.copy(self)
+            found.limits = {
+                name: replace(lim, window=BillingWindow(billed[name], anchor))
+                if name in billed
+                else lim
+                for name, lim in self.limits.items()
+            }
+            found._index()
+            cache[anchor] = found
+        return found
+
     def _derived(self, changes: dict[str, dict[str, Any]]) -> Policy:
         """A copy with the cells of the named limits changed, on every plan."""
         found = copy.copy(self)
@@ -254,6 +291,7 @@ _ADJUSTED_KEPT = 512  # accounts with terms of their own that decide often
 _adjusted: weakref.WeakKeyDictionary[
     Policy, dict[tuple[tuple[str, int | None, int], ...], Policy]
 ] = weakref.WeakKeyDictionary()
+_anchored: weakref.WeakKeyDictionary[Policy, dict[float, Policy]] = weakref.WeakKeyDictionary()
 _scaled: weakref.WeakKeyDictionary[Policy, dict[tuple[tuple[str, float], ...], Policy]] = (
     weakref.WeakKeyDictionary()
 )

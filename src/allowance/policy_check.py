@@ -155,6 +155,21 @@ def semantic_issues(spec: PolicySpec, smap: SourceMap) -> list[PolicyIssue]:
                 add((*wpath, "unit"), f"'unit' is for calendar windows, not {w.type}", key=True)
             if w.timezone is not None:
                 add((*wpath, "timezone"), "'timezone' is for calendar windows", key=True)
+        elif w.type == "billing":
+            if w.unit not in ("month", "week"):
+                add(
+                    (*wpath, "unit") if w.unit else (*wpath, "type"),
+                    "a billing window needs 'unit' month or week",
+                    key=w.unit is not None,
+                )
+            if w.length is not None:
+                add((*wpath, "length"), "'length' is for anchored and sliding windows", key=True)
+            if w.timezone is not None:
+                add(
+                    (*wpath, "timezone"),
+                    "a billing period is in UTC, from the account's billing_anchor",
+                    key=True,
+                )
         else:
             if w.unit is None:
                 add((*wpath, "type"), "a calendar window needs 'unit' (day, week or month)")

@@ -61,7 +61,7 @@ class FeatureSpec(_Strict):
 
 
 class WindowSpec(_Strict):
-    type: Literal["anchored", "sliding", "calendar"]
+    type: Literal["anchored", "sliding", "calendar", "billing"]
     length: float | None = None
     unit: Literal["day", "week", "month"] | None = None
     timezone: str | None = None

@@ -176,11 +176,13 @@ def release(reservation_id: str) -> Op[None]:
 
 
 def put_account(
-    policy: Policy, account: object, plan: object, seats: object
+    policy: Policy, account: object, plan: object, seats: object, billing_anchor: object = None
 ) -> Op[tuple[Account, bool]]:
     account_id = validation.text("account", account)
     plan_name, seat_count = validation.account_settings(policy, plan, seats)
-    body = {"plan": plan_name, "seats": seat_count}
+    body: dict[str, Any] = {"plan": plan_name, "seats": seat_count}
+    if billing_anchor is not None:
+        body["billing_anchor"] = iso(to_datetime(validation.billing_anchor(billing_anchor)))
     return Op(
         "PUT",
         f"/v1/accounts/{_segment(account_id)}",

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Literal, TypeVar
 
 from allowance.policy import Limit, Policy, Rule
-from allowance.windows import KEEP_AFTER, CalendarWindow
+from allowance.windows import KEEP_AFTER, BillingWindow, CalendarWindow
 
 __all__ = ["KEEP_AFTER", "Encoded", "FeatureRules", "compiled", "encode"]
 
@@ -35,7 +35,8 @@ __all__ = ["KEEP_AFTER", "Encoded", "FeatureRules", "compiled", "encode"]
 KernelKind = Literal["a", "s", "p"]
 Owner = TypeVar("Owner")
 V = TypeVar("V")
-KINDS: dict[str, KernelKind] = {"anchored": "a", "sliding": "s", "calendar": "p"}
+# (a billing period is a period too, but its features never reach a kernel: ``one_step``)
+KINDS: dict[str, KernelKind] = {"anchored": "a", "sliding": "s", "calendar": "p", "billing": "p"}
 NONE = -1  # in Encoded's integer lists: no cap, no soft level
 
 
@@ -51,6 +52,7 @@ class FeatureRules:
     plans: tuple[str, ...]
     by_plan: dict[str, tuple[Rule, ...] | None]
     periods: tuple[CalendarWindow, ...]
+    one_step: bool = True  # False when a counter is a billing period (``calls.one_step``)
 
     def bounds(self, now: float) -> list[float]:
         """For each period counter: the starts of the periods before, holding and after
@@ -118,7 +120,8 @@ def _compile(policy: Policy, feature: str) -> FeatureRules:
     plans = tuple(p.name for p in policy.plans)
     periods = tuple(limit.window for limit in counters if isinstance(limit.window, CalendarWindow))
     by_plan = {plan: policy.rules(plan, feature) for plan in plans}
-    return FeatureRules(feature, counters, plans, by_plan, periods)
+    billed = any(isinstance(window, BillingWindow) for window in periods)
+    return FeatureRules(feature, counters, plans, by_plan, periods, not billed)
 
 
 def encode(rules: FeatureRules) -> Encoded:

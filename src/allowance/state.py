@@ -136,6 +136,13 @@ class Adjustment:
         return self.max is not None or bool(self.grants)
 
 
+class Terms(dict[str, Adjustment]):
+    """An account's own terms: its adjustments by limit and, as ``billing_anchor``, when its
+    billing periods renew (epoch seconds; None: calendar months and weeks in UTC)."""
+
+    billing_anchor: float | None = None
+
+
 @dataclass
 class AccountState:
     """An account as a store keeps it. ``next_hold_expiry`` lets a decision skip hold
@@ -146,7 +153,7 @@ class AccountState:
     counters: dict[str, Counter] = field(default_factory=dict)
     holds: dict[str, Hold] = field(default_factory=dict)  # held ones only
     next_hold_expiry: float | None = None
-    adjustments: dict[str, Adjustment] = field(default_factory=dict)  # by limit
+    adjustments: Terms = field(default_factory=Terms)  # by limit, and the billing anchor
     # recent denials of this account by request, and until when each stands (memory://'s
     # memo); dropped on every write to the account
     denied: dict[Any, Any] | None = None

@@ -360,13 +360,15 @@ class Grant:
 
 @dataclass(frozen=True, slots=True)
 class Account:
-    """An account; ``overrides`` (its own max by limit) and ``grants`` are its own terms."""
+    """An account; ``overrides`` (its own max by limit) and ``grants`` are its own terms;
+    ``billing_anchor`` is when its billing periods renew (None: calendar months and weeks)."""
 
     id: str
     plan: str
     seats: int = 1
     overrides: dict[str, int] = field(default_factory=dict)
     grants: tuple[Grant, ...] = ()
+    billing_anchor: datetime | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -375,6 +377,7 @@ class Account:
             "seats": self.seats,
             "overrides": dict(self.overrides),
             "grants": [g.to_json() for g in self.grants],
+            "billing_anchor": iso(self.billing_anchor),
         }
 
     @classmethod
@@ -385,4 +388,5 @@ class Account:
             int(data["seats"]),
             {str(k): int(v) for k, v in (data.get("overrides") or {}).items()},
             tuple(Grant.from_json(g) for g in data.get("grants") or ()),
+            parse_iso(data["billing_anchor"]) if data.get("billing_anchor") else None,
         )

@@ -128,3 +128,10 @@ def expires_at(value: object) -> float | None:
     if not isinstance(value, datetime) or value.tzinfo is None:
         raise InvalidRequest("expires_at", value, "expected a timezone-aware datetime")
     return value.timestamp()
+
+
+def billing_anchor(value: object) -> float:
+    """When an account's billing periods renew: an aware datetime."""
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise InvalidRequest("billing_anchor", value, "expected a timezone-aware datetime")
+    return value.timestamp()

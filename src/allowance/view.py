@@ -8,7 +8,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from allowance.state import Adjustment, Counter, Hold, IdempotencyRecord
+from allowance.state import Counter, Hold, IdempotencyRecord, Terms
 
 __all__ = ["NO_PRELOAD", "AccountView", "Preload"]
 
@@ -20,6 +20,7 @@ class Preload:
 
     idempotency_key: str | None = None
     hold_id: str | None = None
+    held: bool = False  # every hold still held, expired or not (``due_holds(math.inf)``)
 
 
 NO_PRELOAD = Preload()
@@ -32,7 +33,7 @@ class AccountView(ABC):
     plan: str
     seats: int
     next_hold_expiry: float | None
-    adjustments: dict[str, Adjustment]  # the account's own terms, by limit (``adjust.py``)
+    adjustments: Terms  # the account's own terms, by limit (``adjust.py``)
 
     _counters: dict[str, Counter]  # every counter of the account the view has loaded
 

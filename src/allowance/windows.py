@@ -8,13 +8,15 @@ Windows are half-open: an anchored window opened at ``s`` covers [s, s + L); a s
 from __future__ import annotations
 
 import bisect
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Literal
 from zoneinfo import ZoneInfo
 
 from allowance.state import Counter
 
 CalendarUnit = Literal["day", "week", "month"]
+BillingUnit = Literal["week", "month"]
+DAY = 86400.0
 
 # A counter outlives its window by this much before a store drops it (on a write, in a sweep,
 # by a Redis TTL): a clock that then steps back (NTP, app servers that disagree) by up to this
@@ -285,3 +287,61 @@ class CalendarWindow(Window):
 
     def changes_at(self, c: Counter, now: float) -> float | None:
         return None if c.start is None else self.period(now)[1]
+
+
+class BillingWindow(CalendarWindow):
+    """A billing month or week in UTC, renewing at an account's billing anchor: on the
+    anchor's day of the month (the 31st is a shorter month's last day) or weekday, at its
+    time of day. Without an anchor: the calendar month, or the ISO week from Monday, in UTC.
+    The policy's window has no anchor; an account's decisions use one anchored at its own
+    (``Policy.anchored``)."""
+
+    kind = "billing"
+
+    def __init__(self, unit: BillingUnit, anchor: float | None = None) -> None:
+        super().__init__(unit, "UTC")
+        self.billing_unit: BillingUnit = unit
+        self.anchor = anchor
+        self._days, self._clock = 0, 0.0  # the anchor's day (from 0) and time of day
+        if anchor is not None:
+            at = datetime.fromtimestamp(anchor, UTC)
+            self._days = at.day - 1 if unit == "month" else at.weekday()
+            midnight = datetime(at.year, at.month, at.day, tzinfo=UTC).timestamp()
+            self._clock = anchor - midnight
+
+    def _renewal(self, first: date) -> float:
+        """When the period renews within the calendar month or week starting on ``first``."""
+        if self.unit == "month":
+            last = ((first + timedelta(days=32)).replace(day=1) - first).days - 1
+            days = min(self._days, last)
+        else:
+            days = self._days
+        midnight = datetime(first.year, first.month, first.day, tzinfo=UTC).timestamp()
+        return midnight + days * DAY + self._clock
+
+    def _step(self, first: date, by: int) -> date:
+        if self.unit == "week":
+            return first + timedelta(days=7 * by)
+        month = first.month - 1 + by
+        return date(first.year + month // 12, month % 12 + 1, 1)
+
+    def period(self, now: float) -> tuple[float, float]:
+        start, end = self._cached
+        if start <= now < end:
+            return start, end
+        day = datetime.fromtimestamp(now, UTC).date()
+        first = day.replace(day=1) if self.unit == "month" else day - timedelta(day.weekday())
+        renews = self._renewal(first)
+        if now < renews:
+            start, end = self._renewal(self._step(first, -1)), renews
+        else:
+            start, end = renews, self._renewal(self._step(first, 1))
+        self._cached = (start, end)
+        return start, end
+
+    def expires_at(self, c: Counter) -> float | None:
+        # the longest billing period (a month: 31 days, whatever the anchor), so a sweep or
+        # a TTL, which do not know the account's anchor, never drop a period still running
+        if c.start is None:
+            return None
+        return c.start + (31 if self.unit == "month" else 7) * DAY

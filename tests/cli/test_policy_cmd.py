@@ -114,7 +114,7 @@ BAD = {
     ],
     "unknown_window_type.yaml": [
         "9: limits.ai_exports.window.type: "
-        "must be 'anchored', 'sliding' or 'calendar' (got 'rolling')",
+        "must be 'anchored', 'sliding', 'calendar' or 'billing' (got 'rolling')",
     ],
     "typo_key.yaml": [
         "6: limits.ai_exports.features: missing key 'features'",
@@ -152,6 +152,11 @@ BAD = {
     ],
     "calendar_without_unit.yaml": [
         "9: limits.exports.window.type: a calendar window needs 'unit' (day, week or month)",
+    ],
+    "billing_by_the_day.yaml": [
+        "10: limits.batch_exports.window.unit: a billing window needs 'unit' month or week",
+        "11: limits.batch_exports.window.timezone: a billing period is in UTC, from the"
+        " account's billing_anchor",
     ],
 }
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from allowance import Limiter
+from allowance import Limiter, load_policy
 
 from .support import EXAMPLES, Run
 
@@ -32,6 +32,7 @@ def test_accounts_set_and_show(run: Run, store: str) -> None:
         "seats": 3,
         "overrides": {},
         "grants": [],
+        "billing_anchor": None,
     }
 
 
@@ -144,3 +145,55 @@ def test_a_plan_the_policy_lacks(run: Run, store: str) -> None:
 def test_usage_errors_are_typers(run: Run) -> None:
     assert run("accounts", "set", "acme").exit_code == 2  # --plan is required
     assert run("usage").exit_code == 2
+
+
+BILLED = """\
+version: 1
+plans: [free, pro]
+features:
+  export.batch: {title: batch export}
+limits:
+  batch_exports:
+    label: batch exports
+    features: [export.batch]
+    window: {type: billing, unit: month}
+    plans: {free: 2, pro: 5}
+"""
+
+
+def test_accounts_set_with_a_billing_anchor(run: Run, store: str, tmp_path: Path) -> None:
+    policy = tmp_path / "billed.yaml"
+    policy.write_text(BILLED)
+    common = ("--store", store, "--policy", str(policy))
+    anchor = "2026-01-31T09:30:00+01:00"
+    created = run("accounts", "set", "acme", "--plan", "free", "--billing-anchor", anchor, *common)
+    assert (created.exit_code, created.stdout) == (
+        0,
+        "created account acme: plan free, 1 seat, billing anchor 2026-01-31 08:30:00\n",
+    )
+    shown = run("accounts", "show", "acme", *common)
+    assert shown.stdout.splitlines() == [
+        "account acme: plan free (Free), 1 seat",
+        "  billing anchor 2026-01-31 08:30:00: months renew on day 31 (a shorter month's"
+        " last), weeks on Saturdays, at 08:30:00 UTC",
+    ]
+    as_json = json.loads(run("accounts", "show", "acme", *common, "--json").stdout)
+    assert as_json["billing_anchor"] == "2026-01-31T08:30:00Z"
+    with Limiter(load_policy(policy), store=store) as lim:
+        meter = lim.usage("acme")[0]
+        assert meter.resets_at is not None and meter.resets_at.hour == 8
+        assert meter.resets_at.day in (28, 29, 30, 31)
+    assert "billing month, the account's" in run("policy", "show", str(policy)).stdout
+    # a plan change keeps the anchor; a bad anchor names the field and changes nothing
+    run("accounts", "set", "acme", "--plan", "pro", *common)
+    for bad, problem in (
+        ("yesterday", "billing_anchor: expected ISO 8601 (got 'yesterday')"),
+        ("2026-01-15T09:30:00", "billing_anchor: expected a timezone-aware datetime"),
+    ):
+        refused = run(
+            "accounts", "set", "acme", "--plan", "free", "--billing-anchor", bad, *common
+        )  # fmt: skip
+        assert refused.exit_code != 0 and problem in refused.stderr, refused.stderr
+        assert "Traceback" not in refused.output
+    again = json.loads(run("accounts", "show", "acme", *common, "--json").stdout)
+    assert (again["plan"], again["billing_anchor"]) == ("pro", "2026-01-31T08:30:00Z")

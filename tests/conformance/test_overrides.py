@@ -16,6 +16,8 @@ import pytest
 from allowance import AsyncLimiter, InvalidRequest, Limiter, ManualClock, UnknownAccount
 from allowance.stores import store_from_url
 
+from .support import Keys
+
 PATHS = pytest.mark.parametrize("keyed", [False, True], ids=["kernel", "transaction"])
 
 
@@ -24,17 +26,6 @@ def lim(store_url: str, clock: ManualClock) -> Iterator[Limiter]:
     with Limiter(store=store_url, clock=clock) as limiter:
         limiter.set_account("a", plan="pro", seats=3)  # ai_exports: 30 a week per seat = 90
         yield limiter
-
-
-class Keys:
-    """Idempotency keys when the transaction path is asked for (None: the kernel's)."""
-
-    def __init__(self, keyed: bool) -> None:
-        self.keyed, self.n = keyed, 0
-
-    def __call__(self) -> str | None:
-        self.n += 1
-        return f"k{self.n}" if self.keyed else None
 
 
 def meter(lim: Limiter, limit: str) -> tuple[int, int | None, int | None, int]:

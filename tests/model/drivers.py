@@ -38,7 +38,9 @@ class Held(Protocol):
 
 
 class Driver(Protocol):
-    def set_account(self, account: str, plan: str, seats: int) -> None: ...
+    def set_account(
+        self, account: str, plan: str, seats: int, anchor: datetime | None = None
+    ) -> None: ...
 
     def set_load_factor(self, factor: float, limit: str | None) -> None: ...
 
@@ -67,8 +69,10 @@ class SyncDriver:
     def __init__(self, policy: Policy, url: str, clock: ManualClock) -> None:
         self.lim = Limiter(policy, store=url, clock=clock, timeout=TIMEOUT)
 
-    def set_account(self, account: str, plan: str, seats: int) -> None:
-        self.lim.set_account(account, plan, seats)
+    def set_account(
+        self, account: str, plan: str, seats: int, anchor: datetime | None = None
+    ) -> None:
+        self.lim.set_account(account, plan, seats, billing_anchor=anchor)
 
     def set_load_factor(self, factor: float, limit: str | None) -> None:
         self.lim.set_load_factor(factor, None if limit is None else [limit])
@@ -126,8 +130,10 @@ class AsyncDriver:
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(coro)
 
-    def set_account(self, account: str, plan: str, seats: int) -> None:
-        self.run(self.lim.set_account(account, plan, seats))
+    def set_account(
+        self, account: str, plan: str, seats: int, anchor: datetime | None = None
+    ) -> None:
+        self.run(self.lim.set_account(account, plan, seats, billing_anchor=anchor))
 
     def set_load_factor(self, factor: float, limit: str | None) -> None:
         self.run(self.lim.set_load_factor(factor, None if limit is None else [limit]))

@@ -12,6 +12,11 @@ grant per account, in the order made, and every answer computed from it each tim
 - calendar day / ISO week / month in the policy's time zone: each grant counts in its own
   period or the latest one a grant of this limit counted in before, whichever is later. At t:
   the units counted in t's period or, when later, that latest one (the meter shows that one).
+- billing month / week: the same, with periods from the account's billing anchor in UTC
+  (a month renews on the anchor's day, or the month's last day when shorter; a week on its
+  weekday; at its time of day), or calendar months and ISO weeks in UTC without one. A new
+  anchor moves the units the period in force has counted into the period it puts now in,
+  when that began later (they are never counted again).
 - a hold is settled (its units go back for good) by the first operation on its account at a
   time >= its expiry; a step back afterwards does not revive it.
 - a load factor f (for every limit, or one by name, which wins) makes a limit's max
@@ -25,9 +30,10 @@ time, and never grants it twice. Times are epoch seconds (float).
 
 from __future__ import annotations
 
+import calendar
 import math
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from allowance import Policy
@@ -66,9 +72,9 @@ class Cell:
 class Limit:
     name: str
     features: tuple[str, ...]
-    kind: str  # anchored | sliding | calendar
+    kind: str  # anchored | sliding | calendar | billing
     length: float  # seconds (anchored, sliding)
-    unit: str  # day | week | month (calendar)
+    unit: str  # day | week | month (calendar), week | month (billing)
     tz: ZoneInfo
     cells: dict[str, Cell]
     costs: dict[str, int] = field(default_factory=dict)  # units a feature's unit counts here
@@ -86,7 +92,7 @@ class Grant:
     expires_at: float | None = None  # for a reservation
     # sliding limits a write saw this grant leave (their window at the write's time): gone
     forgotten: set[str] = field(default_factory=set)
-    # calendar limits: the start of the period each one counts this grant in
+    # calendar and billing limits: the start of the period each one counts this grant in
     periods: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -136,6 +142,30 @@ def period(t: float, unit: str, tz: ZoneInfo) -> tuple[float, float]:
         return datetime(d.year, d.month, d.day, tzinfo=tz).timestamp()
 
     return epoch(start), epoch(end)
+
+
+def billing_period(t: float, unit: str, anchor: float | None) -> tuple[float, float]:
+    """The billing period [start, end) that holds t for an account anchored at ``anchor``."""
+    if anchor is None:
+        return period(t, unit, ZoneInfo("UTC"))
+    a = datetime.fromtimestamp(anchor, UTC)
+    clock = timedelta(hours=a.hour, minutes=a.minute, seconds=a.second, microseconds=a.microsecond)
+    at = datetime.fromtimestamp(t, UTC)
+    if unit == "week":
+        day = at.date() - timedelta(days=(at.weekday() - a.weekday()) % 7)
+        start = datetime(day.year, day.month, day.day, tzinfo=UTC) + clock
+        if start > at:
+            start -= timedelta(days=7)
+        return start.timestamp(), (start + timedelta(days=7)).timestamp()
+
+    def renewal(months: int) -> datetime:
+        year, month = divmod(at.year * 12 + at.month - 1 + months, 12)
+        last = calendar.monthrange(year, month + 1)[1]
+        return datetime(year, month + 1, min(a.day, last), tzinfo=UTC) + clock
+
+    renewals = [renewal(k) for k in (-1, 0, 1)]
+    start = max(r for r in renewals if r <= at)
+    return start.timestamp(), min(r for r in renewals if r > at).timestamp()
 
 
 def limits_from(policy: Policy) -> list[Limit]:
@@ -188,6 +218,19 @@ class Model:
         self.load_by_limit: dict[str, float] = {}
         self.overrides: dict[tuple[str, str], int] = {}  # (account, limit) -> its own max
         self.extras: dict[tuple[str, str], list[tuple[float, int]]] = {}  # granted (until, n)
+        self.anchors: dict[str, float] = {}  # account -> its billing anchor
+
+    def counted_in(self, account: str, lim: Limit, t: float) -> float:
+        """The period start a calendar or billing limit's units count in at t: t's, or the
+        latest one a grant counted in when later."""
+        begin = self.period_of(account, lim, t)[0]
+        return max(begin, self.latest.get((account, lim.name), begin))
+
+    def period_of(self, account: str, lim: Limit, t: float) -> tuple[float, float]:
+        """The calendar or billing period of ``lim`` that holds t for ``account``."""
+        if lim.kind == "billing":
+            return billing_period(t, lim.unit, self.anchors.get(account))
+        return period(t, lim.unit, lim.tz)
 
     # state ---------------------------------------------------------------------------------
     def set_load_factor(self, factor: float, limit: str | None) -> None:
@@ -225,9 +268,27 @@ class Model:
             until = self.now + lim.length if lim.kind == "sliding" or resets is None else resets
         self.extras.setdefault((account, limit), []).append((until, units))
 
-    def set_account(self, account: str, plan: str, seats: int = 1) -> None:
+    def set_account(
+        self, account: str, plan: str, seats: int = 1, billing_anchor: float | None = None
+    ) -> None:
         self.accounts[account] = (plan, seats)
         self.log.setdefault(account, [])
+        if billing_anchor is None:
+            return
+        moves = {}
+        for lim in self.limits:
+            if lim.kind == "billing":
+                used = self.window(account, lim, self.now)[0]
+                moves[lim.name] = (used, self.counted_in(account, lim, self.now))
+        self.anchors[account] = billing_anchor
+        for name, (used, begin) in moves.items():
+            lim = next(x for x in self.limits if x.name == name)
+            start = self.period_of(account, lim, self.now)[0]
+            if used and begin < start:
+                for g in self._grants(account, lim):
+                    if g.periods.get(name) == begin:
+                        g.periods[name] = start
+                self.latest[(account, name)] = start
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
@@ -247,8 +308,8 @@ class Model:
     def _append(self, account: str, g: Grant) -> None:
         self._wrote(account, g.feature)  # before: a grant never sees itself leave
         for lim in self.limits:
-            if lim.kind == "calendar" and g.feature in lim.features:
-                start = period(g.time, lim.unit, lim.tz)[0]
+            if lim.kind in ("calendar", "billing") and g.feature in lim.features:
+                start = self.period_of(account, lim, g.time)[0]
                 counted = max(start, self.latest.get((account, lim.name), start))
                 g.periods[lim.name] = self.latest[(account, lim.name)] = counted
         self.log[account].append(g)
@@ -287,11 +348,10 @@ class Model:
                 start,
                 start + lim.length,
             )
-        begin = period(t, lim.unit, lim.tz)[0]
-        begin = max(begin, self.latest.get((account, lim.name), begin))
-        end = period(begin, lim.unit, lim.tz)[1]
+        begin = self.counted_in(account, lim, t)
+        shown, end = self.period_of(account, lim, begin)  # a new anchor's period holding it
         counted = [g for g in grants if g.periods[lim.name] == begin]
-        return sum(g.counted * lim.cost(g.feature) for g in counted), begin, end
+        return sum(g.counted * lim.cost(g.feature) for g in counted), shown, end
 
     def used(self, account: str, lim: Limit, t: float) -> int:
         return self.window(account, lim, t)[0]
@@ -307,7 +367,7 @@ class Model:
                 if lim.length:
                     candidates.add(g.time + lim.length)
         for lim in self.limits:
-            if lim.kind == "calendar":  # the end of the period counted now
+            if lim.kind in ("calendar", "billing"):  # the end of the period counted now
                 candidates.add(self.window(account, lim, self.now)[2] or self.now)
         for t in sorted(c for c in candidates if c >= self.now):
             fits = True

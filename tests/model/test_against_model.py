@@ -2,7 +2,8 @@
 answer compared with the reference model (``reference.py``; the machine is ``timeline.py``),
 clock steps forward and back across every kind of window boundary included, on the built-in
 policy and a small custom one with every window kind (calendar day, ISO week and a month in
-Europe/Paris, sliding, anchored), per-seat cells, fair use, per-request caps and credits
+Europe/Paris, sliding, anchored, billing months and weeks with accounts' anchors set and
+changed), per-seat cells, fair use, per-request caps and credits
 (features costing more than one unit of a limit).
 
 ``make test`` runs a few examples per store, policy and API; the heavy profile is marked
@@ -59,6 +60,20 @@ limits:
       basic: no_access
       plus: 5
       top: {max: unlimited, per_seat: true, fair_use: 8}
+  print_billed:
+    features: [doc.print]
+    window: {type: billing, unit: month}
+    plans:
+      basic: 9
+      plus: {max: 4, per_seat: true}
+      top: unlimited
+  hd_billed_weekly:
+    features: [doc.hd]
+    window: {type: billing, unit: week}
+    plans:
+      basic: no_access
+      plus: 7
+      top: {max: unlimited, fair_use: 6}
   hd_monthly:
     features: [doc.hd]
     costs: {doc.hd: 2}

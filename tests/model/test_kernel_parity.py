@@ -8,9 +8,9 @@ States cover what a stepped clock and old kernels leave behind: unsorted sliding
 calendar counters of the previous, current, next or 2-ahead period, partial requests,
 per-seat, fair-use and per-request cells, credits (a feature costing more than one unit of a
 limit), load factors and an account's own terms (an override of a max, grants ending before,
-at or after ``now``). The one allowed difference: a kernel answers None
-(the slow path) for a calendar counter two or more periods ahead of ``now``, whose period end is not
-among the bounds it is given (decide.lua, decide.sql).
+at or after ``now``; a billing anchor beside them). The one allowed difference: a kernel
+answers None (the slow path) for a calendar counter two or more periods ahead of ``now``, whose
+period end is not among the bounds it is given (decide.lua, decide.sql).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 from allowance import Policy, adjust, builtin_policy, engine, parse_policy
 from allowance.request import Request
-from allowance.state import Adjustment, Counter
+from allowance.state import Adjustment, Counter, Terms
 from allowance.stores.base import Store
 from allowance.types import Decision
 from allowance.windows import AnchoredWindow, CalendarWindow, SlidingWindow
@@ -188,7 +188,9 @@ def cases(draw: st.DrawFn) -> Case:
             if len(set(times)) != len(times):  # offsets distinct, sums may collide
                 entries = [e for i, e in enumerate(entries) if e[0] not in times[:i]]
             counters[limit.name] = (None, sum(int(e[1]) for e in entries), entries)
-    terms = {}
+    terms = Terms()
+    if draw(st.booleans()):  # an anchor, which a kernel must pass over beside the limits' terms
+        terms.billing_anchor = draw(st.sampled_from((now - 86400 * 40, now - 0.5)))
     for limit in policy.limits_of(feature):
         if draw(st.integers(0, 3)) == 0:
             most = draw(st.one_of(st.none(), st.integers(0, 20)))

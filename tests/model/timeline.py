@@ -52,6 +52,18 @@ NEAR = (-2, -1, -0.5, 0, 0.5, 1, 5)  # where a step lands, seconds from the boun
 TTLS = (30, 60, 900, 3600)
 KEYS = ("k1", "k2")
 LOAD_FACTORS = (0.5, 0.34, 0.75, 1.0)
+# billing anchors: the 31st (clamped in shorter months), a leap day, mid-month, a weekday
+# at a time of day, and near the timeline's own start
+ANCHORS = tuple(
+    datetime.fromisoformat(t)
+    for t in (
+        "2026-01-31T09:30:00+00:00",
+        "2028-02-29T12:00:00+00:00",
+        "2026-03-15T00:00:00+00:00",
+        "2026-11-26T18:00:00+00:00",
+        "2026-11-23T15:10:30+01:00",
+    )
+)
 
 
 def around(t: float, boundary: str, zone: ZoneInfo) -> tuple[float, float]:
@@ -198,6 +210,13 @@ def make_machine(
         def set_account(self, account: str, plan: str, seats: int) -> None:
             self.lim.set_account(account, plan, seats)
             self.model.set_account(account, plan, seats)
+
+        @rule(account=accounts, anchor=st.sampled_from(ANCHORS))
+        def set_billing_anchor(self, account: str, anchor: datetime) -> None:
+            if account in self.model.accounts:
+                plan, seats = self.model.accounts[account]
+                self.lim.set_account(account, plan, seats, anchor)
+                self.model.set_account(account, plan, seats, anchor.timestamp())
 
         @rule(
             account=accounts,

@@ -19,7 +19,11 @@ def consume(service: Service, **body: object) -> httpx.Response:
 
 
 def test_accounts_are_created_then_changed(service: Service) -> None:
-    none: dict[str, object] = {"overrides": {}, "grants": []}  # no terms of its own
+    none: dict[str, object] = {
+        "overrides": {},
+        "grants": [],
+        "billing_anchor": None,
+    }  # no own terms
     r = service.call("PUT", "/v1/accounts/acct-a", json={"plan": "pro", "seats": 3})
     assert (r.status_code, r.json()) == (201, {"id": "acct-a", "plan": "pro", "seats": 3, **none})
     r = service.call("PUT", "/v1/accounts/acct-a", json={"plan": "max"})

@@ -1,4 +1,5 @@
-"""Window arithmetic on its own: calendar periods in a time zone, across DST."""
+"""Window arithmetic on its own: calendar periods in a time zone, across DST; billing periods
+from an account's anchor."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from allowance.state import Counter
-from allowance.windows import AnchoredWindow, CalendarWindow, SlidingWindow
+from allowance.windows import AnchoredWindow, BillingWindow, CalendarWindow, SlidingWindow
 
 
 def ts(text: str) -> float:
@@ -102,3 +103,96 @@ def test_sliding_keeps_entries_sorted_when_the_clock_steps_back() -> None:
     assert window.fits_at(c, 120.0, 2, 4) == 159.5  # the oldest grant (2 units) leaves
     assert window.fits_at(c, 120.0, 3, 4) == 160.0  # both must leave
     assert window.fits_at(c, 120.0, 5, 4) is None
+
+
+@pytest.mark.parametrize(
+    ("unit", "anchor", "at", "start", "end"),
+    [
+        # the 31st renews on a shorter month's last day, and on the 31st again after it
+        (
+            "month",
+            "2026-01-31T09:30:00Z",
+            "2027-02-10T00:00:00Z",
+            "2027-01-31T09:30:00Z",
+            "2027-02-28T09:30:00Z",
+        ),
+        (
+            "month",
+            "2026-01-31T09:30:00Z",
+            "2027-03-01T00:00:00Z",
+            "2027-02-28T09:30:00Z",
+            "2027-03-31T09:30:00Z",
+        ),
+        (
+            "month",
+            "2026-01-31T09:30:00Z",
+            "2028-02-29T09:29:59Z",
+            "2028-01-31T09:30:00Z",
+            "2028-02-29T09:30:00Z",
+        ),  # a leap year's February
+        (
+            "month",
+            "2026-01-30T00:00:00Z",
+            "2026-04-30T00:00:00Z",
+            "2026-04-30T00:00:00Z",
+            "2026-05-30T00:00:00Z",
+        ),  # exactly at a renewal: the new period
+        (
+            "month",
+            "2026-03-15T12:00:00Z",
+            "2026-12-20T00:00:00Z",
+            "2026-12-15T12:00:00Z",
+            "2027-01-15T12:00:00Z",
+        ),  # across the year
+        (
+            "month",
+            "2026-03-15T12:00:00Z",
+            "2026-01-03T00:00:00Z",
+            "2025-12-15T12:00:00Z",
+            "2026-01-15T12:00:00Z",
+        ),  # before the anchor itself: the same day of every month
+        (
+            "month",
+            "2026-05-01T00:00:00+02:00",
+            "2026-05-10T00:00:00Z",
+            "2026-04-30T22:00:00Z",
+            "2026-05-30T22:00:00Z",
+        ),  # an anchor's zone only says its instant: the 30th in UTC
+        (
+            "week",
+            "2026-11-26T18:00:00Z",
+            "2026-12-01T00:00:00Z",
+            "2026-11-26T18:00:00Z",
+            "2026-12-03T18:00:00Z",
+        ),  # a Thursday's weekly plan
+        (
+            "week",
+            "2026-11-26T18:00:00Z",
+            "2026-12-03T17:59:59Z",
+            "2026-11-26T18:00:00Z",
+            "2026-12-03T18:00:00Z",
+        ),
+        # no anchor: the calendar month, the ISO week from Monday, in UTC
+        ("month", None, "2026-11-30T23:59:59Z", "2026-11-01T00:00:00Z", "2026-12-01T00:00:00Z"),
+        ("week", None, "2026-12-02T12:00:00Z", "2026-11-30T00:00:00Z", "2026-12-07T00:00:00Z"),
+    ],
+)
+def test_billing_periods(unit: str, anchor: str | None, at: str, start: str, end: str) -> None:
+    window = BillingWindow(unit, None if anchor is None else ts(anchor))  # type: ignore[arg-type]
+    assert window.period(ts(at)) == (ts(start), ts(end))
+    # asked again out of order, a cached period is not handed to another instant
+    assert window.period(ts(end)) == (ts(end), window.period(ts(end))[1])
+    assert window.period(ts(at)) == (ts(start), ts(end))
+
+
+def test_a_billing_counter_outlives_its_period_whatever_the_anchor() -> None:
+    # a sweep or a Redis TTL knows no anchor: it must never drop a period still running
+    for day in range(1, 32):
+        month = BillingWindow("month", ts(f"2026-01-{day:02d}T23:00:00Z"))
+        week = BillingWindow("week", ts(f"2026-01-{day:02d}T23:00:00Z"))
+        for offset in range(0, 800, 9):  # days into 2026-2028, a leap February among them
+            now = ts("2026-01-01T00:00:00Z") + offset * 86400
+            for window in (month, week):
+                start, end = window.period(now)
+                expires = window.expires_at(Counter(start=start, used=1))
+                assert expires is not None and expires >= end

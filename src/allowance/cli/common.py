@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.text import Text
 
-from allowance.errors import AllowanceError, PolicyError, PolicyIssue
+from allowance.errors import AllowanceError, InvalidRequest, PolicyError, PolicyIssue
 from allowance.policy import Policy, builtin_policy, load_policy
 
 P = ParamSpec("P")
@@ -57,6 +57,14 @@ def clock_text(when: datetime | None) -> str | None:
     """'2026-11-23 15:10:00' in UTC, to the second: the space lets a narrow column wrap the
     date above the time (JSON output keeps full ISO 8601)."""
     return None if when is None else f"{when.astimezone(UTC):%Y-%m-%d %H:%M:%S}"
+
+
+def iso_time(field: str, text: str) -> datetime:
+    """An option's ISO 8601 time (the Limiter checks it has a zone)."""
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidRequest(field, text, "expected ISO 8601") from None
 
 
 def error_line(text: str) -> None:

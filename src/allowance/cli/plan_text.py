@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from allowance.policy import Cell, Limit
-from allowance.windows import CalendarWindow
+from allowance.windows import BillingWindow, CalendarWindow
 
 
 def n(count: int) -> str:
@@ -36,6 +36,8 @@ def length_text(seconds: float) -> str:
 
 def window_text(limit: Limit) -> str:
     window = limit.window
+    if isinstance(window, BillingWindow):
+        return f"billing {window.unit}, the account's"
     if isinstance(window, CalendarWindow):
         return f"calendar {window.unit}, {window.tz}"
     return f"{length_text(window.length)}, {window.kind}"

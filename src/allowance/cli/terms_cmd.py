@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Annotated
 
 import typer
@@ -15,6 +14,7 @@ from allowance.cli.common import (
     PolicyOption,
     StoreOption,
     handle_errors,
+    iso_time,
     read_policy,
 )
 from allowance.cli.usage_cmd import AccountArgument, terms_text
@@ -79,11 +79,6 @@ def grant(
     as_json: JsonOption = False,
 ) -> None:
     """Give one account extra units of a limit for a while."""
-    ends = None
-    if expires_at is not None:
-        try:
-            ends = datetime.fromisoformat(expires_at.replace("Z", "+00:00"))
-        except ValueError:
-            raise InvalidRequest("expires_at", expires_at, "expected ISO 8601") from None
+    ends = None if expires_at is None else iso_time("expires_at", expires_at)
     with Limiter(read_policy(policy_file), store=store) as limiter:
         _print(limiter.grant(account, limit, amount, ends), as_json)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC
 from typing import Annotated
 
 import typer
@@ -19,6 +20,7 @@ from allowance.cli.common import (
     clock_text,
     fail,
     handle_errors,
+    iso_time,
     out,
     read_policy,
 )
@@ -49,6 +51,14 @@ def terms_text(account: Account) -> str:
         f"  {g.limit}: +{g.amount:,} granted until {clock_text(g.expires_at)}"
         for g in account.grants
     ]
+    at = account.billing_anchor
+    if at is not None:
+        at = at.astimezone(UTC)
+        last = " (a shorter month's last)" if at.day > 28 else ""
+        lines.append(
+            f"  billing anchor {clock_text(at)}: months renew on day {at.day}{last}, weeks on"
+            f" {at:%A}s, at {at:%H:%M:%S} UTC"
+        )
     return "\n".join(lines)
 
 
@@ -130,20 +140,34 @@ def set_account(
             show_default=False,
         ),
     ] = None,
+    billing_anchor: Annotated[
+        str | None,
+        typer.Option(
+            "--billing-anchor",
+            metavar="TIME",
+            help="When its billing periods renew, ISO 8601 with a zone, e.g."
+            " 2026-11-15T09:30:00Z: monthly on that day (the 31st: a shorter month's last),"
+            " weekly on that weekday, at that time (default: unchanged; none: calendar"
+            " months and weeks in UTC).",
+            show_default=False,
+        ),
+    ] = None,
     store: StoreOption = DEFAULT_STORE,
     policy_file: PolicyOption = None,
 ) -> None:
     """Create an account or change its plan (its counters keep their windows)."""
+    anchor = None if billing_anchor is None else iso_time("billing_anchor", billing_anchor)
     with Limiter(read_policy(policy_file), store=store) as limiter:
         if seats is None:  # a plan change alone must not reset the seats bought
             try:
                 seats = limiter.get_account(account).seats
             except UnknownAccount:
                 seats = 1
-        saved, created = limiter.put_account(account, plan, seats)
+        saved, created = limiter.put_account(account, plan, seats, billing_anchor=anchor)
     noun = "seat" if saved.seats == 1 else "seats"
     verb = "created" if created else "updated"
-    typer.echo(f"{verb} account {saved.id}: plan {saved.plan}, {saved.seats} {noun}")
+    renews = "" if anchor is None else f", billing anchor {clock_text(saved.billing_anchor)}"
+    typer.echo(f"{verb} account {saved.id}: plan {saved.plan}, {saved.seats} {noun}{renews}")
 
 
 @accounts_app.command("show")

@@ -263,7 +263,10 @@ async def release(reservation_id: ObjectId, svc: Svc) -> Response:
 async def put_account(account_id: AccountId, body: schemas.AccountRequest, svc: Svc) -> Response:
     account_id = account_from_segment(account_id)
     account, created = await svc.run(
-        "put_account", svc.limiter.put_account(account_id, body.plan, body.seats)
+        "put_account",
+        svc.limiter.put_account(
+            account_id, body.plan, body.seats, billing_anchor=body.billing_anchor
+        ),
     )
     return _json(account.to_json(), 201 if created else 200)
 

@@ -7,11 +7,12 @@ them, and the schemathesis run checks that what is sent matches.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -22,6 +23,17 @@ from pydantic import (
 from allowance.validation import MAX_AMOUNT, MAX_ID, MAX_SEATS, MAX_TTL
 
 Text = Field(min_length=1, max_length=MAX_ID)
+
+
+def _iso_text(value: object) -> object:
+    # a number would pass as epoch seconds in pydantic's lax mode; the schema says a string
+    if not isinstance(value, str):
+        raise ValueError("expected ISO 8601 text with a zone")
+    return value
+
+
+# an aware time given as ISO 8601 text, nothing else
+IsoTime = Annotated[AwareDatetime, BeforeValidator(_iso_text)]
 EXAMPLE_DECISION = {
     "allowed": False,
     "granted": 0,
@@ -116,6 +128,11 @@ class AccountRequest(Strict):
 
     plan: str = Field(min_length=1, max_length=MAX_ID)
     seats: StrictInt = Field(1, ge=1, le=MAX_SEATS)
+    billing_anchor: IsoTime | None = Field(
+        None,
+        description="ISO 8601 with a zone: when the account's billing months (on its day, the"
+        " 31st a shorter month's last) and weeks (on its weekday) renew; none: as it was",
+    )
 
 
 class KeyRequest(Strict):
@@ -184,7 +201,7 @@ class GrantRequest(Strict):
 
     limit: str = Field(min_length=1, max_length=MAX_ID)
     amount: StrictInt = Field(description="units on top of the max")
-    expires_at: AwareDatetime | None = Field(
+    expires_at: IsoTime | None = Field(
         None, description="ISO 8601 with a zone; none: when the window open now closes"
     )
 
@@ -197,7 +214,14 @@ class GrantBody(BaseModel):
 
 class AccountBody(BaseModel):
     model_config = _examples(
-        {"id": "acme", "plan": "pro", "seats": 3, "overrides": {}, "grants": []}
+        {
+            "id": "acme",
+            "plan": "pro",
+            "seats": 3,
+            "overrides": {},
+            "grants": [],
+            "billing_anchor": "2026-11-15T09:30:00Z",
+        }
     )
 
     id: str
@@ -205,6 +229,10 @@ class AccountBody(BaseModel):
     seats: int
     overrides: dict[str, int] = Field(description="the account's own max, by limit")
     grants: list[GrantBody] = Field(description="extra units in force, soonest ending first")
+    billing_anchor: str | None = Field(
+        description="ISO 8601, UTC: when its billing periods renew; null: calendar months and"
+        " ISO weeks in UTC"
+    )
 
 
 class MeterBody(BaseModel):

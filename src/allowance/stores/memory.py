@@ -26,11 +26,11 @@ from allowance.errors import UnknownAccount
 from allowance.ops import HOLD_KEEP
 from allowance.policy import Policy
 from allowance.request import Request
-from allowance.state import HELD, AccountState, Adjustment, Counter, Hold, IdempotencyRecord
+from allowance.state import HELD, AccountState, Counter, Hold, IdempotencyRecord, Terms
 from allowance.stores.base import Store
 from allowance.stores.keyring import KeyRing, MemoryKeyRing
 from allowance.stores.upkeep import SWEEP_BATCH, SWEEP_EVERY, spent
-from allowance.types import Account, Decision
+from allowance.types import Account, Decision, to_datetime
 from allowance.view import NO_PRELOAD, AccountView, Preload
 
 T = TypeVar("T")
@@ -60,7 +60,7 @@ class MemoryView(AccountView):
         return self._state.next_hold_expiry
 
     @property
-    def adjustments(self) -> dict[str, Adjustment]:  # type: ignore[override]
+    def adjustments(self) -> Terms:  # type: ignore[override]
         return self._state.adjustments
 
     def save_counters(self, counters: dict[str, Counter]) -> None:
@@ -136,6 +136,7 @@ class MemoryStore(Store):
                 state.seats,
                 adjust.overrides(terms),
                 adjust.grants(terms, None),
+                to_datetime(terms.billing_anchor),
             )
 
     def transact(

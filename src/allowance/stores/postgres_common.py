@@ -5,6 +5,7 @@ design."""
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Iterable, Sequence
 from importlib import resources
@@ -168,6 +169,7 @@ class PostgresView(AccountView):
         self._q = q
         self._policy = policy
         self._now = now
+        self._due_until = math.inf if preload.held else now  # the held holds read up to then
         self._fetch = fetch
         self.account_id = account_id
         self.plan, self.seats, self.next_hold_expiry, stored = row[:4]
@@ -186,7 +188,7 @@ class PostgresView(AccountView):
             self._keys[preload.idempotency_key] = next(bodies)
         if preload.hold_id is not None:
             self._holds[preload.hold_id] = next(bodies)
-        for body in due:  # every held hold expired at ``now`` (see due_read)
+        for body in due:  # every held hold expired at ``_due_until`` (see due_read)
             self._holds[body["id"]] = body
         self.writes: list[Query] = []
         self._dirty = False  # the counters changed
@@ -245,7 +247,7 @@ class PostgresView(AccountView):
         self._holds_changed = True
 
     def due_holds(self, now: float) -> list[Hold]:
-        if now > self._now:  # later than what was loaded: ops never asks this
+        if now > self._due_until:  # later than what was loaded: ops never asks this
             for body in self._read("later due reservations", "due_holds", (self.account_id, now)):
                 self._holds.setdefault(body["id"], body)  # a write made here wins
         return [

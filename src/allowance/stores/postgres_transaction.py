@@ -26,6 +26,7 @@ nothing but the row lock commits without waiting for the WAL flush: a crash coul
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
@@ -100,7 +101,7 @@ def transaction(
         for handle in reads:
             found.append(((yield Rows(handle)) or (None,))[0])
         due: list[Any] = []
-        read = due_read(q, account_id, row, now)
+        read = due_read(q, account_id, row, math.inf if preload.held else now)
         if read is not None:  # a flight only when a reservation is due
             due = [r[0] for r in (yield Rows((yield Send(*read)), one=False))]
         view = PostgresView(q, policy, account_id, row, now, preload, found, due, fetch)

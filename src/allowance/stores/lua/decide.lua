@@ -54,11 +54,13 @@ if rules.access[plan_index] == 0 then return {'ok', now_text, raw, 0, plan, acct
 local terms = {}
 if terms_text ~= '' then
   for name, t in pairs(cjson.decode(terms_text)) do
-    local extra = 0
-    for _, g in ipairs(t[2]) do
-      if now < g[1] then extra = extra + g[2] end
+    if type(t) == 'table' then  -- not the billing anchor (a number), which is not a limit's
+      local extra = 0
+      for _, g in ipairs(t[2]) do
+        if now < g[1] then extra = extra + g[2] end
+      end
+      terms[name] = {type(t[1]) == 'number' and t[1] or nil, extra}
     end
-    terms[name] = {type(t[1]) == 'number' and t[1] or nil, extra}
   end
 end
 local counters = {}

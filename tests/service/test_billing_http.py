@@ -1,0 +1,102 @@
+"""Billing anchors over HTTP (CONTRACT section 9): ``PUT /v1/accounts/{id}`` takes
+``billing_anchor`` (ISO 8601 with a zone), the account's JSON shows it, decisions on a billing
+window reset at the account's own renewal; ``Client.set_account(billing_anchor=)`` does the
+same. A bad anchor is a 422 naming the field and changes nothing. One real ``allowance
+serve`` per store, its clock at 2026-11-20."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from allowance import Client, InvalidRequest
+
+from .conftest import _store
+from .service import Service
+
+BILLED = """\
+version: 1
+plans: [free, pro]
+features:
+  export.batch: {title: batch export}
+limits:
+  batch_exports:
+    label: batch exports
+    features: [export.batch]
+    window: {type: billing, unit: month}
+    plans: {free: 2, pro: 5}
+"""
+
+
+@pytest.fixture(scope="module", params=["sqlite", "redis", "postgres"])
+def billed(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Service]:
+    tmp: Path = tmp_path_factory.mktemp(f"billed-{request.param}")
+    (tmp / "billed.yaml").write_text(BILLED)
+    served = Service.start(
+        _store(request, request.param, str(tmp)),
+        tmp,
+        "--policy",
+        str(tmp / "billed.yaml"),
+        start="2026-11-20T00:00:00Z",
+    )
+    try:
+        yield served
+    finally:
+        served.stop()
+
+
+def test_an_anchor_set_over_http_renews_the_accounts_periods(billed: Service) -> None:
+    put = billed.call(
+        "PUT",
+        "/v1/accounts/acme",
+        json={"plan": "free", "billing_anchor": "2026-01-15T10:30:00+01:00"},
+    )
+    assert put.status_code == 201, put.text
+    assert put.json()["billing_anchor"] == "2026-01-15T09:30:00Z"
+    body = {"account": "acme", "feature": "export.batch"}
+    assert billed.call("POST", "/v1/consume", json={**body, "amount": 2}).json()["allowed"]
+    denied = billed.call("POST", "/v1/consume", json=body)
+    assert denied.status_code == 429
+    assert denied.json()["resets_at"] == "2026-12-15T09:30:00Z"
+    # a plan change without an anchor keeps it
+    again = billed.call("PUT", "/v1/accounts/acme", json={"plan": "pro"})
+    assert again.status_code == 200
+    seen = billed.call("GET", "/v1/accounts/acme").json()
+    assert (seen["plan"], seen["billing_anchor"]) == ("pro", "2026-01-15T09:30:00Z")
+    usage = billed.call("GET", "/v1/accounts/acme/usage").json()["meters"][0]
+    assert (usage["window_start"], usage["resets_at"]) == (
+        "2026-11-15T09:30:00Z",
+        "2026-12-15T09:30:00Z",
+    )
+
+
+@pytest.mark.parametrize(
+    "anchor", ["2026-01-15T09:30:00", "tomorrow", 1768469400, ["2026-01-15T09:30:00Z"]]
+)
+def test_a_bad_anchor_is_422_naming_the_field(billed: Service, anchor: object) -> None:
+    answer = billed.call(
+        "PUT", "/v1/accounts/nobody", json={"plan": "pro", "billing_anchor": anchor}
+    )
+    assert answer.status_code == 422, answer.text
+    assert "billing_anchor" in answer.text
+    assert billed.call("GET", "/v1/accounts/nobody").status_code == 404
+
+
+def test_client_sets_an_anchor(billed: Service) -> None:
+    with Client(billed.url, billed.admin) as client:
+        account = client.set_account(
+            "client", "free", billing_anchor=datetime(2026, 3, 31, 6, 0, tzinfo=UTC)
+        )
+        assert account.billing_anchor == datetime(2026, 3, 31, 6, 0, tzinfo=UTC)
+        assert client.consume("client", "export.batch", 2).allowed
+        denied = client.consume("client", "export.batch")
+        assert denied.resets_at == datetime(2026, 11, 30, 6, 0, tzinfo=UTC)  # the 30th
+        with pytest.raises(InvalidRequest) as refused:
+            client.set_account("client", "pro", billing_anchor=datetime(2026, 3, 31))
+        assert refused.value.field == "billing_anchor"
+        assert client.get_account("client").plan == "free"
