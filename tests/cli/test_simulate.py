@@ -209,12 +209,16 @@ BAD_SCENARIOS = {
             "2: event 2: account 'bob' has no plan yet; give it 'plan' on its first event",
             "3: event 3: seats: expected a whole number from 1 to 1,000,000 (got 0)",
             "5: event 5: feature: not a feature of the policy (got 'export.hd')",
-            "6: event 6: give a feature to consume, or a plan or seats to set",
+            "6: event 6: give a feature to consume, or a plan, seats or billing_anchor",
             "7: event 7: amount needs a feature",
             "8: event 8: missing key 'at'",
             "9: event 9: expected a mapping such as {at: ..., account: ..., ...}",
             "10: event 10: partial: expected true or false (got 1)",
         ],
+    ),
+    "bad billing anchor": (
+        "- {at: 2026-11-23T15:10:00Z, account: acme, plan: pro, billing_anchor: soon}\n",
+        ["1: event 1: billing_anchor: expected an ISO 8601 time (got 'soon')"],
     ),
     "duplicate key": (
         "- at: 2026-11-23T15:10:00Z\n  account: acme\n  plan: pro\n  plan: max\n",

@@ -1,5 +1,6 @@
 """``examples/studio.yaml``: the seed's later pages as a policy (per-request caps, credits
-priced per feature, weekly and monthly batch export counts), replayed end to end by
+priced per feature, weekly and monthly batch export counts in each space's billing weeks and
+months), replayed end to end by
 ``allowance simulate`` on its shipped scenario."""
 
 from __future__ import annotations
@@ -20,17 +21,19 @@ EXPECTED = [
     ("northwind", "export.batch", True, 250, "ok", None, None, None),
     ("harbor", "export.batch", True, 125, "ok", None, None, None),
     ("harbor", "export.batch", False, 0, "limit_reached", "batch_exports_weekly",
-     "2026-12-07T00:00:00Z", "pro"),
+     "2026-12-03T18:00:00Z", "pro"),
     ("northwind", "export.batch", True, 250, "ok", None, None, None),
     ("northwind", "export.batch", False, 0, "limit_reached", "batch_exports_monthly",
-     "2027-01-01T00:00:00Z", "max"),
+     "2026-12-15T00:00:00Z", "max"),
+    ("harbor", "export.batch", True, 100, "ok", None, None, None),
     ("northwind", "ai.video", True, 80, "ok", None, None, None),
     ("northwind", "ai.upscale", False, 0, "limit_reached", "ai_credits",
-     "2027-01-01T00:00:00Z", "max"),
+     "2026-12-15T00:00:00Z", "max"),
     ("northwind", "ai.upscale", True, 50, "ok", None, None, None),
     ("northwind", "ai.generate", False, 0, "limit_reached", "ai_credits",
-     "2027-01-01T00:00:00Z", "max"),
-    ("harbor", "export.batch", True, 100, "ok", None, None, None),
+     "2026-12-15T00:00:00Z", "max"),
+    ("northwind", "ai.generate", True, 1, "ok", None, None, None),
+    ("northwind", "export.batch", True, 250, "ok", None, None, None),
 ]  # fmt: skip
 
 
@@ -46,8 +49,8 @@ def test_the_scenario_replays_as_its_comments_say(run: Run) -> None:
     decisions = [json.loads(line) for line in result.stdout.splitlines()]
     assert [tuple(d[f] for f in FIELDS) for d in decisions] == EXPECTED
     # credits speak in what they buy: after 80 s of video, 20 more seconds are left
-    assert decisions[7]["remaining"] == 20
-    assert decisions[8]["remaining"] == 50  # upscales the 200 credits left buy
+    assert decisions[8]["remaining"] == 20
+    assert decisions[9]["remaining"] == 50  # upscales the 200 credits left buy
 
 
 def test_the_scenario_as_a_table(run: Run) -> None:

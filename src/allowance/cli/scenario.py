@@ -22,7 +22,8 @@ from allowance.policy import Policy
 from allowance.types import Decision, iso
 from allowance.yamlsource import Path, SourceMap, YamlSyntaxError, load_with_lines
 
-EVENT_KEYS = ("at", "account", "feature", "amount", "plan", "seats", "partial")
+EVENT_KEYS = ("at", "account", "feature", "amount", "plan", "seats", "billing_anchor", "partial")
+SETTINGS = ("plan", "seats", "billing_anchor")  # applied before a feature is consumed
 
 
 class ScenarioError(Exception):
@@ -44,6 +45,7 @@ class Event:
     partial: bool
     plan: str | None  # set before consuming; None = the account is left as it is
     seats: int
+    billing_anchor: datetime | None = None  # set with the plan; None = as it was
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,13 +144,23 @@ class _Reader:
                 if key in raw:
                     self.add(self.line((*base, key), key=True), f"{where}: {key} needs a feature")
                     return None
-            if "plan" not in raw and "seats" not in raw:
-                self.add(line, f"{where}: give a feature to consume, or a plan or seats to set")
+            if not any(key in raw for key in SETTINGS):
+                self.add(
+                    line, f"{where}: give a feature to consume, or a plan, seats or billing_anchor"
+                )
                 return None
         plan: str | None = None
         current = self.accounts.get(account)
         seats = current[1] if current else 1
-        if "plan" in raw or "seats" in raw:  # applied first, as the replay does
+        anchor = None
+        if "billing_anchor" in raw:
+            try:
+                anchor = parse_time(raw["billing_anchor"])
+            except ValueError:
+                raise InvalidRequest(
+                    "billing_anchor", raw["billing_anchor"], "expected an ISO 8601 time"
+                ) from None
+        if any(key in raw for key in SETTINGS):  # applied first, as the replay does
             plan = raw.get("plan", current[0] if current else None)
             if plan is None:
                 self.add(line, f"{where}: account {account!r} has no plan yet; give it 'plan'")
@@ -165,7 +177,7 @@ class _Reader:
         partial = raw.get("partial", False)
         if feature is not None:  # the limiter's own checks, run now to report every event
             validation.request(self.policy, account, feature, amount, partial, None, None)
-        return Event(number, line, at, account, feature, amount, partial, plan, seats)
+        return Event(number, line, at, account, feature, amount, partial, plan, seats, anchor)
 
 
 def parse_scenario(text: str, source: str, policy: Policy) -> list[Event]:
@@ -207,7 +219,9 @@ def replay(events: list[Event], policy: Policy, source: str) -> list[Outcome]:
             clock.set(event.at)
             try:
                 if event.plan is not None:
-                    limiter.set_account(event.account, event.plan, event.seats)
+                    limiter.set_account(
+                        event.account, event.plan, event.seats, billing_anchor=event.billing_anchor
+                    )
                     outcomes.append(Outcome(event, None))
                 if event.feature is not None:
                     decision = limiter.consume(

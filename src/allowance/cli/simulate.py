@@ -61,7 +61,9 @@ def table(outcomes: list[Outcome], source: str) -> Table:
         at = clock_text(event.at)
         if decision is None:
             seats = "seat" if event.seats == 1 else "seats"
-            setting = Text(f"plan {event.plan}, {event.seats} {seats}", style="cyan")
+            anchor = event.billing_anchor
+            renews = "" if anchor is None else f", billing anchor {clock_text(anchor)}"
+            setting = Text(f"plan {event.plan}, {event.seats} {seats}{renews}", style="cyan")
             grid.add_row(at, Text(event.account), "—", "", setting, "", "", "")
             continue
         if decision.reason == "no_access":
@@ -91,8 +93,9 @@ def simulate(
     """Replay a timeline of events against a policy, on a private in-memory store.
 
     The store's clock is set to each event's time. An event is {at, account, feature,
-    amount?, partial?, plan?, seats?}: plan and seats are applied first (creating the
-    account), then the feature is consumed. Use --json for one decision per line.
+    amount?, partial?, plan?, seats?, billing_anchor?}: plan, seats and billing anchor are
+    applied first (creating the account), then the feature is consumed. Use --json for one
+    decision per line.
     """
     policy = read_policy(policy_file)
     if not scenario.is_file():
