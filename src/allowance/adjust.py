@@ -26,12 +26,11 @@ InForce = tuple[tuple[str, int | None, int], ...]
 BILLING = "@billing"
 
 
-def encode(adjustments: Mapping[str, Adjustment]) -> str | None:
+def encode(terms: Terms) -> str | None:
     """The stored text (None when the account has no terms of its own)."""
-    kept: dict[str, Any] = {name: [a.max, a.grants] for name, a in adjustments.items() if a}
-    anchor = getattr(adjustments, "billing_anchor", None)
-    if anchor is not None:
-        kept[BILLING] = anchor
+    kept: dict[str, Any] = {name: [a.max, a.grants] for name, a in terms.items() if a}
+    if terms.billing_anchor is not None:
+        kept[BILLING] = terms.billing_anchor
     return json.dumps(kept, separators=(",", ":")) if kept else None
 
 
@@ -60,14 +59,13 @@ def in_force(adjustments: Mapping[str, Adjustment], now: float) -> InForce:
     return tuple(sorted(out))
 
 
-def applied(policy: Policy, adjustments: Mapping[str, Adjustment], now: float) -> Policy:
+def applied(policy: Policy, terms: Terms, now: float) -> Policy:
     """The policy a decision at ``now`` on an account with these terms decides with."""
-    anchor = getattr(adjustments, "billing_anchor", None)
-    if anchor is not None:
-        policy = policy.anchored(anchor)
-    if not adjustments:
+    if terms.billing_anchor is not None:
+        policy = policy.anchored(terms.billing_anchor)
+    if not terms:
         return policy
-    return policy.adjusted(tuple(t for t in in_force(adjustments, now) if t[0] in policy.limits))
+    return policy.adjusted(tuple(t for t in in_force(terms, now) if t[0] in policy.limits))
 
 
 def changes_at(adjustments: Mapping[str, Adjustment], now: float) -> float:
@@ -116,15 +114,17 @@ def grants(adjustments: Mapping[str, Adjustment], now: float | None) -> tuple[Gr
 
 def account(account_id: str, plan: str, seats: int, text: str | None) -> Account:
     """An account as a store read it: its plan, seats and stored terms."""
-    if not text:
-        return Account(account_id, plan, seats)
-    terms = decode(text)
+    return account_of(account_id, plan, seats, decode(text), None)
+
+
+def account_of(account_id: str, plan: str, seats: int, terms: Terms, now: float | None) -> Account:
+    """The account with these terms (the grants in force at ``now``; None: every one kept)."""
     return Account(
         account_id,
         plan,
         seats,
         overrides(terms),
-        grants(terms, None),
+        grants(terms, now),
         to_datetime(terms.billing_anchor),
     )
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
-from allowance import ids, ops, rules, validation
+from allowance import ids, ops, validation
 from allowance.errors import ReservationNotFound, UnknownAccount
 from allowance.policy import Policy
 from allowance.request import Request
@@ -51,7 +51,7 @@ def one_step(policy: Policy, req: Request) -> bool:
     """Whether a store's one-step kernel may decide the request: not for a feature counted in
     billing periods, whose bounds depend on the account's anchor (the kernels take period
     bounds from the caller, who does not know it before the step reads the account)."""
-    return rules.compiled(policy, req.feature).one_step
+    return req.feature not in policy.billed_features
 
 
 def consume(

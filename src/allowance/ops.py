@@ -285,14 +285,7 @@ def usage(policy: Policy, view: AccountView, now: float) -> list[Meter]:
 
 def account(view: AccountView, now: float) -> Account:
     """The account with its own terms in force at ``now``."""
-    return Account(
-        view.account_id,
-        view.plan,
-        view.seats,
-        adjust.overrides(view.adjustments),
-        adjust.grants(view.adjustments, now),
-        to_datetime(view.adjustments.billing_anchor),
-    )
+    return adjust.account_of(view.account_id, view.plan, view.seats, view.adjustments, now)
 
 
 def set_billing_anchor(

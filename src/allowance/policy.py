@@ -8,11 +8,12 @@ from __future__ import annotations
 import copy
 import math
 import weakref
+from collections.abc import Callable, Collection, Hashable
 from dataclasses import dataclass, field, replace
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pydantic
 import yaml
@@ -159,17 +160,17 @@ class Policy:
             )
         self.limits = limits
         self.load_factors: dict[str, float] = {}  # by limit: those in force (``scaled``)
-        # the billing windows' units, by limit: what an account's anchor moves (``anchored``)
-        self._billed = {
-            name: lim.window.billing_unit
-            for name, lim in limits.items()
-            if isinstance(lim.window, BillingWindow)
-        }
         self._index()
 
     def _index(self) -> None:
         """The lookup tables the engine reads, from ``limits``."""
         limits = self.limits
+        # what an account's billing anchor moves (``anchored``), and the features it decides
+        # (no one-step kernel decides them: ``calls.one_step``)
+        self._billed = frozenset(
+            name for name, lim in limits.items() if isinstance(lim.window, BillingWindow)
+        )
+        self.billed_features = frozenset(f for name in self._billed for f in limits[name].features)
         self._feature_limits = {
             f: tuple(lim for lim in limits.values() if f in lim.features) for f in self.features
         }
@@ -210,14 +211,13 @@ class Policy:
         key = tuple(sorted((name, f) for name, f in factors.items() if f != 1.0))
         if not key:
             return self
-        cache = _scaled.setdefault(self, {})
-        found = cache.get(key)
-        if found is None:
-            if len(cache) >= _SCALED_KEPT:  # factors change seldom; keep the latest few
-                cache.pop(next(iter(cache)))
-            found = cache[key] = self._derived({name: {"load": f} for name, f in key})
+
+        def make() -> Policy:
+            found = self._derived({name: {"load": f} for name, f in key})
             found.load_factors = dict(key)
-        return found
+            return found
+
+        return _kept(_scaled, self, key, _SCALED_KEPT, make)
 
     def adjusted(self, terms: tuple[tuple[str, int | None, int], ...]) -> Policy:
         """This policy as one account's own terms make it: for each (limit, override, extra)
@@ -225,50 +225,38 @@ class Policy:
         terms give the same object back while it is among the last few hundred asked for."""
         if not terms:
             return self
-        cache = _adjusted.setdefault(self, {})
-        found = cache.get(terms)
-        if found is None:
-            if len(cache) >= _ADJUSTED_KEPT:
-                cache.pop(next(iter(cache)))
-            found = cache[terms] = self._derived(
-                {name: {"override": most, "extra": extra} for name, most, extra in terms}
-            )
-        return found
+        changes = {name: {"override": most, "extra": extra} for name, most, extra in terms}
+        return _kept(_adjusted, self, terms, _ADJUSTED_KEPT, lambda: self._derived(changes))
 
     def anchored(self, anchor: float) -> Policy:
         """This policy for an account whose billing periods renew at ``anchor``: each
         billing window anchored there (the same anchor gives the same object back while it is
         among the last few hundred asked for); a policy without billing windows is itself."""
-        billed = self._billed
-        if not billed:
+        if not self._billed:
             return self
-        cache = _anchored.setdefault(self, {})
-        found = cache.get(anchor)
-        if found is None:
-            if len(cache) >= _ADJUSTED_KEPT:
-                cache.pop(next(iter(cache)))
-            found = copy.copy(self)
-            found.limits = {
-                name: replace(lim, window=BillingWindow(billed[name], anchor))
-                if name in billed
-                else lim
-                for name, lim in self.limits.items()
-            }
-            found._index()
-            cache[anchor] = found
-        return found
+
+        def at(lim: Limit) -> Limit:
+            assert isinstance(lim.window, BillingWindow)
+            return replace(lim, window=lim.window.at(anchor))
+
+        return _kept(
+            _anchored, self, anchor, _ADJUSTED_KEPT, lambda: self._replaced(self._billed, at)
+        )
 
     def _derived(self, changes: dict[str, dict[str, Any]]) -> Policy:
         """A copy with the cells of the named limits changed, on every plan."""
+
+        def changed(lim: Limit) -> Limit:
+            cells = {plan: replace(cell, **changes[lim.name]) for plan, cell in lim.cells.items()}
+            return replace(lim, cells=cells)
+
+        return self._replaced(changes, changed)
+
+    def _replaced(self, names: Collection[str], change: Callable[[Limit], Limit]) -> Policy:
+        """A copy with each limit named in ``names`` changed by ``change``."""
         found = copy.copy(self)
         found.limits = {
-            name: lim
-            if name not in changes
-            else replace(
-                lim,
-                cells={plan: replace(cell, **changes[name]) for plan, cell in lim.cells.items()},
-            )
-            for name, lim in self.limits.items()
+            name: change(lim) if name in names else lim for name, lim in self.limits.items()
         }
         found._index()
         return found
@@ -295,6 +283,25 @@ _anchored: weakref.WeakKeyDictionary[Policy, dict[float, Policy]] = weakref.Weak
 _scaled: weakref.WeakKeyDictionary[Policy, dict[tuple[tuple[str, float], ...], Policy]] = (
     weakref.WeakKeyDictionary()
 )
+K = TypeVar("K", bound=Hashable)
+
+
+def _kept(
+    caches: weakref.WeakKeyDictionary[Policy, dict[K, Policy]],
+    policy: Policy,
+    key: K,
+    most: int,
+    make: Callable[[], Policy],
+) -> Policy:
+    """The policy derived from ``policy`` for ``key``, made once and kept among the last
+    ``most`` keys asked for (so rules, scripts and statements compiled for it are reused)."""
+    kept = caches.setdefault(policy, {})
+    found = kept.get(key)
+    if found is None:
+        if len(kept) >= most:
+            kept.pop(next(iter(kept)))
+        found = kept[key] = make()
+    return found
 
 
 def parse_policy(text: str, source: str = "<policy>") -> Policy:

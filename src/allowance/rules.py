@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Literal, TypeVar
 
 from allowance.policy import Limit, Policy, Rule
-from allowance.windows import KEEP_AFTER, BillingWindow, CalendarWindow
+from allowance.windows import KEEP_AFTER, CalendarWindow
 
 __all__ = ["KEEP_AFTER", "Encoded", "FeatureRules", "compiled", "encode"]
 
@@ -52,7 +52,6 @@ class FeatureRules:
     plans: tuple[str, ...]
     by_plan: dict[str, tuple[Rule, ...] | None]
     periods: tuple[CalendarWindow, ...]
-    one_step: bool = True  # False when a counter is a billing period (``calls.one_step``)
 
     def bounds(self, now: float) -> list[float]:
         """For each period counter: the starts of the periods before, holding and after
@@ -120,8 +119,7 @@ def _compile(policy: Policy, feature: str) -> FeatureRules:
     plans = tuple(p.name for p in policy.plans)
     periods = tuple(limit.window for limit in counters if isinstance(limit.window, CalendarWindow))
     by_plan = {plan: policy.rules(plan, feature) for plan in plans}
-    billed = any(isinstance(window, BillingWindow) for window in periods)
-    return FeatureRules(feature, counters, plans, by_plan, periods, not billed)
+    return FeatureRules(feature, counters, plans, by_plan, periods)
 
 
 def encode(rules: FeatureRules) -> Encoded:

@@ -121,17 +121,18 @@ def grant_amount(value: object) -> int:
     return value
 
 
+def aware_time(field: str, value: object) -> float:
+    """``value`` checked as an aware datetime, as epoch seconds."""
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise InvalidRequest(field, value, "expected a timezone-aware datetime")
+    return value.timestamp()
+
+
 def expires_at(value: object) -> float | None:
     """A grant's end: None (the current window's), or an aware datetime."""
-    if value is None:
-        return None
-    if not isinstance(value, datetime) or value.tzinfo is None:
-        raise InvalidRequest("expires_at", value, "expected a timezone-aware datetime")
-    return value.timestamp()
+    return None if value is None else aware_time("expires_at", value)
 
 
 def billing_anchor(value: object) -> float:
     """When an account's billing periods renew: an aware datetime."""
-    if not isinstance(value, datetime) or value.tzinfo is None:
-        raise InvalidRequest("billing_anchor", value, "expected a timezone-aware datetime")
-    return value.timestamp()
+    return aware_time("billing_anchor", value)

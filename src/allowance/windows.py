@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import bisect
 from datetime import UTC, date, datetime, timedelta
-from typing import Literal
+from typing import Literal, cast
 from zoneinfo import ZoneInfo
 
 from allowance.state import Counter
@@ -300,7 +300,6 @@ class BillingWindow(CalendarWindow):
 
     def __init__(self, unit: BillingUnit, anchor: float | None = None) -> None:
         super().__init__(unit, "UTC")
-        self.billing_unit: BillingUnit = unit
         self.anchor = anchor
         self._days, self._clock = 0, 0.0  # the anchor's day (from 0) and time of day
         if anchor is not None:
@@ -308,6 +307,10 @@ class BillingWindow(CalendarWindow):
             self._days = at.day - 1 if unit == "month" else at.weekday()
             midnight = datetime(at.year, at.month, at.day, tzinfo=UTC).timestamp()
             self._clock = anchor - midnight
+
+    def at(self, anchor: float) -> BillingWindow:
+        """This window for an account whose billing periods renew at ``anchor``."""
+        return BillingWindow(cast(BillingUnit, self.unit), anchor)
 
     def _renewal(self, first: date) -> float:
         """When the period renews within the calendar month or week starting on ``first``."""

@@ -9,7 +9,7 @@ import pytest
 
 from allowance import Limiter, load_policy
 
-from .support import EXAMPLES, Run
+from .support import EXAMPLES, ROOT, Run
 
 
 @pytest.fixture
@@ -147,23 +147,11 @@ def test_usage_errors_are_typers(run: Run) -> None:
     assert run("usage").exit_code == 2
 
 
-BILLED = """\
-version: 1
-plans: [free, pro]
-features:
-  export.batch: {title: batch export}
-limits:
-  batch_exports:
-    label: batch exports
-    features: [export.batch]
-    window: {type: billing, unit: month}
-    plans: {free: 2, pro: 5}
-"""
+BILLED = ROOT / "tests" / "billed.yaml"
 
 
-def test_accounts_set_with_a_billing_anchor(run: Run, store: str, tmp_path: Path) -> None:
-    policy = tmp_path / "billed.yaml"
-    policy.write_text(BILLED)
+def test_accounts_set_with_a_billing_anchor(run: Run, store: str) -> None:
+    policy = BILLED
     common = ("--store", store, "--policy", str(policy))
     anchor = "2026-01-31T09:30:00+01:00"
     created = run("accounts", "set", "acme", "--plan", "free", "--billing-anchor", anchor, *common)

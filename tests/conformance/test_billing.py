@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 from datetime import datetime
+from pathlib import Path
 
 import pytest
 
@@ -20,44 +21,13 @@ from allowance import (
     Limiter,
     ManualClock,
     UnknownAccount,
-    parse_policy,
+    load_policy,
 )
 from allowance.types import Account
 
 from .support import Keys
 
-# the seed product's batch exports: weekly plans renew weekly, the others monthly
-BILLED = parse_policy(
-    """\
-version: 1
-plans: [free, pro, pro_weekly]
-features:
-  export.batch: {title: batch export}
-  export.single: {title: export}
-limits:
-  batch_exports:
-    label: batch exports
-    features: [export.batch]
-    window: {type: billing, unit: month}
-    plans: {free: 2, pro: 5, pro_weekly: unlimited}
-  batch_exports_weekly:
-    label: batch exports
-    features: [export.batch]
-    window: {type: billing, unit: week}
-    plans: {free: unlimited, pro: unlimited, pro_weekly: 3}
-  batch_rate:
-    label: batch exports
-    features: [export.batch]
-    window: {type: sliding, length: 60s}
-    plans: {free: 10, pro: 10, pro_weekly: 10}
-  exports:
-    label: exports
-    features: [export.single]
-    window: {type: sliding, length: 60s}
-    plans: {free: 3, pro: 3, pro_weekly: 3}
-""",
-    "billed",
-)
+BILLED = load_policy(Path(__file__).parents[1] / "billed.yaml")
 PATHS = pytest.mark.parametrize("keyed", [False, True], ids=["plain", "keyed"])
 
 

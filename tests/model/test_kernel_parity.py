@@ -137,7 +137,7 @@ class Case:
     partial: bool
     now: float
     counters: dict[str, tuple[float | None, int, list[list[Any]]]]  # raw, entries unsorted
-    terms: dict[str, Adjustment]  # the account's own (adjust.py)
+    terms: Terms  # the account's own (adjust.py)
 
 
 @st.composite

@@ -17,18 +17,7 @@ from allowance import Client, InvalidRequest
 from .conftest import _store
 from .service import Service
 
-BILLED = """\
-version: 1
-plans: [free, pro]
-features:
-  export.batch: {title: batch export}
-limits:
-  batch_exports:
-    label: batch exports
-    features: [export.batch]
-    window: {type: billing, unit: month}
-    plans: {free: 2, pro: 5}
-"""
+BILLED = Path(__file__).parents[1] / "billed.yaml"
 
 
 @pytest.fixture(scope="module", params=["sqlite", "redis", "postgres"])
@@ -36,12 +25,11 @@ def billed(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Service]:
     tmp: Path = tmp_path_factory.mktemp(f"billed-{request.param}")
-    (tmp / "billed.yaml").write_text(BILLED)
     served = Service.start(
         _store(request, request.param, str(tmp)),
         tmp,
         "--policy",
-        str(tmp / "billed.yaml"),
+        str(BILLED),
         start="2026-11-20T00:00:00Z",
     )
     try:

@@ -30,7 +30,7 @@ from allowance.state import HELD, AccountState, Counter, Hold, IdempotencyRecord
 from allowance.stores.base import Store
 from allowance.stores.keyring import KeyRing, MemoryKeyRing
 from allowance.stores.upkeep import SWEEP_BATCH, SWEEP_EVERY, spent
-from allowance.types import Account, Decision, to_datetime
+from allowance.types import Account, Decision
 from allowance.view import NO_PRELOAD, AccountView, Preload
 
 T = TypeVar("T")
@@ -129,15 +129,7 @@ class MemoryStore(Store):
             state = self._accounts.get(account_id)
             if state is None:
                 return None
-            terms = state.adjustments
-            return Account(
-                account_id,
-                state.plan,
-                state.seats,
-                adjust.overrides(terms),
-                adjust.grants(terms, None),
-                to_datetime(terms.billing_anchor),
-            )
+            return adjust.account_of(account_id, state.plan, state.seats, state.adjustments, None)
 
     def transact(
         self,

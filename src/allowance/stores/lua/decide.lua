@@ -50,19 +50,9 @@ if not plan_index or not rules then return {'slow', now_text} end
 local raw = redis.call('GET', KEYS[2]) or ''
 local terms_text = acct[4] or ''
 if rules.access[plan_index] == 0 then return {'ok', now_text, raw, 0, plan, acct[2], '', 0, terms_text} end
--- the account's own terms: counter name -> {max or nil, units granted in force now}
-local terms = {}
-if terms_text ~= '' then
-  for name, t in pairs(cjson.decode(terms_text)) do
-    if type(t) == 'table' then  -- not the billing anchor (a number), which is not a limit's
-      local extra = 0
-      for _, g in ipairs(t[2]) do
-        if now < g[1] then extra = extra + g[2] end
-      end
-      terms[name] = {type(t[1]) == 'number' and t[1] or nil, extra}
-    end
-  end
-end
+-- the account's own terms: counter name -> [max or null, [[until, units], ...]], looked up
+-- by this feature's counter names only (the text holds other limits' and other keys too)
+local terms = terms_text ~= '' and cjson.decode(terms_text) or {}
 local counters = {}
 local function decode(body)
   local start, used, rest = string.match(body, '^([^,]*),([^,]*),(.*)$')
@@ -101,10 +91,14 @@ for i, name in ipairs(rules.names) do
     if soft >= 0 then soft = soft * seats end
   end
   local own = terms[name]
-  if own and own[1] then cap = own[1] end  -- the account's max in place of cap × seats
+  if own and type(own[1]) == 'number' then cap = own[1] end  -- the account's max, not cap × seats
   -- a load factor in force lowers the cap: floor(cap * load), the same double product as Python
   if cap >= 0 and rules.load[m] ~= 1 then cap = math.floor(cap * rules.load[m]) end
-  if own and cap >= 0 then cap = cap + own[2] end  -- granted units on top
+  if own and cap >= 0 then  -- the units of grants not yet ended on top
+    for _, g in ipairs(own[2]) do
+      if now < g[1] then cap = cap + g[2] end
+    end
+  end
   lim.cap, lim.soft, lim.most = cap, soft, rules.most[m]
   limits[i] = lim
 end
