@@ -241,8 +241,8 @@ class AsyncLimiter:
             return
         await self._run(lambda p: calls.release(p, reservation_id))
 
-    async def usage(self, account: str) -> list[Meter]:
-        return await self._run(lambda p: calls.usage(p, account))
+    async def usage(self, account: str, user: str | None = None) -> list[Meter]:
+        return await self._run(lambda p: calls.usage(p, account, user))
 
     async def policy_now(self) -> Policy:
         """As ``Limiter.policy_now``, reading through the async store where there is one.

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
-from allowance import ids, ops, validation
+from allowance import ids, ops, owners, validation
 from allowance.errors import ReservationNotFound, UnknownAccount
 from allowance.policy import Policy
 from allowance.request import Request
@@ -42,16 +42,20 @@ class Call(Generic[T]):
         return self.op(self.policy, view, now)
 
 
-def _keyed(req: Request) -> Preload:
-    """The idempotency record a keyed call reads (nothing to build for the plain ones)."""
-    return NO_PRELOAD if req.idempotency_key is None else Preload(req.idempotency_key)
+def _keyed(policy: Policy, req: Request) -> Preload:
+    """The idempotency record a keyed call reads and the user's records a per-user feature
+    reads (nothing to build for the plain ones)."""
+    if req.feature not in policy.user_features:
+        return NO_PRELOAD if req.idempotency_key is None else Preload(req.idempotency_key)
+    return Preload(req.idempotency_key, owners=owners.needed(policy, req.feature, req.user))
 
 
 def one_step(policy: Policy, req: Request) -> bool:
     """Whether a store's one-step kernel may decide the request: not for a feature counted in
     billing periods, whose bounds depend on the account's anchor (the kernels take period
-    bounds from the caller, who does not know it before the step reads the account)."""
-    return req.feature not in policy.billed_features
+    bounds from the caller, who does not know it before the step reads the account), nor
+    for one counted per user (the kernels read the account's counters only)."""
+    return req.feature not in policy.slow_features
 
 
 def consume(
@@ -68,7 +72,7 @@ def consume(
         policy,
         req.account,
         lambda policy, view, now: ops.consume(policy, view, req, now),
-        _keyed(req),
+        _keyed(policy, req),
         fast=req if req.idempotency_key is None and one_step(policy, req) else None,
         request=req,
     )
@@ -82,6 +86,7 @@ def check(
         policy,
         req.account,
         lambda policy, view, now: ops.check(policy, view, req, now),
+        _keyed(policy, req),
         fast=req if one_step(policy, req) else None,
         charge=False,
         request=req,
@@ -106,7 +111,7 @@ def reserve(
         lambda policy, view, now: ops.reserve(
             policy, view, req, seconds, now, ids.new_reservation_id
         ),
-        _keyed(req),
+        _keyed(policy, req),
         request=req,
         ttl=seconds,
     )
@@ -144,15 +149,17 @@ def record(policy: Policy, entry: Entry) -> Call[bool]:
         policy,
         req.account,
         lambda policy, view, now: ops.record(policy, view, req, now),
-        _keyed(req),
+        _keyed(policy, req),
     )
 
 
-def usage(policy: Policy, account: object) -> Call[list[Meter]]:
+def usage(policy: Policy, account: object, user: object = None) -> Call[list[Meter]]:
+    who = None if user is None else validation.text("user", user)
     return Call(
         policy,
         validation.text("account", account),
-        lambda policy, view, now: ops.usage(policy, view, now),
+        lambda policy, view, now: ops.usage(policy, view, now, who),
+        Preload(owners=owners.needed(policy, None, who)),
     )
 
 

@@ -257,9 +257,10 @@ class Limiter:
             return
         self._run(lambda p: calls.release(p, reservation_id))
 
-    def usage(self, account: str) -> list[Meter]:
-        """One meter per limit of the account's plan that it has access to."""
-        return self._run(lambda p: calls.usage(p, account))
+    def usage(self, account: str, user: str | None = None) -> list[Meter]:
+        """One meter per limit of the account's plan that it has access to; those counted
+        per user are ``user``'s (left out without one)."""
+        return self._run(lambda p: calls.usage(p, account, user))
 
     # upkeep -------------------------------------------------------------------------------
     def sweep(self) -> int:

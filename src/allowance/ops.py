@@ -8,7 +8,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from allowance import adjust, engine
+from allowance import adjust, engine, owners
 from allowance.errors import (
     IdempotencyConflict,
     InvalidRequest,
@@ -64,9 +64,9 @@ def settle_due_holds(policy: Policy, view: AccountView, now: float) -> None:
     if due is None or now < due:
         return
     for hold in view.due_holds(now):
-        counters = view.counters(hold.marks)
+        counters = owners.counters(policy, view, hold.marks, hold.user)
         engine.release(policy, hold, counters, now)
-        view.save_counters(counters)
+        owners.save(policy, view, counters, hold.user)
         hold.state = EXPIRED
         view.put_hold(hold)
 
@@ -97,14 +97,14 @@ def decide(
     plan = _plan(policy, view)
     settle_due_holds(policy, view, now)
     policy = adjust.applied(policy, view.adjustments, now)
-    counters = view.counters(policy.limit_names(req.feature))
+    counters = owners.counters(policy, view, policy.limit_names(req.feature), req.user)
     ruling = engine.decide(
         policy, plan, view.seats, req.feature, req.amount, req.partial, counters, now
     )
     if not charge or not ruling.granted:
         return ruling.decision, None
     marks = engine.charge(ruling, counters, now)
-    view.save_counters(counters)
+    owners.save(policy, view, counters, req.user)
     return ruling.decision, marks
 
 
@@ -172,6 +172,7 @@ def reserve(
             decision.granted,
             marks,
             now + ttl,
+            user=req.user,
         )
         hold.created_at = now
         view.put_hold(hold)
@@ -222,7 +223,7 @@ def _settle(policy: Policy, view: AccountView, hold: Hold, amount: int, now: flo
     are charged now, as a request of their own, if they fit (``LimitExceeded`` if not, and
     nothing changes). What a caller that reserved an estimate (LLM tokens) does with the real
     count."""
-    counters = view.counters(policy.limit_names(hold.feature))
+    counters = owners.counters(policy, view, policy.limit_names(hold.feature), hold.user)
     if amount < hold.amount:
         engine.release(policy, hold, counters, now, hold.amount - amount)
     else:
@@ -233,7 +234,7 @@ def _settle(policy: Policy, view: AccountView, hold: Hold, amount: int, now: flo
         if not ruling.granted:
             raise LimitExceeded(ruling.decision)
         engine.charge(ruling, counters, now)
-    view.save_counters(counters)
+    owners.save(policy, view, counters, hold.user)
     hold.amount = amount
 
 
@@ -247,9 +248,9 @@ def release(policy: Policy, view: AccountView, hold_id: str, now: float) -> None
     if hold.state == COMMITTED:
         raise ReservationNotFound(f"reservation {hold_id!r} was committed; its units are final")
     assert hold.state == HELD
-    counters = view.counters(hold.marks)
+    counters = owners.counters(policy, view, hold.marks, hold.user)
     engine.release(policy, hold, counters, now)
-    view.save_counters(counters)
+    owners.save(policy, view, counters, hold.user)
     hold.state = RELEASED
     view.put_hold(hold)
 
@@ -267,20 +268,29 @@ def record(policy: Policy, view: AccountView, req: Request, now: float) -> bool:
     _plan(policy, view)
     settle_due_holds(policy, view, now)
     policy = adjust.applied(policy, view.adjustments, now)  # the account's billing periods
-    counters = view.counters(policy.limit_names(req.feature))
+    counters = owners.counters(policy, view, policy.limit_names(req.feature), req.user)
     for limit in policy.limits_of(req.feature):
         limit.window.charge(counters[limit.name], req.amount * limit.cost(req.feature), now)
-    view.save_counters(counters)
+    owners.save(policy, view, counters, req.user)
     _remember(view, key, "consume", req, degraded_decision(req.amount), now)
     return True
 
 
-def usage(policy: Policy, view: AccountView, now: float) -> list[Meter]:
+def usage(policy: Policy, view: AccountView, now: float, user: str | None = None) -> list[Meter]:
+    """The account's meters; a limit counted per user is metered for ``user`` only (without
+    one it is left out: no single number is the account's)."""
     plan = _plan(policy, view)
     settle_due_holds(policy, view, now)
-    counters = view.counters(rule.limit.name for rule in policy.plan_limits(plan))
+    names = [
+        rule.limit.name
+        for rule in policy.plan_limits(plan)
+        if user is not None or rule.limit.scope == "account"
+    ]
+    counters = owners.counters(policy, view, names, user)
     policy = adjust.applied(policy, view.adjustments, now)
-    return engine.meters(policy, plan, view.seats, counters, now)
+    return [
+        m for m in engine.meters(policy, plan, view.seats, counters, now) if m.limit in counters
+    ]
 
 
 def account(view: AccountView, now: float) -> Account:

@@ -22,6 +22,7 @@ from allowance.errors import PolicyError, PolicyIssue
 from allowance.policy_check import dotted, pydantic_issues, semantic_issues
 from allowance.policy_schema import (
     PolicySpec,
+    Scope,
     StoreErrorMode,
     spec_to_data,
 )
@@ -96,6 +97,9 @@ class Limit:
     window: Window
     cells: dict[str, Cell]
     costs: dict[str, int] = field(default_factory=dict)
+    # "account": one counter per account; "user": one per user of the account; "user_global":
+    # one per user across every account (``owners.py`` says where each is kept)
+    scope: Scope = "account"
 
     def cost(self, feature: str) -> int:
         return self.costs.get(feature, 1)
@@ -156,7 +160,13 @@ class Policy:
                 for plan, c in lim.plans.items()
             }
             limits[name] = Limit(
-                name, lim.label or name, tuple(lim.features), window, cells, dict(lim.costs)
+                name,
+                lim.label or name,
+                tuple(lim.features),
+                window,
+                cells,
+                dict(lim.costs),
+                lim.scope,
             )
         self.limits = limits
         self.load_factors: dict[str, float] = {}  # by limit: those in force (``scaled``)
@@ -171,6 +181,12 @@ class Policy:
             name for name, lim in limits.items() if isinstance(lim.window, BillingWindow)
         )
         self.billed_features = frozenset(f for name in self._billed for f in limits[name].features)
+        # the features a decision needs a ``user`` for: they count per user somewhere
+        self.user_features = frozenset(
+            f for lim in limits.values() if lim.scope != "account" for f in lim.features
+        )
+        # decided on the transaction path only (``calls.one_step``)
+        self.slow_features = self.billed_features | self.user_features
         self._feature_limits = {
             f: tuple(lim for lim in limits.values() if f in lim.features) for f in self.features
         }

@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
+Scope = Literal["account", "user", "user_global"]
 NAME_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -111,6 +112,8 @@ class LimitSpec(_Strict):
     per_seat: StrictBool = False
     # credits: what one unit of a feature costs in this limit's units (default 1)
     costs: dict[str, StrictInt] = Field(default_factory=dict)
+    # whose usage one counter holds: the account's, each user's in it, or each user's in all
+    scope: Scope = "account"
     plans: dict[str, CellSpec]
 
     @field_validator("plans", mode="before")
@@ -171,6 +174,8 @@ def spec_to_data(spec: PolicySpec) -> dict[str, Any]:
             entry["per_seat"] = True
         if lim.costs:
             entry["costs"] = dict(lim.costs)
+        if lim.scope != "account":
+            entry["scope"] = lim.scope
         entry["plans"] = {p: cell(c, lim.per_seat) for p, c in lim.plans.items()}
         limits[name] = entry
     data: dict[str, Any] = {

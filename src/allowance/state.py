@@ -77,6 +77,7 @@ class Hold:
     expires_at: float
     state: str = HELD
     created_at: float = 0.0
+    user: str | None = None  # whose per-user counters (``owners.py``) it charged
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -88,6 +89,7 @@ class Hold:
             "expires_at": self.expires_at,
             "state": self.state,
             "created_at": self.created_at,
+            **({} if self.user is None else {"user": self.user}),
         }
 
     @classmethod
@@ -154,6 +156,8 @@ class AccountState:
     holds: dict[str, Hold] = field(default_factory=dict)  # held ones only
     next_hold_expiry: float | None = None
     adjustments: Terms = field(default_factory=Terms)  # by limit, and the billing anchor
+    # the per-user counters of its users (owners.py), by owner
+    owned: dict[str, dict[str, Counter]] = field(default_factory=dict)
     # recent denials of this account by request, and until when each stands (memory://'s
     # memo); dropped on every write to the account
     denied: dict[Any, Any] | None = None

@@ -47,6 +47,13 @@ def request(
         raise UnknownFeature("feature", feature, "not a feature of the policy")
     if type(partial) is not bool:
         raise InvalidRequest("partial", partial, "expected true or false")
+    if user is None and feature in policy.user_features:
+        scoped = next(lim for lim in policy.limits_of(feature) if lim.scope != "account")
+        raise InvalidRequest(
+            "user",
+            None,
+            f"required: {feature} counts per user (limit {scoped.name} has scope: {scoped.scope})",
+        )
     return Request(
         text("account", account),
         feature,

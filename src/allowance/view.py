@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from allowance.state import Counter, Hold, IdempotencyRecord, Terms
 
-__all__ = ["NO_PRELOAD", "AccountView", "Preload"]
+__all__ = ["NO_PRELOAD", "AccountView", "NotLoaded", "Preload"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,6 +21,17 @@ class Preload:
     idempotency_key: str | None = None
     hold_id: str | None = None
     held: bool = False  # every hold still held, expired or not (``due_holds(math.inf)``)
+    owners: tuple[str, ...] = ()  # the per-user records (``owners.py``) it reads
+
+
+class NotLoaded(Exception):
+    """A view of a store that fetches up front was asked for records it has not got (a
+    reservation's user, known only once it is read): the store fetches them with the rest
+    and runs the operation again on a fresh view. Nothing was written."""
+
+    def __init__(self, owners: list[str]) -> None:
+        super().__init__(owners)
+        self.owners = owners
 
 
 NO_PRELOAD = Preload()
@@ -36,6 +47,7 @@ class AccountView(ABC):
     adjustments: Terms  # the account's own terms, by limit (``adjust.py``)
 
     _counters: dict[str, Counter]  # every counter of the account the view has loaded
+    _owned: dict[str, dict[str, Counter]]  # per-user records loaded, by owner (owners.py)
 
     def counters(self, names: Iterable[str]) -> dict[str, Counter]:
         """The account's counters for these limits (blank ones where none is stored yet)."""
@@ -47,6 +59,22 @@ class AccountView(ABC):
                 counter = stored[name] = Counter()
             out[name] = counter
         return out
+
+    def owned(self, owner: str) -> dict[str, Counter]:
+        """The counters of one per-user record (``owners.py``), by limit name; changed in
+        place, persisted by ``save_owned``."""
+        found = self._owned.get(owner)
+        if found is None:
+            found = self._owned[owner] = self.load_owned(owner)
+        return found
+
+    @abstractmethod
+    def load_owned(self, owner: str) -> dict[str, Counter]:
+        """Read one per-user record inside the step (or raise ``NotLoaded``)."""
+
+    @abstractmethod
+    def save_owned(self, owner: str) -> None:
+        """Persist the record ``owned(owner)`` returned (changed in place)."""
 
     @abstractmethod
     def save_counters(self, counters: dict[str, Counter]) -> None:

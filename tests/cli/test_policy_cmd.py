@@ -153,6 +153,9 @@ BAD = {
     "calendar_without_unit.yaml": [
         "9: limits.exports.window.type: a calendar window needs 'unit' (day, week or month)",
     ],
+    "unknown_scope.yaml": [
+        "9: limits.exports.scope: must be 'account', 'user' or 'user_global' (got 'team')",
+    ],
     "billing_by_the_day.yaml": [
         "10: limits.batch_exports.window.unit: a billing window needs 'unit' month or week",
         "11: limits.batch_exports.window.timezone: a billing period is in UTC, from the"

@@ -88,6 +88,7 @@ def test_a_bounded_sweep_settles_then_deletes_then_drops_counters() -> None:
         "settle b",
         "sweep_idempotency",
         "sweep_holds",
+        "sweep_owned",  # per-user records with nothing left to count
         BEGIN,
         "accounts",
         COMMIT,
@@ -110,7 +111,8 @@ def test_an_unbounded_sweep_goes_on_until_nothing_is_left() -> None:
     swept = store()
     swept.policy = None  # no counters to look at, no reservations to settle
     assert script.run(upkeep.sweep(swept, 100.0, None, 1000)) == 2
-    assert script.log == ["sweep_idempotency", "sweep_holds"] * 3  # the last found nothing
+    # the last found nothing
+    assert script.log == ["sweep_idempotency", "sweep_holds", "sweep_owned"] * 3
 
 
 def test_an_unbounded_sweep_walks_every_account_from_the_first() -> None:

@@ -20,7 +20,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import TypeVar
 
-from allowance import adjust, engine, ops
+from allowance import adjust, engine, ops, owners
 from allowance.clock import system_clock
 from allowance.errors import UnknownAccount
 from allowance.ops import HOLD_KEEP
@@ -39,12 +39,13 @@ DENIALS_KEPT = 16  # per account: more distinct denied requests than this start 
 
 
 class MemoryView(AccountView):
-    __slots__ = ("_counters", "_state", "_store", "account_id")
+    __slots__ = ("_counters", "_owned", "_state", "_store", "account_id")
 
     def __init__(self, store: MemoryStore, account_id: str, state: AccountState) -> None:
         self._store = store
         self._state = state
         self._counters = state.counters  # the stored objects: the engine changes them in place
+        self._owned = {}
         self.account_id = account_id
 
     @property
@@ -65,6 +66,15 @@ class MemoryView(AccountView):
 
     def save_counters(self, counters: dict[str, Counter]) -> None:
         pass  # the engine changed the stored objects themselves
+
+    def load_owned(self, owner: str) -> dict[str, Counter]:
+        # the stored dicts themselves, as the account's counters
+        if owner.startswith(owners.USER):
+            return self._state.owned.setdefault(owner, {})
+        return self._store._global.setdefault(owner, {})
+
+    def save_owned(self, owner: str) -> None:
+        pass
 
     def save_adjustments(self) -> None:
         pass  # changed in place, as the counters
@@ -99,6 +109,7 @@ class MemoryStore(Store):
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._accounts: dict[str, AccountState] = {}
+        self._global: dict[str, dict[str, Counter]] = {}  # user_global counters, by owner
         self._holds: OrderedDict[str, Hold] = OrderedDict()
         self._idempotency: OrderedDict[tuple[str, str], IdempotencyRecord] = OrderedDict()
         self._ops = 0
@@ -238,11 +249,19 @@ class MemoryStore(Store):
             if state.next_hold_expiry is not None and state.next_hold_expiry <= now:
                 state.denied = None
                 ops.settle_due_holds(policy, MemoryView(self, account_id, state), now)
-            counters = state.counters
-            for name in [n for n, c in counters.items() if spent(policy, n, c, now)]:
-                del counters[name]
+            dropped = _drop_spent(policy, state.counters, now)
+            for owner, counters in list(state.owned.items()):
+                dropped += _drop_spent(policy, counters, now)
+                if not counters:
+                    del state.owned[owner]
+            if dropped:
                 state.denied = None
-                removed += 1
+                removed += dropped
+        if batch is None or not self._scan:  # once per pass over the accounts
+            for owner, counters in list(self._global.items()):
+                removed += _drop_spent(policy, counters, now)
+                if not counters:
+                    del self._global[owner]
         return removed
 
     settings_local = True
@@ -259,3 +278,11 @@ class MemoryStore(Store):
 
     def _make_keyring(self) -> KeyRing:
         return MemoryKeyRing()
+
+
+def _drop_spent(policy: Policy, counters: dict[str, Counter], now: float) -> int:
+    """Drop the counters whose windows have passed; how many."""
+    gone = [n for n, c in counters.items() if spent(policy, n, c, now)]
+    for name in gone:
+        del counters[name]
+    return len(gone)

@@ -17,12 +17,12 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import PoolTimeout
 
-from allowance import adjust, engine
+from allowance import adjust, engine, owners
 from allowance.errors import ConfigurationError, StoreError, StoreUnavailable
 from allowance.policy import Policy
 from allowance.state import HELD, Counter, Hold, IdempotencyRecord
 from allowance.stores.postgres_conn import WaitTimeout
-from allowance.view import AccountView, Preload
+from allowance.view import AccountView, NotLoaded, Preload
 
 Query = tuple[str, tuple[Any, ...]]  # a statement and its parameters
 #: runs a read in the open transaction and returns the first column of every row
@@ -31,8 +31,8 @@ _encode = json.JSONEncoder(separators=(",", ":")).encode
 
 # 2: the decide() function of the fast path; 3: its typed-spec version; 4: clock steps back;
 # 5: the rules as generic arrays; 6: per-request ceilings; 7: costs (credits); 8: load factors;
-# 9: an account's own terms (accounts.adjustments, read by decide_v9())
-SCHEMA_VERSION = 9
+# 9: an account's own terms (accounts.adjustments, read by decide_v9()); 10: owned
+SCHEMA_VERSION = 10
 SWEEP_EVERY = 512  # upkeep.py: a batch larger than what the operations in between add
 SWEEP_BATCH = 1024
 LOCK_NAMESPACE = 0x616C6C6F  # "allo": first key of the advisory lock around schema changes
@@ -60,6 +60,11 @@ DDL = (
     " expires_at double precision NOT NULL, body jsonb NOT NULL, PRIMARY KEY (account, key))",
     "CREATE INDEX IF NOT EXISTS idempotency_expires_at ON {s}.idempotency (expires_at)",
     "CREATE TABLE IF NOT EXISTS {s}.settings (name text PRIMARY KEY, value text NOT NULL)",
+    # per-user counters (owners.py), apart from the account's row so that it does not grow
+    # with its users; drop_after: when the last of them has nothing left to count
+    "CREATE TABLE IF NOT EXISTS {s}.owned (owner text PRIMARY KEY, counters jsonb NOT NULL,"
+    " drop_after double precision NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS owned_drop_after ON {s}.owned (drop_after)",
     # the one-statement fast path (sql/decide.sql): the decision rules it repeats are the
     # grant arithmetic only, held equal to the engine's by the shared test suites
     resources.files("allowance.stores").joinpath("sql/slide.sql").read_text("utf-8"),
@@ -89,6 +94,17 @@ TEMPLATES = {
     " ON CONFLICT (id) DO UPDATE SET plan = excluded.plan, seats = excluded.seats"
     " RETURNING (a.xmax = 0)",
     "get_account": "SELECT plan, seats, adjustments::text FROM {s}.accounts WHERE id = %s",
+    # A per-user record is locked behind the account's row (a user_global one is written by
+    # other accounts' transactions too), made if missing in the same statement: an insert
+    # and a separate lock could find it deleted by a sweep in between. The no-op update
+    # changes no indexed column (a HOT update).
+    "lock_owned": "INSERT INTO {s}.owned AS o (owner, counters, drop_after)"
+    " VALUES (%s, '{{}}', 0) ON CONFLICT (owner) DO UPDATE SET counters = o.counters"
+    " RETURNING counters",
+    "put_owned": "UPDATE {s}.owned SET counters = %s::jsonb, drop_after = %s WHERE owner = %s",
+    "drop_owned": "DELETE FROM {s}.owned WHERE owner = %s",
+    "sweep_owned": "DELETE FROM {s}.owned WHERE owner IN (SELECT owner FROM {s}.owned"
+    " WHERE drop_after <= %s LIMIT %s FOR UPDATE SKIP LOCKED)",
     "get_idempotency": "SELECT body FROM {s}.idempotency WHERE account = %s AND key = %s",
     "put_idempotency": "INSERT INTO {s}.idempotency (account, key, expires_at, body)"
     " VALUES (%s, %s, %s, %s::jsonb) ON CONFLICT (account, key)"
@@ -139,6 +155,11 @@ def record_reads(q: dict[str, str], account_id: str, preload: Preload) -> list[Q
     return reads
 
 
+def owner_reads(q: dict[str, str], account_id: str, names: Iterable[str]) -> list[Query]:
+    """For each per-user record, the statement that locks it and answers its counters."""
+    return [(q["lock_owned"], (owners.record_key(account_id, o),)) for o in names]
+
+
 def due_read(q: dict[str, str], account_id: str, row: Sequence[Any], now: float) -> Query | None:
     """The read of the account's expired held holds, or None when the row says there are
     none (``next_hold_expiry`` is the earliest held expiry: one more flight, only then)."""
@@ -165,6 +186,7 @@ class PostgresView(AccountView):
         found: Iterable[Any],
         due: Iterable[Any],
         fetch: Fetch | None = None,
+        owned: dict[str, Any] | None = None,
     ) -> None:
         self._q = q
         self._policy = policy
@@ -190,6 +212,9 @@ class PostgresView(AccountView):
             self._holds[preload.hold_id] = next(bodies)
         for body in due:  # every held hold expired at ``_due_until`` (see due_read)
             self._holds[body["id"]] = body
+        self._owned_read = owned or {}  # per-user records read, by owner (jsonb or None)
+        self._owned = {}
+        self._owned_dirty: set[str] = set()
         self.writes: list[Query] = []
         self._dirty = False  # the counters changed
         self._holds_changed = False  # next_hold_expiry must be recomputed
@@ -200,6 +225,15 @@ class PostgresView(AccountView):
 
     def save_adjustments(self) -> None:
         self._terms_dirty = True
+
+    def load_owned(self, owner: str) -> dict[str, Counter]:
+        if owner not in self._owned_read:
+            raise NotLoaded([owner])  # the transaction locks it, then runs the operation again
+        stored = self._owned_read[owner] or {}
+        return {n: Counter.stored(start, used, e) for n, (start, used, e) in stored.items()}
+
+    def save_owned(self, owner: str) -> None:
+        self._owned_dirty.add(owner)
 
     def _read(self, what: str, query: str, params: tuple[Any, ...]) -> list[Any]:
         if self._fetch is None:
@@ -262,9 +296,19 @@ class PostgresView(AccountView):
         if self._terms_dirty:
             terms = adjust.encode(self.adjustments)
             self.writes.append((self._q["write_terms"], (terms, self.account_id)))
+        policy, now = self._policy, self._now
+        for owner in sorted(self._owned_dirty):
+            key = owners.record_key(self.account_id, owner)
+            counters, last = self._owned[owner], math.inf
+            if policy is not None:
+                counters, last = engine.live_counters(policy, counters, now)
+            if counters:
+                body = {n: (c.start, c.used, c.entries or None) for n, c in counters.items()}
+                self.writes.append((self._q["put_owned"], (_encode(body), last, key)))
+            else:
+                self.writes.append((self._q["drop_owned"], (key,)))
         if not (self._dirty or self._holds_changed):
             return self.writes
-        policy, now = self._policy, self._now
         # without a policy (a bare store) nothing can be judged stale: keep everything
         live = (
             self._counters

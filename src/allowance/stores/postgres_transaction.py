@@ -43,9 +43,10 @@ from allowance.stores.postgres_common import (
     Fetch,
     PostgresView,
     due_read,
+    owner_reads,
     record_reads,
 )
-from allowance.view import AccountView, Preload
+from allowance.view import AccountView, NotLoaded, Preload
 
 T = TypeVar("T")
 S = TypeVar("S")
@@ -92,6 +93,9 @@ def transaction(
         reads = []
         for query, params in record_reads(q, account_id, preload):
             reads.append((yield Send(query, params)))
+        locks = []  # the per-user records named up front, locked behind the row
+        for query, params in owner_reads(q, account_id, preload.owners):
+            locks.append((yield Send(query, params)))
         row = yield Rows(lock)
         if row is None:
             raise UnknownAccount(account_id)
@@ -100,12 +104,24 @@ def transaction(
         found = []
         for handle in reads:
             found.append(((yield Rows(handle)) or (None,))[0])
+        owned = {}
+        for owner, handle in zip(preload.owners, locks, strict=True):
+            owned[owner] = ((yield Rows(handle)) or (None,))[0]
         due: list[Any] = []
         read = due_read(q, account_id, row, math.inf if preload.held else now)
         if read is not None:  # a flight only when a reservation is due
             due = [r[0] for r in (yield Rows((yield Send(*read)), one=False))]
-        view = PostgresView(q, policy, account_id, row, now, preload, found, due, fetch)
-        result = fn(view, now)
+        while True:
+            view = PostgresView(q, policy, account_id, row, now, preload, found, due, fetch, owned)
+            try:
+                result = fn(view, now)
+                break
+            except NotLoaded as missing:  # a reservation's user: one flight more, then again
+                locks = []
+                for query, params in owner_reads(q, account_id, missing.owners):
+                    locks.append((yield Send(query, params)))
+                for owner, handle in zip(missing.owners, locks, strict=True):
+                    owned[owner] = ((yield Rows(handle)) or (None,))[0]
         wrote = True  # the last flight: the writes and COMMIT
         for query, params in view.finish():
             yield Send(query, params)

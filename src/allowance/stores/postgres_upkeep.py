@@ -48,6 +48,7 @@ def deletes(q: dict[str, str], now: float, batch: int) -> list[Query]:
     return [
         (q["sweep_idempotency"], (now, batch)),
         (q["sweep_holds"], (now - HOLD_KEEP, batch)),
+        (q["sweep_owned"], (now, batch)),
     ]
 
 

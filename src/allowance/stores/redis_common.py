@@ -11,7 +11,7 @@ import random
 import re
 import threading
 import weakref
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -19,7 +19,7 @@ from math import ceil
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
-from allowance import adjust, engine, ops, rules
+from allowance import adjust, engine, ops, owners, rules
 from allowance.clock import system_clock
 from allowance.errors import ConfigurationError, StoreError, StoreUnavailable, UnknownAccount
 from allowance.ops import HOLD_KEEP
@@ -29,7 +29,7 @@ from allowance.state import HELD, Counter, Hold, IdempotencyRecord
 from allowance.stores.base import store_timeout
 from allowance.stores.redis_wire import Deadline, Lua
 from allowance.types import Decision
-from allowance.view import AccountView, Preload
+from allowance.view import AccountView, NotLoaded, Preload
 from allowance.windows import KEEP_AFTER
 
 T = TypeVar("T")
@@ -190,12 +190,24 @@ class RedisView(AccountView):
         self.counters_dirty = False
         self.holds_dirty = False
         self.writes: dict[str, tuple[str, float]] = {}  # key -> (value, expires at)
+        self._owned = {}
+        self._owned_dirty: set[str] = set()
 
     def save_counters(self, counters: dict[str, Counter]) -> None:
         self.counters_dirty = True
 
     def save_adjustments(self) -> None:
         self.terms_dirty = True
+
+    def load_owned(self, owner: str) -> dict[str, Counter]:
+        key = self._keys.owner_key(self.account_id, owner)
+        if key not in self._preloaded:
+            raise NotLoaded([owner])  # the transaction loads it with the account, and again
+        raw = self._preloaded[key]
+        return decode_counters(raw.decode() if isinstance(raw, bytes) else (raw or ""))
+
+    def save_owned(self, owner: str) -> None:
+        self._owned_dirty.add(owner)
 
     def _read(self, key: str) -> bytes | str | None:
         if key in self.writes:  # written earlier in this operation (a hold just settled)
@@ -235,7 +247,13 @@ class RedisView(AccountView):
 
     def apply_args(self, policy: Policy, now: float) -> tuple[list[str], list[Any]] | None:
         """KEYS and ARGV for apply.lua, or None when nothing changed."""
-        if not (self.counters_dirty or self.holds_dirty or self.writes or self.terms_dirty):
+        if not (
+            self.counters_dirty
+            or self.holds_dirty
+            or self.writes
+            or self.terms_dirty
+            or self._owned_dirty
+        ):
             return None
         counters_value, ttl = "=", 0
         if self.counters_dirty:
@@ -252,7 +270,18 @@ class RedisView(AccountView):
         ]
         for key, (value, expires_at) in self.writes.items():
             keys.append(key)
-            argv += [value, _ms(expires_at - now)]
+            argv += [value, _ms(expires_at - now), ""]
+        for owner in sorted(self._owned_dirty):
+            keep, last = engine.live_counters(policy, self._owned[owner], now)
+            key = self._keys.owner_key(self.account_id, owner)
+            keys.append(key)
+            expect = ""  # an account's own user record: its version covers it
+            if owner.startswith(owners.GLOBAL):  # written by other accounts: unchanged since read
+                raw = self._preloaded[key]
+                expect = (
+                    "0" if raw is None else "1" + (raw.decode() if isinstance(raw, bytes) else raw)
+                )
+            argv += [encode_counters(keep), _ms(last - now), expect]
         return keys, argv
 
 
@@ -267,15 +296,33 @@ class KeySpace:
         self.prefix = prefix
         self.settings_key = "{" + prefix + ":settings}"  # a hash: setting name -> value
 
+    cluster = False  # set by a store on Redis Cluster
+
     def key(self, account: str, suffix: str) -> str:
         return f"{self.prefix}:{{{_tag(account)}}}:{suffix}"
 
-    def load_keys(self, account: str, preload: Preload) -> list[str]:
+    def owner_key(self, account: str, owner: str) -> str:
+        """A per-user record (``owners.py``): a user's in the account shares the account's
+        hash tag (one slot, one script); a user's across accounts is tagged by the user, so
+        on a Redis Cluster it sits in another slot, out of reach of the account's script."""
+        if owner.startswith(owners.USER):
+            return self.key(account, "o:" + owner)
+        if self.cluster:
+            raise ConfigurationError(
+                "store: a user_global limit cannot be decided on Redis Cluster yet (its counter"
+                " and the account's are in different hash slots); use redis:// or a SQL store"
+            )
+        return f"{self.prefix}:{{{_tag(owner)}}}:o"
+
+    def load_keys(self, account: str, preload: Preload, more: Iterable[str] = ()) -> list[str]:
+        """The keys load.lua reads: the account's, the records ``preload`` names and the
+        per-user records ``more`` names."""
         keys = [self.key(account, "a"), self.key(account, "c")]
         if preload.idempotency_key is not None:
             keys.append(self.key(account, "i:" + preload.idempotency_key))
         if preload.hold_id is not None:
             keys.append(self.key(account, "r:" + preload.hold_id))
+        keys += (self.owner_key(account, owner) for owner in (*preload.owners, *more))
         return keys
 
     def view(

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from allowance.policy import Policy
 from allowance.stores.redis_common import KeySpace, _num, gave_up, retry_pause
 from allowance.stores.redis_wire import Deadline, Lua
-from allowance.view import AccountView, Preload
+from allowance.view import AccountView, NotLoaded, Preload
 
 __all__ = ["Pause", "Run", "transaction"]
 
@@ -57,13 +57,19 @@ def transaction(
     (load, apply). ``fetch`` reads a record that was not preloaded (None: the caller
     preloads everything its operation reads)."""
     load, apply_script = scripts
+    more: list[str] = []  # per-user records found missing (a reservation's user)
     keys = space.load_keys(account_id, preload)
     at_arg = ["" if now is None else _num(now)]
     for attempt in count():
         loaded = yield Run(load, keys, at_arg)
         view = space.view(account_id, keys, loaded, fetch)
         at = float(loaded[0])
-        result = fn(view, at)
+        try:
+            result = fn(view, at)
+        except NotLoaded as missing:  # read them with the account, and run it again
+            more += missing.owners
+            keys = space.load_keys(account_id, preload, more)
+            continue
         apply = view.apply_args(policy, at)
         if apply is None or (yield Run(apply_script, apply[0], apply[1])) == 1:
             return result

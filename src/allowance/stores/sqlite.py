@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
-from allowance import adjust, engine, ops
+from allowance import adjust, engine, ops, owners
 from allowance.clock import system_clock
 from allowance.errors import ConfigurationError, StoreError, UnknownAccount
 from allowance.ops import HOLD_KEEP
@@ -54,7 +54,7 @@ T = TypeVar("T")
 # bound once: json.dumps/loads re-check their arguments and run a regex on every call
 _encode = json.JSONEncoder(separators=(",", ":")).encode
 _scan = json.scanner.make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
-SCHEMA_VERSION = 2  # 2: accounts.adjustments
+SCHEMA_VERSION = 3  # 2: accounts.adjustments; 3: owned (per-user counters)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -83,7 +83,23 @@ CREATE TABLE IF NOT EXISTS idempotency (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS idempotency_expires_at ON idempotency (expires_at);
 CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+-- per-user counters (owners.record_key), apart from the account's row so that it does not
+-- grow with its users (drop_after: when the last of them has nothing left to count)
+CREATE TABLE IF NOT EXISTS owned (
+    owner TEXT PRIMARY KEY,
+    counters TEXT NOT NULL,
+    drop_after REAL NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS owned_drop_after ON owned (drop_after);
 """
+
+
+def _decoded(stored: str) -> dict[str, Counter]:
+    """Counters as a row keeps them: ``{limit: [start, used, entries]}``."""
+    return {
+        name: Counter.stored(start, used, entries)
+        for name, (start, used, entries) in _scan(stored, 0)[0].items()
+    }
 
 
 class SQLiteView(AccountView):
@@ -95,21 +111,46 @@ class SQLiteView(AccountView):
         self.account_id = account_id
         self.plan, self.seats, self.next_hold_expiry, stored, terms = row
         self.adjustments = adjust.decode(terms)
-        self._counters = {
-            name: Counter.stored(start, used, entries)
-            for name, (start, used, entries) in _scan(stored, 0)[0].items()
-        }
+        self._counters = _decoded(stored)
+        self._owned = {}
+        self._owned_dirty: set[str] = set()
         self.dirty = False
 
     def save_counters(self, counters: dict[str, Counter]) -> None:
         self.dirty = True  # written once, by flush(), however many limits changed
 
+    def load_owned(self, owner: str) -> dict[str, Counter]:
+        row = self._conn.execute(
+            "SELECT counters FROM owned WHERE owner = ?",
+            (owners.record_key(self.account_id, owner),),
+        ).fetchone()
+        return {} if row is None else _decoded(row[0])
+
+    def save_owned(self, owner: str) -> None:
+        self._owned_dirty.add(owner)
+
     def flush(self, now: float) -> None:
         """Write the counters back, leaving out those that hold nothing any more."""
-        if not self.dirty:
+        if not (self.dirty or self._owned_dirty):
             return
         policy = self._store.policy
         assert policy is not None
+        for owner in sorted(self._owned_dirty):
+            live, last = engine.live_counters(policy, self._owned[owner], now)
+            key = owners.record_key(self.account_id, owner)
+            if live:
+                self._conn.execute(
+                    "INSERT OR REPLACE INTO owned (owner, counters, drop_after) VALUES (?, ?, ?)",
+                    (
+                        key,
+                        _encode({n: (c.start, c.used, c.entries or None) for n, c in live.items()}),
+                        last,
+                    ),
+                )
+            else:
+                self._conn.execute("DELETE FROM owned WHERE owner = ?", (key,))
+        if not self.dirty:
+            return
         live, _ = engine.live_counters(policy, self._counters, now)
         keep = {name: (c.start, c.used, c.entries or None) for name, c in live.items()}
         self._conn.execute(
@@ -357,6 +398,11 @@ class SQLiteStore(Store):
                     "DELETE FROM holds WHERE id IN (SELECT id FROM holds WHERE state != ?"
                     " AND expires_at <= ? LIMIT ?)",
                     (HELD, now - HOLD_KEEP, batch),
+                ),
+                (
+                    "DELETE FROM owned WHERE owner IN (SELECT owner FROM owned"
+                    " WHERE drop_after <= ? LIMIT ?)",
+                    (now, batch),
                 ),
             ):
                 removed += conn.execute(sql, args).rowcount

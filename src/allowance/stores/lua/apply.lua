@@ -1,12 +1,26 @@
 -- allowance slow path, step 2: write what Python decided, only if nobody wrote in between.
 -- Every write to an account's keys bumps its version `v`, so a stale decision is refused and
 -- Python retries on fresh state.
--- KEYS[1] account hash, KEYS[2] counters string, KEYS[3..] other keys of the account
+-- KEYS[1] account hash, KEYS[2] counters string, KEYS[3..] other keys (the account's records,
+-- per-user counters)
 -- ARGV: expected version, counters ('=' unchanged, '' delete, else value), counters TTL ms,
 --       next hold expiry ('' = none), holds json ('' = none), the account's terms ('=' unchanged,
---       '' none, else adjust.py's text), then per other key: value, TTL ms
--- Returns 1 when applied, 0 when the version moved.
+--       '' none, else adjust.py's text), then per other key: value, TTL ms, and what it must
+--       still hold ('' no check: the version covers it; '0' nothing; '1' .. value: that value),
+--       for a record other accounts write too (a user's counters across accounts)
+-- Returns 1 when applied, 0 when the version or a checked key moved.
 if (redis.call('HGET', KEYS[1], 'v') or '0') ~= ARGV[1] then return 0 end
+for k = 3, #KEYS do
+  local expect = ARGV[3 * k]
+  if expect ~= '' then
+    local now = redis.call('GET', KEYS[k])
+    if expect == '0' then
+      if now then return 0 end
+    elseif now ~= string.sub(expect, 2) then
+      return 0
+    end
+  end
+end
 if ARGV[2] == '' then
   redis.call('DEL', KEYS[2])
 elseif ARGV[2] ~= '=' then
@@ -20,7 +34,7 @@ elseif ARGV[6] ~= '=' then
   redis.call('HSET', KEYS[1], 't', ARGV[6])
 end
 for k = 3, #KEYS do
-  redis.call('SET', KEYS[k], ARGV[5 + 2 * (k - 2)], 'PX', ARGV[6 + 2 * (k - 2)])
+  redis.call('SET', KEYS[k], ARGV[3 * k - 2], 'PX', ARGV[3 * k - 1])
 end
 redis.call('HINCRBY', KEYS[1], 'v', 1)
 return 1

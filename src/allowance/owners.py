@@ -1,0 +1,97 @@
+"""Where a limit's counter is kept for one request: its scope (``Limit.scope``) and the
+request's user say whose record holds it.
+
+- ``account``: the account's own record, with its plan (``AccountView.counters``);
+- ``user``: a record per (account, user), owner ``u:<user>``;
+- ``user_global``: a record per user across every account, owner ``g:<user>``.
+
+A decision reads the counters of every scope it touches inside the same atomic step as the
+account, so the engine sees one mapping by limit name and never knows where each came from.
+A user's records are apart from the account's so that a space of a thousand users costs a
+decision what it costs with one: the account's record does not grow with its users.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from allowance.policy import Policy
+from allowance.state import Counter
+from allowance.view import AccountView
+
+__all__ = ["GLOBAL", "USER", "counters", "needed", "owner_of", "record_key", "save"]
+
+USER = "u:"
+GLOBAL = "g:"
+_PREFIX = {"user": USER, "user_global": GLOBAL}
+SEP = "\x1f"  # ids are printable (validation.text): this cannot occur in one
+
+
+def owner_of(scope: str, user: str | None) -> str | None:
+    """The owner of a counter of this scope for ``user`` (None: the account). Without a user
+    (which ``validation.request`` refuses for such a limit, but a reservation made before its
+    limit counted per user has none) the counter is the account's."""
+    prefix = _PREFIX.get(scope)
+    return None if prefix is None or user is None else prefix + user
+
+
+def needed(policy: Policy, feature: str | None, user: str | None) -> tuple[str, ...]:
+    """The records a request by ``user`` for ``feature`` reads (None: any feature, as the
+    meters read them), in a fixed order."""
+    if user is None:
+        return ()
+    scopes = {
+        lim.scope
+        for lim in (policy.limits.values() if feature is None else policy.limits_of(feature))
+    }
+    return tuple(sorted(o for s in scopes if (o := owner_of(s, user)) is not None))
+
+
+def record_key(account: str, owner: str) -> str:
+    """One text naming an owner's record in a store: (account, user) for ``u:``, the user
+    alone for ``g:`` (an account id is never empty)."""
+    if owner.startswith(USER):
+        return account + SEP + owner[len(USER) :]
+    return SEP + owner[len(GLOBAL) :]
+
+
+def counters(
+    policy: Policy, view: AccountView, names: Iterable[str], user: str | None
+) -> dict[str, Counter]:
+    """The counters of these limits for a request by ``user``, by limit name (blank ones
+    where none is stored yet). A limit the policy no longer has is the account's."""
+    own: list[str] = []
+    out: dict[str, Counter] = {}
+    limits = policy.limits
+    for name in names:
+        limit = limits.get(name)
+        owner = None if limit is None else owner_of(limit.scope, user)
+        if owner is None:
+            own.append(name)
+            continue
+        record = view.owned(owner)
+        counter = record.get(name)
+        if counter is None:
+            counter = record[name] = Counter()
+        out[name] = counter
+    if own:
+        out.update(view.counters(own))
+    return out
+
+
+def save(policy: Policy, view: AccountView, changed: dict[str, Counter], user: str | None) -> None:
+    """Persist counters from ``counters`` after the engine changed them."""
+    own: dict[str, Counter] = {}
+    owners: set[str] = set()
+    limits = policy.limits
+    for name, counter in changed.items():
+        limit = limits.get(name)
+        owner = None if limit is None else owner_of(limit.scope, user)
+        if owner is None:
+            own[name] = counter
+        else:
+            owners.add(owner)
+    for owner in sorted(owners):
+        view.save_owned(owner)
+    if own or not owners:
+        view.save_counters(own)
