@@ -220,8 +220,8 @@ class Client(_Base):
     def release(self, reservation_id: str) -> None:
         self._send(remote.release(reservation_id))
 
-    def usage(self, account: str) -> list[Meter]:
-        return self._send(remote.usage(account))
+    def usage(self, account: str, user: str | None = None) -> list[Meter]:
+        return self._send(remote.usage(account, user))
 
     def close(self) -> None:
         self._http.close()
@@ -372,8 +372,8 @@ class AsyncClient(_Base):
     async def release(self, reservation_id: str) -> None:
         await self._send(remote.release(reservation_id))
 
-    async def usage(self, account: str) -> list[Meter]:
-        return await self._send(remote.usage(account))
+    async def usage(self, account: str, user: str | None = None) -> list[Meter]:
+        return await self._send(remote.usage(account, user))
 
     async def close(self) -> None:
         await self._http.aclose()

@@ -234,11 +234,12 @@ def grant(
     )
 
 
-def usage(account: object) -> Op[list[Meter]]:
+def usage(account: object, user: object = None) -> Op[list[Meter]]:
     account_id = validation.text("account", account)
+    query = "" if user is None else "?user=" + quote(validation.text("user", user), safe="")
     return Op(
         "GET",
-        f"/v1/accounts/{_segment(account_id)}/usage",
+        f"/v1/accounts/{_segment(account_id)}/usage{query}",
         (200,),
         lambda answer, data: [Meter.from_json(m) for m in data["meters"]],
         sent={"account": account_id},

@@ -185,3 +185,24 @@ def test_accounts_set_with_a_billing_anchor(run: Run, store: str) -> None:
         assert "Traceback" not in refused.output
     again = json.loads(run("accounts", "show", "acme", *common, "--json").stdout)
     assert (again["plan"], again["billing_anchor"]) == ("pro", "2026-01-31T08:30:00Z")
+
+
+def test_usage_of_a_user(run: Run, store: str) -> None:
+    """``--user`` meters that user's per-user limits; without it they are left out."""
+    scoped = ROOT / "tests" / "scoped.yaml"
+    with Limiter(load_policy(scoped), store=store) as lim:
+        lim.set_account("space", plan="free")
+        assert lim.consume("space", "ai.generate", 3, user="ann").allowed
+
+    def meters(*more: str) -> dict[str, int]:
+        result = run("usage", "space", "--store", store, "--policy", str(scoped), "--json", *more)
+        assert result.exit_code == 0, result.output
+        return {m["limit"]: m["used"] for m in json.loads(result.stdout)["meters"]}
+
+    assert meters() == {"space_credits": 3}
+    assert meters("--user", "ann") == {
+        "space_credits": 3,
+        "generations_per_user": 3,
+        "exports_per_user": 0,
+        "exports_everywhere": 0,
+    }

@@ -32,6 +32,10 @@ from allowance.types import Account, Meter
 accounts_app = typer.Typer(help="Create, change and show accounts.", no_args_is_help=True)
 
 AccountArgument = Annotated[str, typer.Argument(help="Account id.", show_default=False)]
+UserOption = Annotated[
+    str | None,
+    typer.Option("--user", help="Meter this user's limits (scope user or user_global) too."),
+]
 
 
 def _get(limiter: Limiter, account: str, store: str) -> Account:
@@ -111,11 +115,12 @@ def usage(
     store: StoreOption = DEFAULT_STORE,
     policy_file: PolicyOption = None,
     as_json: JsonOption = False,
+    user: UserOption = None,
 ) -> None:
     """Show an account's meters: used and maximum of each limit, window start and reset."""
     with Limiter(read_policy(policy_file), store=store) as limiter:
         found = _get(limiter, account, store)
-        meters = limiter.usage(account)
+        meters = limiter.usage(account, user=user)
         if as_json:
             data = {
                 "account": found.id,

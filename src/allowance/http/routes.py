@@ -9,7 +9,7 @@ from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
-from fastapi import APIRouter, Depends, Header, Path, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from starlette.responses import JSONResponse, Response
 
 from allowance.aio import AsyncLimiter
@@ -71,6 +71,11 @@ IdHeader = Annotated[
     ),
 ]
 # "/" in an id is sent as %2F (see segments.py); the limiter checks its length once decoded
+# the user whose counters a limit with scope user or user_global meters (left out without)
+UserQuery = Annotated[
+    str | None,
+    Query(min_length=1, max_length=MAX_ID, description="meter this user's per-user limits"),
+]
 AccountId = Annotated[
     str,
     Path(
@@ -291,10 +296,10 @@ async def get_account(account_id: AccountId, svc: Svc) -> Response:
     response_model=schemas.UsageBody,
     responses=problems(403, 404),
 )
-async def usage(account_id: AccountId, svc: Svc) -> Response:
+async def usage(account_id: AccountId, svc: Svc, user: UserQuery = None) -> Response:
     account_id = account_from_segment(account_id)
     account = await svc.run("get_account", svc.limiter.get_account(account_id))
-    meters = await svc.run("usage", svc.limiter.usage(account_id))
+    meters = await svc.run("usage", svc.limiter.usage(account_id, user=user))
     return _json(
         {"account": account.id, "plan": account.plan, "meters": [m.to_json() for m in meters]}
     )

@@ -1,0 +1,59 @@
+"""Scopes over HTTP (CONTRACT section 9): a per-user feature's decisions take the body's
+``user`` (a request without it is a 422 naming ``user`` that charges nothing), and
+``GET /v1/accounts/{id}/usage?user=`` meters that user's counters, as ``Client.usage(user=)``
+does. One real ``allowance serve`` per store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from allowance import Client
+
+from .conftest import _store
+from .service import Service
+
+SCOPED = Path(__file__).parents[1] / "scoped.yaml"
+
+
+@pytest.fixture(scope="module", params=["sqlite", "redis", "postgres"])
+def scoped(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Service]:
+    tmp: Path = tmp_path_factory.mktemp(f"scoped-{request.param}")
+    served = Service.start(_store(request, request.param, str(tmp)), tmp, "--policy", str(SCOPED))
+    try:
+        yield served
+    finally:
+        served.stop()
+
+
+def meter(meters: list[dict[str, object]], limit: str) -> object:
+    return next((m["used"] for m in meters if m["limit"] == limit), None)
+
+
+def test_decisions_and_meters_per_user(scoped: Service) -> None:
+    assert scoped.call("PUT", "/v1/accounts/space", json={"plan": "free"}).status_code == 201
+    body = {"account": "space", "feature": "ai.generate"}
+    missing = scoped.call("POST", "/v1/consume", json={**body, "amount": 2})
+    assert missing.status_code == 422, missing.text
+    assert "user" in missing.json()["detail"]
+    for user, amount in (("ann", 4), ("bob", 1)):
+        granted = scoped.call("POST", "/v1/consume", json={**body, "amount": amount, "user": user})
+        assert granted.json()["granted"] == amount, granted.text
+    denied = scoped.call("POST", "/v1/consume", json={**body, "user": "ann"})
+    assert (denied.status_code, denied.json()["limit"]) == (429, "generations_per_user")
+    path = "/v1/accounts/space/usage"
+    assert meter(scoped.call("GET", path).json()["meters"], "generations_per_user") is None
+    assert meter(scoped.call("GET", path).json()["meters"], "space_credits") == 5
+    ann = scoped.call("GET", path, params={"user": "ann"}).json()["meters"]
+    assert meter(ann, "generations_per_user") == 4
+    assert scoped.call("GET", path, params={"user": ""}).status_code == 422
+    with Client(scoped.url, scoped.admin) as client:
+        meters = client.usage("space", user="bob")
+        assert next(m.used for m in meters if m.limit == "generations_per_user") == 1
+        assert client.consume("space", "ai.generate", user="bob/2").allowed
+        meters = client.usage("space", user="bob/2")  # a user id with a slash, quoted
+        assert next(m.used for m in meters if m.limit == "generations_per_user") == 1
