@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from .service import Service
+from .service import START, Service
 
 
 def _store(request: pytest.FixtureRequest, kind: str, tmp: str) -> str:
@@ -20,6 +21,22 @@ def _store(request: pytest.FixtureRequest, kind: str, tmp: str) -> str:
         return f"{request.getfixturevalue('redis_url')}?prefix={name}"
     url: str = request.getfixturevalue("postgres_url")
     return f"{url}{'&' if '?' in url else '?'}schema={name}"
+
+
+def serve_policy(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    policy: Path,
+    start: str = START,
+) -> Iterator[Service]:
+    """A module's ``allowance serve --policy`` on the store kind of ``request.param``."""
+    tmp: Path = tmp_path_factory.mktemp(f"{policy.stem}-{request.param}")
+    store = _store(request, request.param, str(tmp))
+    served = Service.start(store, tmp, "--policy", str(policy), start=start)
+    try:
+        yield served
+    finally:
+        served.stop()
 
 
 @pytest.fixture(scope="module", params=["sqlite", "redis", "postgres"])

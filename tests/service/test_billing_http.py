@@ -14,7 +14,7 @@ import pytest
 
 from allowance import Client, InvalidRequest
 
-from .conftest import _store
+from .conftest import serve_policy
 from .service import Service
 
 BILLED = Path(__file__).parents[1] / "billed.yaml"
@@ -24,18 +24,7 @@ BILLED = Path(__file__).parents[1] / "billed.yaml"
 def billed(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Service]:
-    tmp: Path = tmp_path_factory.mktemp(f"billed-{request.param}")
-    served = Service.start(
-        _store(request, request.param, str(tmp)),
-        tmp,
-        "--policy",
-        str(BILLED),
-        start="2026-11-20T00:00:00Z",
-    )
-    try:
-        yield served
-    finally:
-        served.stop()
+    yield from serve_policy(request, tmp_path_factory, BILLED, start="2026-11-20T00:00:00Z")
 
 
 def test_an_anchor_set_over_http_renews_the_accounts_periods(billed: Service) -> None:

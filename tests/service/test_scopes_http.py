@@ -12,7 +12,7 @@ import pytest
 
 from allowance import Client
 
-from .conftest import _store
+from .conftest import serve_policy
 from .service import Service
 
 SCOPED = Path(__file__).parents[1] / "scoped.yaml"
@@ -22,12 +22,7 @@ SCOPED = Path(__file__).parents[1] / "scoped.yaml"
 def scoped(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Service]:
-    tmp: Path = tmp_path_factory.mktemp(f"scoped-{request.param}")
-    served = Service.start(_store(request, request.param, str(tmp)), tmp, "--policy", str(SCOPED))
-    try:
-        yield served
-    finally:
-        served.stop()
+    yield from serve_policy(request, tmp_path_factory, SCOPED)
 
 
 def meter(meters: list[dict[str, object]], limit: str) -> object:
