@@ -64,10 +64,8 @@ def counters(
         return view.counters(names)
     own: list[str] = []
     out: dict[str, Counter] = {}
-    limits = policy.limits
     for name in names:
-        limit = limits.get(name)
-        owner = None if limit is None else owner_of(limit.scope, user)
+        owner = _owner(policy, name, user)
         if owner is None:
             own.append(name)
             continue
@@ -88,10 +86,8 @@ def save(policy: Policy, view: AccountView, changed: dict[str, Counter], user: s
         return
     own: dict[str, Counter] = {}
     owners: set[str] = set()
-    limits = policy.limits
     for name, counter in changed.items():
-        limit = limits.get(name)
-        owner = None if limit is None else owner_of(limit.scope, user)
+        owner = _owner(policy, name, user)
         if owner is None:
             own[name] = counter
         else:
@@ -100,3 +96,10 @@ def save(policy: Policy, view: AccountView, changed: dict[str, Counter], user: s
         view.save_owned(owner)
     if own or not owners:
         view.save_counters(own)
+
+
+def _owner(policy: Policy, name: str, user: str | None) -> str | None:
+    """Whose record holds limit ``name``'s counter for ``user`` (a limit the policy no longer
+    has: the account's)."""
+    limit = policy.limits.get(name)
+    return None if limit is None else owner_of(limit.scope, user)

@@ -51,6 +51,16 @@ class Counter:
         return f"Counter(start={self.start!r}, used={self.used!r}, entries={self.entries!r})"
 
 
+def rows(counters: dict[str, Counter]) -> dict[str, tuple[Any, ...]]:
+    """Counters as the SQL stores keep them: ``{limit: [start, used, entries]}``."""
+    return {name: (c.start, c.used, c.entries or None) for name, c in counters.items()}
+
+
+def from_rows(data: dict[str, Any]) -> dict[str, Counter]:
+    """``rows`` read back."""
+    return {name: Counter.stored(start, used, e) for name, (start, used, e) in data.items()}
+
+
 def _time(entry: list[Any]) -> float:
     return float(entry[0])
 

@@ -20,7 +20,7 @@ from psycopg_pool import PoolTimeout
 from allowance import adjust, engine, owners
 from allowance.errors import ConfigurationError, StoreError, StoreUnavailable
 from allowance.policy import Policy
-from allowance.state import HELD, Counter, Hold, IdempotencyRecord
+from allowance.state import HELD, Counter, Hold, IdempotencyRecord, from_rows, rows
 from allowance.stores.postgres_conn import WaitTimeout
 from allowance.view import AccountView, NotLoaded, Preload
 
@@ -196,10 +196,7 @@ class PostgresView(AccountView):
         self.account_id = account_id
         self.plan, self.seats, self.next_hold_expiry, stored = row[:4]
         self.adjustments = adjust.decode(row[5])
-        self._counters = {
-            name: Counter.stored(start, used, entries)
-            for name, (start, used, entries) in stored.items()
-        }
+        self._counters = from_rows(stored)
         # Records as this operation sees them, by key / id (None: none stored). A write
         # replaces what was read, so a hold settled as expired and then read again for a
         # commit is seen as expired, not as the stale preload.
@@ -230,7 +227,7 @@ class PostgresView(AccountView):
         if owner not in self._owned_read:
             raise NotLoaded([owner])  # the transaction locks it, then runs the operation again
         stored = self._owned_read[owner] or {}
-        return {n: Counter.stored(start, used, e) for n, (start, used, e) in stored.items()}
+        return from_rows(stored)
 
     def save_owned(self, owner: str) -> None:
         self._owned_dirty.add(owner)
@@ -303,8 +300,7 @@ class PostgresView(AccountView):
             if policy is not None:
                 counters, last = engine.live_counters(policy, counters, now)
             if counters:
-                body = {n: (c.start, c.used, c.entries or None) for n, c in counters.items()}
-                self.writes.append((self._q["put_owned"], (_encode(body), last, key)))
+                self.writes.append((self._q["put_owned"], (_encode(rows(counters)), last, key)))
             else:
                 self.writes.append((self._q["drop_owned"], (key,)))
         if not (self._dirty or self._holds_changed):
@@ -315,9 +311,8 @@ class PostgresView(AccountView):
             if policy is None
             else engine.live_counters(policy, self._counters, now)[0]
         )
-        keep = {name: (c.start, c.used, c.entries or None) for name, c in live.items()}
         query = self._q["write_holds" if self._holds_changed else "write"]
-        self.writes.append((query, (_encode(keep), self.account_id)))
+        self.writes.append((query, (_encode(rows(live)), self.account_id)))
         return self.writes
 
 

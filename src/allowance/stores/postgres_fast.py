@@ -26,7 +26,7 @@ from allowance.clock import system_clock
 from allowance.errors import UnknownAccount
 from allowance.policy import Policy
 from allowance.request import Request
-from allowance.state import Counter
+from allowance.state import from_rows
 from allowance.stores.postgres_conn import error_from_result
 from allowance.types import Decision
 
@@ -201,10 +201,7 @@ def fast_decision(policy: Policy, req: Request, row: Any) -> Decision | None:
         return None
 
     def replay() -> Decision:
-        counters = {
-            name: Counter.stored(start, used, entries)
-            for name, (start, used, entries) in json.loads(before).items()
-        }
+        counters = from_rows(json.loads(before))
         own = adjust.decode(terms)
         return ops.replay(policy, req, plan, seats, counters, own, at, granted, "postgresql")
 

@@ -42,7 +42,7 @@ from allowance import adjust, engine, ops, owners
 from allowance.clock import system_clock
 from allowance.errors import ConfigurationError, StoreError, UnknownAccount
 from allowance.ops import HOLD_KEEP
-from allowance.state import HELD, Counter, Hold, IdempotencyRecord
+from allowance.state import HELD, Counter, Hold, IdempotencyRecord, from_rows, rows
 from allowance.stores.base import Outcome, Store, Transaction
 from allowance.stores.keyring import KeyRing, SQLKeyRing
 from allowance.stores.sqlite_commit import GroupCommit
@@ -95,11 +95,8 @@ CREATE INDEX IF NOT EXISTS owned_drop_after ON owned (drop_after);
 
 
 def _decoded(stored: str) -> dict[str, Counter]:
-    """Counters as a row keeps them: ``{limit: [start, used, entries]}``."""
-    return {
-        name: Counter.stored(start, used, entries)
-        for name, (start, used, entries) in _scan(stored, 0)[0].items()
-    }
+    """Counters as a row keeps them (``state.rows``), from its JSON text."""
+    return from_rows(_scan(stored, 0)[0])
 
 
 class SQLiteView(AccountView):
@@ -143,7 +140,7 @@ class SQLiteView(AccountView):
                     "INSERT OR REPLACE INTO owned (owner, counters, drop_after) VALUES (?, ?, ?)",
                     (
                         key,
-                        _encode({n: (c.start, c.used, c.entries or None) for n, c in live.items()}),
+                        _encode(rows(live)),
                         last,
                     ),
                 )
@@ -152,7 +149,7 @@ class SQLiteView(AccountView):
         if not self.dirty:
             return
         live, _ = engine.live_counters(policy, self._counters, now)
-        keep = {name: (c.start, c.used, c.entries or None) for name, c in live.items()}
+        keep = rows(live)
         self._conn.execute(
             "UPDATE accounts SET counters = ? WHERE id = ?",
             (_encode(keep), self.account_id),
