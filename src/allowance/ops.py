@@ -8,9 +8,8 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from allowance import adjust, engine, owners
+from allowance import adjust, engine, idempotency, owners
 from allowance.errors import (
-    IdempotencyConflict,
     InvalidRequest,
     LimitExceeded,
     ReservationExpired,
@@ -30,14 +29,12 @@ from allowance.state import (
     Adjustment,
     Counter,
     Hold,
-    IdempotencyRecord,
     Terms,
 )
 from allowance.types import Account, Decision, Meter, iso, to_datetime
 from allowance.view import AccountView
 from allowance.windows import BillingWindow
 
-IDEMPOTENCY_TTL = 86400.0  # a key answers the same for 24 h
 HOLD_KEEP = 86400.0  # a settled hold is remembered this long after its expiry, for retries
 
 
@@ -71,25 +68,6 @@ def settle_due_holds(policy: Policy, view: AccountView, now: float) -> None:
         view.put_hold(hold)
 
 
-def _remembered(
-    view: AccountView, req: Request, operation: str, now: float
-) -> IdempotencyRecord | None:
-    """The answer kept under the request's idempotency key, if any (24 h); the key reused for
-    another operation, feature or amount is an ``IdempotencyConflict``."""
-    if req.idempotency_key is None:
-        return None
-    record = view.get_idempotency(req.idempotency_key)
-    if record is None or record.expires_at <= now:
-        return None
-    if (record.operation, record.feature, record.amount) != (operation, req.feature, req.amount):
-        raise IdempotencyConflict(
-            f"idempotency_key {req.idempotency_key!r} was used within 24 h for "
-            f"{record.operation} of {record.amount} {record.feature}, not "
-            f"{operation} of {req.amount} {req.feature}"
-        )
-    return record
-
-
 def decide(
     policy: Policy, view: AccountView, req: Request, now: float, *, charge: bool
 ) -> tuple[Decision, dict[str, float] | None]:
@@ -108,37 +86,13 @@ def decide(
     return ruling.decision, marks
 
 
-def _remember(
-    view: AccountView,
-    key: str,
-    operation: str,
-    req: Request,
-    decision: Decision,
-    now: float,
-    held: Held | None = None,
-) -> None:
-    """Keep the first answer under ``key`` for 24 h (what ``_replay`` gives back)."""
-    view.put_idempotency(
-        key,
-        IdempotencyRecord(
-            operation,
-            req.feature,
-            req.amount,
-            decision.to_json(quota=True, at=now),
-            now + IDEMPOTENCY_TTL,
-            None if held is None else held.hold_id,
-            None if held is None else held.expires_at,
-        ),
-    )
-
-
 def consume(policy: Policy, view: AccountView, req: Request, now: float) -> Decision:
-    record = _remembered(view, req, "consume", now)
+    record = idempotency.remembered(policy, view, req, "consume", now)
     if record is not None:
         return Decision.from_json(record.decision, now)
     decision, _ = decide(policy, view, req, now, charge=True)
     if req.idempotency_key is not None:
-        _remember(view, req.idempotency_key, "consume", req, decision, now)
+        idempotency.remember(policy, view, req.idempotency_key, "consume", req, decision, now)
     return decision
 
 
@@ -155,7 +109,7 @@ def reserve(
     now: float,
     new_id: Callable[[str, float], str],
 ) -> Held:
-    record = _remembered(view, req, "reserve", now)
+    record = idempotency.remembered(policy, view, req, "reserve", now)
     if record is not None:
         return Held(
             Decision.from_json(record.decision, now),
@@ -178,7 +132,16 @@ def reserve(
         view.put_hold(hold)
     held = Held(decision, hold.id if hold else None, hold.expires_at if hold else None)
     if req.idempotency_key is not None:
-        _remember(view, req.idempotency_key, "reserve", req, decision, now, held)
+        idempotency.remember(
+            policy,
+            view,
+            req.idempotency_key,
+            "reserve",
+            req,
+            decision,
+            now,
+            (held.hold_id, held.expires_at),
+        )
     return held
 
 
@@ -272,7 +235,7 @@ def record(policy: Policy, view: AccountView, req: Request, now: float) -> bool:
     for limit in policy.limits_of(req.feature):
         limit.window.charge(counters[limit.name], req.amount * limit.cost(req.feature), now)
     owners.save(policy, view, counters, req.user)
-    _remember(view, key, "consume", req, degraded_decision(req.amount), now)
+    idempotency.remember(policy, view, key, "consume", req, degraded_decision(req.amount), now)
     return True
 
 

@@ -118,6 +118,7 @@ class IdempotencyRecord:
     expires_at: float
     reservation_id: str | None = None
     reservation_expires_at: float | None = None
+    user: str | None = None  # whose counters it charged, where the feature counts per user
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -128,6 +129,7 @@ class IdempotencyRecord:
             "expires_at": self.expires_at,
             "reservation_id": self.reservation_id,
             "reservation_expires_at": self.reservation_expires_at,
+            "user": self.user,
         }
 
     @classmethod

@@ -18,6 +18,7 @@ import yaml
 from allowance import (
     AsyncLimiter,
     ConfigurationError,
+    IdempotencyConflict,
     InvalidRequest,
     Limiter,
     LimitExceeded,
@@ -111,6 +112,20 @@ def test_a_request_without_its_user_is_refused_and_changes_nothing(lim: Limiter)
     with pytest.raises(InvalidRequest):
         lim.reserve("space1", "ai.generate", ttl=60)
     assert used(lim, "space1", "space_credits") == 0
+
+
+def test_a_key_reused_by_another_user_is_a_conflict_that_charges_nothing(lim: Limiter) -> None:
+    """The first answer charged ann's counters: bob's retry under her key is another request
+    (a replay would tell bob he was granted while nothing of his was counted)."""
+    assert lim.consume("space1", "ai.generate", 2, user="ann", idempotency_key="k1").allowed
+    with pytest.raises(IdempotencyConflict, match="user 'ann'"):
+        lim.consume("space1", "ai.generate", 2, user="bob", idempotency_key="k1")
+    with pytest.raises(IdempotencyConflict):
+        lim.reserve("space1", "ai.generate", 2, user="bob", idempotency_key="k1")
+    assert used(lim, "space1", "generations_per_user", "bob") == 0
+    assert used(lim, "space1", "space_credits") == 2
+    again = lim.consume("space1", "ai.generate", 2, user="ann", idempotency_key="k1")
+    assert again.allowed and used(lim, "space1", "generations_per_user", "ann") == 2
 
 
 @PATHS

@@ -49,18 +49,36 @@ class Driver(Protocol):
     def grant(self, account: str, limit: str, units: int, until: datetime | None) -> None: ...
 
     def consume(
-        self, account: str, feature: str, amount: int, partial: bool, key: str | None = None
+        self,
+        account: str,
+        feature: str,
+        amount: int,
+        partial: bool,
+        key: str | None = None,
+        user: str | None = None,
     ) -> Decision: ...
 
     def check(
-        self, account: str, feature: str, amount: int, partial: bool, key: str | None = None
+        self,
+        account: str,
+        feature: str,
+        amount: int,
+        partial: bool,
+        key: str | None = None,
+        user: str | None = None,
     ) -> Decision: ...
 
     def reserve(
-        self, account: str, feature: str, amount: int, ttl: float, partial: bool
+        self,
+        account: str,
+        feature: str,
+        amount: int,
+        ttl: float,
+        partial: bool,
+        user: str | None = None,
     ) -> Held: ...
 
-    def usage(self, account: str) -> list[Meter]: ...
+    def usage(self, account: str, user: str | None = None) -> list[Meter]: ...
 
     def close(self) -> None: ...
 
@@ -84,20 +102,44 @@ class SyncDriver:
         self.lim.grant(account, limit, units, until)
 
     def consume(
-        self, account: str, feature: str, amount: int, partial: bool, key: str | None = None
+        self,
+        account: str,
+        feature: str,
+        amount: int,
+        partial: bool,
+        key: str | None = None,
+        user: str | None = None,
     ) -> Decision:
-        return self.lim.consume(account, feature, amount, partial=partial, idempotency_key=key)
+        return self.lim.consume(
+            account, feature, amount, partial=partial, idempotency_key=key, user=user
+        )
 
     def check(
-        self, account: str, feature: str, amount: int, partial: bool, key: str | None = None
+        self,
+        account: str,
+        feature: str,
+        amount: int,
+        partial: bool,
+        key: str | None = None,
+        user: str | None = None,
     ) -> Decision:
-        return self.lim.check(account, feature, amount, partial=partial, idempotency_key=key)
+        return self.lim.check(
+            account, feature, amount, partial=partial, idempotency_key=key, user=user
+        )
 
-    def reserve(self, account: str, feature: str, amount: int, ttl: float, partial: bool) -> Held:
-        return self.lim.reserve(account, feature, amount, ttl, partial=partial)
+    def reserve(
+        self,
+        account: str,
+        feature: str,
+        amount: int,
+        ttl: float,
+        partial: bool,
+        user: str | None = None,
+    ) -> Held:
+        return self.lim.reserve(account, feature, amount, ttl, partial=partial, user=user)
 
-    def usage(self, account: str) -> list[Meter]:
-        return self.lim.usage(account)
+    def usage(self, account: str, user: str | None = None) -> list[Meter]:
+        return self.lim.usage(account, user)
 
     def close(self) -> None:
         self.lim.close()
@@ -145,25 +187,49 @@ class AsyncDriver:
         self.run(self.lim.grant(account, limit, units, until))
 
     def consume(
-        self, account: str, feature: str, amount: int, partial: bool, key: str | None = None
+        self,
+        account: str,
+        feature: str,
+        amount: int,
+        partial: bool,
+        key: str | None = None,
+        user: str | None = None,
     ) -> Decision:
         return self.run(
-            self.lim.consume(account, feature, amount, partial=partial, idempotency_key=key)
+            self.lim.consume(
+                account, feature, amount, partial=partial, idempotency_key=key, user=user
+            )
         )
 
     def check(
-        self, account: str, feature: str, amount: int, partial: bool, key: str | None = None
+        self,
+        account: str,
+        feature: str,
+        amount: int,
+        partial: bool,
+        key: str | None = None,
+        user: str | None = None,
     ) -> Decision:
         return self.run(
-            self.lim.check(account, feature, amount, partial=partial, idempotency_key=key)
+            self.lim.check(
+                account, feature, amount, partial=partial, idempotency_key=key, user=user
+            )
         )
 
-    def reserve(self, account: str, feature: str, amount: int, ttl: float, partial: bool) -> Held:
-        r = self.run(self.lim.reserve(account, feature, amount, ttl, partial=partial))
+    def reserve(
+        self,
+        account: str,
+        feature: str,
+        amount: int,
+        ttl: float,
+        partial: bool,
+        user: str | None = None,
+    ) -> Held:
+        r = self.run(self.lim.reserve(account, feature, amount, ttl, partial=partial, user=user))
         return SyncedReservation(self, r)
 
-    def usage(self, account: str) -> list[Meter]:
-        return self.run(self.lim.usage(account))
+    def usage(self, account: str, user: str | None = None) -> list[Meter]:
+        return self.run(self.lim.usage(account, user))
 
     def close(self) -> None:
         try:

@@ -21,6 +21,12 @@ grant per account, in the order made, and every answer computed from it each tim
   time >= its expiry; a step back afterwards does not revive it.
 - a load factor f (for every limit, or one by name, which wins) makes a limit's max
   floor(max × seats × f) from the moment it is set.
+- scopes: a limit with ``scope: user`` counts each (account, user) apart, one with
+  ``scope: user_global`` each user across every account (a request without a user counts in
+  the account); everything above holds per counter, the account's plan, seats, overrides,
+  grants, load factor and billing anchor those of the account deciding. Meters of such a
+  limit are shown only when a user is asked about. A hold is settled by an operation on its
+  own account (until then its units count, in every account the user works in).
 - the clock never goes more than ``KEEP_AFTER`` (windows.py, 5 minutes) behind the latest time
   it has shown: a store drops a counter that long after its window closed.
 
@@ -78,6 +84,7 @@ class Limit:
     tz: ZoneInfo
     cells: dict[str, Cell]
     costs: dict[str, int] = field(default_factory=dict)  # units a feature's unit counts here
+    scope: str = "account"  # account | user | user_global
 
     def cost(self, feature: str) -> int:
         return self.costs.get(feature, 1)
@@ -86,6 +93,8 @@ class Limit:
 @dataclass
 class Grant:
     time: float
+    account: str
+    user: str | None
     feature: str
     units: int
     state: str = "final"  # final | held | committed | released | expired
@@ -194,9 +203,22 @@ def limits_from(policy: Policy) -> list[Limit]:
                 ZoneInfo(w.timezone or spec.timezone),
                 cells,
                 dict(lim.costs),
+                lim.scope,
             )
         )
     return out
+
+
+Owner = tuple[str, str]  # ("a", account) | ("u", account + "/" + user) | ("g", user)
+
+
+def owner(lim: Limit, account: str, user: str | None) -> Owner:
+    """Whose counter of ``lim`` a request of ``account`` by ``user`` uses."""
+    if user is not None and lim.scope == "user":
+        return ("u", f"{account}/{user}")
+    if user is not None and lim.scope == "user_global":
+        return ("g", user)
+    return ("a", account)
 
 
 @dataclass
@@ -204,27 +226,31 @@ class Model:
     policy: Policy
     now: float
     accounts: dict[str, tuple[str, int]] = field(default_factory=dict)
-    log: dict[str, list[Grant]] = field(default_factory=dict)
-    keys: dict[tuple[str, str], tuple[float, str, int, Decision]] = field(default_factory=dict)
+    grants: list[Grant] = field(default_factory=list)  # every account's, in the order made
+    # (account, key) -> (time, feature, amount, user, decision)
+    keys: dict[tuple[str, str], tuple[float, str, int, str | None, Decision]] = field(
+        default_factory=dict
+    )
     holds: dict[int, Grant] = field(default_factory=dict)
-    # (account, calendar limit) -> the latest period start any grant was counted in
-    latest: dict[tuple[str, str], float] = field(default_factory=dict)
+    # (owner, calendar limit) -> the latest period start any grant was counted in
+    latest: dict[tuple[Owner, str], float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.plans = [p.name for p in self.policy.spec.plans]  # cheapest first
         self.limits = limits_from(self.policy)
-        self.hold_owner: dict[int, str] = {}
         self.load_default = 1.0
         self.load_by_limit: dict[str, float] = {}
         self.overrides: dict[tuple[str, str], int] = {}  # (account, limit) -> its own max
         self.extras: dict[tuple[str, str], list[tuple[float, int]]] = {}  # granted (until, n)
         self.anchors: dict[str, float] = {}  # account -> its billing anchor
+        if any(lim.kind == "billing" and lim.scope != "account" for lim in self.limits):
+            raise NotImplementedError("a billing limit counted per user")
 
-    def counted_in(self, account: str, lim: Limit, t: float) -> float:
+    def counted_in(self, account: str, lim: Limit, t: float, user: str | None = None) -> float:
         """The period start a calendar or billing limit's units count in at t: t's, or the
         latest one a grant counted in when later."""
         begin = self.period_of(account, lim, t)[0]
-        return max(begin, self.latest.get((account, lim.name), begin))
+        return max(begin, self.latest.get((owner(lim, account, user), lim.name), begin))
 
     def period_of(self, account: str, lim: Limit, t: float) -> tuple[float, float]:
         """The calendar or billing period of ``lim`` that holds t for ``account``."""
@@ -272,7 +298,6 @@ class Model:
         self, account: str, plan: str, seats: int = 1, billing_anchor: float | None = None
     ) -> None:
         self.accounts[account] = (plan, seats)
-        self.log.setdefault(account, [])
         if billing_anchor is None:
             return
         moves = {}
@@ -288,46 +313,57 @@ class Model:
                 for g in self._grants(account, lim):
                     if g.periods.get(name) == begin:
                         g.periods[name] = start
-                self.latest[(account, name)] = start
+                self.latest[(("a", account), name)] = start
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
 
-    def _grants(self, account: str, lim: Limit) -> list[Grant]:
-        return [g for g in self.log[account] if g.feature in lim.features]
+    def _grants(self, account: str, lim: Limit, user: str | None = None) -> list[Grant]:
+        """The grants counted by the counter of ``lim`` that ``account`` and ``user`` use."""
+        who = owner(lim, account, user)
+        return [
+            g
+            for g in self.grants
+            if g.feature in lim.features and owner(lim, g.account, g.user) == who
+        ]
 
-    def _wrote(self, account: str, feature: str) -> None:
+    def _wrote(self, account: str, user: str | None, feature: str) -> None:
         """A write (a grant, or a hold's units going back) to the limits of ``feature`` at
         now: each sliding one forgets the grants that have left its window at now."""
         for lim in self.limits:
             if lim.kind == "sliding" and feature in lim.features:
-                for g in self._grants(account, lim):
+                for g in self._grants(account, lim, user):
                     if g.time <= self.now - lim.length:
                         g.forgotten.add(lim.name)
 
-    def _append(self, account: str, g: Grant) -> None:
-        self._wrote(account, g.feature)  # before: a grant never sees itself leave
+    def _append(self, g: Grant) -> None:
+        self._wrote(g.account, g.user, g.feature)  # before: a grant never sees itself leave
         for lim in self.limits:
             if lim.kind in ("calendar", "billing") and g.feature in lim.features:
-                start = self.period_of(account, lim, g.time)[0]
-                counted = max(start, self.latest.get((account, lim.name), start))
-                g.periods[lim.name] = self.latest[(account, lim.name)] = counted
-        self.log[account].append(g)
+                start = self.period_of(g.account, lim, g.time)[0]
+                key = (owner(lim, g.account, g.user), lim.name)
+                counted = max(start, self.latest.get(key, start))
+                g.periods[lim.name] = self.latest[key] = counted
+        self.grants.append(g)
 
     def settle(self, account: str) -> None:
         """Every operation on an account but an idempotent replay first returns the units of
         its holds whose expiry has come (a write at now); later steps back do not revive them."""
-        for g in self.log[account]:
-            if g.state == "held" and g.expires_at is not None and self.now >= g.expires_at:
+        for g in self.grants:
+            if g.account != account or g.state != "held" or g.expires_at is None:
+                continue
+            if self.now >= g.expires_at:
                 g.state = "expired"
-                self._wrote(account, g.feature)
+                self._wrote(account, g.user, g.feature)
 
     # windows -------------------------------------------------------------------------------
-    def window(self, account: str, lim: Limit, t: float) -> tuple[int, float | None, float | None]:
+    def window(
+        self, account: str, lim: Limit, t: float, user: str | None = None
+    ) -> tuple[int, float | None, float | None]:
         """(used, window_start, resets_at) of ``lim`` at time t, from the log alone. Grants
         later than t count too (the clock stepped back). A hold still held counts whole (at
         a time to come it may have been committed: its expiry is no promise)."""
-        grants = self._grants(account, lim)
+        grants = self._grants(account, lim, user)
         if lim.kind == "sliding":
             kept = [g for g in grants if t - lim.length < g.time and lim.name not in g.forgotten]
             inside = [g for g in kept if g.counted]
@@ -348,32 +384,40 @@ class Model:
                 start,
                 start + lim.length,
             )
-        begin = self.counted_in(account, lim, t)
+        begin = self.counted_in(account, lim, t, user)
         shown, end = self.period_of(account, lim, begin)  # a new anchor's period holding it
         counted = [g for g in grants if g.periods[lim.name] == begin]
         return sum(g.counted * lim.cost(g.feature) for g in counted), shown, end
 
-    def used(self, account: str, lim: Limit, t: float) -> int:
-        return self.window(account, lim, t)[0]
+    def used(self, account: str, lim: Limit, t: float, user: str | None = None) -> int:
+        return self.window(account, lim, t, user)[0]
 
     def first_fit(
-        self, account: str, lims: list[Limit], need: int, seats: int, plan: str, feature: str
+        self,
+        account: str,
+        lims: list[Limit],
+        need: int,
+        seats: int,
+        plan: str,
+        feature: str,
+        user: str | None,
     ) -> float | None:
         """Brute force: the earliest time >= now at which ``need`` units of ``feature`` fit
         every limit of ``lims``, assuming no other grant; None if never."""
         candidates = {self.now}
-        for g in self.log[account]:
+        for g in self.grants:
             for lim in self.limits:
                 if lim.length:
                     candidates.add(g.time + lim.length)
         for lim in self.limits:
             if lim.kind in ("calendar", "billing"):  # the end of the period counted now
-                candidates.add(self.window(account, lim, self.now)[2] or self.now)
+                candidates.add(self.window(account, lim, self.now, user)[2] or self.now)
         for t in sorted(c for c in candidates if c >= self.now):
             fits = True
             for lim in lims:
                 cap = self.cap(account, lim, plan, seats)
-                if cap is not None and self.used(account, lim, t) + need * lim.cost(feature) > cap:
+                used = self.used(account, lim, t, user)
+                if cap is not None and used + need * lim.cost(feature) > cap:
                     fits = False
             if fits:
                 return t
@@ -381,9 +425,15 @@ class Model:
 
     # decisions -----------------------------------------------------------------------------
     def decide(
-        self, account: str, feature: str, amount: int, partial: bool, plan: str | None = None
+        self,
+        account: str,
+        feature: str,
+        amount: int,
+        partial: bool,
+        plan: str | None = None,
+        user: str | None = None,
     ) -> Decision:
-        """What consume would answer now on ``plan`` (default: the account's)."""
+        """What consume by ``user`` would answer now on ``plan`` (default: the account's)."""
         own_plan, seats = self.accounts[account]
         plan = plan or own_plan
         above = self.plans[self.plans.index(plan) + 1 :]
@@ -399,7 +449,7 @@ class Model:
         for lim in limited:
             cap = self.cap(account, lim, plan, seats)
             assert cap is not None
-            left[lim.name] = (cap - self.used(account, lim, self.now)) // lim.cost(feature)
+            left[lim.name] = (cap - self.used(account, lim, self.now, user)) // lim.cost(feature)
         ceilings = [  # the most units of the feature one request may have, per ceiling
             (most // lim.cost(feature), i, lim)
             for i, lim in enumerate(lims)
@@ -431,21 +481,22 @@ class Model:
                 soft = lim.cells[plan].soft_cap(seats)
                 if self.cap(account, lim, plan, seats) is None and soft is not None:
                     units = granted * lim.cost(feature)
-                    fair = fair or self.used(account, lim, self.now) + units > soft
+                    fair = fair or self.used(account, lim, self.now, user) + units > soft
             return Decision(True, granted, "ok", remaining=remaining, fair_use_exceeded=fair)
         blocker: Limit | None = None
         blocker_free = -1.0
         for lim in limited:
             if left[lim.name] >= need:
                 continue
-            free = self.first_fit(account, [lim], need, seats, plan, feature)
+            free = self.first_fit(account, [lim], need, seats, plan, feature, user)
             free_key = float("inf") if free is None else free
             if free_key > blocker_free:  # the one that frees last; ties: first in order
                 blocker, blocker_free = lim, free_key
         assert blocker is not None
-        resets = self.first_fit(account, limited, need, seats, plan, feature)
+        resets = self.first_fit(account, limited, need, seats, plan, feature, user)
         upgrade = next(
-            (p for p in above if self.decide(account, feature, amount, partial, p).allowed), None
+            (p for p in above if self.decide(account, feature, amount, partial, p, user).allowed),
+            None,
         )
         return Decision(
             False,
@@ -471,9 +522,19 @@ class Model:
                 return False
         return True
 
-    def check(self, account: str, feature: str, amount: int = 1, partial: bool = False) -> Decision:
+    def check(
+        self,
+        account: str,
+        feature: str,
+        amount: int = 1,
+        partial: bool = False,
+        user: str | None = None,
+    ) -> Decision:
         self.settle(account)
-        return self.decide(account, feature, amount, partial)
+        return self.decide(account, feature, amount, partial, user=user)
+
+    def counts_per_user(self, feature: str) -> bool:
+        return any(lim.scope != "account" for lim in self.limits if feature in lim.features)
 
     def consume(
         self,
@@ -482,39 +543,48 @@ class Model:
         amount: int = 1,
         partial: bool = False,
         key: str | None = None,
+        user: str | None = None,
     ) -> Decision:
+        """A key re-used within 24 h answers as first, unless for another feature or amount
+        or, when the feature counts per user, another user: a conflict."""
         if key is not None:
             seen = self.keys.get((account, key))
+            who = user if self.counts_per_user(feature) else None
             if seen is not None and self.now < seen[0] + IDEMPOTENCY_SECONDS:
-                if (seen[1], seen[2]) != (feature, amount):
+                if (seen[1], seen[2], seen[3]) != (feature, amount, who):
                     raise ModelConflict(key)
-                return seen[3]
+                return seen[4]
         self.settle(account)
-        d = self.decide(account, feature, amount, partial)
+        d = self.decide(account, feature, amount, partial, user=user)
         if d.allowed:
-            self._append(account, Grant(self.now, feature, d.granted))
+            self._append(Grant(self.now, account, user, feature, d.granted))
         if key is not None:
-            self.keys[(account, key)] = (self.now, feature, amount, d)
+            self.keys[(account, key)] = (self.now, feature, amount, who, d)
         return d
 
     def reserve(
-        self, account: str, feature: str, amount: int, ttl: float, partial: bool = False
+        self,
+        account: str,
+        feature: str,
+        amount: int,
+        ttl: float,
+        partial: bool = False,
+        user: str | None = None,
     ) -> tuple[int | None, Decision, float | None]:
         """(hold id or None, decision, expires_at or None)."""
         self.settle(account)
-        d = self.decide(account, feature, amount, partial)
+        d = self.decide(account, feature, amount, partial, user=user)
         if not d.allowed:
             return None, d, None
-        g = Grant(self.now, feature, d.granted, "held", self.now + ttl)
-        self._append(account, g)
+        g = Grant(self.now, account, user, feature, d.granted, "held", self.now + ttl)
+        self._append(g)
         hold = len(self.holds)
         self.holds[hold] = g
-        self.hold_owner[hold] = account
         return hold, d, g.expires_at
 
     def is_live(self, hold: int) -> bool:
         """Held, not yet expired (as an operation on its account would find it now)."""
-        self.settle(self.hold_owner[hold])
+        self.settle(self.holds[hold].account)
         return self.holds[hold].state == "held"
 
     def commit(self, hold: int) -> None:
@@ -531,22 +601,23 @@ class Model:
         if not self.is_live(hold):
             return False
         g.state = "released"
-        self._wrote(self.hold_owner[hold], g.feature)
+        self._wrote(g.account, g.user, g.feature)
         return True
 
-    def usage(self, account: str) -> list[Meter]:
+    def usage(self, account: str, user: str | None = None) -> list[Meter]:
         self.settle(account)
-        return self.meters(account)
+        return self.meters(account, user)
 
-    def meters(self, account: str) -> list[Meter]:
-        """The meters as they stand, settling nothing (for the test to look at)."""
+    def meters(self, account: str, user: str | None = None) -> list[Meter]:
+        """The meters as they stand, settling nothing (for the test to look at); a limit
+        counted per user only for a user."""
         plan, seats = self.accounts[account]
         out = []
         for lim in self.limits:
             cell = lim.cells[plan]
-            if not cell.access:
+            if not cell.access or (user is None and lim.scope != "account"):
                 continue
-            used, start, resets = self.window(account, lim, self.now)
+            used, start, resets = self.window(account, lim, self.now, user)
             cap = self.cap(account, lim, plan, seats)
             remaining = None if cap is None else max(0, cap - used)
             out.append(Meter(lim.name, lim.features, used, cap, remaining, start, resets))

@@ -4,13 +4,15 @@ example and on the rules of CONTRACT section 3 before it can judge the library."
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
-from allowance import builtin_policy
+from allowance import builtin_policy, load_policy
 
 from .reference import Model, ModelConflict, ModelExpired
 
+SCOPED = Path(__file__).parents[1] / "scoped.yaml"
 TRANSFORMS = ("transform.virtual_model", "transform.product_staging")
 
 
@@ -193,3 +195,50 @@ def test_idempotency() -> None:
         model.consume("acme", "export.ai", 4, key="k")
     model.advance(86400)
     assert model.consume("acme", "export.ai", 4, key="k").remaining == 23
+
+
+def test_scopes_count_per_space_per_user_and_per_user_everywhere() -> None:
+    """tests/scoped.yaml on free: 12 space credits a day (upscale costs 3), 4 generations per
+    user an hour, 2 exports per user per space an hour, 3 per user across spaces a day."""
+    model = Model(load_policy(SCOPED), at("2026-11-23T10:00:00"))
+    for space in ("team-a", "team-b"):
+        model.set_account(space, "free")
+    for _ in range(4):
+        assert model.consume("team-a", "ai.generate", user="ann").allowed
+    mine = model.consume("team-a", "ai.generate", user="ann")
+    assert (mine.reason, mine.limit) == ("limit_reached", "generations_per_user")
+    assert mine.resets_at == at("2026-11-23T11:00:00")
+    # bob has his own four; the space's twelve credits are shared: 4 + 4 + one upscale of 3
+    for _ in range(4):
+        assert model.consume("team-a", "ai.generate", user="bob").allowed
+    assert model.consume("team-a", "ai.upscale", user="bob").allowed
+    pool = model.consume("team-a", "ai.upscale", user="ann")
+    assert (pool.reason, pool.limit, pool.remaining) == ("limit_reached", "space_credits", 0)
+    # exports: two per space, three across both
+    assert all(model.consume("team-a", "export", user="ann").allowed for _ in range(2))
+    assert model.consume("team-a", "export", user="ann").limit == "exports_per_user"
+    assert model.consume("team-b", "export", user="ann").allowed
+    everywhere = model.consume("team-b", "export", user="ann")
+    assert (everywhere.reason, everywhere.limit) == ("limit_reached", "exports_everywhere")
+    assert model.consume("team-b", "export", user="bob").allowed
+    # the meters: the account's alone without a user, each user's own with one
+    assert [m.limit for m in model.usage("team-a")] == ["space_credits"]
+    shown = {m.limit: m.used for m in model.usage("team-b", "ann")}
+    assert shown == {
+        "space_credits": 0,
+        "generations_per_user": 0,
+        "exports_per_user": 1,
+        "exports_everywhere": 3,
+    }
+
+
+def test_a_key_reused_by_another_user_conflicts_where_the_feature_counts_per_user() -> None:
+    model = pro_model()
+    first = model.consume("acme", "transform.virtual_model", key="k", user="ann")
+    # the built-in policy counts per account: the user is no part of the request's identity
+    assert model.consume("acme", "transform.virtual_model", key="k", user="bob") == first
+    scoped = Model(load_policy(SCOPED), model.now)
+    scoped.set_account("team", "pro")
+    scoped.consume("team", "export", key="k", user="ann")
+    with pytest.raises(ModelConflict):
+        scoped.consume("team", "export", key="k", user="bob")

@@ -4,7 +4,9 @@ reference model (``reference.py``). Rules: consume / check / reserve / commit / 
 and seat changes / idempotency keys / load factors, and a clock that moves forward by 1 s to 7
 days, steps back by 0.5 s to 5 minutes (KEEP_AFTER), and lands just before, at or after the
 edges of windows and of minutes, hours, days, ISO weeks and months (UTC and another time
-zone), either way."""
+zone), either way. On a policy with limits counted per user, every request names one of two
+users (always for a feature that counts per user, sometimes otherwise) and the meters are
+compared for the account and for each user."""
 
 from __future__ import annotations
 
@@ -39,6 +41,7 @@ from .drivers import (
 from .reference import Model, ModelConflict, ModelExpired, period
 
 ACCOUNTS = ("acct-a", "acct-b")
+USERS = ("ann", "bob")  # both work in both accounts
 # how far behind the latest time the clock may go: the promise of docs/guarantees.md, kept
 # here rather than read from windows.py, so that a store keeping less is caught
 KEEP_AFTER = 300.0
@@ -88,6 +91,13 @@ def make_machine(
     plans = [p.name for p in policy.plans]
     accounts = st.sampled_from(ACCOUNTS)
     amounts = st.one_of(st.integers(1, 3), st.integers(1, 40))
+    per_user = bool(policy.user_features)
+    users = st.one_of(st.none(), st.sampled_from(USERS)) if per_user else st.none()
+    meter_users: tuple[str | None, ...] = (None, *USERS) if per_user else (None,)
+
+    def who(feature: str, user: str | None) -> str | None:
+        """A feature that counts per user always has one (a request without is refused)."""
+        return USERS[0] if user is None and feature in policy.user_features else user
 
     class Timeline(RuleBasedStateMachine):
         def __init__(self) -> None:
@@ -169,7 +179,7 @@ def make_machine(
             if edges:
                 self.move_to(edges[index % len(edges)] + offset)
                 if back:
-                    self.consume(account, features[index % len(features)], 1, True)
+                    self.consume(account, features[index % len(features)], 1, True, None)
                     self.step_back(back)
 
         # accounts and decisions ------------------------------------------------------------
@@ -223,12 +233,16 @@ def make_machine(
             feature=st.sampled_from(features),
             amount=amounts,
             partial=st.booleans(),
+            user=users,
         )
-        def consume(self, account: str, feature: str, amount: int, partial: bool) -> None:
-            actual = self.lim.consume(account, feature, amount, partial)
-            expected = self.model.consume(account, feature, amount, partial)
+        def consume(
+            self, account: str, feature: str, amount: int, partial: bool, user: str | None
+        ) -> None:
+            user = who(feature, user)
+            actual = self.lim.consume(account, feature, amount, partial, user=user)
+            expected = self.model.consume(account, feature, amount, partial, user=user)
             assert_same_decision(
-                f"consume({feature}, {amount}, partial={partial})", actual, expected
+                f"consume({feature}, {amount}, partial={partial}, user={user})", actual, expected
             )
 
         @rule(
@@ -238,14 +252,22 @@ def make_machine(
             partial=st.booleans(),
             times=st.integers(2, 20),
             gap=st.sampled_from((1, 30, 60, -1)),
+            user=users,
         )
         def drip(
-            self, account: str, feature: str, amount: int, partial: bool, times: int, gap: int
+            self,
+            account: str,
+            feature: str,
+            amount: int,
+            partial: bool,
+            times: int,
+            gap: int,
+            user: str | None,
         ) -> None:
             """A run of small requests a few seconds apart (or a clock going back a second at a
             time): fills the daily limits."""
             for _ in range(times):
-                self.consume(account, feature, amount, partial)
+                self.consume(account, feature, amount, partial, user)
                 self.move_to(self.model.now + gap)
 
         @rule(
@@ -253,44 +275,65 @@ def make_machine(
             feature=st.sampled_from(features),
             amount=amounts,
             partial=st.booleans(),
+            user=users,
         )
-        def check(self, account: str, feature: str, amount: int, partial: bool) -> None:
-            actual = self.lim.check(account, feature, amount, partial)
-            expected = self.model.check(account, feature, amount, partial)
-            assert_same_decision(f"check({feature}, {amount}, partial={partial})", actual, expected)
+        def check(
+            self, account: str, feature: str, amount: int, partial: bool, user: str | None
+        ) -> None:
+            user = who(feature, user)
+            actual = self.lim.check(account, feature, amount, partial, user=user)
+            expected = self.model.check(account, feature, amount, partial, user)
+            assert_same_decision(
+                f"check({feature}, {amount}, partial={partial}, user={user})", actual, expected
+            )
             self.last_resets_at = expected.resets_at or self.last_resets_at
 
-        def keyed(self, account: str, key: str, feature: str, amount: int) -> None:
+        def keyed(
+            self, account: str, key: str, feature: str, amount: int, user: str | None
+        ) -> None:
+            user = who(feature, user)
+            what = f"consume({feature}, {amount}, key={key}, user={user})"
             try:
-                expected = self.model.consume(account, feature, amount, key=key)
+                expected = self.model.consume(account, feature, amount, key=key, user=user)
             except ModelConflict:
                 with pytest.raises(IdempotencyConflict):
-                    self.lim.consume(account, feature, amount, False, key)
+                    self.lim.consume(account, feature, amount, False, key, user)
                 return
-            actual = self.lim.consume(account, feature, amount, False, key)
-            assert_same_decision(f"consume({feature}, {amount}, key={key})", actual, expected)
+            actual = self.lim.consume(account, feature, amount, False, key, user)
+            assert_same_decision(what, actual, expected)
 
         @rule(
             account=accounts,
             key=st.sampled_from(KEYS),
             feature=st.sampled_from(features),
             amount=amounts,
+            user=users,
         )
-        def consume_with_key(self, account: str, key: str, feature: str, amount: int) -> None:
-            self.keyed(account, key, feature, amount)
+        def consume_with_key(
+            self, account: str, key: str, feature: str, amount: int, user: str | None
+        ) -> None:
+            self.keyed(account, key, feature, amount, user)
 
-        @rule(account=accounts, key=st.sampled_from(KEYS), same=st.booleans())
-        def reuse_key(self, account: str, key: str, same: bool) -> None:
+        @rule(
+            account=accounts,
+            key=st.sampled_from(KEYS),
+            same=st.booleans(),
+            same_user=st.booleans(),
+        )
+        def reuse_key(self, account: str, key: str, same: bool, same_user: bool) -> None:
+            """The key again: the same request, another amount, or another user."""
             seen = self.model.keys.get((account, key))
             if seen is None:
                 return
-            _, feature, amount, _ = seen
+            _, feature, amount, user, _ = seen
             amount = amount if same else amount % 40 + 1
+            if not same_user and per_user:
+                user = USERS[(USERS.index(user) + 1) % len(USERS)] if user else USERS[1]
             # check() ignores keys: a fresh answer, never the stored one, never a conflict
-            actual = self.lim.check(account, feature, amount, False, key)
-            expected = self.model.check(account, feature, amount)
+            actual = self.lim.check(account, feature, amount, False, key, user)
+            expected = self.model.check(account, feature, amount, user=user)
             assert_same_decision(f"check({feature}, {amount}, key={key})", actual, expected)
-            self.keyed(account, key, feature, amount)
+            self.keyed(account, key, feature, amount, user)
 
         # reservations ----------------------------------------------------------------------
         @rule(
@@ -299,10 +342,22 @@ def make_machine(
             amount=amounts,
             ttl=st.sampled_from(TTLS),
             partial=st.booleans(),
+            user=users,
         )
-        def reserve(self, account: str, feature: str, amount: int, ttl: int, partial: bool) -> None:
-            r = self.lim.reserve(account, feature, amount, ttl, partial)
-            hold, expected, expires_at = self.model.reserve(account, feature, amount, ttl, partial)
+        def reserve(
+            self,
+            account: str,
+            feature: str,
+            amount: int,
+            ttl: int,
+            partial: bool,
+            user: str | None,
+        ) -> None:
+            user = who(feature, user)
+            r = self.lim.reserve(account, feature, amount, ttl, partial, user)
+            hold, expected, expires_at = self.model.reserve(
+                account, feature, amount, ttl, partial, user
+            )
             assert_same_decision(
                 f"reserve({feature}, {amount}, partial={partial})", r.decision, expected
             )
@@ -348,9 +403,10 @@ def make_machine(
             if not self.model.accounts:
                 return
             for account in ACCOUNTS:
-                got = actual_meters(self.lim.usage(account))
-                want = expected_meters(self.model.usage(account))
-                assert got == want, f"usage({account}): library {got} != model {want}"
+                for user in meter_users:
+                    got = actual_meters(self.lim.usage(account, user))
+                    want = expected_meters(self.model.usage(account, user))
+                    assert got == want, f"usage({account}, {user}): library {got} != model {want}"
 
     Timeline.__name__ = Timeline.__qualname__ = f"Timeline_{name}"
     return Timeline
