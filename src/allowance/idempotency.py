@@ -51,16 +51,18 @@ def remembered(
 def remember(
     policy: Policy,
     view: AccountView,
-    key: str,
     operation: str,
     req: Request,
     decision: Decision,
     now: float,
     reservation: tuple[str | None, float | None] = (None, None),
 ) -> None:
-    """Keep the first answer under ``key`` for 24 h; ``reservation`` is (id, expires_at)."""
+    """Keep the first answer under the request's key (none: nothing) for 24 h;
+    ``reservation`` is (id, expires_at)."""
+    if req.idempotency_key is None:
+        return
     view.put_idempotency(
-        key,
+        req.idempotency_key,
         IdempotencyRecord(
             operation,
             req.feature,

@@ -91,8 +91,7 @@ def consume(policy: Policy, view: AccountView, req: Request, now: float) -> Deci
     if record is not None:
         return Decision.from_json(record.decision, now)
     decision, _ = decide(policy, view, req, now, charge=True)
-    if req.idempotency_key is not None:
-        idempotency.remember(policy, view, req.idempotency_key, "consume", req, decision, now)
+    idempotency.remember(policy, view, "consume", req, decision, now)
     return decision
 
 
@@ -131,17 +130,9 @@ def reserve(
         hold.created_at = now
         view.put_hold(hold)
     held = Held(decision, hold.id if hold else None, hold.expires_at if hold else None)
-    if req.idempotency_key is not None:
-        idempotency.remember(
-            policy,
-            view,
-            req.idempotency_key,
-            "reserve",
-            req,
-            decision,
-            now,
-            (held.hold_id, held.expires_at),
-        )
+    idempotency.remember(
+        policy, view, "reserve", req, decision, now, (held.hold_id, held.expires_at)
+    )
     return held
 
 
@@ -235,7 +226,7 @@ def record(policy: Policy, view: AccountView, req: Request, now: float) -> bool:
     for limit in policy.limits_of(req.feature):
         limit.window.charge(counters[limit.name], req.amount * limit.cost(req.feature), now)
     owners.save(policy, view, counters, req.user)
-    idempotency.remember(policy, view, key, "consume", req, degraded_decision(req.amount), now)
+    idempotency.remember(policy, view, "consume", req, degraded_decision(req.amount), now)
     return True
 
 
