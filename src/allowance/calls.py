@@ -53,8 +53,7 @@ def _keyed(policy: Policy, req: Request) -> Preload:
 def one_step(policy: Policy, req: Request) -> bool:
     """Whether a store's one-step kernel may decide the request: not for a feature counted in
     billing periods, whose bounds depend on the account's anchor (the kernels take period
-    bounds from the caller, who does not know it before the step reads the account), nor
-    for one counted per user (the kernels read the account's counters only)."""
+    bounds from the caller, who does not know it before the step reads the account)."""
     return req.feature not in policy.slow_features
 
 

@@ -13,13 +13,24 @@ decision what it costs with one: the account's record does not grow with its use
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
-from allowance.policy import Policy
+from allowance.policy import Limit, Policy
 from allowance.state import Counter
 from allowance.view import AccountView
 
-__all__ = ["GLOBAL", "USER", "counters", "needed", "owner_of", "record_key", "save"]
+__all__ = [
+    "GLOBAL",
+    "USER",
+    "counters",
+    "merged",
+    "needed",
+    "owner_of",
+    "record_key",
+    "record_scopes",
+    "records_of",
+    "save",
+]
 
 USER = "u:"
 GLOBAL = "g:"
@@ -35,16 +46,41 @@ def owner_of(scope: str, user: str | None) -> str | None:
     return None if prefix is None or user is None else prefix + user
 
 
+def record_scopes(limits: Iterable[Limit]) -> tuple[str, ...]:
+    """The scopes other than the account's that ``limits`` count in, in the order their
+    records are read (``needed``): the same for every user."""
+    return tuple(
+        sorted({lim.scope for lim in limits if lim.scope in _PREFIX}, key=_PREFIX.__getitem__)
+    )
+
+
+def records_of(limits: Sequence[Limit]) -> tuple[int, ...]:
+    """For each limit, which record of a request holds its counter: 0 the account's, k the
+    k-th of ``needed`` (the one-step kernels read ``rules.Encoded.records``)."""
+    scopes = record_scopes(limits)
+    return tuple(0 if lim.scope not in _PREFIX else 1 + scopes.index(lim.scope) for lim in limits)
+
+
 def needed(policy: Policy, feature: str | None, user: str | None) -> tuple[str, ...]:
     """The records a request by ``user`` for ``feature`` reads (None: any feature, as the
     meters read them), in a fixed order."""
     if user is None:
         return ()
-    scopes = {
-        lim.scope
-        for lim in (policy.limits.values() if feature is None else policy.limits_of(feature))
-    }
-    return tuple(sorted(o for s in scopes if (o := owner_of(s, user)) is not None))
+    limits = policy.limits.values() if feature is None else policy.limits_of(feature)
+    return tuple(_PREFIX[scope] + user for scope in record_scopes(limits))
+
+
+def merged(
+    names: Sequence[str], records: Sequence[int], stored: Sequence[dict[str, Counter]]
+) -> dict[str, Counter]:
+    """The counters a one-step kernel decided on, by limit name: limit ``names[i]``'s from
+    record ``records[i]`` of ``stored`` (the account's first, then those of ``needed``)."""
+    out = {}
+    for name, record in zip(names, records, strict=True):
+        counter = stored[record].get(name)
+        if counter is not None:
+            out[name] = counter
+    return out
 
 
 def record_key(account: str, owner: str) -> str:

@@ -186,7 +186,7 @@ class Policy:
             f for lim in limits.values() if lim.scope != "account" for f in lim.features
         )
         # decided on the transaction path only (``calls.one_step``)
-        self.slow_features = self.billed_features | self.user_features
+        self.slow_features = self.billed_features
         self._feature_limits = {
             f: tuple(lim for lim in limits.values() if f in lim.features) for f in self.features
         }

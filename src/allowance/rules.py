@@ -8,7 +8,8 @@ flagged, both per seat or not) or no access at all. The engine evaluates the sam
 objects (``Policy.rules``); ``encode`` flattens them into ``Encoded``, plain lists of numbers
 and names that both kernels read the same way and that name no policy concept: a kernel knows
 window arithmetic (anchored, sliding, period), caps, per-request ceilings, soft levels, a
-per-account scale, a load factor, a per-counter cost and an all-or-nothing charge, nothing
+per-account scale, a load factor, a per-counter cost, which of the request's records holds a
+counter (the account's or a user's: ``owners.py``) and an all-or-nothing charge, nothing
 else. Period
 bounds (calendar days, weeks, months in a time zone) are worked out here and handed to the
 kernel with each call (``bounds``), so no kernel does time zone arithmetic.
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal, TypeVar
 
+from allowance import owners
 from allowance.policy import Limit, Policy, Rule
 from allowance.windows import KEEP_AFTER, CalendarWindow
 
@@ -45,13 +47,15 @@ class FeatureRules:
     """What a decision on ``feature`` touches. ``counters``: the limits counting it, in policy
     order; ``plans``: plan names in policy order; ``by_plan``: each plan's rules (one per
     counter, same order), None for a plan without access; ``periods``: the windows of the
-    period counters, whose bounds the caller supplies (``bounds``)."""
+    period counters, whose bounds the caller supplies (``bounds``); ``records``: per
+    counter, the record of a request holding it (``owners.records_of``)."""
 
     feature: str
     counters: tuple[Limit, ...]
     plans: tuple[str, ...]
     by_plan: dict[str, tuple[Rule, ...] | None]
     periods: tuple[CalendarWindow, ...]
+    records: tuple[int, ...]
 
     def bounds(self, now: float) -> list[float]:
         """For each period counter: the starts of the periods before, holding and after
@@ -68,7 +72,9 @@ class Encoded:
     """``FeatureRules`` as the kernels read them. Per counter ``i`` (0-based): ``names[i]``,
     ``kinds[i]`` (a letter of ``KINDS``), ``lengths[i]`` (seconds; 0 for a period),
     ``costs[i]`` (the counter's units one unit of the feature takes: a grant of g charges
-    g * cost, caps, soft levels and ceilings are in the counter's units). Per plan
+    g * cost, caps, soft levels and ceilings are in the counter's units), ``records[i]``
+    (the record holding the counter: 0 the account's, k the k-th record the caller names
+    beside it, each read and written back in the same step). Per plan
     ``p`` (0-based, ``plans`` order): ``access[p]`` (0: no access, nothing is granted). Per
     counter and plan, at ``i * len(plans) + p``: ``caps`` and ``soft`` (``NONE``: none),
     ``scale`` (1: both are per unit of the account's seats), ``load`` (the load factor in
@@ -81,6 +87,7 @@ class Encoded:
     kinds: str
     lengths: tuple[float, ...]
     costs: tuple[int, ...]
+    records: tuple[int, ...]
     access: tuple[int, ...]
     caps: tuple[int, ...]
     soft: tuple[int, ...]
@@ -119,7 +126,8 @@ def _compile(policy: Policy, feature: str) -> FeatureRules:
     plans = tuple(p.name for p in policy.plans)
     periods = tuple(limit.window for limit in counters if isinstance(limit.window, CalendarWindow))
     by_plan = {plan: policy.rules(plan, feature) for plan in plans}
-    return FeatureRules(feature, counters, plans, by_plan, periods)
+    records = owners.records_of(counters)
+    return FeatureRules(feature, counters, plans, by_plan, periods, records)
 
 
 def encode(rules: FeatureRules) -> Encoded:
@@ -144,6 +152,7 @@ def encode(rules: FeatureRules) -> Encoded:
         kinds="".join(KINDS[limit.window.kind] for limit in rules.counters),
         lengths=tuple(float(limit.window.length) for limit in rules.counters),
         costs=tuple(limit.cost(rules.feature) for limit in rules.counters),
+        records=rules.records,
         access=tuple(0 if rules.by_plan[plan] is None else 1 for plan in rules.plans),
         caps=tuple(caps),
         soft=tuple(soft),

@@ -7,10 +7,13 @@ States cover what a stepped clock and old kernels leave behind: unsorted sliding
 (distinct times, some after ``now``), anchored windows opened in the past or the future,
 calendar counters of the previous, current, next or 2-ahead period, partial requests,
 per-seat, fair-use and per-request cells, credits (a feature costing more than one unit of a
-limit), load factors and an account's own terms (an override of a max, grants ending before,
-at or after ``now``; a billing anchor beside them). The one allowed difference: a kernel
-answers None (the slow path) for a calendar counter two or more periods ahead of ``now``, whose
-period end is not among the bounds it is given (decide.lua, decide.sql).
+limit), load factors, an account's own terms (an override of a max, grants ending before,
+at or after ``now``; a billing anchor beside them) and scopes (counters kept per user in the
+account and per user across accounts, in records of their own, beside the account's; each
+record charged must live at least as long as its windows count, ``KEEP_AFTER`` included).
+The one allowed difference: a kernel answers None (the slow path) for a calendar counter two or
+more periods ahead of ``now``, whose period end is not among the bounds it is given
+(decide.lua, decide.sql).
 """
 
 from __future__ import annotations
@@ -26,12 +29,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from allowance import Policy, adjust, builtin_policy, engine, parse_policy
+from allowance import Policy, adjust, builtin_policy, engine, owners, parse_policy
 from allowance.request import Request
 from allowance.state import Adjustment, Counter, Terms
 from allowance.stores.base import Store
 from allowance.types import Decision
-from allowance.windows import AnchoredWindow, CalendarWindow, SlidingWindow
+from allowance.windows import KEEP_AFTER, AnchoredWindow, CalendarWindow, SlidingWindow
 from conftest import STORE_FACTORIES
 
 from .drivers import DECISION_FIELDS
@@ -100,14 +103,48 @@ limits:
       max: {max: unlimited, per_seat: true, fair_use: 6}
 """
 
+# scopes: counters per member of the space and per user across spaces, beside the space's
+SCOPED_POLICY = """\
+version: 1
+plans: [free, team]
+features:
+  ai.gen: {title: Generation}
+  export.hd: {title: HD export}
+  share: {title: Share}
+limits:
+  space_credits:
+    features: [ai.gen, export.hd]
+    costs: {ai.gen: 3}
+    window: {type: calendar, unit: month}
+    plans: {free: 20, team: {max: 16, per_seat: true}}
+  member_day:
+    scope: user
+    features: [ai.gen]
+    window: {type: calendar, unit: day, timezone: Europe/Paris}
+    plans: {free: 4, team: {max: 9, per_request: 5}}
+  member_minute:
+    scope: user
+    features: [ai.gen, export.hd]
+    window: {type: sliding, length: 60s}
+    plans: {free: 2, team: 5}
+  exports_anywhere:
+    scope: user_global
+    features: [export.hd, share]
+    costs: {export.hd: 2}
+    window: {type: anchored, length: 1h}
+    plans: {free: 6, team: {max: unlimited, fair_use: 8}}
+"""
+
 POLICIES: dict[str, Policy] = {
     "builtin": builtin_policy(),
     "custom": parse_policy(PARITY_POLICY, "parity"),
     "credits": parse_policy(CREDITS_POLICY, "credits"),
+    "scoped": parse_policy(SCOPED_POLICY, "scoped"),
 }
 # load factors in force: caps lowered to floor(cap × seats × factor), per seat ones included
 POLICIES["loaded"] = POLICIES["custom"].scaled({"day": 0.5, "week": 0.3, "slide": 0.7})
 POLICIES["credits_loaded"] = POLICIES["credits"].scaled({"credits": 0.55, "video_hour": 0.9})
+POLICIES["scoped_loaded"] = POLICIES["scoped"].scaled({"member_day": 0.5, "space_credits": 0.8})
 KERNELS = ("redis", "postgres")
 # Instants on or near window boundaries: midnight in Paris, a Monday, a New York month start
 # (a DST change in March), and an ordinary afternoon.
@@ -125,6 +162,7 @@ SETTINGS = settings(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 _accounts = itertools.count()
+OWNER_PREFIX = {"user": owners.USER, "user_global": owners.GLOBAL}
 
 
 @dataclass
@@ -138,11 +176,12 @@ class Case:
     now: float
     counters: dict[str, tuple[float | None, int, list[list[Any]]]]  # raw, entries unsorted
     terms: Terms  # the account's own (adjust.py)
+    user: str = ""  # made unique per run (``check_parity``)
 
 
 @st.composite
-def cases(draw: st.DrawFn) -> Case:
-    name = draw(st.sampled_from(sorted(POLICIES)))
+def cases(draw: st.DrawFn, names: tuple[str, ...] = tuple(sorted(POLICIES))) -> Case:
+    name = draw(st.sampled_from(names))
     policy = POLICIES[name]
     feature = draw(st.sampled_from(sorted(policy.features)))
     now = draw(st.sampled_from(BASES)) + draw(
@@ -294,48 +333,106 @@ class Kernel:
         else:
             self.pg.close()
 
-    def seed(self, account: str, case: Case) -> None:
-        self.store.put_account(account, case.plan, case.seats)
+    def _owned_key(self, account: str, owner: str) -> str:
         if self.kind == "redis":
-            key = self.store.key(account, "c")  # type: ignore[attr-defined]
-            parts = []
-            for name, (start, used, entries) in case.counters.items():
-                items = ";".join(f"{t!r}:{n}" for t, n in entries)
-                parts.append(f"{name}={'' if start is None else repr(start)},{used},{items}")
-            self.redis.set(key, "|".join(parts))
-            terms = adjust.encode(case.terms)
-            if terms is not None:
-                self.redis.hset(self.store.key(account, "a"), "t", terms)  # type: ignore[attr-defined]
-        else:
-            body = {n: [s, u, e] for n, (s, u, e) in case.counters.items()}
+            return str(self.store.owner_key(account, owner))  # type: ignore[attr-defined]
+        return owners.record_key(account, owner)
+
+    def seed(self, account: str, case: Case) -> None:
+        """The case's counters, each in the record its limit's scope names (a user's records
+        are written only when they hold one: a missing record is a case too)."""
+        self.store.put_account(account, case.plan, case.seats)
+        by_record: dict[str | None, dict[str, Any]] = {}
+        for name, counter in case.counters.items():
+            by_record.setdefault(owner_of(case, name), {})[name] = counter
+        for owner, counters in by_record.items():
+            if self.kind == "redis":
+                key = (
+                    self.store.key(account, "c")  # type: ignore[attr-defined]
+                    if owner is None
+                    else self._owned_key(account, owner)
+                )
+                parts = []
+                for name, (start, used, entries) in counters.items():
+                    items = ";".join(f"{t!r}:{n}" for t, n in entries)
+                    parts.append(f"{name}={'' if start is None else repr(start)},{used},{items}")
+                self.redis.set(key, "|".join(parts))
+            else:
+                body = json.dumps({n: [s, u, e] for n, (s, u, e) in counters.items()})
+                if owner is None:
+                    self.pg.execute(
+                        f"UPDATE {self.schema}.accounts SET counters = %s::jsonb WHERE id = %s",
+                        (body, account),
+                    )
+                else:  # drop_after in the past: only a charge may push it out
+                    self.pg.execute(
+                        f"INSERT INTO {self.schema}.owned (owner, counters, drop_after)"
+                        " VALUES (%s, %s::jsonb, 0)",
+                        (self._owned_key(account, owner), body),
+                    )
+        terms = adjust.encode(case.terms)
+        if self.kind == "redis" and terms is not None:
+            self.redis.hset(self.store.key(account, "a"), "t", terms)  # type: ignore[attr-defined]
+        elif self.kind != "redis":
             self.pg.execute(
-                f"UPDATE {self.schema}.accounts SET counters = %s::jsonb,"
-                " adjustments = %s::jsonb WHERE id = %s",
-                (json.dumps(body), adjust.encode(case.terms), account),
+                f"UPDATE {self.schema}.accounts SET adjustments = %s::jsonb WHERE id = %s",
+                (terms, account),
             )
 
-    def read(self, account: str) -> dict[str, Counter]:
-        """The counters as stored, entries in the stored order."""
-        out = {}
-        if self.kind == "redis":
-            key = self.store.key(account, "c")  # type: ignore[attr-defined]
-            got = self.redis.get(key)
-            raw = got.decode() if isinstance(got, bytes) else (got or "")
-            for part in raw.split("|") if raw else ():
-                name, body = part.split("=", 1)
-                start, used, items = body.split(",", 2)
-                entries = [
-                    [float(t), int(n)] for t, n in (i.split(":") for i in items.split(";") if i)
-                ]
-                out[name] = Counter(float(start) if start else None, int(used), entries)
-        else:
-            row = self.pg.execute(
-                f"SELECT counters FROM {self.schema}.accounts WHERE id = %s", (account,)
-            ).fetchone()
-            assert row is not None
-            for name, (start, used, entries) in row[0].items():
-                out[name] = Counter(start, used, [list(e) for e in entries or []])
-        return out
+    def read(self, account: str, case: Case) -> tuple[dict[str, Counter], dict[str, float]]:
+        """The counters as stored, each from its limit's record (entries in the stored order),
+        and for each user's record that exists, the seconds after ``case.now`` it is kept
+        (Redis: its TTL; PostgreSQL: its drop_after)."""
+        out: dict[str, Counter] = {}
+        kept: dict[str, float] = {}
+        for owner in (None, *(o for o in case_owners(case))):
+            if self.kind == "redis":
+                key = (
+                    self.store.key(account, "c")  # type: ignore[attr-defined]
+                    if owner is None
+                    else self._owned_key(account, owner)
+                )
+                got = self.redis.get(key)
+                if owner is not None and got is not None:
+                    kept[owner] = self.redis.pttl(key) / 1000
+                raw = got.decode() if isinstance(got, bytes) else (got or "")
+                stored = {}
+                for part in raw.split("|") if raw else ():
+                    name, body = part.split("=", 1)
+                    start, used, items = body.split(",", 2)
+                    entries = [
+                        [float(t), int(n)] for t, n in (i.split(":") for i in items.split(";") if i)
+                    ]
+                    stored[name] = Counter(float(start) if start else None, int(used), entries)
+            else:
+                if owner is None:
+                    row = self.pg.execute(
+                        f"SELECT counters, 0 FROM {self.schema}.accounts WHERE id = %s", (account,)
+                    ).fetchone()
+                    assert row is not None
+                else:
+                    row = self.pg.execute(
+                        f"SELECT counters, drop_after FROM {self.schema}.owned WHERE owner = %s",
+                        (self._owned_key(account, owner),),
+                    ).fetchone()
+                    if row is not None:
+                        kept[owner] = row[1] - case.now
+                stored = {
+                    name: Counter(start, used, [list(e) for e in entries or []])
+                    for name, (start, used, entries) in (row[0] if row else {}).items()
+                }
+            out.update((n, c) for n, c in stored.items() if owner_of(case, n) == owner)
+        return out, kept
+
+
+def owner_of(case: Case, name: str) -> str | None:
+    """Whose record holds limit ``name``'s counter in ``case`` (None: the account's)."""
+    prefix = OWNER_PREFIX.get(POLICIES[case.policy].limits[name].scope)
+    return None if prefix is None else prefix + case.user
+
+
+def case_owners(case: Case) -> tuple[str, ...]:
+    return owners.needed(POLICIES[case.policy], case.feature, case.user)
 
 
 @pytest.fixture(params=KERNELS)
@@ -348,15 +445,22 @@ def kernel(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Kernel]:
 def check_parity(kernel: Kernel, case: Case, charge: bool) -> None:
     policy = POLICIES[case.policy]
     account = f"p{next(_accounts)}"
+    case.user = f"m{account}"  # a user's records across accounts are seeded afresh too
     kernel.seed(account, case)
-    req = Request(account, case.feature, case.amount, case.partial, None, None)
+    req = Request(account, case.feature, case.amount, case.partial, None, case.user)
     got = kernel.store.fast_decide(policy, req, case.now, charge)
     if got is None:
         assert is_two_ahead(case), f"{kernel.kind}: slow path for {case}"
         return
     want, want_counters = engine_run(case, charge)
     assert fields(got) == fields(want), f"{kernel.kind} charge={charge}: {case}"
-    stored = kernel.read(account)
+    stored, kept = kernel.read(account, case)
+    if charge and got.granted:  # a user's record charged lives as long as it counts
+        for name, counter in want_counters.items():
+            owner = owner_of(case, name)
+            expires = policy.limits[name].window.expires_at(counter)
+            if owner is not None and expires is not None:
+                assert kept[owner] >= expires + KEEP_AFTER - case.now - 1, (name, kernel.kind)
     names = set(want_counters) | set(stored)
     for name in names:
         window = policy.limits[name].window
@@ -372,6 +476,16 @@ def check_parity(kernel: Kernel, case: Case, charge: bool) -> None:
 @SETTINGS
 @given(case=cases(), charge=st.booleans())
 def test_kernel_agrees_with_engine(kernel: Kernel, case: Case, charge: bool) -> None:
+    check_parity(kernel, case, charge)
+
+
+@SETTINGS
+@given(case=cases(names=("scoped", "scoped_loaded")), charge=st.booleans())
+def test_kernel_agrees_with_engine_on_a_users_records(
+    kernel: Kernel, case: Case, charge: bool
+) -> None:
+    """Scoped counters get examples of their own: among every policy's they are too few to
+    reach each way a user's record is read, charged and kept."""
     check_parity(kernel, case, charge)
 
 

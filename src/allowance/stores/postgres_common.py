@@ -31,8 +31,9 @@ _encode = json.JSONEncoder(separators=(",", ":")).encode
 
 # 2: the decide() function of the fast path; 3: its typed-spec version; 4: clock steps back;
 # 5: the rules as generic arrays; 6: per-request ceilings; 7: costs (credits); 8: load factors;
-# 9: an account's own terms (accounts.adjustments, read by decide_v9()); 10: owned
-SCHEMA_VERSION = 10
+# 9: an account's own terms (accounts.adjustments, read by decide_v9()); 10: owned;
+# 11: owned records in the fast path (decide_v11())
+SCHEMA_VERSION = 11
 SWEEP_EVERY = 512  # upkeep.py: a batch larger than what the operations in between add
 SWEEP_BATCH = 1024
 LOCK_NAMESPACE = 0x616C6C6F  # "allo": first key of the advisory lock around schema changes
@@ -68,6 +69,7 @@ DDL = (
     # the one-statement fast path (sql/decide.sql): the decision rules it repeats are the
     # grant arithmetic only, held equal to the engine's by the shared test suites
     resources.files("allowance.stores").joinpath("sql/slide.sql").read_text("utf-8"),
+    resources.files("allowance.stores").joinpath("sql/closes.sql").read_text("utf-8"),
     resources.files("allowance.stores").joinpath("sql/decide.sql").read_text("utf-8"),
 )
 TEMPLATES = {

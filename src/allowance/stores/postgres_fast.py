@@ -21,7 +21,7 @@ from typing import Any, cast
 from psycopg import BaseConnection, sql
 from psycopg.pq import DiagnosticField, ExecStatus, abc
 
-from allowance import adjust, ops, rules
+from allowance import adjust, ops, owners, rules
 from allowance.clock import system_clock
 from allowance.errors import UnknownAccount
 from allowance.policy import Policy
@@ -31,11 +31,12 @@ from allowance.stores.postgres_conn import error_from_result
 from allowance.types import Decision
 
 DECIDE = (
-    "SELECT status, at, before, granted, plan, seats, remaining, passed, terms"
-    " FROM {s}.decide_v9("
+    "SELECT status, at, before, granted, plan, seats, remaining, passed, terms, others"
+    " FROM {s}.decide_v11("
     "{p1}, {p2}::float8, {p3}, {p4}, {p5}, {plans}::text[], {access}::int[], {names}::text[],"
     " {kinds}::text, {lengths}::float8[], {costs}::bigint[], {caps}::bigint[], {scale}::int[],"
-    " {soft}::bigint[], {load}::float8[], {most}::bigint[], {bounds}::float8[])"
+    " {soft}::bigint[], {load}::float8[], {most}::bigint[], {bounds}::float8[],"
+    " {records}::int[], {owners}::text[], {keep}::float8)"
 )
 log = logging.getLogger("allowance.stores.postgres")
 INVALID_STATEMENT_NAME = b"26000"  # SQLSTATE: no prepared statement of that name
@@ -47,13 +48,15 @@ Params = Sequence[abc.Buffer]
 @dataclass(frozen=True, slots=True)
 class FastSpec:
     """A feature's decide() statement: its limits written in as constants, so they are parsed
-    once, when the statement is prepared; ``periods``: it takes period bounds. ``libpq``
+    once, when the statement is prepared; ``periods``: it takes period bounds; ``owned``:
+    the user's records (``owners.needed``), each a parameter before the bounds. ``libpq``
     is its text (``$1``... placeholders), prepared as ``name`` (named after the text, so one
     per schema and feature)."""
 
     libpq: bytes
     name: bytes
     periods: bool
+    owned: bool
 
 
 _specs: weakref.WeakKeyDictionary[rules.FeatureRules, dict[str, FastSpec]] = (
@@ -84,19 +87,30 @@ def _statement(compiled: rules.FeatureRules, schema: str) -> FastSpec:
             ("soft", encoded.soft),
             ("load", encoded.load),
             ("most", encoded.most),
+            ("records", encoded.records),
+            ("keep", rules.KEEP_AFTER),
         )
     }
     placeholders = {f"p{i}": sql.SQL(f"${i}") for i in range(1, 6)}
+    owned = any(encoded.records)
     periods = bool(compiled.periods)
-    bounds = sql.SQL("$6") if periods else sql.Literal([])
+    more = iter(range(6, 8))  # the parameters after the five of every request
+    owner_keys = sql.SQL(f"${next(more)}") if owned else sql.Literal([])
+    bounds = sql.SQL(f"${next(more)}") if periods else sql.Literal([])
     text = (
         sql.SQL(DECIDE)
-        .format(s=sql.Identifier(schema), **constants, **placeholders, bounds=bounds)
+        .format(
+            s=sql.Identifier(schema),
+            **constants,
+            **placeholders,
+            bounds=bounds,
+            owners=owner_keys,
+        )
         .as_string()
         .encode()
     )
     name = b"allowance_decide_" + hashlib.sha256(text).hexdigest()[:24].encode()
-    return FastSpec(text, name, periods)
+    return FastSpec(text, name, periods, owned)
 
 
 def fast_params(
@@ -111,11 +125,20 @@ def fast_params(
         b"t" if req.partial else b"f",
         b"t" if charge else b"f",
     ]
+    if spec.owned:  # the user's records' keys, as a text array literal
+        needed = owners.needed(policy, req.feature, req.user)
+        keys = (_quoted(owners.record_key(req.account, o)) for o in needed)
+        params.append(("{" + ",".join(keys) + "}").encode())
     if spec.periods:
         at = system_clock() if now is None else now  # a local estimate; see sql/decide.sql
         bounds = rules.compiled(policy, req.feature).bounds(at)
         params.append(("{" + ",".join(repr(float(b)) for b in bounds) + "}").encode())
     return cast(Params, params)
+
+
+def _quoted(text: str) -> str:
+    """An element of a text array literal, quoted."""
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 class Prepared:
@@ -178,6 +201,7 @@ LIBPQ_LOADERS: tuple[Callable[[bytes], Any], ...] = (
     int,
     _flag,
     bytes.decode,
+    bytes.decode,
 )
 
 
@@ -194,7 +218,7 @@ def fast_decision(policy: Policy, req: Request, row: Any) -> Decision | None:
     """The decision from decide()'s row; None when it asked for the slow path. A grant is
     built from the row (its sentence and quota are the engine's, worked out when read); a
     denial is the engine's, replayed on the counters decide() saw, which must agree."""
-    status, at, before, granted, plan, seats, remaining, fair, terms = row
+    status, at, before, granted, plan, seats, remaining, fair, terms, others = row
     if status == "unknown":
         raise UnknownAccount(req.account)
     if status == "slow":
@@ -202,6 +226,11 @@ def fast_decision(policy: Policy, req: Request, row: Any) -> Decision | None:
 
     def replay() -> Decision:
         counters = from_rows(json.loads(before))
+        if others is not None:  # the user's records beside the account's
+            compiled = rules.compiled(policy, req.feature)
+            names = tuple(limit.name for limit in compiled.counters)
+            stored = [counters, *(from_rows(o) for o in json.loads(others))]
+            counters = owners.merged(names, compiled.records, stored)
         own = adjust.decode(terms)
         return ops.replay(policy, req, plan, seats, counters, own, at, granted, "postgresql")
 

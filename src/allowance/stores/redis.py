@@ -3,15 +3,16 @@
 one truth.
 
 Why two paths. A plain ``consume`` or ``check`` is one ``EVALSHA`` of ``lua/decide.lua``, with
-the rules compiled by ``rules.py`` written into the script as data: it reads the account and its
-counters, applies the grant arithmetic (the all-or-nothing or partial check over every limit of
-the feature, the same IEEE operations as ``windows.py``), charges, and returns the counters as
-they were before. On a grant it also returns ``remaining`` and the fair-use flag, so the
-decision is built at once (its sentence is written by the engine only if read); on a denial
-Python replays ``engine.decide`` on the returned counters at the script's time for the blocking
-limit, ``resets_at`` and upgrade, and must agree on the grant. So the arithmetic that needs
-atomicity exists twice (Lua and ``windows.py``), held equal by the kernel parity test and the
-shared conformance and hypothesis suites, and everything else stays in the engine. Idempotent
+the rules compiled by ``rules.py`` written into the script as data: it reads the account and
+its counters (and the user's records a per-user limit counts in, ``owners.py``), applies the
+grant arithmetic (the all-or-nothing or partial check over every limit of the feature, the same
+IEEE operations as ``windows.py``), charges, and returns the counters as they were before. On a
+grant it also returns ``remaining`` and the fair-use flag, so the decision is built at once
+(its sentence is written by the engine only if read); on a denial Python replays
+``engine.decide`` on the returned counters at the script's time for the blocking limit,
+``resets_at`` and upgrade, and must agree on the grant. So the arithmetic that needs atomicity
+exists twice (Lua and ``windows.py``), held equal by the kernel parity test and the shared
+conformance and hypothesis suites, and everything else stays in the engine. Idempotent
 requests, reservations, usage and expired holds take the slow path: ``lua/load.lua`` reads the
 state (and the records the operation will read), ``ops.py`` runs exactly as for the other
 stores, and ``lua/apply.lua`` writes the result only if the account's version is unchanged

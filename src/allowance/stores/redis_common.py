@@ -340,7 +340,9 @@ class KeySpace:
     def decide_args(
         self, policy: Policy, req: Request, now: float | None, charge: bool
     ) -> tuple[list[str], list[Any]]:
-        """KEYS and ARGV of decide.lua for one request."""
+        """KEYS and ARGV of decide.lua for one request: the account's keys, then the user's
+        records its feature counts in (``owners.needed``, the order ``Encoded.records``
+        names them by)."""
         argv: list[Any] = [
             "" if now is None else _num(now),
             req.amount,
@@ -352,7 +354,12 @@ class KeySpace:
         if compiled.periods:
             at = now if now is not None else system_clock()  # a local estimate of Redis TIME
             argv += [_num(b) for b in compiled.bounds(at)]
-        return [self.key(req.account, "a"), self.key(req.account, "c")], argv
+        keys = [self.key(req.account, "a"), self.key(req.account, "c")]
+        keys += (
+            self.owner_key(req.account, owner)
+            for owner in owners.needed(policy, req.feature, req.user)
+        )
+        return keys, argv
 
 
 def read_decision(policy: Policy, req: Request, reply: list[Any]) -> Decision | None:
@@ -367,6 +374,11 @@ def read_decision(policy: Policy, req: Request, reply: list[Any]) -> Decision | 
 
     def replay() -> Decision:
         counters = decode_counters(reply[2].decode())
+        if len(reply) > 9:  # the user's records beside the account's
+            compiled = rules.compiled(policy, req.feature)
+            names = tuple(limit.name for limit in compiled.counters)
+            stored = [counters, *(decode_counters(raw.decode()) for raw in reply[9:])]
+            counters = owners.merged(names, compiled.records, stored)
         terms = adjust.decode(reply[8].decode())
         at = float(reply[1])
         return ops.replay(policy, req, plan, seats, counters, terms, at, granted, "redis")
@@ -449,6 +461,7 @@ def lua_spec(policy: Policy) -> str:
                 "kinds",
                 "lengths",
                 "costs",
+                "records",
                 "access",
                 "caps",
                 "soft",

@@ -18,11 +18,13 @@
 --
 -- KEYS[1] account hash (p plan, s seats, v version, nh next hold expiry, t terms)
 -- KEYS[2] counters string  "name=start,used,t:n;t:n|name=..."
+-- KEYS[2 + k] the k-th other record of the request (a user's counters, owners.py), in the
+--   same format; counter i is in record rules.records[i] (0: KEYS[2])
 -- ARGV: now ('' = Redis TIME), amount, partial (0/1), charge (0/1), feature,
 --       then 4 period boundaries per period counter of the feature (local estimates)
 -- Returns {'unknown'} | {'slow', now} | {'ok', now, counters-before, granted, plan, seats,
---   remaining ('' = none), the soft-level flag (0/1), terms ('' = none)}; remaining and the
---   flag are only meaningful for a grant
+--   remaining ('' = none), the soft-level flag (0/1), terms ('' = none), then each other
+--   record as it was before}; remaining and the flag are only meaningful for a grant
 
 --SPEC--
 
@@ -45,15 +47,24 @@ local plan_index = PLANS[plan]
 local rules = rules_of(ARGV[5])
 if not plan_index or not rules then return {'slow', now_text} end
 
--- counters: name -> {start, used, entries, text}; an entry is {t, n, t as written}. Only the
--- feature's counters are decoded; the others are written back as they were (their text).
-local raw = redis.call('GET', KEYS[2]) or ''
+-- records[r]: counter name -> its text, for record r (0: the account's). Only the feature's
+-- counters are decoded ({start, used, entries}; an entry is {t, n, t as written}); the
+-- others are written back as they were (their text).
+local raws, records = {}, {}
+for r = 0, #KEYS - 2 do
+  raws[r] = redis.call('GET', KEYS[2 + r]) or ''
+  records[r] = {}
+end
 local terms_text = acct[4] or ''
-if rules.access[plan_index] == 0 then return {'ok', now_text, raw, 0, plan, acct[2], '', 0, terms_text} end
+local function reply(granted, remaining, passed)
+  local out = {'ok', now_text, raws[0], granted, plan, acct[2], remaining, passed, terms_text}
+  for r = 1, #KEYS - 2 do out[9 + r] = raws[r] end
+  return out
+end
+if rules.access[plan_index] == 0 then return reply(0, '', 0) end
 -- the account's own terms: counter name -> [max or null, [[until, units], ...]], looked up
 -- by this feature's counter names only (the text holds other limits' and other keys too)
 local terms = terms_text ~= '' and cjson.decode(terms_text) or {}
-local counters = {}
 local function decode(body)
   local start, used, rest = string.match(body, '^([^,]*),([^,]*),(.*)$')
   local entries = {}
@@ -62,8 +73,10 @@ local function decode(body)
   end
   return {start ~= '' and tonumber(start) or nil, tonumber(used), entries, start_text = start}
 end
-for name, body in string.gmatch(raw, '([^|=]+)=([^|]*)') do
-  counters[name] = body
+for r = 0, #KEYS - 2 do
+  for name, body in string.gmatch(raws[r], '([^|=]+)=([^|]*)') do
+    records[r][name] = body
+  end
 end
 
 -- the feature's counters with this plan's cap rules; a period counter's period is the one of
@@ -72,7 +85,7 @@ local limits = {}
 local b = 6
 for i, name in ipairs(rules.names) do
   local lim = {name = name, kind = string.sub(rules.kinds, i, i), length = rules.lengths[i],
-    cost = rules.costs[i]}
+    cost = rules.costs[i], record = rules.records[i]}
   if lim.kind == 'p' then
     for k = 0, 2 do
       local lo, hi = tonumber(ARGV[b + k]), tonumber(ARGV[b + k + 1])
@@ -131,7 +144,7 @@ end
 local grant = amount
 local blocked = false
 for _, lim in ipairs(limits) do
-  local body = counters[lim.name]
+  local body = records[lim.record][lim.name]
   if body then
     lim.counter = decode(body)
     local start = lim.counter[1]
@@ -152,7 +165,7 @@ for _, lim in ipairs(limits) do
     end
   end
 end
-if blocked then return {'ok', now_text, raw, 0, plan, acct[2], '', 0, terms_text} end
+if blocked then return reply(0, '', 0) end
 
 -- what a grant's decision needs besides the grant, so Python need not replay the engine:
 -- the least remaining over the capped counters (in units of the feature), and whether a soft
@@ -167,13 +180,12 @@ for _, lim in ipairs(limits) do
   end
 end
 remaining = remaining == nil and '' or remaining
-if not charge then
-  return {'ok', now_text, raw, grant, plan, acct[2], remaining, passed, terms_text}
-end
+if not charge then return reply(grant, remaining, passed) end
 
 -- the feature's counters after the charge, as text (times as they were written: %.17g
--- survives the trip exactly); the others stay as they were
-local expires = now
+-- survives the trip exactly); the others stay as they were. expires[r]: when the last of
+-- record r's charged windows closes
+local expires = {}
 for _, lim in ipairs(limits) do
   local c = lim.counter
   local units = grant * lim.cost
@@ -221,18 +233,22 @@ for _, lim in ipairs(limits) do
     end
     used, items, ends = total + units, table.concat(texts, ';'), kept[#kept][1] + lim.length
   end
-  if ends > expires then expires = ends end
-  counters[lim.name] = start_text .. ',' .. string.format('%d', used) .. ',' .. items
+  if not expires[lim.record] or ends > expires[lim.record] then expires[lim.record] = ends end
+  records[lim.record][lim.name] = start_text .. ',' .. string.format('%d', used) .. ',' .. items
 end
 
--- write back; the key lives until KEEP_AFTER after the last window closes (a clock stepping
--- back that far still finds the usage: windows.py). TTLs are relative to `now`, so an
--- injected clock (tests, simulations) gets the same lifetimes as Redis time.
-local parts = {}
-for name, body in pairs(counters) do
-  parts[#parts + 1] = name .. '=' .. body
+-- write back each record charged; a key lives until KEEP_AFTER after the last window closes
+-- (a clock stepping back that far still finds the usage: windows.py), or longer if it
+-- already did (its other counters). TTLs are relative to `now`, so an injected clock
+-- (tests, simulations) gets the same lifetimes as Redis time.
+for r, ends in pairs(expires) do
+  local parts = {}
+  for name, body in pairs(records[r]) do
+    parts[#parts + 1] = name .. '=' .. body
+  end
+  local key = KEYS[2 + r]
+  local ttl = math.max(redis.call('PTTL', key), math.ceil((ends + KEEP_AFTER - now) * 1000), 1)
+  redis.call('SET', key, table.concat(parts, '|'), 'PX', string.format('%d', ttl))
 end
-local ttl = math.max(redis.call('PTTL', KEYS[2]), math.ceil((expires + KEEP_AFTER - now) * 1000), 1)
-redis.call('SET', KEYS[2], table.concat(parts, '|'), 'PX', string.format('%d', ttl))
 redis.call('HINCRBY', KEYS[1], 'v', 1)
-return {'ok', now_text, raw, grant, plan, acct[2], remaining, passed, terms_text}
+return reply(grant, remaining, passed)

@@ -14,7 +14,11 @@
 -- (counter - 1) * plans + plan) p_caps and p_soft (-1: none), p_scale (1: both times the
 -- account's seats), p_load (the load factor that lowers the cap) and p_most (the most one
 -- request is granted; -1: any). p_bounds: 4 period boundaries per period counter (local
--- estimates). The account's own terms (accounts.adjustments, adjust.py: counter name ->
+-- estimates). p_records: per counter, the record holding it (0: the account's row, k: the
+-- owned row p_owners[k], a user's counters, owners.py), each locked behind the account's row
+-- (made if missing, as the transaction path does) and given back as it was in others (a JSON
+-- array); an owned row charged keeps its rows at least until p_keep (windows.KEEP_AFTER) after
+-- the windows charged close (drop_after, read by the sweep). The account's own terms (accounts.adjustments, adjust.py: counter name ->
 -- [max or null, [[until, units], ...]]) change a counter's cap: the max replaces cap × seats
 -- (before the load factor), the units of grants with at < until are added after it; they
 -- come back in terms, for the replay.
@@ -31,16 +35,23 @@
 -- logged the row lock). (The decide() functions of schemas 4 to 8 are left in place for
 -- processes of those versions still running: from schema 9 on, the function's name carries
 -- the version, since what it returns cannot change in place.)
-CREATE OR REPLACE FUNCTION {s}.decide_v9(
+CREATE OR REPLACE FUNCTION {s}.decide_v11(
     p_account text, p_now float8, p_amount bigint, p_partial boolean, p_charge boolean,
     p_plans text[], p_access int[], p_names text[], p_kinds text, p_lengths float8[],
     p_costs bigint[], p_caps bigint[], p_scale int[], p_soft bigint[], p_load float8[],
-    p_most bigint[], p_bounds float8[],
+    p_most bigint[], p_bounds float8[], p_records int[], p_owners text[], p_keep float8,
     OUT status text, OUT at float8, OUT before text, OUT granted bigint, OUT plan text,
-    OUT seats int, OUT remaining bigint, OUT passed boolean, OUT terms text
+    OUT seats int, OUT remaining bigint, OUT passed boolean, OUT terms text, OUT others text
 ) LANGUAGE plpgsql AS $fn$
 DECLARE
     cs jsonb;  -- the counters as read: limit name -> [start, used, entries]
+    ocs jsonb[];  -- those of each owned row
+    otouched jsonb[];  -- the charged counters of each owned row
+    oends float8[];  -- for each owned row charged: the latest end of a window charged
+    pends float8[];  -- for each period counter: the end of the period holding at
+    pnexts float8[];  -- and of the one after
+    r int;  -- the record of the counter at hand
+    nc jsonb;  -- a charged counter
     adj jsonb;  -- the account's own terms
     own jsonb;  -- those of one counter
     due float8;  -- the earliest expiry of a held reservation
@@ -73,6 +84,7 @@ DECLARE
     nowait text;
     i int;
     j int;
+    k int;
     m int;
 BEGIN
     SELECT a.plan, a.seats, a.next_hold_expiry, a.counters, a.adjustments
@@ -88,6 +100,15 @@ BEGIN
     granted := 0;
     passed := false;
     pi := array_position(p_plans, plan);
+    IF cardinality(p_owners) > 0 AND pi IS NOT NULL AND (due IS NULL OR at < due) THEN
+        FOR k IN 1 .. cardinality(p_owners) LOOP  -- locked in the caller's (fixed) order
+            INSERT INTO {s}.owned AS o (owner, counters, drop_after)
+                VALUES (p_owners[k], '{{}}', 0) ON CONFLICT (owner)
+                DO UPDATE SET counters = o.counters RETURNING o.counters INTO c;
+            ocs[k] := c;
+        END LOOP;
+        others := array_to_json(ocs)::text;
+    END IF;
     IF pi IS NULL OR at >= due THEN  -- an unknown plan, or reservations to settle
         status := 'slow';
     ELSIF p_access[pi] = 0 THEN  -- nothing granted: the engine says why
@@ -123,7 +144,8 @@ BEGIN
             END IF;
             kind := substr(p_kinds, i, 1);
             u := g * p_costs[i];
-            c := cs -> p_names[i];  -- a NULL start: no window
+            r := p_records[i];
+            c := CASE WHEN r = 0 THEN cs ELSE ocs[r] END -> p_names[i];  -- NULL start: no window
             IF kind = 's' THEN
                 used := 0;
                 kept := '[]';
@@ -148,27 +170,27 @@ BEGIN
                     END LOOP;
                 END IF;
                 IF onepass THEN  -- the grants still in the window and this one (see below)
-                    touched := touched || jsonb_build_object(p_names[i], jsonb_build_array(NULL,
-                        used + u, CASE WHEN NOT ordered OR last_t > at
-                            THEN {s}.slide(es, horizon, at, u)
-                            WHEN last_t = at
-                            THEN jsonb_set(kept, ARRAY['-1', '1'],
-                                to_jsonb((kept -> -1 ->> 1)::bigint + u))
-                            ELSE kept || jsonb_build_array(jsonb_build_array(at, u)) END));
+                    nc := jsonb_build_array(NULL, used + u, CASE WHEN NOT ordered OR last_t > at
+                        THEN {s}.slide(es, horizon, at, u)
+                        WHEN last_t = at
+                        THEN jsonb_set(kept, ARRAY['-1', '1'],
+                            to_jsonb((kept -> -1 ->> 1)::bigint + u))
+                        ELSE kept || jsonb_build_array(jsonb_build_array(at, u)) END);
                 END IF;
             ELSIF kind = 'a' THEN
                 used := CASE WHEN at < (c ->> 0)::float8 + p_lengths[i]
                     THEN (c ->> 1)::bigint ELSE 0 END;
                 IF onepass THEN  -- the open window, or a new one from now
-                    touched := touched || jsonb_build_object(p_names[i],
-                        CASE WHEN at < (c ->> 0)::float8 + p_lengths[i]
-                            THEN jsonb_build_array(c -> 0, used + u, NULL)
-                            ELSE jsonb_build_array(at, u, NULL) END);
+                    nc := CASE WHEN at < (c ->> 0)::float8 + p_lengths[i]
+                        THEN jsonb_build_array(c -> 0, used + u, NULL)
+                        ELSE jsonb_build_array(at, u, NULL) END;
                 END IF;
             ELSE
                 FOR j IN 0 .. 2 LOOP
                     IF p_bounds[b + j] <= at AND at < p_bounds[b + j + 1] THEN
                         periods[i] := p_bounds[b + j];
+                        pends[i] := p_bounds[b + j + 1];
+                        pnexts[i] := CASE WHEN j < 2 THEN p_bounds[b + j + 2] END;
                     END IF;
                 END LOOP;
                 b := b + 4;
@@ -181,8 +203,18 @@ BEGIN
                 used := CASE WHEN (c ->> 0)::float8 >= periods[i]
                     THEN (c ->> 1)::bigint ELSE 0 END;
                 IF onepass THEN  -- this period's counter
-                    touched := touched || jsonb_build_object(p_names[i], jsonb_build_array(
-                        greatest(periods[i], (c ->> 0)::float8), used + u, NULL));
+                    nc := jsonb_build_array(greatest(periods[i], (c ->> 0)::float8), used + u,
+                        NULL);
+                END IF;
+            END IF;
+            IF onepass THEN
+                IF r = 0 THEN
+                    touched := touched || jsonb_build_object(p_names[i], nc);
+                ELSE
+                    otouched[r] := coalesce(otouched[r], '{{}}') || jsonb_build_object(
+                        p_names[i], nc);
+                    oends[r] := greatest(oends[r], {s}.closes(kind, nc, p_lengths[i],
+                        periods[i], pends[i], pnexts[i]));
                 END IF;
             END IF;
             -- a per-request ceiling: more is denied (the engine says why), or with partial cut
@@ -213,54 +245,70 @@ BEGIN
             granted := g;
             remaining := least_left - g;
             passed := coalesce(g > least_slack, false);
-            IF onepass AND cardinality(p_names) > 0 THEN  -- built above
-                UPDATE {s}.accounts SET counters = cs || touched WHERE id = p_account;
-                RETURN;
-            ELSIF p_charge AND cardinality(p_names) > 0 THEN  -- partial: the grant is known now
-                FOR i IN 1 .. cardinality(p_names) LOOP
-                    kind := substr(p_kinds, i, 1);
-                    u := g * p_costs[i];
-                    c := cs -> p_names[i];
-                    IF kind = 'a' THEN  -- the open window, or a new one from now
-                        c := CASE WHEN at < (c ->> 0)::float8 + p_lengths[i]
-                            THEN jsonb_build_array(c -> 0, (c ->> 1)::bigint + u, NULL)
-                            ELSE jsonb_build_array(at, u, NULL) END;
-                    ELSIF kind = 'p' THEN  -- this (or a later) period's counter, or a new one
-                        c := jsonb_build_array(greatest(periods[i], (c ->> 0)::float8),
-                            CASE WHEN (c ->> 0)::float8 >= periods[i]
-                            THEN (c ->> 1)::bigint + u ELSE u END, NULL);
-                    ELSE  -- the grants still in the window, oldest first, and this one
-                        kept := '[]';
-                        used := 0;
-                        last_t := NULL;
-                        ordered := true;
-                        horizon := at - p_lengths[i];
-                        es := c -> 2;
-                        IF jsonb_typeof(es) = 'array' THEN
-                            FOR j IN 0 .. jsonb_array_length(es) - 1 LOOP
-                                e := es -> j;
-                                t := (e ->> 0)::float8;
-                                IF t > horizon THEN
-                                    kept := kept || jsonb_build_array(e);
-                                    used := used + (e ->> 1)::bigint;
-                                    IF last_t > t THEN
-                                        ordered := false;
+            IF p_charge AND cardinality(p_names) > 0 THEN
+                IF NOT onepass THEN  -- partial: the grant is known now (onepass: built above)
+                    FOR i IN 1 .. cardinality(p_names) LOOP
+                        kind := substr(p_kinds, i, 1);
+                        u := g * p_costs[i];
+                        r := p_records[i];
+                        c := CASE WHEN r = 0 THEN cs ELSE ocs[r] END -> p_names[i];
+                        IF kind = 'a' THEN  -- the open window, or a new one from now
+                            c := CASE WHEN at < (c ->> 0)::float8 + p_lengths[i]
+                                THEN jsonb_build_array(c -> 0, (c ->> 1)::bigint + u, NULL)
+                                ELSE jsonb_build_array(at, u, NULL) END;
+                        ELSIF kind = 'p' THEN  -- this (or a later) period's counter, or a new one
+                            c := jsonb_build_array(greatest(periods[i], (c ->> 0)::float8),
+                                CASE WHEN (c ->> 0)::float8 >= periods[i]
+                                THEN (c ->> 1)::bigint + u ELSE u END, NULL);
+                        ELSE  -- the grants still in the window, oldest first, and this one
+                            kept := '[]';
+                            used := 0;
+                            last_t := NULL;
+                            ordered := true;
+                            horizon := at - p_lengths[i];
+                            es := c -> 2;
+                            IF jsonb_typeof(es) = 'array' THEN
+                                FOR j IN 0 .. jsonb_array_length(es) - 1 LOOP
+                                    e := es -> j;
+                                    t := (e ->> 0)::float8;
+                                    IF t > horizon THEN
+                                        kept := kept || jsonb_build_array(e);
+                                        used := used + (e ->> 1)::bigint;
+                                        IF last_t > t THEN
+                                            ordered := false;
+                                        END IF;
+                                        last_t := t;
                                     END IF;
-                                    last_t := t;
-                                END IF;
-                            END LOOP;
+                                END LOOP;
+                            END IF;
+                            kept := CASE WHEN NOT ordered OR last_t > at  -- see slide()
+                                THEN {s}.slide(es, horizon, at, u)
+                                WHEN last_t = at  -- merged with a grant at the same time
+                                THEN jsonb_set(kept, ARRAY['-1', '1'],
+                                    to_jsonb((kept -> -1 ->> 1)::bigint + u))
+                                ELSE kept || jsonb_build_array(jsonb_build_array(at, u)) END;
+                            c := jsonb_build_array(NULL, used + u, kept);
                         END IF;
-                        kept := CASE WHEN NOT ordered OR last_t > at  -- see slide()
-                            THEN {s}.slide(es, horizon, at, u)
-                            WHEN last_t = at  -- merged with a grant at the same time
-                            THEN jsonb_set(kept, ARRAY['-1', '1'],
-                                to_jsonb((kept -> -1 ->> 1)::bigint + u))
-                            ELSE kept || jsonb_build_array(jsonb_build_array(at, u)) END;
-                        c := jsonb_build_array(NULL, used + u, kept);
+                        IF r = 0 THEN
+                            touched := touched || jsonb_build_object(p_names[i], c);
+                        ELSE
+                            otouched[r] := coalesce(otouched[r], '{{}}') || jsonb_build_object(
+                                p_names[i], c);
+                            oends[r] := greatest(oends[r], {s}.closes(kind, c, p_lengths[i],
+                                periods[i], pends[i], pnexts[i]));
+                        END IF;
+                    END LOOP;
+                END IF;
+                IF touched <> '{{}}' THEN
+                    UPDATE {s}.accounts SET counters = cs || touched WHERE id = p_account;
+                END IF;
+                FOR k IN 1 .. cardinality(p_owners) LOOP
+                    IF otouched[k] IS NOT NULL THEN
+                        UPDATE {s}.owned SET counters = ocs[k] || otouched[k],
+                            drop_after = greatest(drop_after, oends[k] + p_keep)
+                            WHERE owner = p_owners[k];
                     END IF;
-                    touched := touched || jsonb_build_object(p_names[i], c);
                 END LOOP;
-                UPDATE {s}.accounts SET counters = cs || touched WHERE id = p_account;
                 RETURN;
             END IF;
         END IF;
