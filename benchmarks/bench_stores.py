@@ -27,10 +27,11 @@ threads:
   each connection, sent through psycopg's libpq layer), one round trip and one commit that
   waits for the WAL flush when it wrote.
 * ``allowance … credits`` (Redis, Redis Cluster, PostgreSQL): the built-in policy with the
-  feature also priced at 4 credits in a monthly pool (``stores.common.credit_policy``), so a
-  decision reads and charges three counters, one of them 4 units; compared with the seed's row
-  of the same server, thread count and workload (``vs_seed``: seconds per decision over the
-  seed's; issue 12: at most 1.3).
+  feature also priced at 4 credits in a monthly pool and counted per member of the account
+  each day (``stores.common.credit_policy``; 8 members take turns), so a decision reads and
+  charges four counters in two records (the account's and the member's), one of them 4 units,
+  still in one round trip; compared with the seed's row of the same server, thread count and
+  workload (``vs_seed``: seconds per decision over the seed's; issue 12: at most 1.3).
 
 Targets (the issue's): allowance on Redis >= 0.8x raw EVALSHA and >= 1.8x limits on Redis
 ("mostly granted"; Redis Cluster is held to the same ratios against the cluster's own

@@ -20,14 +20,24 @@ def race(url: str, features: str, threads: int, share: bool) -> int:
 
 
 def race_by_feature(
-    url: str, features: str, threads: int, share: bool, policy: Path | None = None
+    url: str,
+    features: str,
+    threads: int,
+    share: bool,
+    policy: Path | None = None,
+    accounts: str = "acme",
+    users: str | None = None,
 ) -> Counter[str]:
     """``race``, with the units granted per feature (and ``policy`` instead of the built-in
-    one)."""
+    one; requests going round ``accounts``; with ``users``, by each in turn, the units
+    counted per "feature/user")."""
     start = time.time() + 3.0  # every process is up and waiting by then
-    argv = [url, "acme", features, str(threads), "4", str(start), "1" if share else "0"]
+    argv = [url, accounts, features, str(threads), "4", str(start), "1" if share else "0"]
     if policy is not None:
         argv.append(str(policy))
+    if users is not None:
+        assert policy is not None
+        argv.append(users)
     procs = [
         subprocess.Popen(
             [sys.executable, str(WORKER), *argv],

@@ -34,6 +34,7 @@ UPSERT = "INSERT INTO t(k, n) VALUES (%s, 1) ON CONFLICT (k) DO UPDATE SET n = t
 REDIS_FLOOR_RATIO, REDIS_LIMITS_RATIO, PG_RATIO = 0.8, 1.8, 0.7
 CREDITS_RATIO = 1.3  # a credit-priced decision costs at most this many seed decisions
 CREDIT_COST = 4  # credits one FEATURE request takes in the "credits" rows' pool
+MEMBERS = 8  # the members of an account who take turns asking, in the "credits" rows
 MEMORY_TARGET = 1024  # bytes per active account
 MEMORY_SAMPLE = 200  # accounts whose keys get a MEMORY USAGE
 SERVERS = ("redis", "cluster", "postgresql")
@@ -201,14 +202,23 @@ class Cursor:
 
 def credit_policy() -> Policy:
     """The built-in policy with FEATURE also priced in a monthly pool of AI credits
-    (CREDIT_COST each, ample on every plan): the "credits" rows decide FEATURE's two seed
-    limits and the pool, three counters, one of them charged 4 units a request."""
+    (CREDIT_COST each, ample on every plan) and counted per member of the account each day
+    (scope ``user``, ample too): the "credits" rows decide FEATURE's two seed limits, the
+    pool and the member's count, four counters in two records (the account's and the
+    member's), one of them charged 4 units a request."""
     data = builtin_policy().to_data()
     data["limits"]["ai_credits"] = {
         "label": "AI credits",
         "features": [FEATURE],
         "costs": {FEATURE: CREDIT_COST},
         "window": {"type": "calendar", "unit": "month"},
+        "plans": {plan["name"]: 10**9 for plan in data["plans"]},
+    }
+    data["limits"]["member_daily"] = {
+        "label": "Generations per member",
+        "features": [FEATURE],
+        "scope": "user",
+        "window": {"type": "calendar", "unit": "day"},
         "plans": {plan["name"]: 10**9 for plan in data["plans"]},
     }
     return parse_policy(yaml.safe_dump(data, sort_keys=False), "builtin + credits")

@@ -89,8 +89,9 @@ def targets(results: list[Result], memory: Memory) -> list[str]:
                 f"{'met' if r.met else 'NO'}"
             )
     out.append(
-        f"a credit-priced decision (the seed's two limits and a pool of credits, {CREDIT_COST} a "
-        f"request) costs ≤ {CREDITS_RATIO}× the seed's decision on the same store:"
+        f"a credit-priced decision by a member (the seed's two limits, a pool of credits, "
+        f"{CREDIT_COST} a request, and the member's own daily count) costs ≤ {CREDITS_RATIO}× "
+        "the seed's decision on the same store:"
     )
     for r in results:
         if r.role == "credits":

@@ -4,6 +4,7 @@ contender each measuring thread opens, and its cleanup."""
 from __future__ import annotations
 
 import contextlib
+import itertools
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +21,7 @@ from stores.common import (
     GRANTED,
     LIMITS_CLOCK,
     LIMITS_SPEC,
+    MEMBERS,
     PLAN,
     RAW_SCRIPT,
     RAW_VALUES,
@@ -200,6 +202,13 @@ class LimitsRedis(Subject):
 
 def allowance_op(lim: Limiter) -> Op:
     consume = lim.consume
+    if FEATURE in lim.policy.user_features:  # the credits rows: members take turns
+        members = itertools.cycle([f"m{i}" for i in range(MEMBERS)])
+
+        def by_member(account: str) -> bool:
+            return consume(account, FEATURE, user=next(members)).allowed
+
+        return by_member
 
     def op(account: str) -> bool:
         return consume(account, FEATURE).allowed
@@ -211,10 +220,13 @@ def prepare_accounts(lim: Limiter, part: list[str], workload: str, sim: SimTime)
     for account in part:
         lim.set_account(account, PLAN)
     sim.advance()
+    user = "m0" if FEATURE in lim.policy.user_features else None
     if workload == GRANTED:
-        granted = sum(lim.consume(account, FEATURE).allowed for account in part)
+        granted = sum(lim.consume(account, FEATURE, user=user).allowed for account in part)
     else:
-        granted = sum(lim.consume(account, FEATURE, amount=2).allowed for account in part)
+        granted = sum(
+            lim.consume(account, FEATURE, amount=2, user=user).allowed for account in part
+        )
     check_setup("allowance", granted, len(part))
 
 

@@ -13,6 +13,7 @@ decision what it costs with one: the account's record does not grow with its use
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable, Sequence
 
 from allowance.policy import Limit, Policy
@@ -36,6 +37,10 @@ USER = "u:"
 GLOBAL = "g:"
 _PREFIX = {"user": USER, "user_global": GLOBAL}
 SEP = "\x1f"  # ids are printable (validation.text): this cannot occur in one
+# the owner prefixes of the records a feature's requests read (None: any feature), by policy
+_prefixes: weakref.WeakKeyDictionary[Policy, dict[str | None, tuple[str, ...]]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 def owner_of(scope: str, user: str | None) -> str | None:
@@ -66,8 +71,14 @@ def needed(policy: Policy, feature: str | None, user: str | None) -> tuple[str, 
     meters read them), in a fixed order."""
     if user is None:
         return ()
-    limits = policy.limits.values() if feature is None else policy.limits_of(feature)
-    return tuple(_PREFIX[scope] + user for scope in record_scopes(limits))
+    prefixes = _prefixes.get(policy)
+    if prefixes is None:
+        prefixes = _prefixes.setdefault(policy, {})
+    found = prefixes.get(feature)
+    if found is None:  # once per policy and feature: every decision by a user asks
+        limits = policy.limits.values() if feature is None else policy.limits_of(feature)
+        found = prefixes[feature] = tuple(_PREFIX[s] for s in record_scopes(limits))
+    return tuple(prefix + user for prefix in found)
 
 
 def merged(

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Literal, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar, cast
 
 from allowance import owners
 from allowance.policy import Limit, Policy, Rule
@@ -56,15 +56,31 @@ class FeatureRules:
     by_plan: dict[str, tuple[Rule, ...] | None]
     periods: tuple[CalendarWindow, ...]
     records: tuple[int, ...]
+    # formatted bounds by formatter: (the bounds, their text), see ``bounds_as``
+    _formatted: dict[Callable[[tuple[float, ...]], Any], tuple[tuple[float, ...], Any]] = field(
+        default_factory=dict, repr=False
+    )
 
-    def bounds(self, now: float) -> list[float]:
+    def bounds(self, now: float) -> tuple[float, ...]:
         """For each period counter: the starts of the periods before, holding and after
         ``now``, and the end of that last one. A kernel deciding on its own clock picks the
         period holding its time from these (``now`` is a local estimate of that clock)."""
-        out: list[float] = []
+        out: tuple[float, ...] = ()
         for window in self.periods:
             out += window.bounds(now)
         return out
+
+    def bounds_as(self, now: float, fmt: Callable[[tuple[float, ...]], V]) -> V:
+        """``fmt(self.bounds(now))``, kept while the bounds stay the same: every one-step
+        decision on a period feature sends them, and writing out 4 doubles per period costs
+        more than the rest of its arguments. ``fmt``: a module-level function (the key)."""
+        bounds = self.bounds(now)
+        found = self._formatted.get(fmt)
+        if found is not None and found[0] == bounds:
+            return cast(V, found[1])
+        text = fmt(bounds)
+        self._formatted[fmt] = (bounds, text)
+        return text
 
 
 @dataclass(frozen=True, slots=True)

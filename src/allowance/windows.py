@@ -213,6 +213,7 @@ class CalendarWindow(Window):
         self.tz = tz
         self._zone = UTC if tz == "UTC" else ZoneInfo(tz)
         self._cached: tuple[float, float] = (0.0, -1.0)
+        self._bounds: tuple[float, float, float, float] = (0.0, 0.0, -1.0, 0.0)
 
     def period(self, now: float) -> tuple[float, float]:
         """[start, end) of the period holding ``now``; cached since most calls share one."""
@@ -236,9 +237,14 @@ class CalendarWindow(Window):
 
     def bounds(self, now: float) -> tuple[float, float, float, float]:
         """The starts of the periods before, holding and after ``now``, and the end of that
-        last one: what a store's one-step script picks its period from."""
+        last one: what a store's one-step script picks its period from. Cached: each
+        one-step decision asks, and the periods before and after miss ``period``'s cache."""
+        found = self._bounds
+        if found[1] <= now < found[2]:
+            return found
         start, end = self.period(now)
-        return self.period(start - 1)[0], start, end, self.period(end)[1]
+        found = self._bounds = (self.period(start - 1)[0], start, end, self.period(end)[1])
+        return found
 
     def current(self, c: Counter, now: float) -> float:
         """The start of the period a decision at ``now`` counts in: ``now``'s, or the

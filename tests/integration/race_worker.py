@@ -1,10 +1,11 @@
 """A worker process for the race tests: THREADS threads, each with its own Limiter, wait until
-START (epoch seconds), then each tries ATTEMPTS consumes, going round FEATURES. Prints the
-units granted per feature, as JSON.
+START (epoch seconds), then each tries ATTEMPTS consumes, going round FEATURES (and round
+ACCOUNTS, a comma-separated list). Prints the units granted per feature, as JSON.
 
 With SHARE=1 the threads' Limiters share one store object (one connection pool per process, as
 an app server would have); otherwise each opens its own. An optional POLICY file replaces the
-built-in policy."""
+built-in policy; optional USERS (comma-separated) make each request by one of them in turn, and
+the units are then counted per "feature/user"."""
 
 from __future__ import annotations
 
@@ -19,9 +20,11 @@ from allowance.stores import store_from_url
 
 
 def main() -> None:
-    url, account, features, threads, attempts, start, share = sys.argv[1:8]
+    url, accounts, features, threads, attempts, start, share = sys.argv[1:8]
     policy = load_policy(sys.argv[8]) if len(sys.argv) > 8 else None
+    users = sys.argv[9].split(",") if len(sys.argv) > 9 else None
     feature_list = features.split(",")
+    account_list = accounts.split(",")
     granted = [Counter[str]() for _ in range(int(threads))]
     shared = store_from_url(url) if share == "1" else None
 
@@ -30,7 +33,12 @@ def main() -> None:
         time.sleep(max(0.0, float(start) - time.time()))
         for n in range(int(attempts)):
             feature = feature_list[(i + n) % len(feature_list)]
-            granted[i][feature] += lim.consume(account, feature).granted
+            account = account_list[(i + 3 * n) % len(account_list)]
+            if users is None:
+                granted[i][feature] += lim.consume(account, feature).granted
+            else:
+                user = users[(i * 7 + n) % len(users)]
+                granted[i][f"{feature}/{user}"] += lim.consume(account, feature, user=user).granted
         if shared is None:
             lim.close()
 

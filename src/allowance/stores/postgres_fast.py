@@ -131,9 +131,13 @@ def fast_params(
         params.append(("{" + ",".join(keys) + "}").encode())
     if spec.periods:
         at = system_clock() if now is None else now  # a local estimate; see sql/decide.sql
-        bounds = rules.compiled(policy, req.feature).bounds(at)
-        params.append(("{" + ",".join(repr(float(b)) for b in bounds) + "}").encode())
+        params.append(rules.compiled(policy, req.feature).bounds_as(at, _bounds_param))
     return cast(Params, params)
+
+
+def _bounds_param(bounds: tuple[float, ...]) -> bytes:
+    """Period bounds as a float8 array literal (``repr`` of a float reads back exactly)."""
+    return ("{" + ",".join(repr(float(b)) for b in bounds) + "}").encode()
 
 
 def _quoted(text: str) -> str:

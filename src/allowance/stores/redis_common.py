@@ -353,13 +353,17 @@ class KeySpace:
         compiled = rules.compiled(policy, req.feature)
         if compiled.periods:
             at = now if now is not None else system_clock()  # a local estimate of Redis TIME
-            argv += [_num(b) for b in compiled.bounds(at)]
+            argv += compiled.bounds_as(at, _bound_args)
         keys = [self.key(req.account, "a"), self.key(req.account, "c")]
         keys += (
             self.owner_key(req.account, owner)
             for owner in owners.needed(policy, req.feature, req.user)
         )
         return keys, argv
+
+
+def _bound_args(bounds: tuple[float, ...]) -> list[str]:
+    return [_num(b) for b in bounds]
 
 
 def read_decision(policy: Policy, req: Request, reply: list[Any]) -> Decision | None:

@@ -16,7 +16,8 @@
 -- request is granted; -1: any). p_bounds: 4 period boundaries per period counter (local
 -- estimates). p_records: per counter, the record holding it (0: the account's row, k: the
 -- owned row p_owners[k], a user's counters, owners.py), each locked behind the account's row
--- (made if missing, as the transaction path does) and given back as it was in others (a JSON
+-- (made if missing, as the transaction path does; a found one is only locked, so a denial
+-- still writes nothing) and given back as it was in others (a JSON
 -- array); an owned row charged keeps its rows at least until p_keep (windows.KEEP_AFTER) after
 -- the windows charged close (drop_after, read by the sweep). The account's own terms (accounts.adjustments, adjust.py: counter name ->
 -- [max or null, [[until, units], ...]]) change a counter's cap: the max replaces cap × seats
@@ -102,9 +103,12 @@ BEGIN
     pi := array_position(p_plans, plan);
     IF cardinality(p_owners) > 0 AND pi IS NOT NULL AND (due IS NULL OR at < due) THEN
         FOR k IN 1 .. cardinality(p_owners) LOOP  -- locked in the caller's (fixed) order
-            INSERT INTO {s}.owned AS o (owner, counters, drop_after)
-                VALUES (p_owners[k], '{{}}', 0) ON CONFLICT (owner)
-                DO UPDATE SET counters = o.counters RETURNING o.counters INTO c;
+            SELECT o.counters INTO c FROM {s}.owned o WHERE o.owner = p_owners[k] FOR UPDATE;
+            IF NOT FOUND THEN  -- made, or locked if another made it since (no write if found)
+                INSERT INTO {s}.owned AS o (owner, counters, drop_after)
+                    VALUES (p_owners[k], '{{}}', 0) ON CONFLICT (owner)
+                    DO UPDATE SET counters = o.counters RETURNING o.counters INTO c;
+            END IF;
             ocs[k] := c;
         END LOOP;
         others := array_to_json(ocs)::text;
