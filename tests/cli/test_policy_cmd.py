@@ -65,6 +65,11 @@ def test_show_a_file(run: Run) -> None:
     assert table["pdf_weekly"][3] == "unlimited (fair use 500 per seat)"
     assert table["pdf_monthly"][2] == "20, 5 at once"
     assert table["preview"][2:] == ["unlimited", "unlimited", "unlimited", "—"]
+    assert table["shares"][2:] == ["30", "300", "unlimited", "calendar day, UTC"]
+    # whose counter it is, on the window's second line
+    lines = result.stdout.splitlines()
+    below = lines[next(i for i, line in enumerate(lines) if "│ shares " in line) + 1]
+    assert below.rstrip("│ ").endswith("per user")
 
 
 def test_show_yaml_prints_the_shipped_file(run: Run) -> None:
@@ -105,7 +110,7 @@ def test_check_the_example_policy(run: Run) -> None:
     path = EXAMPLES / "plans.yaml"
     result = run("policy", "check", str(path))
     assert result.exit_code == 0, result.output
-    assert result.stdout == f"{path}: ok (3 plans, 5 features, 5 limits)\n"
+    assert result.stdout == f"{path}: ok (3 plans, 6 features, 6 limits)\n"
 
 
 BAD = {

@@ -34,13 +34,21 @@ def length_text(seconds: float) -> str:
     return f"{seconds:g} s"
 
 
+SCOPE_TEXT = {"user": "per user", "user_global": "per user, all accounts"}
+
+
 def window_text(limit: Limit) -> str:
+    """The limit's window, and on a line of its own whose counter it is when not the
+    account's (its scope)."""
     window = limit.window
     if isinstance(window, BillingWindow):
-        return f"billing {window.unit}, the account's"
-    if isinstance(window, CalendarWindow):
-        return f"calendar {window.unit}, {window.tz}"
-    return f"{length_text(window.length)}, {window.kind}"
+        text = f"billing {window.unit}, the account's"
+    elif isinstance(window, CalendarWindow):
+        text = f"calendar {window.unit}, {window.tz}"
+    else:
+        text = f"{length_text(window.length)}, {window.kind}"
+    scope = SCOPE_TEXT.get(limit.scope)
+    return text if scope is None else f"{text}\n{scope}"
 
 
 def features_text(limit: Limit) -> str:

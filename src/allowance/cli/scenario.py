@@ -22,7 +22,17 @@ from allowance.policy import Policy
 from allowance.types import Decision, iso
 from allowance.yamlsource import Path, SourceMap, YamlSyntaxError, load_with_lines
 
-EVENT_KEYS = ("at", "account", "feature", "amount", "plan", "seats", "billing_anchor", "partial")
+EVENT_KEYS = (
+    "at",
+    "account",
+    "user",
+    "feature",
+    "amount",
+    "plan",
+    "seats",
+    "billing_anchor",
+    "partial",
+)
 SETTINGS = ("plan", "seats", "billing_anchor")  # applied before a feature is consumed
 
 
@@ -46,6 +56,7 @@ class Event:
     plan: str | None  # set before consuming; None = the account is left as it is
     seats: int
     billing_anchor: datetime | None = None  # set with the plan; None = as it was
+    user: str | None = None  # who consumes (a limit counted per user needs one)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,8 +139,8 @@ class _Reader:
         self.last = at
         try:
             return self._settings(raw, base, number, line, at)
-        except InvalidRequest as exc:
-            self.add(self.line((*base, exc.field)), f"{where}: {exc}")
+        except InvalidRequest as exc:  # on the field's line, or the event's for a missing one
+            self.add(self.smap.line_of((*base, exc.field)) or line, f"{where}: {exc}")
             return None
 
     def _settings(
@@ -140,7 +151,7 @@ class _Reader:
         assert account is not None
         feature = raw.get("feature")
         if feature is None:
-            for key in ("amount", "partial"):
+            for key in ("amount", "partial", "user"):
                 if key in raw:
                     self.add(self.line((*base, key), key=True), f"{where}: {key} needs a feature")
                     return None
@@ -175,9 +186,11 @@ class _Reader:
             return None
         amount = raw.get("amount", 1)
         partial = raw.get("partial", False)
+        user = raw.get("user")
         if feature is not None:  # the limiter's own checks, run now to report every event
-            validation.request(self.policy, account, feature, amount, partial, None, None)
-        return Event(number, line, at, account, feature, amount, partial, plan, seats, anchor)
+            req = validation.request(self.policy, account, feature, amount, partial, None, user)
+            user = req.user
+        return Event(number, line, at, account, feature, amount, partial, plan, seats, anchor, user)
 
 
 def parse_scenario(text: str, source: str, policy: Policy) -> list[Event]:
@@ -225,7 +238,11 @@ def replay(events: list[Event], policy: Policy, source: str) -> list[Outcome]:
                     outcomes.append(Outcome(event, None))
                 if event.feature is not None:
                     decision = limiter.consume(
-                        event.account, event.feature, event.amount, partial=event.partial
+                        event.account,
+                        event.feature,
+                        event.amount,
+                        partial=event.partial,
+                        user=event.user,
                     )
                     outcomes.append(Outcome(event, decision))
             except AllowanceError as exc:

@@ -30,6 +30,8 @@ def json_line(outcome: Outcome) -> dict[str, Any] | None:
     if decision is None:
         return None
     head = {"at": iso(event.at), "account": event.account, "feature": event.feature}
+    if event.user is not None:
+        head["user"] = event.user
     return {**head, "amount": event.amount, **decision.to_json()}
 
 
@@ -70,9 +72,10 @@ def table(outcomes: list[Outcome], source: str) -> Table:
             remaining = "—"  # None here is no access at all, not unlimited
         else:
             remaining = "unlimited" if decision.remaining is None else f"{decision.remaining:,}"
+        who = event.account if event.user is None else f"{event.account} ({event.user})"
         grid.add_row(
             at,
-            Text(event.account),
+            Text(who),
             event.feature,
             f"{event.amount:,}",
             outcome_text(decision, event.amount),
@@ -92,10 +95,10 @@ def simulate(
 ) -> None:
     """Replay a timeline of events against a policy, on a private in-memory store.
 
-    The store's clock is set to each event's time. An event is {at, account, feature,
-    amount?, partial?, plan?, seats?, billing_anchor?}: plan, seats and billing anchor are
-    applied first (creating the account), then the feature is consumed. Use --json for one
-    decision per line.
+    The store's clock is set to each event's time. An event is {at, account, user?,
+    feature, amount?, partial?, plan?, seats?, billing_anchor?}: plan, seats and billing
+    anchor are applied first (creating the account), then the feature is consumed, by the
+    user (a feature counted per user needs one). Use --json for one decision per line.
     """
     policy = read_policy(policy_file)
     if not scenario.is_file():

@@ -190,13 +190,14 @@ BEGIN
                         ELSE jsonb_build_array(at, u, NULL) END;
                 END IF;
             ELSE
-                FOR j IN 0 .. 2 LOOP
-                    IF p_bounds[b + j] <= at AND at < p_bounds[b + j + 1] THEN
-                        periods[i] := p_bounds[b + j];
-                        pends[i] := p_bounds[b + j + 1];
-                        pnexts[i] := CASE WHEN j < 2 THEN p_bounds[b + j + 2] END;
-                    END IF;
-                END LOOP;
+                -- the period of the bounds holding at (NULL: none, and so no period)
+                j := CASE WHEN at < p_bounds[b] OR at >= p_bounds[b + 3] THEN NULL
+                    WHEN at < p_bounds[b + 1] THEN 0 WHEN at < p_bounds[b + 2] THEN 1 ELSE 2 END;
+                periods[i] := p_bounds[b + j];
+                IF r > 0 THEN  -- a user's record keeps its rows as long as they count
+                    pends[i] := p_bounds[b + j + 1];
+                    pnexts[i] := CASE WHEN j < 2 THEN p_bounds[b + j + 2] END;
+                END IF;
                 b := b + 4;
                 IF periods[i] IS NULL THEN
                     status := 'slow';
