@@ -32,7 +32,7 @@ class Held(Protocol):
     @property
     def expires_at(self) -> datetime | None: ...
 
-    def commit(self) -> None: ...
+    def commit(self, amount: int | None = None) -> None: ...
 
     def release(self) -> None: ...
 
@@ -150,8 +150,8 @@ class SyncedReservation:
         self._driver, self._r = driver, r
         self.id, self.decision, self.expires_at = r.id, r.decision, r.expires_at
 
-    def commit(self) -> None:
-        self._driver.run(self._r.commit())
+    def commit(self, amount: int | None = None) -> None:
+        self._driver.run(self._r.commit(amount))
 
     def release(self) -> None:
         self._driver.run(self._r.release())

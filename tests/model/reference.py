@@ -55,6 +55,14 @@ class ModelExpired(Exception):
     """Commit after a reservation's expiry."""
 
 
+class ModelLimitExceeded(Exception):
+    """A commit for more than was held, whose extra does not fit; the hold is kept."""
+
+    def __init__(self, decision: Decision) -> None:
+        super().__init__(decision)
+        self.decision = decision
+
+
 @dataclass(frozen=True)
 class Cell:
     access: bool
@@ -587,11 +595,23 @@ class Model:
         self.settle(self.holds[hold].account)
         return self.holds[hold].state == "held"
 
-    def commit(self, hold: int) -> None:
+    def commit(self, hold: int, amount: int | None = None) -> None:
+        """Make a hold final, settled at ``amount`` units if given: fewer return the rest
+        (a write at now, as a release is); more charge the extra now as a request of its own
+        (all or nothing, beside the held units), or raise with its denial, the hold kept."""
         g = self.holds[hold]
         assert g.state in ("held", "expired")
         if not self.is_live(hold):
             raise ModelExpired(hold)
+        if amount is not None and amount < g.units:
+            g.units = amount
+            self._wrote(g.account, g.user, g.feature)
+        elif amount is not None and amount > g.units:
+            extra = amount - g.units
+            d = self.decide(g.account, g.feature, extra, False, user=g.user)
+            if not d.allowed:
+                raise ModelLimitExceeded(d)
+            self._append(Grant(self.now, g.account, g.user, g.feature, extra))
         g.state = "committed"
 
     def release(self, hold: int) -> bool:

@@ -1,12 +1,12 @@
-"""The state machine of the model comparison (``test_against_model.py``): random timelines
-through a real ``Limiter`` or ``AsyncLimiter``, each answer and meter compared with the
-reference model (``reference.py``). Rules: consume / check / reserve / commit / release / plan
-and seat changes / idempotency keys / load factors, and a clock that moves forward by 1 s to 7
-days, steps back by 0.5 s to 5 minutes (KEEP_AFTER), and lands just before, at or after the
-edges of windows and of minutes, hours, days, ISO weeks and months (UTC and another time
-zone), either way. On a policy with limits counted per user, every request names one of two
-users (always for a feature that counts per user, sometimes otherwise) and the meters are
-compared for the account and for each user."""
+"""The state machine of the model comparison (``test_against_model.py``): random timelines through
+a real ``Limiter`` or ``AsyncLimiter``, each answer and meter compared with the reference model
+(``reference.py``). Rules: consume / check / reserve / commit (as held, or settled at another
+amount) / release / plan and seat changes / idempotency keys / load factors, and a clock that
+moves forward by 1 s to 7 days, steps back by 0.5 s to 5 minutes (KEEP_AFTER), and lands just
+before, at or after the edges of windows and of minutes, hours, days, ISO weeks and months (UTC
+and another time zone), either way. On a policy with limits counted per user, every request
+names one of two users (always for a feature that counts per user, sometimes otherwise) and the
+meters are compared for the account and for each user."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 
 from allowance import (
     IdempotencyConflict,
+    LimitExceeded,
     ManualClock,
     Policy,
     ReservationExpired,
@@ -38,7 +39,7 @@ from .drivers import (
     expected_meters,
     ts,
 )
-from .reference import Model, ModelConflict, ModelExpired, period
+from .reference import Model, ModelConflict, ModelExpired, ModelLimitExceeded, period
 
 ACCOUNTS = ("acct-a", "acct-b")
 USERS = ("ann", "bob")  # both work in both accounts
@@ -372,19 +373,26 @@ def make_machine(
             hold = sorted(self.open_holds)[index % len(self.open_holds)]
             return hold, self.open_holds.pop(hold)
 
-        @rule(index=st.integers(0, 20))
-        def commit(self, index: int) -> None:
+        @rule(index=st.integers(0, 20), amount=st.one_of(st.none(), amounts))
+        def commit(self, index: int, amount: int | None) -> None:
+            """Settled as held, or at another amount (the real count of an estimate)."""
             picked = self.pick(index)
             if picked is None:
                 return
             hold, r = picked
             try:
-                self.model.commit(hold)
+                self.model.commit(hold, amount)
             except ModelExpired:
                 with pytest.raises(ReservationExpired):
-                    r.commit()
+                    r.commit(amount)
                 return
-            r.commit()
+            except ModelLimitExceeded as refused:
+                with pytest.raises(LimitExceeded) as info:
+                    r.commit(amount)
+                assert_same_decision(f"commit({amount})", info.value.decision, refused.decision)
+                self.open_holds[hold] = r  # kept: it may still be committed or released
+                return
+            r.commit(amount)
 
         @rule(index=st.integers(0, 20))
         def release(self, index: int) -> None:
