@@ -170,6 +170,13 @@ def semantic_issues(spec: PolicySpec, smap: SourceMap) -> list[PolicyIssue]:
                     "a billing period is in UTC, from the account's billing_anchor",
                     key=True,
                 )
+            if lim.scope != "account":  # a new anchor moves the account's counters only
+                add(
+                    (*base, "scope"),
+                    f"a billing window counts per account only (got scope {lim.scope!r}): a "
+                    "new billing_anchor moves an account's counters, not its users'; use a "
+                    "calendar window",
+                )
         else:
             if w.unit is None:
                 add((*wpath, "type"), "a calendar window needs 'unit' (day, week or month)")

@@ -161,6 +161,11 @@ BAD = {
     "unknown_scope.yaml": [
         "9: limits.exports.scope: must be 'account', 'user' or 'user_global' (got 'team')",
     ],
+    "billing_per_user.yaml": [
+        "10: limits.member_exports.scope: a billing window counts per account only (got scope"
+        " 'user'): a new billing_anchor moves an account's counters, not its users'; use a"
+        " calendar window",
+    ],
     "billing_by_the_day.yaml": [
         "10: limits.batch_exports.window.unit: a billing window needs 'unit' month or week",
         "11: limits.batch_exports.window.timezone: a billing period is in UTC, from the"
