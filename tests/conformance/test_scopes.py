@@ -2,8 +2,9 @@
 per user inside the account (``user``) or per user across every account (``user_global``).
 One decision checks and charges every scope together; a request without ``user`` on a
 feature counted per user is a validation error that changes nothing. On every store and
-both request paths, sync and async. Redis Cluster cannot yet decide a ``user_global`` limit
-atomically (its counter is in the user's hash slot): it refuses such a feature clearly."""
+both request paths, sync and async. On Redis Cluster a user's counter across accounts is in
+the user's hash slot, written under its own lock by the transaction path
+(``redis_transaction.py``)."""
 
 from __future__ import annotations
 
@@ -13,35 +14,27 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
-import yaml
 
 from allowance import (
     AsyncLimiter,
-    ConfigurationError,
     IdempotencyConflict,
     InvalidRequest,
     Limiter,
     LimitExceeded,
     ManualClock,
-    Policy,
     load_policy,
-    parse_policy,
 )
 
 from .support import Keys
 
 FILE = Path(__file__).parents[1] / "scoped.yaml"
 SCOPED = load_policy(FILE)
-_data = yaml.safe_load(FILE.read_text())
-del _data["limits"]["exports_everywhere"]
-# what Redis Cluster runs: the same without the user_global limit it cannot decide yet
-PER_SPACE = parse_policy(yaml.safe_dump(_data))
 PATHS = pytest.mark.parametrize("keyed", [False, True], ids=["plain", "keyed"])
 
 
 @pytest.fixture
 def lim(store_url: str, clock: ManualClock) -> Iterator[Limiter]:
-    with Limiter(policy_for(store_url), store=store_url, clock=clock) as limiter:
+    with Limiter(SCOPED, store=store_url, clock=clock) as limiter:
         limiter.set_account("space1", plan="free")
         limiter.set_account("space2", plan="free")
         yield limiter
@@ -51,22 +44,26 @@ def cluster(store_url: str) -> bool:
     return store_url.startswith("redis+cluster")
 
 
-def policy_for(store_url: str) -> Policy:
-    return PER_SPACE if cluster(store_url) else SCOPED
-
-
-def test_redis_cluster_refuses_a_user_global_limit_clearly(
-    store_url: str, clock: ManualClock
+def test_on_redis_cluster_a_users_count_across_spaces_is_in_the_users_slot(
+    lim: Limiter, store_url: str
 ) -> None:
+    """Not in either space's slot: it is the user's, whichever space they work in (and its
+    lock is gone once the decision is made)."""
     if not cluster(store_url):
         pytest.skip("only Redis Cluster keeps a user's counter in another hash slot")
-    with Limiter(SCOPED, store=store_url, clock=clock) as lim:
-        lim.set_account("space1", plan="free")
-        with pytest.raises(ConfigurationError, match="user_global"):
-            lim.consume("space1", "export", user="ann")
-        with pytest.raises(ConfigurationError, match="user_global"):
-            lim.usage("space1", user="ann")
-        assert lim.consume("space1", "ai.generate", user="ann").allowed
+    import redis.cluster
+
+    store = lim.store
+    assert lim.consume("space1", "export", user="ann").allowed
+    assert lim.consume("space2", "export", user="ann").allowed
+    key = store.owner_key("space1", "g:ann")  # type: ignore[attr-defined]
+    assert key == store.owner_key("space2", "g:ann")  # type: ignore[attr-defined]
+    host, port = store_url.split("//")[1].split("?")[0].split(":")
+    with redis.cluster.RedisCluster(host=host, port=int(port)) as client:
+        slot = client.keyslot(key)
+        assert slot != client.keyslot(store.key("space1", "c"))  # type: ignore[attr-defined]
+        assert b"exports_everywhere=" in client.get(key)
+        assert not client.exists(key + ":lock")
 
 
 def used(lim: Limiter, account: str, limit: str, user: str | None = None) -> int | None:
@@ -92,6 +89,18 @@ def test_each_user_of_a_space_has_its_own_counter_and_all_share_the_pool(
     assert used(lim, "space1", "generations_per_user", "bob") == 2
     # the same user in another space counts there from nothing
     assert lim.consume("space2", "ai.generate", 4, user="ann").allowed
+
+
+def test_a_users_denial_ends_when_the_users_window_does(lim: Limiter, clock: ManualClock) -> None:
+    """The denial of a per-user limit lasts as long as the user's counter says, not the
+    account's (memory:// once kept such a denial until the account's counters changed)."""
+    for _ in range(4):
+        assert lim.consume("space1", "ai.generate", user="ann").allowed
+    denied = lim.consume("space1", "ai.generate", user="ann")
+    assert (denied.allowed, denied.limit) == (False, "generations_per_user")
+    assert denied.retry_after is not None
+    clock.advance(denied.retry_after)
+    assert lim.consume("space1", "ai.generate", user="ann").allowed
 
 
 def test_meters_of_a_per_user_limit_are_a_users(lim: Limiter) -> None:
@@ -133,8 +142,6 @@ def test_a_user_global_limit_counts_a_user_across_spaces(
     lim: Limiter, store_url: str, keyed: bool
 ) -> None:
     key = Keys(keyed)
-    if cluster(store_url):
-        pytest.skip("Redis Cluster: test_redis_cluster_refuses_a_user_global_limit_clearly")
     assert lim.consume("space1", "export", 2, user="ann", idempotency_key=key()).allowed
     d = lim.consume("space1", "export", user="ann", idempotency_key=key())
     assert (d.allowed, d.limit) == (False, "exports_per_user")
@@ -164,13 +171,12 @@ def test_a_reservation_returns_its_units_to_its_users_counters(
     r.commit(amount=1)
     assert used(lim, "space1", "generations_per_user", "ann") == 1
     assert used(lim, "space1", "space_credits") == 1
-    if not cluster(store_url):
-        r = lim.reserve("space2", "export", 2, ttl=60, user="ann")
-        with pytest.raises(LimitExceeded):  # ann's 2 exports an hour in the space
-            r.commit(amount=3)
-        r.commit(amount=1)  # settled in ann's counters in this space and everywhere
-        assert used(lim, "space2", "exports_per_user", "ann") == 1
-        assert used(lim, "space1", "exports_everywhere", "ann") == 1
+    r = lim.reserve("space2", "export", 2, ttl=60, user="ann")
+    with pytest.raises(LimitExceeded):  # ann's 2 exports an hour in the space
+        r.commit(amount=3)
+    r.commit(amount=1)  # settled in ann's counters in this space and everywhere
+    assert used(lim, "space2", "exports_per_user", "ann") == 1
+    assert used(lim, "space1", "exports_everywhere", "ann") == 1
 
 
 def test_an_expired_reservation_of_one_user_is_settled_by_anothers_request(
@@ -198,7 +204,7 @@ def test_a_users_counters_are_kept_apart_from_the_account(lim: Limiter) -> None:
 
 def test_async_scopes(store_url: str, clock: ManualClock) -> None:
     async def run() -> None:
-        async with AsyncLimiter(policy_for(store_url), store=store_url, clock=clock) as lim:
+        async with AsyncLimiter(SCOPED, store=store_url, clock=clock) as lim:
             await lim.set_account("space1", plan="free")
             await lim.set_account("space2", plan="free")
             for _ in range(4):
@@ -211,11 +217,10 @@ def test_async_scopes(store_url: str, clock: ManualClock) -> None:
             meters = await lim.usage("space1", user="bob")
             assert next(m.used for m in meters if m.limit == "generations_per_user") == 0
             assert r.id is not None
-            if not cluster(store_url):
-                assert (await lim.consume("space1", "export", 2, user="ann")).allowed
-                assert (await lim.consume("space2", "export", user="ann")).allowed
-                d = await lim.consume("space2", "export", user="ann")
-                assert (d.allowed, d.limit) == (False, "exports_everywhere")
+            assert (await lim.consume("space1", "export", 2, user="ann")).allowed
+            assert (await lim.consume("space2", "export", user="ann")).allowed
+            d = await lim.consume("space2", "export", user="ann")
+            assert (d.allowed, d.limit) == (False, "exports_everywhere")
 
     asyncio.run(run())
 
@@ -225,8 +230,6 @@ def test_racing_threads_across_spaces_grant_exactly_a_users_global_count(
 ) -> None:
     """Four spaces on Pro, 5 exports an hour each per user, 8 a day for the user everywhere:
     16 threads asking 40 times for one user grant exactly 8, however they interleave."""
-    if cluster(store_url):
-        pytest.skip("Redis Cluster: test_redis_cluster_refuses_a_user_global_limit_clearly")
     with Limiter(SCOPED, store=store_url, clock=clock) as lim:
         for n in range(4):
             lim.set_account(f"s{n}", plan="pro")

@@ -18,6 +18,8 @@ from collections import Counter
 from allowance import Limiter, load_policy
 from allowance.stores import store_from_url
 
+TIMEOUT = 60.0  # seconds a call may take
+
 
 def main() -> None:
     url, accounts, features, threads, attempts, start, share = sys.argv[1:8]
@@ -26,10 +28,19 @@ def main() -> None:
     feature_list = features.split(",")
     account_list = accounts.split(",")
     granted = [Counter[str]() for _ in range(int(threads))]
-    shared = store_from_url(url) if share == "1" else None
+    failed: list[BaseException] = []
+    # correctness is under test, not latency: a loaded machine must not time a call out (a
+    # timed-out call may still have been applied, and would be missing from the counts)
+    shared = store_from_url(url, timeout=TIMEOUT) if share == "1" else None
 
     def run(i: int) -> None:
-        lim = Limiter(policy, store=shared or url)
+        try:
+            consume_all(i)
+        except BaseException as exc:  # a thread's error would not fail the process
+            failed.append(exc)
+
+    def consume_all(i: int) -> None:
+        lim = Limiter(policy, store=shared or url, timeout=TIMEOUT)
         time.sleep(max(0.0, float(start) - time.time()))
         for n in range(int(attempts)):
             feature = feature_list[(i + n) % len(feature_list)]
@@ -47,6 +58,8 @@ def main() -> None:
         w.start()
     for w in workers:
         w.join()
+    if failed:
+        sys.exit(f"race worker: {len(failed)} thread(s) failed, the first: {failed[0]!r}")
     print(json.dumps(sum(granted, Counter[str]())))
 
 

@@ -34,7 +34,7 @@ limits:
     window: {type: anchored, length: 24h}
     plans: {free: 0, team: 9}
 """
-# a user across spaces (not on Redis Cluster: ``test_scopes.py``); meters read every record
+# and a count of each user across spaces
 SCOPED_RACE = (
     MEMBERS_RACE
     + """\
@@ -98,11 +98,11 @@ def test_members_racing_on_a_shared_pool_get_exactly_the_pool_and_their_own_coun
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["sqlite", "redis", "postgres"])
+@pytest.mark.parametrize("kind", ["sqlite", "redis", "redis_cluster", "postgres"])
 def test_users_racing_from_several_spaces_get_exactly_their_global_count(
     request: pytest.FixtureRequest, tmp_path: Path, kind: str
 ) -> None:
-    """(Redis Cluster refuses a ``user_global`` limit: ``test_scopes.py``.)"""
+    """On Redis Cluster the spaces are in other slots than the users' counts."""
     url, policy_file, threads = setup(request, tmp_path, kind, SCOPED_RACE)
     policy = parse_policy(SCOPED_RACE, "scoped")
     with Limiter(policy, store=url) as lim:

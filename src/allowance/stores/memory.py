@@ -164,8 +164,11 @@ class MemoryStore(Store):
         self, policy: Policy, req: Request, now: float | None, charge: bool
     ) -> Decision | None:
         """``ops.consume`` / ``ops.check`` of a request without an idempotency key, answered
-        from the account's denials while one stands."""
+        from the account's denials while one stands. Not for a feature counted per user:
+        how long its denial stands depends on the user's counters, which other accounts'
+        requests change too (``user_global``) and ``steady_until`` does not read."""
         key = (req.feature, req.amount, req.partial, req.user, charge)
+        memo = req.feature not in policy.user_features
         with self._lock:
             state = self._accounts.get(req.account)
             if state is None:
@@ -173,7 +176,7 @@ class MemoryStore(Store):
             if now is None:
                 now = system_clock()
             denied = state.denied
-            if denied is not None:
+            if denied is not None and memo:
                 kept = denied.get(key)
                 if kept is not None and kept[0] is policy and kept[1] <= now < kept[2]:
                     decided: Decision = kept[3]
@@ -182,7 +185,7 @@ class MemoryStore(Store):
             decision = ops.decide(policy, view, req, now, charge=charge)[0]
             if decision.allowed:
                 state.denied = None  # charged (or a check: nothing written, nothing lost)
-            elif decision.retry_after is not None or decision.reason != "limit_reached":
+            elif memo and (decision.retry_after is not None or decision.reason != "limit_reached"):
                 # (a limit_reached that can never fit is left out: its quota reads the clock)
                 until = engine.steady_until(
                     policy, req.feature, state.counters, state.next_hold_expiry, now

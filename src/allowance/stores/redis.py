@@ -206,7 +206,10 @@ class RedisStore(KeySpace, Store):
     ) -> Decision | None:
         """One round trip; None when the slow path must decide (reservations due, ...)."""
         compiled = compiled_decide(policy)
-        keys, argv = self.decide_args(policy, req, now, charge)
+        args = self.decide_args(policy, req, now, charge)
+        if args is None:
+            return None
+        keys, argv = args
         deadline = Deadline(self.timeout)
         if self._serial.busy(req.account):  # a slow path is writing it: after that one
             with self._serial.hold(req.account, deadline):

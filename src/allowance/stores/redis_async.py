@@ -142,7 +142,10 @@ class AsyncRedisStore(KeySpace, AsyncStore):
         self, policy: Policy, req: Request, now: float | None, charge: bool
     ) -> Decision | None:
         compiled = compiled_decide(policy)
-        keys, argv = self.decide_args(policy, req, now, charge)
+        args = self.decide_args(policy, req, now, charge)
+        if args is None:
+            return None
+        keys, argv = args
         deadline = Deadline(self.timeout)
         if self._serial.busy(req.account):  # a slow path is writing it: after that one
             async with self._serial.hold(req.account, deadline):

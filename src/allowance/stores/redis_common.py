@@ -304,15 +304,22 @@ class KeySpace:
     def owner_key(self, account: str, owner: str) -> str:
         """A per-user record (``owners.py``): a user's in the account shares the account's
         hash tag (one slot, one script); a user's across accounts is tagged by the user, so
-        on a Redis Cluster it sits in another slot, out of reach of the account's script."""
+        on a Redis Cluster it sits in another slot, out of reach of the account's script
+        (``apart``)."""
         if owner.startswith(owners.USER):
             return self.key(account, "o:" + owner)
-        if self.cluster:
-            raise ConfigurationError(
-                "store: a user_global limit cannot be decided on Redis Cluster yet (its counter"
-                " and the account's are in different hash slots); use redis:// or a SQL store"
-            )
         return f"{self.prefix}:{{{_tag(owner)}}}:o"
+
+    def apart(self, account: str, names: Iterable[str]) -> list[str]:
+        """The keys of the records ``names`` (owners) in another slot than the account's: on
+        Redis Cluster, the users' records across accounts (``owner_key``); elsewhere none."""
+        if not self.cluster:
+            return []
+        return [self.owner_key(account, o) for o in names if o.startswith(owners.GLOBAL)]
+
+    def locked_pair(self, key: str) -> list[str]:
+        """A record apart and its lock (same hash tag), the KEYS of global.lua."""
+        return [key, key + ":lock"]
 
     def load_keys(self, account: str, preload: Preload, more: Iterable[str] = ()) -> list[str]:
         """The keys load.lua reads: the account's, the records ``preload`` names and the
@@ -339,10 +346,11 @@ class KeySpace:
 
     def decide_args(
         self, policy: Policy, req: Request, now: float | None, charge: bool
-    ) -> tuple[list[str], list[Any]]:
+    ) -> tuple[list[str], list[Any]] | None:
         """KEYS and ARGV of decide.lua for one request: the account's keys, then the user's
         records its feature counts in (``owners.needed``, the order ``Encoded.records``
-        names them by)."""
+        names them by); None when one of them is in another slot (Redis Cluster: the
+        transaction path decides)."""
         argv: list[Any] = [
             "" if now is None else _num(now),
             req.amount,
@@ -355,10 +363,10 @@ class KeySpace:
             at = now if now is not None else system_clock()  # a local estimate of Redis TIME
             argv += compiled.bounds_as(at, _bound_args)
         keys = [self.key(req.account, "a"), self.key(req.account, "c")]
-        keys += (
-            self.owner_key(req.account, owner)
-            for owner in owners.needed(policy, req.feature, req.user)
-        )
+        needed = owners.needed(policy, req.feature, req.user)
+        if self.cluster and self.apart(req.account, needed):
+            return None
+        keys += (self.owner_key(req.account, owner) for owner in needed)
         return keys, argv
 
 

@@ -10,19 +10,21 @@ replies; ``redis.py`` drives it with blocking calls, ``redis_async.py`` awaits t
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from itertools import count
 from typing import Any, TypeVar
 
 from allowance.policy import Policy
-from allowance.stores.redis_common import KeySpace, _num, gave_up, retry_pause
+from allowance.stores.redis_common import KeySpace, _num, gave_up, lua, retry_pause
 from allowance.stores.redis_wire import Deadline, Lua
 from allowance.view import AccountView, NotLoaded, Preload
 
 __all__ = ["Pause", "Run", "transaction"]
 
 T = TypeVar("T")
+GLOBAL = lua("global")  # a user's record across accounts, in its own slot (Redis Cluster)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,26 +57,110 @@ def transaction(
 ) -> Generator[Run | Pause, Any, T]:
     """``fn`` run on the account, its writes applied atomically; ``scripts`` are
     (load, apply). ``fetch`` reads a record that was not preloaded (None: the caller
-    preloads everything its operation reads)."""
+    preloads everything its operation reads).
+
+    On Redis Cluster a user's record across accounts is in another slot (``apart``): it is
+    read on its own, and an operation that writes it runs again holding its lock
+    (``global.lua``), writes it before the account's ``apply.lua`` and puts it back as it
+    was if that loses a race, so no other account's operation comes in between."""
     load, apply_script = scripts
     more: list[str] = []  # per-user records found missing (a reservation's user)
-    keys = space.load_keys(account_id, preload)
     at_arg = ["" if now is None else _num(now)]
+    token = uuid.uuid4().hex
+    locked: dict[str, bytes | None] = {}  # the records apart locked, as read under the lock
     for attempt in count():
-        loaded = yield Run(load, keys, at_arg)
-        view = space.view(account_id, keys, loaded, fetch)
+        keys = space.load_keys(account_id, preload, more)
+        apart = space.apart(account_id, (*preload.owners, *more))
+        if locked and set(apart) - set(locked):  # a new one (a hold come due): lock them anew
+            yield from _unlock(space, locked, token)
+            locked = {}
+        local = [k for k in keys if k not in apart]
+        loaded = list((yield Run(load, local, at_arg)))
+        for key in apart:
+            loaded.append(locked[key] if key in locked else (yield Run(GLOBAL, [key], ["read"])))
+        view = space.view(account_id, local + apart, loaded, fetch)
         at = float(loaded[0])
         try:
             result = fn(view, at)
         except NotLoaded as missing:  # read them with the account, and run it again
             more += missing.owners
-            keys = space.load_keys(account_id, preload, more)
             continue
+        except BaseException:
+            yield from _unlock(space, locked, token)
+            raise
         apply = view.apply_args(policy, at)
-        if apply is None or (yield Run(apply_script, apply[0], apply[1])) == 1:
+        if apply is None:
+            yield from _unlock(space, locked, token)
             return result
+        apply_keys, apply_argv, writes = _split(apply[0], apply[1], apart)
+        if writes and not locked:  # again, under the lock of each record it writes
+            locked = yield from _lock(space, apart, token, deadline, account_id, timeout)
+            continue
+        for key, value, ttl in writes:
+            if (yield Run(GLOBAL, space.locked_pair(key), ["write", token, "1" + value, ttl])) != 1:
+                raise gave_up(account_id, timeout)  # its lock expired: past the deadline
+        if (yield Run(apply_script, apply_keys, apply_argv)) == 1:
+            yield from _unlock(space, locked, token)
+            return result
+        for key, _, ttl in writes:  # as it was: no one else wrote it, the lock is ours
+            old = locked[key]
+            put_back = "0" if old is None else "1" + old.decode()
+            yield Run(GLOBAL, space.locked_pair(key), ["write", token, put_back, ttl])
         pause = retry_pause(attempt)
         if time.monotonic() + pause >= deadline.end:
+            yield from _unlock(space, locked, token)
             raise gave_up(account_id, timeout)
         yield Pause(pause)
     raise AssertionError("unreachable")
+
+
+def _split(
+    keys: list[str], argv: list[Any], apart: list[str]
+) -> tuple[list[str], list[Any], list[tuple[str, str, Any]]]:
+    """apply.lua's KEYS and ARGV without the records ``apart`` (each: value, TTL, expected
+    value after the first six), and those records' writes: (key, value, TTL)."""
+    if not apart:
+        return keys, argv, []
+    local_keys, local_argv = keys[:2], argv[:6]
+    writes = []
+    for i, key in enumerate(keys[2:]):
+        value, ttl, expect = argv[6 + 3 * i : 9 + 3 * i]
+        if key in apart:
+            writes.append((key, value, ttl))
+        else:
+            local_keys.append(key)
+            local_argv += [value, ttl, expect]
+    return local_keys, local_argv, writes
+
+
+def _lock(
+    space: KeySpace,
+    keys: list[str],
+    token: str,
+    deadline: Deadline,
+    account_id: str,
+    timeout: float,
+) -> Generator[Run | Pause, Any, dict[str, bytes | None]]:
+    """Each record's lock, in key order (two operations never wait for each other's), until
+    the deadline; what each record holds."""
+    got: dict[str, bytes | None] = {}
+    for key in sorted(keys):
+        for attempt in count():
+            ttl = max(1, int(deadline.left() * 1000))  # an operation that dies frees it then
+            reply = yield Run(GLOBAL, space.locked_pair(key), ["lock", token, ttl])
+            if reply[0] == 1:
+                got[key] = reply[1] if len(reply) > 1 else None
+                break
+            pause = retry_pause(attempt)
+            if time.monotonic() + pause >= deadline.end:
+                yield from _unlock(space, got, token)
+                raise gave_up(account_id, timeout)
+            yield Pause(pause)
+    return got
+
+
+def _unlock(
+    space: KeySpace, locked: dict[str, bytes | None], token: str
+) -> Generator[Run | Pause, Any, None]:
+    for key in locked:
+        yield Run(GLOBAL, space.locked_pair(key), ["unlock", token])
