@@ -32,6 +32,12 @@ threads:
   charges four counters in two records (the account's and the member's), one of them 4 units,
   still in one round trip; compared with the seed's row of the same server, thread count and
   workload (``vs_seed``: seconds per decision over the seed's; issue 12: at most 1.3).
+* ``allowance … user_global`` (Redis, Redis Cluster, PostgreSQL): the built-in policy with the
+  feature also counted per user across every account each day (``global_policy``; each
+  account's 8 members take turns, no user shared between accounts): on Redis and PostgreSQL
+  still one round trip; on Redis Cluster the user's count is in the user's hash slot and the
+  decision takes the transaction path under a per-user lock (lock, load, read, write, apply,
+  unlock). ``vs_seed`` as above, no target: the issue asks what it costs.
 
 Targets (the issue's): allowance on Redis >= 0.8x raw EVALSHA and >= 1.8x limits on Redis
 ("mostly granted"; Redis Cluster is held to the same ratios against the cluster's own

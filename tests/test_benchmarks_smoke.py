@@ -46,13 +46,16 @@ STORES_ROWS = (
     ("limits MovingWindow redis ", ("mostly granted", "mostly denied")),
     ("allowance redis ", ("mostly granted", "mostly denied")),
     ("allowance redis credits", ("mostly granted",)),
+    ("allowance redis user_global", ("mostly granted",)),
     ("raw EVALSHA redis+cluster", ("mostly granted",)),
     ("limits MovingWindow redis+cluster", ("mostly granted",)),
     ("allowance redis+cluster ", ("mostly granted",)),
     ("allowance redis+cluster credits", ("mostly granted",)),
+    ("allowance redis+cluster user_global", ("mostly granted",)),
     ("bare upsert postgresql", ("mostly granted",)),
     ("allowance postgresql ", ("mostly granted",)),
     ("allowance postgresql credits", ("mostly granted",)),
+    ("allowance postgresql user_global", ("mostly granted",)),
     ("allowance postgresql pgbouncer", ("mostly granted",)),  # make test installs pgbouncer
 )
 

@@ -34,6 +34,7 @@ UPSERT = "INSERT INTO t(k, n) VALUES (%s, 1) ON CONFLICT (k) DO UPDATE SET n = t
 REDIS_FLOOR_RATIO, REDIS_LIMITS_RATIO, PG_RATIO = 0.8, 1.8, 0.7
 CREDITS_RATIO = 1.3  # a credit-priced decision costs at most this many seed decisions
 CREDIT_COST = 4  # credits one FEATURE request takes in the "credits" rows' pool
+GLOBAL = "user_global"  # the role of the rows whose feature counts a user across accounts
 MEMBERS = 8  # the members of an account who take turns asking, in the "credits" rows
 MEMORY_TARGET = 1024  # bytes per active account
 MEMORY_SAMPLE = 200  # accounts whose keys get a MEMORY USAGE
@@ -65,7 +66,8 @@ class Contender:
 class Result:
     name: str
     server: str
-    role: str  # "floor" (raw EVALSHA, bare upsert), "limits", "allowance" or "credits"
+    # "floor" (raw EVALSHA, bare upsert), "limits", "allowance", "credits" or "user_global"
+    role: str
     workload: str
     threads: int
     clients: str
@@ -222,3 +224,19 @@ def credit_policy() -> Policy:
         "plans": {plan["name"]: 10**9 for plan in data["plans"]},
     }
     return parse_policy(yaml.safe_dump(data, sort_keys=False), "builtin + credits")
+
+
+def global_policy() -> Policy:
+    """The built-in policy with FEATURE also counted per user across every account each day
+    (scope ``user_global``, ample): the "user_global" rows decide FEATURE's two seed limits
+    and the user's count, which on Redis Cluster lives in the user's hash slot (each account
+    has members of its own, so the rows measure the path, not contention on one user)."""
+    data = builtin_policy().to_data()
+    data["limits"]["member_everywhere"] = {
+        "label": "Generations per user",
+        "features": [FEATURE],
+        "scope": "user_global",
+        "window": {"type": "calendar", "unit": "day"},
+        "plans": {plan["name"]: 10**9 for plan in data["plans"]},
+    }
+    return parse_policy(yaml.safe_dump(data, sort_keys=False), "builtin + user_global")

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from stores.common import (
     CREDITS_RATIO,
     DENIED,
+    GLOBAL,
     GRANTED,
     PG_RATIO,
     REDIS_FLOOR_RATIO,
@@ -22,6 +23,7 @@ from stores.common import (
     Op,
     Result,
     credit_policy,
+    global_policy,
     in_parallel,
     log,
     split,
@@ -273,6 +275,7 @@ def groups(
             lambda: LimitsRedis(redis_target, "redis", GRANTED),
             lambda: AllowanceRedis(redis_target, "redis", GRANTED),
             lambda: AllowanceRedis(redis_target, "redis", GRANTED, credit_policy()),
+            lambda: AllowanceRedis(redis_target, "redis", GRANTED, global_policy(), GLOBAL),
             lambda: LimitsRedis(redis_target, "redis", DENIED),
             lambda: AllowanceRedis(redis_target, "redis", DENIED),
         ],
@@ -281,11 +284,13 @@ def groups(
             lambda: LimitsRedis(cluster_target, "cluster", GRANTED),
             lambda: AllowanceRedis(cluster_target, "cluster", GRANTED),
             lambda: AllowanceRedis(cluster_target, "cluster", GRANTED, credit_policy()),
+            lambda: AllowanceRedis(cluster_target, "cluster", GRANTED, global_policy(), GLOBAL),
         ],
         [
             lambda: BareUpsert(pg_url),
             lambda: AllowancePostgres(pg_url, pg.free_connections),
             lambda: AllowancePostgres(pg_url, pg.free_connections, credit_policy()),
+            lambda: AllowancePostgres(pg_url, pg.free_connections, global_policy(), GLOBAL),
             *(
                 [lambda: AllowancePgBouncer(bouncer_url, pg_url, pg.free_connections)]
                 if bouncer_url is not None
@@ -304,8 +309,9 @@ def compare(results: list[Result]) -> None:
         if r.role == "floor":
             continue
         seed = seed_rows.get((r.server, r.threads, r.workload))
-        if r.role == "credits" and seed is not None:
+        if r.role in ("credits", GLOBAL) and seed is not None:
             r.vs_seed = seed.ops_per_s / r.ops_per_s
+        if r.role == "credits" and r.vs_seed is not None:
             r.target = f"≤{CREDITS_RATIO}× seed cost"
             r.met = r.vs_seed <= CREDITS_RATIO
         floor = floors.get((r.server, r.threads))

@@ -202,8 +202,14 @@ class LimitsRedis(Subject):
 
 def allowance_op(lim: Limiter) -> Op:
     consume = lim.consume
-    if FEATURE in lim.policy.user_features:  # the credits rows: members take turns
+    if FEATURE in lim.policy.user_features:  # members take turns
         members = itertools.cycle([f"m{i}" for i in range(MEMBERS)])
+        if any(limit.scope == "user_global" for limit in lim.policy.limits_of(FEATURE)):
+
+            def by_own_member(account: str) -> bool:  # members of this account alone
+                return consume(account, FEATURE, user=f"{account}.{next(members)}").allowed
+
+            return by_own_member
 
         def by_member(account: str) -> bool:
             return consume(account, FEATURE, user=next(members)).allowed
@@ -220,12 +226,18 @@ def prepare_accounts(lim: Limiter, part: list[str], workload: str, sim: SimTime)
     for account in part:
         lim.set_account(account, PLAN)
     sim.advance()
-    user = "m0" if FEATURE in lim.policy.user_features else None
+    member = FEATURE in lim.policy.user_features
     if workload == GRANTED:
-        granted = sum(lim.consume(account, FEATURE, user=user).allowed for account in part)
+        granted = sum(
+            lim.consume(account, FEATURE, user=f"{account}.m0" if member else None).allowed
+            for account in part
+        )
     else:
         granted = sum(
-            lim.consume(account, FEATURE, amount=2, user=user).allowed for account in part
+            lim.consume(
+                account, FEATURE, amount=2, user=f"{account}.m0" if member else None
+            ).allowed
+            for account in part
         )
     check_setup("allowance", granted, len(part))
 
@@ -234,16 +246,22 @@ class AllowanceRedis(Subject):
     role = "allowance"
 
     def __init__(
-        self, target: RedisTarget, server: str, workload: str, policy: Policy | None = None
+        self,
+        target: RedisTarget,
+        server: str,
+        workload: str,
+        policy: Policy | None = None,
+        row: str = "credits",
     ) -> None:
         super().__init__()
         self.target = self.redis = target
         self.server = server
         self.workload = workload
-        self.policy = policy  # None: the built-in one; else credit_policy(), a "credits" row
+        # None: the built-in one; else credit_policy() (a "credits" row) or global_policy()
+        self.policy = policy
         self.name = f"allowance {'redis+cluster' if target.cluster else 'redis'}"
         if policy is not None:
-            self.name, self.role = f"{self.name} credits", "credits"
+            self.name, self.role = f"{self.name} {row}", row
         self.prefix = new_name("allowance")
         self.url = add_query(target.url, prefix=self.prefix)
 
@@ -315,13 +333,20 @@ class AllowancePostgres(Subject):
     server = "postgresql"
     role = "allowance"
 
-    def __init__(self, url: str, free_connections: int, policy: Policy | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        free_connections: int,
+        policy: Policy | None = None,
+        row: str = "credits",
+    ) -> None:
         super().__init__()
         self.base = url
         self.free = free_connections
-        self.policy = policy  # None: the built-in one; else credit_policy(), a "credits" row
+        # None: the built-in one; else credit_policy() (a "credits" row) or global_policy()
+        self.policy = policy
         if policy is not None:
-            self.name, self.role = f"{self.name} credits", "credits"
+            self.name, self.role = f"{self.name} {row}", row
         self.schema = new_name("allowance")
         self.shared: PostgresStore | None = None
         self.pool = 1
