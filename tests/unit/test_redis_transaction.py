@@ -13,7 +13,8 @@ import pytest
 from allowance import builtin_policy, ops
 from allowance.errors import StoreUnavailable
 from allowance.request import Request
-from allowance.stores.redis_common import KeySpace, lua
+from allowance.stores.redis_common import KeySpace
+from allowance.stores.redis_scripts import lua
 from allowance.stores.redis_transaction import Pause, Run, transaction
 from allowance.stores.redis_wire import Deadline
 from allowance.types import Decision

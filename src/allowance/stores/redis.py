@@ -81,15 +81,10 @@ from allowance.request import Request
 from allowance.stores import redis_config
 from allowance.stores.base import DEFAULT_TIMEOUT, AsyncStore, Store
 from allowance.stores.keyring import KeyRing
-from allowance.stores.redis_common import (
-    KeySpace,
-    Serial,
-    compiled_decide,
-    lua,
-    read_decision,
-    split_url,
-)
+from allowance.stores.redis_common import KeySpace, read_decision, split_url
 from allowance.stores.redis_keys import RedisKeyRing
+from allowance.stores.redis_scripts import compiled_decide, lua
+from allowance.stores.redis_serial import Serial
 from allowance.stores.redis_transaction import Run, transaction
 from allowance.stores.redis_wire import (
     Deadline,

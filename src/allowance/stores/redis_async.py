@@ -34,14 +34,9 @@ from allowance.errors import ConfigurationError, StoreError, UnknownAccount
 from allowance.policy import Policy
 from allowance.request import Request
 from allowance.stores.base import DEFAULT_TIMEOUT, AsyncStore
-from allowance.stores.redis_common import (
-    AsyncSerial,
-    KeySpace,
-    compiled_decide,
-    lua,
-    read_decision,
-    split_url,
-)
+from allowance.stores.redis_common import KeySpace, read_decision, split_url
+from allowance.stores.redis_scripts import compiled_decide, lua
+from allowance.stores.redis_serial import AsyncSerial
 from allowance.stores.redis_transaction import Run, transaction
 from allowance.stores.redis_wire import (
     Deadline,

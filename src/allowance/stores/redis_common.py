@@ -1,22 +1,18 @@
 """What the sync and async Redis stores share, free of I/O: key names, the counters codec, the
-policy compiled to Lua, the view the slow path runs ``ops`` on, and how a fast-path reply
-becomes a Decision. See ``redis.py`` for the design."""
+view the slow path runs ``ops`` on, how a fast-path reply becomes a Decision, and the URL. The
+scripts are ``redis_scripts.py``'s, the in-process serialisation ``redis_serial.py``'s. See
+``redis.py`` for the design."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import random
 import re
-import threading
-import weakref
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from importlib import resources
 from math import ceil
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 from allowance import adjust, engine, ops, owners, rules
@@ -27,21 +23,14 @@ from allowance.policy import Policy
 from allowance.request import Request
 from allowance.state import HELD, Counter, Hold, IdempotencyRecord
 from allowance.stores.base import store_timeout
-from allowance.stores.redis_wire import Deadline, Lua
 from allowance.types import Decision
 from allowance.view import AccountView, NotLoaded, Preload
-from allowance.windows import KEEP_AFTER
 
-T = TypeVar("T")
 # the first pause after a lost race on an account's version (seconds); it doubles, with
 # random jitter, up to RETRY_PAUSE_MAX, for as long as the call's deadline allows
 RETRY_PAUSE = 0.0005
 RETRY_PAUSE_MAX = 0.02
 _PREFIX = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
-
-
-def script(name: str) -> str:
-    return resources.files("allowance.stores").joinpath(f"lua/{name}.lua").read_text("utf-8")
 
 
 def _num(x: float) -> str:
@@ -83,76 +72,6 @@ def retry_pause(attempt: int) -> float:
     """Seconds to wait before the next try after ``attempt`` lost races on one account: a
     random share of an exponentially growing cap, so writers that collided spread out."""
     return random.uniform(0, min(RETRY_PAUSE_MAX, RETRY_PAUSE * 2**attempt))
-
-
-class Serial:
-    """One account's read-modify-write at a time in this process (threads). Writers of one
-    process then never make each other retry; only writers elsewhere (other processes) can,
-    and one-step decisions (which bump the version too) that started before the slow path
-    did: one that starts while the account has a slow path in flight waits its turn
-    (``busy``). A wait counts against the deadline of the call."""
-
-    def __init__(self) -> None:
-        self._guard = threading.Lock()
-        self._locks: dict[str, tuple[threading.Lock, list[int]]] = {}  # account -> (lock, users)
-
-    def busy(self, account: str) -> bool:
-        return account in self._locks
-
-    @contextmanager
-    def hold(self, account: str, deadline: Deadline) -> Iterator[None]:
-        with self._guard:
-            lock, users = self._locks.get(account) or self._locks.setdefault(
-                account, (threading.Lock(), [0])
-            )
-            users[0] += 1
-        try:
-            if not lock.acquire(timeout=deadline.left()):
-                raise StoreUnavailable(
-                    f"redis: account {account!r} busy past the timeout", maybe_applied=False
-                )
-            try:
-                yield
-            finally:
-                lock.release()
-        finally:
-            with self._guard:
-                users[0] -= 1
-                if not users[0]:
-                    del self._locks[account]
-
-
-class AsyncSerial:
-    """``Serial`` for one event loop's tasks."""
-
-    def __init__(self) -> None:
-        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
-
-    def busy(self, account: str) -> bool:
-        return account in self._locks
-
-    @asynccontextmanager
-    async def hold(self, account: str, deadline: Deadline) -> AsyncIterator[None]:
-        lock, users = self._locks.get(account) or self._locks.setdefault(
-            account, (asyncio.Lock(), [0])
-        )
-        users[0] += 1
-        try:
-            try:
-                async with asyncio.timeout(deadline.left()):
-                    await lock.acquire()
-            except TimeoutError:
-                raise StoreUnavailable(
-                    f"redis: account {account!r} busy past the timeout", maybe_applied=False
-                ) from None
-            try:
-                yield
-            finally:
-                lock.release()
-        finally:
-            users[0] -= 1
-            if not users[0]:
-                del self._locks[account]
 
 
 def gave_up(account: str, timeout: float) -> StoreUnavailable:
@@ -401,29 +320,6 @@ def read_decision(policy: Policy, req: Request, reply: list[Any]) -> Decision | 
     return ops.one_step_decision(granted, remaining, reply[7] == 1, replay)
 
 
-def sha1_hex(text: str) -> str:
-    """The SHA1 Redis names a script by."""
-    return hashlib.sha1(text.encode()).hexdigest()
-
-
-def lua(name: str) -> Lua:
-    text = script(name)
-    return Lua(text, sha1_hex(text))
-
-
-_decide_scripts: weakref.WeakKeyDictionary[Policy, Lua] = weakref.WeakKeyDictionary()
-
-
-def compiled_decide(policy: Policy) -> Lua:
-    """decide.lua with the policy's rules compiled in, once per policy object (a cache by
-    ``id()`` would hand a dead policy's script to a new one at the same address)."""
-    found = _decide_scripts.get(policy)
-    if found is None:
-        text = script("decide").replace("--SPEC--", lua_spec(policy), 1)
-        found = _decide_scripts[policy] = Lua(text, sha1_hex(text))
-    return found
-
-
 @dataclass(frozen=True)
 class RedisUrl:
     """Our URL taken apart: what redis-py gets, and our own options."""
@@ -450,48 +346,3 @@ def split_url(url: str, timeout: float | None = None) -> RedisUrl:
         raise ConfigurationError(f"store: max_connections must be a number in {url!r}") from None
     rest = urlunsplit((scheme, parts.netloc, parts.path, urlencode(query), ""))
     return RedisUrl(rest, prefix, kind, seconds, max_connections)
-
-
-def lua_spec(policy: Policy) -> str:
-    """The policy's compiled rules (``rules.encode``) as Lua data, for decide.lua. A script's
-    top level runs on every call, so the rules are a function that builds only the feature
-    asked for (a table of every feature, built each call, cost ~13 us inside Redis)."""
-    lines = [
-        f"local KEEP_AFTER = {KEEP_AFTER!r}",
-        f"local NPLANS = {len(policy.plans)}",
-        "local PLANS = {"
-        + ", ".join(f"[{_lua(p.name)}] = {i + 1}" for i, p in enumerate(policy.plans))
-        + "}",
-        "local function rules_of(feature)",
-    ]
-    for i, feature in enumerate(policy.features):
-        encoded = rules.encode(rules.compiled(policy, feature))
-        fields = ", ".join(
-            f"{name} = {_lua(getattr(encoded, name))}"
-            for name in (
-                "names",
-                "kinds",
-                "lengths",
-                "costs",
-                "records",
-                "access",
-                "caps",
-                "soft",
-                "scale",
-                "load",
-                "most",
-            )
-        )
-        keyword = "if" if i == 0 else "elseif"
-        lines.append(f"  {keyword} feature == {_lua(feature)} then return {{{fields}}}")
-    return "\n".join([*lines, "  end", "  return nil", "end"])
-
-
-def _lua(value: object) -> str:
-    """A Lua literal: a string (quoted, escapes kept), a number, or a sequence as a table."""
-    if isinstance(value, str):
-        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
-    if isinstance(value, int | float):
-        return repr(value)
-    assert isinstance(value, tuple)
-    return "{" + ", ".join(_lua(v) for v in value) + "}"

@@ -17,7 +17,8 @@ from itertools import count
 from typing import Any, TypeVar
 
 from allowance.policy import Policy
-from allowance.stores.redis_common import KeySpace, _num, gave_up, lua, retry_pause
+from allowance.stores.redis_common import KeySpace, _num, gave_up, retry_pause
+from allowance.stores.redis_scripts import lua
 from allowance.stores.redis_wire import Deadline, Lua
 from allowance.view import AccountView, NotLoaded, Preload
 
