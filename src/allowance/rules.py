@@ -27,6 +27,7 @@ from typing import Any, Literal, TypeVar, cast
 
 from allowance import owners
 from allowance.policy import Limit, Policy, Rule
+from allowance.state import Counter
 from allowance.windows import KEEP_AFTER, CalendarWindow
 
 __all__ = ["KEEP_AFTER", "Encoded", "FeatureRules", "compiled", "encode"]
@@ -69,6 +70,12 @@ class FeatureRules:
         for window in self.periods:
             out += window.bounds(now)
         return out
+
+    def merged(self, stored: list[dict[str, Counter]]) -> dict[str, Counter]:
+        """The counters a kernel decided on, by limit name, from the records it read
+        (the account's first, then the user's: ``owners.merged``)."""
+        names = tuple(limit.name for limit in self.counters)
+        return owners.merged(names, self.records, stored)
 
     def bounds_as(self, now: float, fmt: Callable[[tuple[float, ...]], V]) -> V:
         """``fmt(self.bounds(now))``, kept while the bounds stay the same: every one-step

@@ -231,10 +231,8 @@ def fast_decision(policy: Policy, req: Request, row: Any) -> Decision | None:
     def replay() -> Decision:
         counters = from_rows(json.loads(before))
         if others is not None:  # the user's records beside the account's
-            compiled = rules.compiled(policy, req.feature)
-            names = tuple(limit.name for limit in compiled.counters)
             stored = [counters, *(from_rows(o) for o in json.loads(others))]
-            counters = owners.merged(names, compiled.records, stored)
+            counters = rules.compiled(policy, req.feature).merged(stored)
         own = adjust.decode(terms)
         return ops.replay(policy, req, plan, seats, counters, own, at, granted, "postgresql")
 

@@ -306,10 +306,8 @@ def read_decision(policy: Policy, req: Request, reply: list[Any]) -> Decision | 
     def replay() -> Decision:
         counters = decode_counters(reply[2].decode())
         if len(reply) > 9:  # the user's records beside the account's
-            compiled = rules.compiled(policy, req.feature)
-            names = tuple(limit.name for limit in compiled.counters)
             stored = [counters, *(decode_counters(raw.decode()) for raw in reply[9:])]
-            counters = owners.merged(names, compiled.records, stored)
+            counters = rules.compiled(policy, req.feature).merged(stored)
         terms = adjust.decode(reply[8].decode())
         at = float(reply[1])
         return ops.replay(policy, req, plan, seats, counters, terms, at, granted, "redis")
