@@ -42,12 +42,13 @@ class Call(Generic[T]):
         return self.op(self.policy, view, now)
 
 
-def _keyed(policy: Policy, req: Request) -> Preload:
+def _keyed(policy: Policy, req: Request, charges: bool = True) -> Preload:
     """The idempotency record a keyed call reads and the user's records a per-user feature
-    reads (nothing to build for the plain ones)."""
+    reads (nothing to build for the plain ones); ``charges``: a grant charges them."""
     if req.feature not in policy.user_features:
         return NO_PRELOAD if req.idempotency_key is None else Preload(req.idempotency_key)
-    return Preload(req.idempotency_key, owners=owners.needed(policy, req.feature, req.user))
+    needed = owners.needed(policy, req.feature, req.user)
+    return Preload(req.idempotency_key, owners=needed, charges=charges)
 
 
 def one_step(policy: Policy, req: Request) -> bool:
@@ -85,7 +86,7 @@ def check(
         policy,
         req.account,
         lambda policy, view, now: ops.check(policy, view, req, now),
-        _keyed(policy, req),
+        _keyed(policy, req, charges=False),
         fast=req if one_step(policy, req) else None,
         charge=False,
         request=req,

@@ -22,6 +22,9 @@ class Preload:
     hold_id: str | None = None
     held: bool = False  # every hold still held, expired or not (``due_holds(math.inf)``)
     owners: tuple[str, ...] = ()  # the per-user records (``owners.py``) it reads
+    # it charges them unless denied: a store that locks a record to write it (a user's
+    # record across accounts on Redis Cluster) takes the lock before reading, not after
+    charges: bool = False
 
 
 class NotLoaded(Exception):

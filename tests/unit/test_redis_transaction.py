@@ -6,19 +6,20 @@ written nothing."""
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from allowance import builtin_policy, ops
+from allowance import builtin_policy, load_policy, ops, owners
 from allowance.errors import StoreUnavailable
 from allowance.request import Request
 from allowance.stores.redis_common import KeySpace
 from allowance.stores.redis_scripts import lua
-from allowance.stores.redis_transaction import Pause, Run, transaction
+from allowance.stores.redis_transaction import GLOBAL, Pause, Run, transaction
 from allowance.stores.redis_wire import Deadline
 from allowance.types import Decision
-from allowance.view import NO_PRELOAD, AccountView
+from allowance.view import NO_PRELOAD, AccountView, Preload
 
 POLICY = builtin_policy()
 SCRIPTS = (lua("load"), lua("apply"))
@@ -78,3 +79,51 @@ def test_a_write_that_keeps_losing_gives_up_at_the_deadline() -> None:
                 step = protocol.send(None)
     assert raised.value.maybe_applied is False
     assert tries >= 1
+
+
+SCOPED = load_policy(Path(__file__).parents[1] / "scoped.yaml")
+
+
+def drive_export(charges: bool) -> list[str]:
+    """A user's export on Redis Cluster (its count across spaces in the user's slot), the
+    replies a quiet server would send; the steps it took, by script (and GLOBAL's mode)."""
+    space = KeySpace("t")
+    space.cluster = True
+    req = Request("acme", "export", 1, False, None, "ann")
+    preload = Preload(owners=owners.needed(SCOPED, "export", "ann"), charges=charges)
+    op = ops.consume if charges else ops.check
+
+    def fn(view: AccountView, now: float) -> Decision:
+        return op(SCOPED, view, req, now)
+
+    protocol = transaction(
+        space, SCRIPTS, SCOPED, "acme", NOW, fn, preload, Deadline(5.0), 5.0, None
+    )
+    steps: list[str] = []
+    reply: Any = None
+    while True:
+        try:
+            step = protocol.send(reply)
+        except StopIteration as done:
+            assert done.value.allowed
+            return steps
+        assert isinstance(step, Run)
+        if step.script is GLOBAL:
+            steps.append(step.argv[0])
+            reply = {"read": None, "lock": [1], "write": 1, "unlock": 1}[step.argv[0]]
+        elif step.script is SCRIPTS[0]:
+            steps.append("load")
+            reply = [*loaded(1)[:2], b"free", *loaded(1)[3:], b""]  # the user's record: none
+        else:
+            steps.append("apply")
+            reply = 1
+
+
+def test_a_charge_on_a_users_record_in_another_slot_locks_it_before_reading() -> None:
+    """Locked and read in one step: five round trips, not read, found to be written, then
+    locked and read again (seven)."""
+    assert drive_export(charges=True) == ["lock", "load", "write", "apply", "unlock"]
+
+
+def test_a_check_reads_a_users_record_in_another_slot_without_its_lock() -> None:
+    assert drive_export(charges=False) == ["load", "read"]

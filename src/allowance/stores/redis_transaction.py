@@ -63,12 +63,17 @@ def transaction(
     On Redis Cluster a user's record across accounts is in another slot (``apart``): it is
     read on its own, and an operation that writes it runs again holding its lock
     (``global.lua``), writes it before the account's ``apply.lua`` and puts it back as it
-    was if that loses a race, so no other account's operation comes in between."""
+    was if that loses a race, so no other account's operation comes in between. A charge
+    (``preload.charges``) takes the locks first: five round trips where read-then-lock took
+    seven."""
     load, apply_script = scripts
     more: list[str] = []  # per-user records found missing (a reservation's user)
     at_arg = ["" if now is None else _num(now)]
     token = uuid.uuid4().hex
     locked: dict[str, bytes | None] = {}  # the records apart locked, as read under the lock
+    first = space.apart(account_id, preload.owners) if preload.charges else []
+    if first:  # a charge: locked and read in one step each, not read, then locked and read
+        locked = yield from _lock(space, first, token, deadline, account_id, timeout)
     for attempt in count():
         keys = space.load_keys(account_id, preload, more)
         apart = space.apart(account_id, (*preload.owners, *more))
