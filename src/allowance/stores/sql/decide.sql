@@ -15,14 +15,17 @@
 -- account's seats), p_load (the load factor that lowers the cap) and p_most (the most one
 -- request is granted; -1: any). p_bounds: 4 period boundaries per period counter (local
 -- estimates). p_records: per counter, the record holding it (0: the account's row, k: the
--- owned row p_owners[k], a user's counters, owners.py), each locked behind the account's row
--- (made if missing, as the transaction path does; a found one is only locked, so a denial
--- still writes nothing) and given back as it was in others (a JSON
--- array); an owned row charged keeps its rows at least until p_keep (windows.KEEP_AFTER) after
--- the windows charged close (drop_after, read by the sweep). The account's own terms (accounts.adjustments, adjust.py: counter name ->
--- [max or null, [[until, units], ...]]) change a counter's cap: the max replaces cap × seats
--- (before the load factor), the units of grants with at < until are added after it; they
--- come back in terms, for the replay.
+-- owned row p_owners[k], a user's counters, owners.py), given back as read in others (a JSON
+-- array). A user_global row is locked behind the account's row (made if missing, as the
+-- transaction path does; a found one is only locked, so a denial writes nothing); a member's
+-- (owners.record_key: not starting with the separator) is only read, since only its
+-- account's decisions, which hold that account's row, write it (a sweep may delete it in
+-- between, or it may not exist yet: its charge then inserts it). An owned row charged keeps
+-- its rows at least until p_keep (windows.KEEP_AFTER) after the windows charged close
+-- (drop_after, read by the sweep). The account's own terms (accounts.adjustments, adjust.py:
+-- counter name -> [max or null, [[until, units], ...]]) change a counter's cap: the max
+-- replaces cap × seats (before the load factor), the units of grants with at < until are
+-- added after it; they come back in terms, for the replay.
 -- Returns status 'ok' | 'slow' (reservations due, or a period not covered) | 'unknown';
 -- remaining is NULL when no counter has a cap.
 --
@@ -103,11 +106,17 @@ BEGIN
     pi := array_position(p_plans, plan);
     IF cardinality(p_owners) > 0 AND pi IS NOT NULL AND (due IS NULL OR at < due) THEN
         FOR k IN 1 .. cardinality(p_owners) LOOP  -- locked in the caller's (fixed) order
-            SELECT o.counters INTO c FROM {s}.owned o WHERE o.owner = p_owners[k] FOR UPDATE;
-            IF NOT FOUND THEN  -- made, or locked if another made it since (no write if found)
-                INSERT INTO {s}.owned AS o (owner, counters, drop_after)
-                    VALUES (p_owners[k], '{{}}', 0) ON CONFLICT (owner)
-                    DO UPDATE SET counters = o.counters RETURNING o.counters INTO c;
+            IF left(p_owners[k], 1) <> chr(31) THEN  -- a member's: the account's lock guards it
+                SELECT o.counters INTO c FROM {s}.owned o WHERE o.owner = p_owners[k];
+                c := coalesce(c, '{{}}');  -- a missing one is made by its first charge
+            ELSE
+                SELECT o.counters INTO c FROM {s}.owned o WHERE o.owner = p_owners[k]
+                    FOR UPDATE;
+                IF NOT FOUND THEN  -- made, or locked if another made it since
+                    INSERT INTO {s}.owned AS o (owner, counters, drop_after)
+                        VALUES (p_owners[k], '{{}}', 0) ON CONFLICT (owner)
+                        DO UPDATE SET counters = o.counters RETURNING o.counters INTO c;
+                END IF;
             END IF;
             ocs[k] := c;
         END LOOP;
@@ -312,6 +321,12 @@ BEGIN
                         UPDATE {s}.owned SET counters = ocs[k] || otouched[k],
                             drop_after = greatest(drop_after, oends[k] + p_keep)
                             WHERE owner = p_owners[k];
+                        IF NOT FOUND THEN  -- a member's, swept since it was read unlocked
+                            INSERT INTO {s}.owned AS o (owner, counters, drop_after)
+                                VALUES (p_owners[k], ocs[k] || otouched[k], oends[k] + p_keep)
+                                ON CONFLICT (owner) DO UPDATE SET counters = excluded.counters,
+                                drop_after = greatest(o.drop_after, excluded.drop_after);
+                        END IF;
                     END IF;
                 END LOOP;
                 RETURN;
