@@ -33,7 +33,7 @@ from allowance.policy import Policy
 from allowance.resilience import JOURNAL_SIZE, Mode
 from allowance.stores import Store
 from allowance.stores.base import Outcome
-from allowance.types import Account, Decision, Meter, to_datetime
+from allowance.types import UNCHANGED, Account, Anchor, Decision, Meter, to_datetime
 
 T = TypeVar("T")
 
@@ -150,7 +150,7 @@ class AsyncLimiter:
         return calls.run(self.store, call, now)
 
     async def put_account(
-        self, account: str, plan: str, seats: int = 1, *, billing_anchor: datetime | None = None
+        self, account: str, plan: str, seats: int = 1, *, billing_anchor: Anchor = UNCHANGED
     ) -> tuple[Account, bool]:
         """As ``Limiter.put_account``."""
         if self.async_store is None:
@@ -158,15 +158,16 @@ class AsyncLimiter:
                 lambda: self.sync.put_account(account, plan, seats, billing_anchor=billing_anchor)
             )
         found = self.sync.account_settings(account, plan, seats)
-        if billing_anchor is not None:
+        if billing_anchor is not UNCHANGED and billing_anchor is not None:
             validation.billing_anchor(billing_anchor)  # checked before anything is written
         created = await self.async_store.put_account(found.id, found.plan, found.seats)
-        if billing_anchor is not None:
-            found = await self._run(lambda p: calls.set_billing_anchor(p, found.id, billing_anchor))
-        return found, created
+        if billing_anchor is UNCHANGED:
+            return (found if created else await self.get_account(found.id)), created
+        anchor = billing_anchor
+        return await self._run(lambda p: calls.set_billing_anchor(p, found.id, anchor)), created
 
     async def set_account(
-        self, account: str, plan: str, seats: int = 1, *, billing_anchor: datetime | None = None
+        self, account: str, plan: str, seats: int = 1, *, billing_anchor: Anchor = UNCHANGED
     ) -> Account:
         """As ``Limiter.set_account``."""
         return (await self.put_account(account, plan, seats, billing_anchor=billing_anchor))[0]

@@ -181,7 +181,8 @@ def set_override(policy: Policy, account: object, limit: object, most: object) -
 
 
 def set_billing_anchor(policy: Policy, account: object, anchor: object) -> Call[Account]:
-    at = validation.billing_anchor(anchor)
+    """``anchor``: an aware datetime, or None to remove it."""
+    at = None if anchor is None else validation.billing_anchor(anchor)
     return Call(
         policy,
         validation.text("account", account),

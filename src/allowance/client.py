@@ -45,7 +45,7 @@ from allowance.aio import AsyncReservation
 from allowance.errors import UnknownFeature, UnknownPlan
 from allowance.limiter import DEFAULT_TTL, Reservation
 from allowance.policy import Policy
-from allowance.types import Account, Decision, Meter
+from allowance.types import UNCHANGED, Account, Anchor, Decision, Meter
 
 T = TypeVar("T")
 DEFAULT_TIMEOUT = 5.0
@@ -135,13 +135,13 @@ class Client(_Base):
         return data
 
     def put_account(
-        self, account: str, plan: str, seats: int = 1, *, billing_anchor: datetime | None = None
+        self, account: str, plan: str, seats: int = 1, *, billing_anchor: Anchor = UNCHANGED
     ) -> tuple[Account, bool]:
         """Create or change an account; also says whether it was created."""
         return self._run(lambda p: remote.put_account(p, account, plan, seats, billing_anchor))
 
     def set_account(
-        self, account: str, plan: str, seats: int = 1, *, billing_anchor: datetime | None = None
+        self, account: str, plan: str, seats: int = 1, *, billing_anchor: Anchor = UNCHANGED
     ) -> Account:
         return self.put_account(account, plan, seats, billing_anchor=billing_anchor)[0]
 
@@ -288,14 +288,14 @@ class AsyncClient(_Base):
         return data
 
     async def put_account(
-        self, account: str, plan: str, seats: int = 1, *, billing_anchor: datetime | None = None
+        self, account: str, plan: str, seats: int = 1, *, billing_anchor: Anchor = UNCHANGED
     ) -> tuple[Account, bool]:
         return await self._run(
             lambda p: remote.put_account(p, account, plan, seats, billing_anchor)
         )
 
     async def set_account(
-        self, account: str, plan: str, seats: int = 1, *, billing_anchor: datetime | None = None
+        self, account: str, plan: str, seats: int = 1, *, billing_anchor: Anchor = UNCHANGED
     ) -> Account:
         return (await self.put_account(account, plan, seats, billing_anchor=billing_anchor))[0]
 

@@ -26,7 +26,7 @@ from allowance.policy import Policy, builtin_policy, load_policy, parse_policy
 from allowance.reservation import Reservation
 from allowance.resilience import FLUSH_BATCH, JOURNAL_SIZE, Mode, StoreGuard, journal_key
 from allowance.stores import Store, store_from_url
-from allowance.types import Account, Decision, Meter, to_datetime
+from allowance.types import UNCHANGED, Account, Anchor, Decision, Meter, to_datetime
 
 __all__ = ["DEFAULT_TTL", "Limiter", "Reservation", "resolve_policy", "without_store"]
 
@@ -157,22 +157,25 @@ class Limiter:
         return Account(account_id, plan_name, seat_count)
 
     def put_account(
-        self, account: str, plan: str, seats: int = 1, *, billing_anchor: datetime | None = None
+        self, account: str, plan: str, seats: int = 1, *, billing_anchor: Anchor = UNCHANGED
     ) -> tuple[Account, bool]:
-        """Create or change an account; also says whether it was created. ``billing_anchor``
-        (an aware datetime; None: as it was) is when its billing periods renew: monthly on
-        its day (the 31st: a shorter month's last), weekly on its weekday, at its time of day,
-        in UTC. An account without one has calendar months and ISO weeks in UTC."""
+        """Create or change an account and return it whole; also says whether it was
+        created. ``billing_anchor`` (an aware datetime; None removes it; left out: as it was)
+        is when its billing periods renew: monthly on its day (the 31st: a shorter month's
+        last), weekly on its weekday, at its time of day, in UTC. An account without one has
+        calendar months and ISO weeks in UTC."""
         found = self.account_settings(account, plan, seats)
-        if billing_anchor is not None:
+        if billing_anchor is not UNCHANGED and billing_anchor is not None:
             validation.billing_anchor(billing_anchor)  # checked before anything is written
         created = self.store.put_account(found.id, found.plan, found.seats)
-        if billing_anchor is not None:
-            found = self._run(lambda p: calls.set_billing_anchor(p, found.id, billing_anchor))
-        return found, created
+        if billing_anchor is UNCHANGED:
+            # its own terms (overrides, grants, anchor) are part of the answer
+            return (found if created else self.get_account(found.id)), created
+        anchor = billing_anchor
+        return self._run(lambda p: calls.set_billing_anchor(p, found.id, anchor)), created
 
     def set_account(
-        self, account: str, plan: str, seats: int = 1, *, billing_anchor: datetime | None = None
+        self, account: str, plan: str, seats: int = 1, *, billing_anchor: Anchor = UNCHANGED
     ) -> Account:
         """Create or change an account. Counters keep their windows; the new maxima apply now."""
         return self.put_account(account, plan, seats, billing_anchor=billing_anchor)[0]

@@ -40,7 +40,16 @@ from allowance.errors import (
 )
 from allowance.policy import Policy, parse_policy
 from allowance.request import Request
-from allowance.types import Account, Decision, Meter, Quota, iso, parse_iso, to_datetime
+from allowance.types import (
+    UNCHANGED,
+    Account,
+    Decision,
+    Meter,
+    Quota,
+    iso,
+    parse_iso,
+    to_datetime,
+)
 
 T = TypeVar("T")
 
@@ -176,12 +185,14 @@ def release(reservation_id: str) -> Op[None]:
 
 
 def put_account(
-    policy: Policy, account: object, plan: object, seats: object, billing_anchor: object = None
+    policy: Policy, account: object, plan: object, seats: object, billing_anchor: object = UNCHANGED
 ) -> Op[tuple[Account, bool]]:
     account_id = validation.text("account", account)
     plan_name, seat_count = validation.account_settings(policy, plan, seats)
     body: dict[str, Any] = {"plan": plan_name, "seats": seat_count}
-    if billing_anchor is not None:
+    if billing_anchor is None:  # removed: JSON null; left out: as it was
+        body["billing_anchor"] = None
+    elif billing_anchor is not UNCHANGED:
         body["billing_anchor"] = iso(to_datetime(validation.billing_anchor(billing_anchor)))
     return Op(
         "PUT",

@@ -8,9 +8,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from enum import Enum
+from typing import Any, Final, Literal
 
 Reason = Literal["ok", "limit_reached", "no_access", "request_too_large"]
+
+
+class Unchanged(Enum):
+    """The default of a setting a call leaves as it was, where None means: remove it."""
+
+    UNCHANGED = "unchanged"
+
+
+UNCHANGED: Final = Unchanged.UNCHANGED
+Anchor = datetime | Unchanged | None  # a billing anchor to set, remove (None) or keep
 
 
 def _waited(quota: Quota | None, elapsed: float) -> Quota | None:

@@ -185,6 +185,11 @@ def test_accounts_set_with_a_billing_anchor(run: Run, store: str) -> None:
         assert "Traceback" not in refused.output
     again = json.loads(run("accounts", "show", "acme", *common, "--json").stdout)
     assert (again["plan"], again["billing_anchor"]) == ("pro", "2026-01-31T08:30:00Z")
+    # "none" removes it: calendar months and weeks again
+    removed = run("accounts", "set", "acme", "--plan", "pro", "--billing-anchor", "none", *common)
+    assert removed.stdout == "updated account acme: plan pro, 1 seat, no billing anchor\n"
+    gone = json.loads(run("accounts", "show", "acme", *common, "--json").stdout)
+    assert gone["billing_anchor"] is None
 
 
 def test_usage_of_a_user(run: Run, store: str) -> None:

@@ -173,6 +173,32 @@ def test_a_grant_without_expiry_lasts_to_the_billing_periods_end(lim: Limiter) -
     assert lim.consume("a", "export.batch", 5).allowed
 
 
+def test_an_anchor_left_out_stays_and_none_removes_it(lim: Limiter, clock: ManualClock) -> None:
+    lim.set_account("a", plan="free", billing_anchor=utc("2026-01-15T09:30:00Z"))
+    assert lim.consume("a", "export.batch").allowed
+    assert lim.set_account("a", plan="free").billing_anchor == utc("2026-01-15T09:30:00Z")
+    removed = lim.set_account("a", plan="free", billing_anchor=None)
+    assert removed.billing_anchor is None and lim.get_account("a").billing_anchor is None
+    # calendar months again; the unit counted on the 20th stays counted in November
+    assert meter(lim, "a") == (1, utc("2026-11-01T00:00Z"), utc("2026-12-01T00:00Z"))
+    assert lim.consume("a", "export.batch").allowed
+    d = lim.consume("a", "export.batch")
+    assert (d.allowed, d.resets_at) == (False, utc("2026-12-01T00:00Z"))
+    clock.set("2026-12-01T00:00:00Z")
+    assert lim.consume("a", "export.batch", 2).allowed
+
+
+def test_a_plan_change_answers_the_whole_account(lim: Limiter) -> None:
+    lim.set_account("a", plan="free", billing_anchor=utc("2026-01-15T09:30:00Z"))
+    lim.set_override("a", "exports", max=4)
+    lim.grant("a", "exports", 1)
+    changed, created = lim.put_account("a", plan="pro", seats=2)
+    assert not created
+    assert changed == lim.get_account("a")
+    assert (changed.plan, changed.seats, changed.overrides) == ("pro", 2, {"exports": 4})
+    assert (len(changed.grants), changed.billing_anchor) == (1, utc("2026-01-15T09:30Z"))
+
+
 @pytest.mark.parametrize(
     "anchor",
     [datetime(2026, 1, 15, 9, 30), "2026-01-15T09:30:00Z", 1768469400],
@@ -238,5 +264,15 @@ def test_async_billing_periods(store_url: str, clock: ManualClock) -> None:
             assert not (await lim.check("b", "export.batch")).allowed
             await held.release()
             assert (await lim.consume("b", "export.batch", 2)).allowed
+            # left out: as it was, and the whole account answered; None removes it
+            await lim.set_override("b", "exports", max=4)
+            kept = await lim.set_account("b", plan="pro")
+            assert (kept.overrides, kept.billing_anchor) == (
+                {"exports": 4},
+                utc("2026-01-20T00:00Z"),
+            )
+            assert (
+                await lim.set_account("b", plan="pro", billing_anchor=None)
+            ).billing_anchor is None
 
     asyncio.run(scenario())

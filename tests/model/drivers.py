@@ -12,6 +12,7 @@ from typing import Any, Protocol, TypeVar
 
 from allowance import AsyncLimiter, Decision, Limiter, ManualClock, Meter, Policy
 from allowance.aio import AsyncReservation
+from allowance.types import UNCHANGED, Anchor
 
 from . import reference
 
@@ -39,7 +40,7 @@ class Held(Protocol):
 
 class Driver(Protocol):
     def set_account(
-        self, account: str, plan: str, seats: int, anchor: datetime | None = None
+        self, account: str, plan: str, seats: int, anchor: Anchor = UNCHANGED
     ) -> None: ...
 
     def set_load_factor(self, factor: float, limit: str | None) -> None: ...
@@ -87,9 +88,7 @@ class SyncDriver:
     def __init__(self, policy: Policy, url: str, clock: ManualClock) -> None:
         self.lim = Limiter(policy, store=url, clock=clock, timeout=TIMEOUT)
 
-    def set_account(
-        self, account: str, plan: str, seats: int, anchor: datetime | None = None
-    ) -> None:
+    def set_account(self, account: str, plan: str, seats: int, anchor: Anchor = UNCHANGED) -> None:
         self.lim.set_account(account, plan, seats, billing_anchor=anchor)
 
     def set_load_factor(self, factor: float, limit: str | None) -> None:
@@ -172,9 +171,7 @@ class AsyncDriver:
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         return self.loop.run_until_complete(coro)
 
-    def set_account(
-        self, account: str, plan: str, seats: int, anchor: datetime | None = None
-    ) -> None:
+    def set_account(self, account: str, plan: str, seats: int, anchor: Anchor = UNCHANGED) -> None:
         self.run(self.lim.set_account(account, plan, seats, billing_anchor=anchor))
 
     def set_load_factor(self, factor: float, limit: str | None) -> None:

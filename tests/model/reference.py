@@ -40,6 +40,7 @@ import calendar
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from allowance import Policy
@@ -303,17 +304,25 @@ class Model:
         self.extras.setdefault((account, limit), []).append((until, units))
 
     def set_account(
-        self, account: str, plan: str, seats: int = 1, billing_anchor: float | None = None
+        self,
+        account: str,
+        plan: str,
+        seats: int = 1,
+        billing_anchor: float | Literal["keep"] | None = "keep",
     ) -> None:
+        """``billing_anchor`` None removes the account's anchor (calendar periods again)."""
         self.accounts[account] = (plan, seats)
-        if billing_anchor is None:
+        if billing_anchor == "keep":
             return
         moves = {}
         for lim in self.limits:
             if lim.kind == "billing":
                 used = self.window(account, lim, self.now)[0]
                 moves[lim.name] = (used, self.counted_in(account, lim, self.now))
-        self.anchors[account] = billing_anchor
+        if billing_anchor is None:
+            self.anchors.pop(account, None)
+        else:
+            self.anchors[account] = billing_anchor
         for name, (used, begin) in moves.items():
             lim = next(x for x in self.limits if x.name == name)
             start = self.period_of(account, lim, self.now)[0]

@@ -222,12 +222,13 @@ def make_machine(
             self.lim.set_account(account, plan, seats)
             self.model.set_account(account, plan, seats)
 
-        @rule(account=accounts, anchor=st.sampled_from(ANCHORS))
-        def set_billing_anchor(self, account: str, anchor: datetime) -> None:
-            if account in self.model.accounts:
+        @rule(account=accounts, anchor=st.sampled_from([*ANCHORS, None]))
+        def set_billing_anchor(self, account: str, anchor: datetime | None) -> None:
+            if account in self.model.accounts:  # None: the anchor removed
                 plan, seats = self.model.accounts[account]
                 self.lim.set_account(account, plan, seats, anchor)
-                self.model.set_account(account, plan, seats, anchor.timestamp())
+                at = None if anchor is None else anchor.timestamp()
+                self.model.set_account(account, plan, seats, at)
 
         @rule(
             account=accounts,

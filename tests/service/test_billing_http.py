@@ -77,3 +77,29 @@ def test_client_sets_an_anchor(billed: Service) -> None:
             client.set_account("client", "pro", billing_anchor=datetime(2026, 3, 31))
         assert refused.value.field == "billing_anchor"
         assert client.get_account("client").plan == "free"
+        # left out: as it was; None: removed
+        assert client.set_account("client", "pro").billing_anchor is not None
+        assert client.set_account("client", "pro", billing_anchor=None).billing_anchor is None
+        assert client.get_account("client").billing_anchor is None
+
+
+def test_a_put_answers_the_whole_account_and_null_removes_the_anchor(billed: Service) -> None:
+    anchor = {"plan": "free", "billing_anchor": "2026-01-15T09:30:00Z"}
+    assert billed.call("PUT", "/v1/accounts/whole", json=anchor).status_code == 201
+    override = billed.call("PUT", "/v1/accounts/whole/overrides/exports", json={"max": 4})
+    assert override.status_code == 200, override.text
+    kept = billed.call("PUT", "/v1/accounts/whole", json={"plan": "pro"})
+    assert kept.status_code == 200
+    assert kept.json() == billed.call("GET", "/v1/accounts/whole").json()
+    assert (kept.json()["overrides"], kept.json()["billing_anchor"]) == (
+        {"exports": 4},
+        "2026-01-15T09:30:00Z",
+    )
+    removed = billed.call("PUT", "/v1/accounts/whole", json={"plan": "pro", "billing_anchor": None})
+    assert removed.status_code == 200 and removed.json()["billing_anchor"] is None
+    usage = billed.call("GET", "/v1/accounts/whole/usage").json()["meters"]
+    batch = next(m for m in usage if m["limit"] == "batch_exports")
+    assert (batch["window_start"], batch["resets_at"]) == (
+        "2026-11-01T00:00:00Z",
+        "2026-12-01T00:00:00Z",
+    )

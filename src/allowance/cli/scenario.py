@@ -19,7 +19,7 @@ from allowance.clock import ManualClock
 from allowance.errors import AllowanceError, InvalidRequest
 from allowance.limiter import Limiter
 from allowance.policy import Policy
-from allowance.types import Decision, iso
+from allowance.types import UNCHANGED, Decision, iso
 from allowance.yamlsource import Path, SourceMap, YamlSyntaxError, load_with_lines
 
 EVENT_KEYS = (
@@ -232,8 +232,12 @@ def replay(events: list[Event], policy: Policy, source: str) -> list[Outcome]:
             clock.set(event.at)
             try:
                 if event.plan is not None:
+                    anchor = event.billing_anchor
                     limiter.set_account(
-                        event.account, event.plan, event.seats, billing_anchor=event.billing_anchor
+                        event.account,
+                        event.plan,
+                        event.seats,
+                        billing_anchor=UNCHANGED if anchor is None else anchor,
                     )
                     outcomes.append(Outcome(event, None))
                 if event.feature is not None:

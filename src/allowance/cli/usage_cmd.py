@@ -27,7 +27,7 @@ from allowance.cli.common import (
 from allowance.errors import UnknownAccount
 from allowance.limiter import Limiter
 from allowance.policy import Policy
-from allowance.types import Account, Meter
+from allowance.types import UNCHANGED, Account, Anchor, Meter
 
 accounts_app = typer.Typer(help="Create, change and show accounts.", no_args_is_help=True)
 
@@ -161,7 +161,10 @@ def set_account(
     policy_file: PolicyOption = None,
 ) -> None:
     """Create an account or change its plan (its counters keep their windows)."""
-    anchor = None if billing_anchor is None else iso_time("billing_anchor", billing_anchor)
+    anchor: Anchor = UNCHANGED
+    if billing_anchor is not None:
+        none = billing_anchor.strip().lower() == "none"
+        anchor = None if none else iso_time("billing_anchor", billing_anchor)
     with Limiter(read_policy(policy_file), store=store) as limiter:
         if seats is None:  # a plan change alone must not reset the seats bought
             try:
@@ -171,7 +174,10 @@ def set_account(
         saved, created = limiter.put_account(account, plan, seats, billing_anchor=anchor)
     noun = "seat" if saved.seats == 1 else "seats"
     verb = "created" if created else "updated"
-    renews = "" if anchor is None else f", billing anchor {clock_text(saved.billing_anchor)}"
+    renews = ""
+    if anchor is not UNCHANGED:
+        at = saved.billing_anchor
+        renews = ", no billing anchor" if at is None else f", billing anchor {clock_text(at)}"
     typer.echo(f"{verb} account {saved.id}: plan {saved.plan}, {saved.seats} {noun}{renews}")
 
 

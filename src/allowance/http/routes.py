@@ -22,7 +22,7 @@ from allowance.http.problems import Problem, invalid
 from allowance.http.segments import account_from_segment
 from allowance.keys import ApiKey, new_key
 from allowance.stores.keyring import KeyRing
-from allowance.types import Decision, iso
+from allowance.types import UNCHANGED, Decision, iso
 
 T = TypeVar("T")
 MAX_ID = 200
@@ -267,11 +267,11 @@ async def release(reservation_id: ObjectId, svc: Svc) -> Response:
 )
 async def put_account(account_id: AccountId, body: schemas.AccountRequest, svc: Svc) -> Response:
     account_id = account_from_segment(account_id)
+    # a JSON null removes the anchor; a body without the field leaves it as it was
+    anchor = body.billing_anchor if "billing_anchor" in body.model_fields_set else UNCHANGED
     account, created = await svc.run(
         "put_account",
-        svc.limiter.put_account(
-            account_id, body.plan, body.seats, billing_anchor=body.billing_anchor
-        ),
+        svc.limiter.put_account(account_id, body.plan, body.seats, billing_anchor=anchor),
     )
     return _json(account.to_json(), 201 if created else 200)
 

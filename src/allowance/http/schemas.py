@@ -131,7 +131,8 @@ class AccountRequest(Strict):
     billing_anchor: IsoTime | None = Field(
         None,
         description="ISO 8601 with a zone: when the account's billing months (on its day, the"
-        " 31st a shorter month's last) and weeks (on its weekday) renew; none: as it was",
+        " 31st a shorter month's last) and weeks (on its weekday) renew; null removes it"
+        " (calendar months and ISO weeks in UTC); left out: as it was",
     )
 
 
