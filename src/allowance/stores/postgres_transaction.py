@@ -27,13 +27,14 @@ nothing but the row lock commits without waiting for the WAL flush: a crash coul
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from collections.abc import Callable, Generator, Iterable
+from dataclasses import dataclass, replace
 from typing import Any, Generic, TypeVar
 
 import psycopg
 
 from allowance.errors import UnknownAccount
+from allowance.owners import GLOBAL
 from allowance.policy import Policy
 from allowance.stores.postgres_common import (
     BEGIN,
@@ -86,6 +87,41 @@ def transaction(
     clock read after the row lock was granted, unless ``now`` was given). ``fetch``: how the
     view reads a record nobody preloaded (a blocking read: the sync driver's; without it
     such a read is a ``StoreError``)."""
+    while True:
+        outcome = yield from _attempt(q, policy, account_id, now, fn, preload, fetch)
+        if not isinstance(outcome, Relock):
+            return outcome
+        preload = replace(preload, owners=outcome.owners)
+
+
+@dataclass(frozen=True, slots=True)
+class Relock:
+    """An attempt ended before writing anything: it needed a user's record across accounts
+    that sorts before one it holds. Every transaction takes those locks in sorted order
+    (behind its own account's row, which no other one holds), so none waits for another in
+    a cycle: two spaces settling each other's users' expired holds would deadlock otherwise.
+    The next attempt locks all of ``owners`` up front."""
+
+    owners: tuple[str, ...]
+
+
+def _out_of_order(held: Iterable[str], wanted: Iterable[str]) -> bool:
+    """Whether locking the records across accounts of ``wanted`` after those of ``held``
+    would break the sorted order (a member's record is guarded by its account's row)."""
+    last = max((o for o in held if o.startswith(GLOBAL)), default=None)
+    first = min((o for o in wanted if o.startswith(GLOBAL)), default=None)
+    return last is not None and first is not None and first < last
+
+
+def _attempt(
+    q: dict[str, str],
+    policy: Policy | None,
+    account_id: str,
+    now: float | None,
+    fn: Callable[[AccountView, float], T],
+    preload: Preload,
+    fetch: Fetch | None,
+) -> Generator[Step, Any, tuple[T, float] | Relock]:
     wrote = False
     yield Send(BEGIN)
     try:
@@ -117,10 +153,15 @@ def transaction(
                 result = fn(view, now)
                 break
             except NotLoaded as missing:  # a reservation's user: one flight more, then again
+                wanted = sorted(missing.owners)
+                if _out_of_order(owned, wanted):
+                    yield Send(NO_WAIT)  # nothing written: see the module's docstring
+                    yield Send(COMMIT)
+                    return Relock(tuple(sorted({*owned, *wanted})))
                 locks = []
-                for query, params in owner_reads(q, account_id, missing.owners):
+                for query, params in owner_reads(q, account_id, wanted):
                     locks.append((yield Send(query, params)))
-                for owner, handle in zip(missing.owners, locks, strict=True):
+                for owner, handle in zip(wanted, locks, strict=True):
                     owned[owner] = ((yield Rows(handle)) or (None,))[0]
         wrote = True  # the last flight: the writes and COMMIT
         for query, params in view.finish():
