@@ -42,8 +42,13 @@ $(LOWEST_STAMP): pyproject.toml constraints-lowest.txt | $(LOWEST_BIN)/python
 	$(LOWEST_BIN)/pip install --quiet -c constraints-lowest.txt -e '.[all,test]'
 	touch $@
 
+# make run PORT=8005 HOST=0.0.0.0 STORE=redis://127.0.0.1:6379/0: any of the three (on the
+# command line; not from the environment, where a shell may have set HOST to its hostname)
+HOST = 127.0.0.1
+PORT = 8000
+STORE = sqlite:///allowance.db
 run: $(STAMP)
-	$(BIN)/allowance serve --host 127.0.0.1 --port 8000 --store sqlite:///allowance.db
+	$(BIN)/allowance serve --host $(HOST) --port $(PORT) --store $(STORE)
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff check $(LINT_DIRS)

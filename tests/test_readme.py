@@ -24,6 +24,37 @@ def test_python_tour_prints_the_seed_answer() -> None:
     assert "It resets on Tue 24 Nov at 15:10 UTC, or upgrade to Max for 60 a day." in out
 
 
+def test_the_first_tour_block_pastes_into_an_interactive_shell() -> None:
+    """Pasted at ``>>>``, a block inside a loop ends only at a blank line: without one, the
+    next statement is a SyntaxError there (though the file runs)."""
+    shell = subprocess.run(
+        [sys.executable, "-i", "-q"],
+        input=blocks("python")[0] + "\n",
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "Error" not in shell.stderr, shell.stderr
+    assert "It resets on Tue 24 Nov at 15:10 UTC, or upgrade to Max for 60 a day." in shell.stdout
+
+
+def test_make_run_takes_a_port_host_and_store() -> None:
+    def serve_line(*args: str) -> str:
+        out = subprocess.run(
+            ["make", "-n", "-C", str(ROOT), "run", *args],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        return next(line for line in out.splitlines() if " serve " in line)
+
+    assert serve_line().endswith(
+        "serve --host 127.0.0.1 --port 8000 --store sqlite:///allowance.db"
+    )
+    changed = serve_line("PORT=8005", "HOST=0.0.0.0", "STORE=memory://")
+    assert changed.endswith("serve --host 0.0.0.0 --port 8005 --store memory://")
+
+
 def test_policy_file_in_the_readme_is_valid(tmp_path: Path) -> None:
     from allowance import parse_policy
 
