@@ -20,6 +20,9 @@ from allowance.cli import (
     terms_cmd,
     usage_cmd,
 )
+from allowance.cli.typer_help import hide_flag_types
+
+hide_flag_types()
 
 app = typer.Typer(
     name="allowance",
