@@ -19,7 +19,7 @@ import pydantic
 import yaml
 
 from allowance.errors import PolicyError, PolicyIssue
-from allowance.policy_check import dotted, pydantic_issues, semantic_issues
+from allowance.policy_check import dotted, pydantic_issues, salvaged, semantic_issues
 from allowance.policy_schema import (
     PolicySpec,
     Scope,
@@ -334,6 +334,9 @@ def parse_policy(text: str, source: str = "<policy>") -> Policy:
         spec = PolicySpec.model_validate(data)
     except pydantic.ValidationError as exc:
         issues.extend(pydantic_issues(exc, data, smap))
+        rest = salvaged(data, exc)  # the checks the schema cannot make, on what it took
+        if rest is not None:
+            issues.extend(i for i in semantic_issues(rest[0], smap) if not rest[1](i))
         raise PolicyError(sorted(issues, key=lambda i: i.line or 0), source) from None
     issues.extend(semantic_issues(spec, smap))
     if issues:

@@ -4,8 +4,10 @@ checks a schema cannot express (names, windows, plans, costs, caps), each with i
 
 from __future__ import annotations
 
+import copy
 import difflib
 import re
+from collections.abc import Callable
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -188,10 +190,10 @@ def semantic_issues(spec: PolicySpec, smap: SourceMap) -> list[PolicyIssue]:
             if plan not in plan_names:
                 add(
                     (*base, "plans", plan),
-                    f"unknown plan {plan!r} (plans: {', '.join(plan_names)})",
+                    f"unknown plan {plan!r} (plans: {', '.join(dict.fromkeys(plan_names))})",
                     key=True,
                 )
-        for plan in plan_names:
+        for plan in dict.fromkeys(plan_names):  # a plan listed twice is reported once
             if plan not in lim.plans:
                 add(
                     (*base, "plans"),
@@ -239,3 +241,103 @@ def semantic_issues(spec: PolicySpec, smap: SourceMap) -> list[PolicyIssue]:
                 key=True,
             )
     return issues
+
+
+# what a part of a policy that failed its schema stands in for while the rest is checked
+_STAND_INS: dict[str, Any] = {
+    "window": {"type": "anchored", "length": 3600},
+    "cell": "unlimited",
+    "feature": None,
+}
+_LEFT_OUT = object()  # a plan entry taken out once the pass over the errors is done
+
+
+def salvaged(
+    data: dict[str, Any], exc: pydantic.ValidationError
+) -> tuple[PolicySpec, Callable[[PolicyIssue], bool]] | None:
+    """The file's spec with each part its schema refused left out or stood in for, and which
+    issues found in it then are only about those parts: so one run of ``policy check`` also
+    names the mistakes the schema cannot see (an unknown plan, a cost of 0) beside the ones it
+    can. None when what is left is too little to check (no plans or features at all)."""
+    data = copy.deepcopy(data)
+    repaired: list[str] = []  # dotted paths whose issues are the schema's alone
+    dropped_plans: set[str] = set()
+    for _ in range(8):  # each pass repairs every error found; a stand-in is always valid
+        for err in exc.errors(include_url=False):
+            loc: DataPath = tuple(p for p in err["loc"] if isinstance(p, str | int))
+            where = _repair(data, loc, dropped_plans)
+            if where is None:
+                return None
+            repaired.append(dotted(where))
+        if isinstance(data.get("plans"), list):  # after the pass: the errors' indexes hold
+            data["plans"] = [p for p in data["plans"] if p is not _LEFT_OUT]
+            if not data["plans"]:
+                return None
+        try:
+            spec = PolicySpec.model_validate(data)
+        except pydantic.ValidationError as again:
+            exc = again
+            continue
+
+        def only_the_schemas(issue: PolicyIssue) -> bool:
+            path = issue.path
+            if any(path == p or path.startswith((p + ".", p + "[")) for p in repaired if p):
+                return True
+            return path.startswith("limits.") and any(
+                path.endswith(".plans." + name) for name in dropped_plans
+            )
+
+        return spec, only_the_schemas
+    return None
+
+
+def _repair(data: Any, loc: DataPath, dropped_plans: set[str]) -> DataPath | None:
+    """Leave out or stand in for the part at ``loc``; answer the path repaired (None: give
+    up)."""
+    if not loc or not isinstance(data, dict):
+        return None
+    head = loc[0]
+    if head in ("plans", "features") and len(loc) == 1:
+        return None  # nothing to check the limits against
+    if head == "plans":  # left out (see salvaged); a limit's cell for it is not unknown
+        plans, index = data["plans"], loc[1]
+        if isinstance(plans, list) and isinstance(index, int) and index < len(plans):
+            entry = plans[index]
+            name = entry.get("name") if isinstance(entry, dict) else entry
+            if isinstance(name, str):
+                dropped_plans.add(name)
+            plans[index] = _LEFT_OUT
+        return loc[:2]
+    if head == "features":
+        if isinstance(data["features"], dict) and loc[1] in data["features"]:
+            data["features"][loc[1]] = _STAND_INS["feature"]
+        return loc[:2]
+    if head == "limits" and len(loc) >= 3 and isinstance(data.get("limits"), dict):
+        limit = data["limits"].get(loc[1])
+        field = loc[2]
+        if (isinstance(limit, dict) and field not in ("features", "plans")) or len(loc) >= 4:
+            return _repair_limit_part(limit, loc) if isinstance(limit, dict) else None
+        data["limits"].pop(loc[1], None)
+        return loc[:2]
+    if head == "limits":
+        if len(loc) == 1:
+            data["limits"] = {}
+        elif isinstance(data.get("limits"), dict):
+            data["limits"].pop(loc[1], None)
+        return loc[:2]
+    data.pop(head, None)  # a top-level setting: its default
+    return loc[:1]
+
+
+def _repair_limit_part(limit: dict[str, Any], loc: DataPath) -> DataPath:
+    field = loc[2]
+    if field == "window":
+        limit["window"] = dict(_STAND_INS["window"])
+        return loc[:3]
+    if field == "plans":  # one cell
+        cells = limit.get("plans")
+        if isinstance(cells, dict):
+            cells[loc[3]] = _STAND_INS["cell"]
+        return loc[:4]
+    limit.pop(str(field), None)  # an unknown key, or a setting with a default
+    return loc[:3]

@@ -171,6 +171,21 @@ BAD = {
         "11: limits.batch_exports.window.timezone: a billing period is in UTC, from the"
         " account's billing_anchor",
     ],
+    "many_mistakes.yaml": [  # a part the schema refused is not also reported as unknown
+        "4: timezon: unknown key 'timezon' (did you mean 'timezone'?)",
+        "5: plans[2].name: must be lower-case letters, digits and _, in words joined by dots"
+        " (got 'Bad Name')",
+        "7: features.ai.generate.colour: unknown key 'colour'",
+        "11: limits.gen_daily.features[1]: unknown feature 'ai.nothing' (not in 'features')",
+        "12: limits.gen_daily.window.unit: must be 'day', 'week' or 'month' (got 'fortnight')",
+        "13: limits.gen_daily.plans.free: must be at least 0 (got -2)",
+        "13: limits.gen_daily.plans.max: unknown plan 'max' (plans: free, pro)",
+        "16: limits.exports.costs.ai.generate: "
+        "a cost for 'ai.generate', which this limit does not list in 'features'",
+        "16: limits.exports.costs.ai.generate: a cost must be 1 to 1,000,000 (got 0)",
+        "18: limits.exports.plans.free.per_request: per_request (10) is above max (5)",
+        "21: limits.credits.scope: must be 'account', 'user' or 'user_global' (got 'planet')",
+    ],
 }
 
 
