@@ -12,6 +12,7 @@ from typing import Annotated, NoReturn, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.table import Table
 from rich.text import Text
 
 from allowance.errors import AllowanceError, InvalidRequest, PolicyError, PolicyIssue
@@ -46,6 +47,14 @@ def out() -> Console:
     columns; a wider page keeps rows whole unless COLUMNS says otherwise."""
     wide = not sys.stdout.isatty() and "COLUMNS" not in os.environ
     return Console(highlight=False, width=160 if wide else None)
+
+
+def fits(console: Console, table: Table, room: int = 0) -> bool:
+    """Whether ``table`` fits ``console`` with every cell on one line, ``room`` columns
+    spared for what wraps well (prose): else a command shows a narrow layout instead, since
+    rich would fold names and cut them short with an ellipsis."""
+    unbounded = console.options.update_width(100_000)  # else the measure stops at the page
+    return console.measure(table, options=unbounded).maximum <= console.width - room
 
 
 def err() -> Console:

@@ -7,11 +7,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.columns import Columns
+from rich.console import Group, RenderableType
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
 from allowance.cli import policy_diff
-from allowance.cli.common import handle_errors, out, read_policy
+from allowance.cli.common import fits, handle_errors, out, read_policy
 from allowance.cli.plan_text import cell_text, features_text, window_text
 from allowance.policy import Policy
 
@@ -21,7 +24,7 @@ app = typer.Typer(help="Show or check a policy (the plans and their limits).", n
 
 
 def plan_table(policy: Policy) -> Table:
-    table = Table(title=Text(f"policy {policy.source_name} (time zone {policy.timezone})"))
+    table = Table(title=plan_title(policy))
     table.add_column("limit", style="bold")
     table.add_column("features")
     for plan in policy.plans:
@@ -30,11 +33,38 @@ def plan_table(policy: Policy) -> Table:
     for limit in policy.limits.values():
         cells = [cell_text(limit.cells[plan.name]) for plan in policy.plans]
         table.add_row(limit.name, features_text(limit), *cells, window_text(limit))
-    listed = {f for limit in policy.limits.values() for f in limit.features}
-    for feature in policy.features:
-        if feature not in listed:
-            table.add_row("—", feature, *["unlimited"] * len(policy.plans), "—")
+    for feature in unlimited_features(policy):
+        table.add_row("—", feature, *["unlimited"] * len(policy.plans), "—")
     return table
+
+
+def unlimited_features(policy: Policy) -> list[str]:
+    listed = {f for limit in policy.limits.values() for f in limit.features}
+    return [f for f in policy.features if f not in listed]
+
+
+def plan_sections(policy: Policy) -> Group:
+    """The plan table for a narrow terminal: a section per limit, its plans' settings laid
+    out in as many columns as fit."""
+    parts: list[RenderableType] = [plan_title(policy)]
+    for limit in policy.limits.values():
+        window = window_text(limit).replace("\n", "; ")
+        parts.append(Text.assemble("\n", (limit.name, "bold"), "  ", (window, "cyan")))
+        features = features_text(limit).replace("\n", ", ")
+        parts.append(Padding(Text(f"features: {features}"), (0, 0, 0, 2), expand=False))
+        cells = [
+            Text.assemble((plan.name, "bold"), " ", cell_text(limit.cells[plan.name]))
+            for plan in policy.plans
+        ]
+        parts.append(Padding(Columns(cells, padding=(0, 3)), (0, 0, 0, 2), expand=False))
+    if rest := unlimited_features(policy):
+        parts.append(Text.assemble("\n", ("no limit", "bold"), f"  {', '.join(rest)}"))
+    return Group(*parts)
+
+
+def plan_title(policy: Policy) -> Text:
+    # Text, not str: a file name may hold [brackets] rich reads as markup
+    return Text(f"policy {policy.source_name} (time zone {policy.timezone})")
 
 
 @app.command("show")
@@ -53,7 +83,8 @@ def show(
     if as_yaml:
         typer.echo(policy.to_yaml(), nl=False)
         return
-    out().print(plan_table(policy))
+    console, table = out(), plan_table(policy)
+    console.print(table if fits(console, table) else plan_sections(policy))
 
 
 @app.command("check")

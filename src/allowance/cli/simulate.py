@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.console import Group, RenderableType
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
@@ -16,12 +18,15 @@ from allowance.cli.common import (
     clock_text,
     error_line,
     fail,
+    fits,
     handle_errors,
     out,
     read_policy,
 )
 from allowance.cli.scenario import Outcome, ScenarioError, parse_scenario, replay
 from allowance.types import Decision, iso
+
+MESSAGE_ROOM = 24  # columns the table leaves its messages at least, else the narrow layout
 
 
 def json_line(outcome: Outcome) -> dict[str, Any] | None:
@@ -48,7 +53,7 @@ def outcome_text(decision: Decision, amount: int) -> Text:
     return Text(text, style="green")
 
 
-def table(outcomes: list[Outcome], source: str) -> Table:
+def table(outcomes: list[Outcome], source: str, *, messages: bool = True) -> Table:
     # Text, not str: an account id or a policy title may hold [brackets] rich reads as markup
     grid = Table(title=Text(f"simulation of {source} (times in UTC)"))
     grid.add_column("time")
@@ -58,32 +63,70 @@ def table(outcomes: list[Outcome], source: str) -> Table:
     grid.add_column("amount", justify="right", no_wrap=True)
     for name in ("outcome", "remaining", "resets_at", "message"):
         grid.add_column(name)
+    message = Text if messages else lambda _: ""  # without them: how wide the rest is
     for outcome in outcomes:
         event, decision = outcome.event, outcome.decision
         at = clock_text(event.at)
         if decision is None:
-            seats = "seat" if event.seats == 1 else "seats"
-            anchor = event.billing_anchor
-            renews = "" if anchor is None else f", billing anchor {clock_text(anchor)}"
-            setting = Text(f"plan {event.plan}, {event.seats} {seats}{renews}", style="cyan")
-            grid.add_row(at, Text(event.account), "—", "", setting, "", "", "")
+            grid.add_row(at, Text(event.account), "—", "", setting_text(outcome), "", "", "")
             continue
-        if decision.reason == "no_access":
-            remaining = "—"  # None here is no access at all, not unlimited
-        else:
-            remaining = "unlimited" if decision.remaining is None else f"{decision.remaining:,}"
-        who = event.account if event.user is None else f"{event.account} ({event.user})"
         grid.add_row(
             at,
-            Text(who),
+            Text(who(outcome)),
             event.feature,
             f"{event.amount:,}",
             outcome_text(decision, event.amount),
-            remaining,
+            remaining_text(decision),
             clock_text(decision.resets_at) or "",
-            Text(decision.message),
+            message(decision.message),
         )
     return grid
+
+
+def log(outcomes: list[Outcome], source: str) -> Group:
+    """The table for a narrow terminal: a line per event (its day above it when the day
+    changes), what remains and the message indented below."""
+    parts: list[RenderableType] = [Text(f"simulation of {source} (times in UTC)")]
+    day = None
+    for outcome in outcomes:
+        event, decision = outcome.event, outcome.decision
+        if event.at.date() != day:
+            day = event.at.date()
+            parts.append(Text(f"\n{event.at:%a %d %b %Y}", style="bold"))
+        head = Text.assemble((f"{event.at:%H:%M:%S}", "dim"), "  ", who(outcome), "  ")
+        if decision is None:
+            parts.append(head.append_text(setting_text(outcome)))
+            continue
+        head.append(f"{event.feature} ×{event.amount:,}  ")
+        parts.append(head.append_text(outcome_text(decision, event.amount)))
+        counts = []
+        if (left := remaining_text(decision)) != "—":
+            counts.append(f"remaining {left}")
+        if decision.resets_at is not None:
+            counts.append(f"resets {clock_text(decision.resets_at)}")
+        below = Text(", ".join(counts) + "\n" if counts else "", style="cyan")
+        below.append(decision.message, style="dim")
+        parts.append(Padding(below, (0, 0, 0, 4), expand=False))
+    return Group(*parts)
+
+
+def who(outcome: Outcome) -> str:
+    event = outcome.event
+    return event.account if event.user is None else f"{event.account} ({event.user})"
+
+
+def setting_text(outcome: Outcome) -> Text:
+    event = outcome.event
+    seats = "seat" if event.seats == 1 else "seats"
+    anchor = event.billing_anchor
+    renews = "" if anchor is None else f", billing anchor {clock_text(anchor)}"
+    return Text(f"plan {event.plan}, {event.seats} {seats}{renews}", style="cyan")
+
+
+def remaining_text(decision: Decision) -> str:
+    if decision.reason == "no_access":
+        return "—"  # None here is no access at all, not unlimited
+    return "unlimited" if decision.remaining is None else f"{decision.remaining:,}"
 
 
 def simulate(
@@ -114,7 +157,10 @@ def simulate(
             error_line(line)
         raise typer.Exit(1) from None
     if not as_json:
-        out().print(table(outcomes, str(scenario)))
+        console, source = out(), str(scenario)
+        rest = table(outcomes, source, messages=False)
+        wide = fits(console, rest, room=MESSAGE_ROOM)
+        console.print(table(outcomes, source) if wide else log(outcomes, source))
         return
     for outcome in outcomes:
         if (data := json_line(outcome)) is not None:
