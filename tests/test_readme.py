@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -53,6 +54,20 @@ def test_make_run_takes_a_port_host_and_store() -> None:
     )
     changed = serve_line("PORT=8005", "HOST=0.0.0.0", "STORE=memory://")
     assert changed.endswith("serve --host 0.0.0.0 --port 8005 --store memory://")
+
+
+def test_the_command_line_tour_runs(tmp_path: Path) -> None:
+    (tour,) = [b for b in blocks("sh") if "allowance accounts set" in b]
+    store = f"sqlite:///{tmp_path / 'tour.db'}"
+    shown = []
+    for line in tour.splitlines():
+        words = shlex.split(line, comments=True)
+        assert words[0] == ".venv/bin/allowance"
+        words[0] = str(Path(sys.executable).parent / "allowance")
+        words = [store if w == "sqlite:///allowance.db" else w for w in words]
+        shown.append(subprocess.run(words, capture_output=True, text=True, check=True).stdout)
+    assert "pro" in shown[1] and "3" in shown[1]
+    assert "ai_exports" in shown[2] and "90" in shown[2]  # 30 per seat, 3 seats
 
 
 def test_policy_file_in_the_readme_is_valid(tmp_path: Path) -> None:
