@@ -7,6 +7,10 @@ may do what its scope and every scope below it may:
 - ``read``: the policy, accounts and their usage;
 - ``decide``: read, plus consume, check and reservations (what an app server needs);
 - ``admin``: everything, including creating accounts and keys.
+
+A key may also be bound to accounts (``accounts``: ids, or prefixes ending in ``*``): it then
+acts only for those, and any other account is unknown to it (``http/bound.py``), so a product
+can hand a short-lived read key for one account to the browser of that account's user.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ SCOPES: tuple[Scope, ...] = ("read", "decide", "admin")  # each includes the one
 KEY_PREFIX = "alw_"
 BOOTSTRAP_ID = "key_bootstrap"
 MAX_NAME = 200
+MAX_BOUND = 100  # account ids or prefixes one key may be bound to
+MAX_ACCOUNT = 200  # as an account id (validation.text)
 
 
 def digest(secret: str) -> str:
@@ -47,6 +53,33 @@ def check_name(value: object) -> str:
     return value
 
 
+def check_accounts(value: object) -> tuple[str, ...] | None:
+    """None (every account), or 1 to ``MAX_BOUND`` account ids, each possibly a prefix that
+    ends in ``*`` (``team-*``); ``*`` alone would be every account: leave it out instead."""
+    if value is None:
+        return None
+    if not isinstance(value, list | tuple) or not 1 <= len(value) <= MAX_BOUND:
+        raise InvalidRequest(
+            "accounts", value, f"expected a list of 1 to {MAX_BOUND} account ids or prefixes"
+        )
+    for item in value:
+        stem = item[:-1] if isinstance(item, str) and item.endswith("*") else item
+        if (
+            not isinstance(stem, str)
+            or not stem
+            or len(stem) > MAX_ACCOUNT
+            or not stem.isprintable()
+            or "*" in stem
+        ):
+            raise InvalidRequest(
+                "accounts",
+                item,
+                "expected an account id, or a prefix ending in * (such as team-*); "
+                "leave accounts out for every account",
+            )
+    return tuple(dict.fromkeys(value))
+
+
 @dataclass(frozen=True, slots=True)
 class ApiKey:
     """What the store keeps of a key: never the secret, only its digest."""
@@ -58,9 +91,18 @@ class ApiKey:
     created_at: float
     last_used_at: float | None = None
     revoked_at: float | None = None
+    accounts: tuple[str, ...] | None = None  # None: every account; see check_accounts
 
     def matches(self, presented_digest: str) -> bool:
         return hmac.compare_digest(self.digest, presented_digest)
+
+    def acts_for(self, account: str) -> bool:
+        """Whether this key may act for ``account`` (an id, or under a prefix it names)."""
+        if self.accounts is None:
+            return True
+        return any(
+            account.startswith(a[:-1]) if a.endswith("*") else account == a for a in self.accounts
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The public view (no digest)."""
@@ -71,6 +113,7 @@ class ApiKey:
             "created_at": iso(to_datetime(self.created_at)),
             "last_used_at": iso(to_datetime(self.last_used_at)),
             "revoked_at": iso(to_datetime(self.revoked_at)),
+            "accounts": None if self.accounts is None else list(self.accounts),
         }
 
     def to_record(self) -> dict[str, Any]:
@@ -82,6 +125,7 @@ class ApiKey:
             "created_at": self.created_at,
             "last_used_at": self.last_used_at,
             "revoked_at": self.revoked_at,
+            "accounts": None if self.accounts is None else list(self.accounts),
         }
 
     @classmethod
@@ -94,13 +138,14 @@ class ApiKey:
             created_at=float(data["created_at"]),
             last_used_at=data.get("last_used_at"),
             revoked_at=data.get("revoked_at"),
+            accounts=None if data.get("accounts") is None else tuple(data["accounts"]),
         )
 
     def with_use(self, now: float) -> ApiKey:
         return replace(self, last_used_at=now)
 
 
-def new_key(scope: object, name: object, now: float) -> tuple[ApiKey, str]:
+def new_key(scope: object, name: object, now: float, accounts: object = None) -> tuple[ApiKey, str]:
     """A fresh key: the record to store and the secret to show once."""
     secret = KEY_PREFIX + secrets.token_urlsafe(32)
     record = ApiKey(
@@ -109,6 +154,7 @@ def new_key(scope: object, name: object, now: float) -> tuple[ApiKey, str]:
         scope=check_scope(scope),
         name=check_name(name),
         created_at=now,
+        accounts=check_accounts(accounts),
     )
     return record, secret
 

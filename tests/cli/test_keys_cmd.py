@@ -52,6 +52,31 @@ def test_mistakes(run: Run, store: str) -> None:
     assert json.loads(run("keys", "list", "--store", store, "--json").stdout) == []
 
 
+def test_a_key_bound_to_accounts(run: Run, store: str) -> None:
+    made = run(
+        "keys", "create", "--scope", "read", "--account", "acme", "--account", "team-*",
+        "--store", store,
+    )  # fmt: skip
+    assert made.exit_code == 0, made.output
+    assert "for acme, team-* only" in made.stdout
+    secret = made.stdout.splitlines()[0]
+    s = store_from_url(store)
+    try:
+        found = s.keyring().find(digest(secret))
+        assert found is not None and found.accounts == ("acme", "team-*")
+    finally:
+        s.close()
+    listed = run("keys", "list", "--store", store).stdout
+    assert "acme, team-*" in listed
+    assert json.loads(run("keys", "list", "--store", store, "--json").stdout)[0]["accounts"] == [
+        "acme",
+        "team-*",
+    ]
+    bad = run("keys", "create", "--scope", "read", "--account", "a*b", "--store", store)
+    assert bad.exit_code == 1 and bad.stderr.startswith("error: accounts: "), bad.stderr
+    assert len(json.loads(run("keys", "list", "--store", store, "--json").stdout)) == 1
+
+
 def test_serve_refuses_a_bad_policy_before_listening(run: Run, tmp_path: Path) -> None:
     from .support import POLICIES
 

@@ -77,3 +77,27 @@ def test_bootstrap_is_idempotent_and_never_undoes_a_revocation(limiter: Limiter)
     assert ring.ensure_bootstrap("a-new-bootstrap-value", 12.0) is True  # a new value replaces it
     (key,) = ring.all()
     assert key.revoked_at is None and key.created_at == 12.0
+
+
+def test_a_key_bound_to_accounts_keeps_them(limiter: Limiter) -> None:
+    ring = limiter.store.keyring()
+    bound, secret = new_key("read", "browser", 1.0, ["acme", "team-*", "acme"])
+    ring.add(bound)
+    found = ring.find(digest(secret))
+    assert found is not None and found.accounts == ("acme", "team-*")  # once each
+    assert [k.accounts for k in ring.all()] == [("acme", "team-*")]
+    assert found.acts_for("acme") and found.acts_for("team-42") and found.acts_for("team-")
+    assert not found.acts_for("acme2") and not found.acts_for("team") and not found.acts_for("")
+    unbound, _ = new_key("read", "", 2.0)
+    assert unbound.accounts is None and unbound.acts_for("anything")
+
+
+@pytest.mark.parametrize(
+    "accounts", [[], "acme", ["*"], ["a*b"], ["a**"], [""], [3], ["x" * 201], ["a\nb"]]
+)
+def test_bad_bindings_name_the_field(accounts: object) -> None:
+    from allowance.errors import InvalidRequest
+
+    with pytest.raises(InvalidRequest) as info:
+        new_key("read", "", 0.0, accounts)
+    assert info.value.field == "accounts"

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from allowance.cli.common import (
     DEFAULT_STORE,
@@ -24,7 +25,7 @@ from allowance.cli.common import (
 )
 from allowance.extras import needs
 from allowance.http.deadlines import BODY_TIMEOUT, HEADER_TIMEOUT
-from allowance.keys import SCOPES, new_key
+from allowance.keys import SCOPES, check_accounts, new_key
 from allowance.limiter import Limiter
 from allowance.stores import store_from_url
 from allowance.stores.upkeep import SWEEP_INTERVAL
@@ -142,22 +143,37 @@ def _announce(store: str, secret: str) -> None:
 def create(
     scope: Annotated[str, typer.Option(help="read, decide or admin.", show_default=False)],
     name: Annotated[str, typer.Option(help="What the key is for.")] = "",
+    account: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--account",
+            help="An account the key acts for, or a prefix ending in * (team-*); repeat for"
+            " more. Without it: every account.",
+            show_default=False,
+        ),
+    ] = None,
     store: StoreOption = DEFAULT_STORE,
     as_json: JsonOption = False,
 ) -> None:
-    """Create a key and print it once (only its digest is stored)."""
+    """Create a key and print it once (only its digest is stored). A key bound to accounts
+    (--account) acts for those only: any other account is unknown to it."""
     if scope not in SCOPES:
         fail(f"scope: expected one of {', '.join(SCOPES)} (got {scope!r})")
+    accounts = check_accounts(account or None)  # before the store is opened
     s = store_from_url(store)
     try:
-        key, secret = new_key(scope, name, s.now())
+        key, secret = new_key(scope, name, s.now(), accounts)
         s.keyring().add(key)
     finally:
         s.close()
     if as_json:
         typer.echo(json.dumps({**key.to_json(), "key": secret}))
         return
-    out().print(f"{secret}\n[dim]id {key.id}, scope {key.scope}; shown once, keep it safe[/dim]")
+    bound = "" if key.accounts is None else f", for {', '.join(key.accounts)} only"
+    out().print(
+        Text(secret + "\n")
+        + Text(f"id {key.id}, scope {key.scope}{bound}; shown once, keep it safe", style="dim")
+    )
 
 
 @keys_app.command("list")
@@ -172,12 +188,13 @@ def list_keys(store: StoreOption = DEFAULT_STORE, as_json: JsonOption = False) -
     if as_json:
         typer.echo(json.dumps([k.to_json() for k in keys]))
         return
-    table = Table("id", "scope", "name", "created", "last used", "revoked")
+    table = Table("id", "scope", "name", "accounts", "created", "last used", "revoked")
     for k in keys:
         table.add_row(
             k.id,
             k.scope,
-            k.name,
+            Text(k.name),
+            Text("all" if k.accounts is None else ", ".join(k.accounts)),
             clock_text(to_datetime(k.created_at)),
             clock_text(to_datetime(k.last_used_at)) or "never",
             clock_text(to_datetime(k.revoked_at)) or "",

@@ -143,7 +143,7 @@ def _operations(app: FastAPI, svc: Service) -> None:
         tags=["ops"],
     )
     async def readyz() -> Response:
-        await asyncio.to_thread(svc.limiter.store.now)
+        await asyncio.to_thread(svc.whole.store.now)
         return JSONResponse({"status": "ready"})
 
     @app.get("/metrics", summary="Prometheus metrics", tags=["ops"], response_class=Response)

@@ -103,6 +103,10 @@ class FastDecisions:
             return None
         if "account" not in request or "feature" not in request:
             return None
+        if key.accounts is not None and not (
+            type(request["account"]) is str and key.acts_for(request["account"])
+        ):
+            return None  # another account: the routes answer (bound.py)
         if operation == "check" and request.get("idempotency_key") is not None:
             return None  # check ignores the key, yet the model validates it: let it (rare)
         if (

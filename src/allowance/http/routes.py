@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
@@ -17,6 +17,7 @@ from allowance.errors import StoreError
 from allowance.http import schemas
 from allowance.http.answers import decision_answer, decision_headers, decision_status
 from allowance.http.auth import KeyCache, require
+from allowance.http.bound import AccountBoundLimiter, unbound
 from allowance.http.metrics import Metrics
 from allowance.http.problems import Problem, invalid
 from allowance.http.segments import account_from_segment
@@ -30,17 +31,34 @@ MAX_ID = 200
 
 @dataclass
 class Service:
-    """What the routes share; one per app, on ``app.state.service``."""
+    """What the routes share; one per app, on ``app.state.service``. A caller whose key is
+    bound to accounts gets a copy whose ``limiter`` acts for those only (``for_key``)."""
 
     limiter: AsyncLimiter
     ring: KeyRing
     keys: KeyCache
     metrics: Metrics
+    root: AsyncLimiter | None = None  # the service's own limiter (None: ``limiter``)
+
+    def __post_init__(self) -> None:
+        if self.root is None:
+            self.root = self.limiter
+
+    @property
+    def whole(self) -> AsyncLimiter:
+        """The service's limiter, for every account: its clock, its readiness."""
+        assert self.root is not None
+        return self.root
+
+    def for_key(self, key: ApiKey) -> Service:
+        if key.accounts is None:
+            return self
+        return replace(self, limiter=AccountBoundLimiter(self.whole, key))
 
     def now(self) -> float:
         """The limiter's clock (injected, or the store's); blocking: call in a thread."""
-        injected = self.limiter.sync._now()
-        return self.limiter.store.now() if injected is None else injected
+        injected = self.whole.sync._now()
+        return self.whole.store.now() if injected is None else injected
 
     async def run(self, operation: str, call: Awaitable[T]) -> T:
         try:
@@ -54,7 +72,8 @@ async def service(request: Request) -> Service:
     # async on purpose: FastAPI runs a plain ``def`` dependency in its thread pool, a thread
     # hop on every request (bench_http.py measured it)
     found: Service = request.app.state.service
-    return found
+    key = request.scope.get("state", {}).get("api_key")  # AuthMiddleware's, on every /v1
+    return found.for_key(key) if isinstance(key, ApiKey) else found
 
 
 Svc = Annotated[Service, Depends(service)]
@@ -365,7 +384,9 @@ async def policy(svc: Svc) -> Response:
 async def create_key(
     body: schemas.KeyRequest, svc: Svc, caller: Annotated[ApiKey, Admin]
 ) -> Response:
-    key, secret = new_key(body.scope, body.name, await asyncio.to_thread(svc.now))
+    unbound(caller, "creating a key")  # else it could make itself a key for every account
+    now = await asyncio.to_thread(svc.now)
+    key, secret = new_key(body.scope, body.name, now, body.accounts)
     await asyncio.to_thread(svc.ring.add, key)
     return _json({**key.to_json(), "key": secret}, 201)
 
@@ -373,11 +394,11 @@ async def create_key(
 @router.get(
     "/keys",
     summary="Every key (never the secrets)",
-    dependencies=[Admin],
     response_model=list[schemas.KeyBody],
     responses=problems(403),
 )
-async def list_keys(svc: Svc) -> Response:
+async def list_keys(svc: Svc, caller: Annotated[ApiKey, Admin]) -> Response:
+    unbound(caller, "the list of keys")
     keys = await asyncio.to_thread(svc.ring.all)
     return _json([k.to_json() for k in keys])
 
@@ -390,6 +411,7 @@ async def list_keys(svc: Svc) -> Response:
     responses=problems(403, 404),
 )
 async def revoke_key(key_id: ObjectId, svc: Svc, caller: Annotated[ApiKey, Admin]) -> Response:
+    unbound(caller, "revoking a key")
     now = await asyncio.to_thread(svc.now)
     if not await asyncio.to_thread(svc.ring.revoke, key_id, now):
         raise Problem(404, "unknown-key", "Unknown key", f"no key {key_id!r}")

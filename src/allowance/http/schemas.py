@@ -20,6 +20,7 @@ from pydantic import (
     StrictInt,
 )
 
+from allowance.keys import MAX_BOUND
 from allowance.validation import MAX_AMOUNT, MAX_ID, MAX_SEATS, MAX_TTL
 
 Text = Field(min_length=1, max_length=MAX_ID)
@@ -143,6 +144,13 @@ class KeyRequest(Strict):
 
     scope: Literal["read", "decide", "admin"]
     name: str = Field("", max_length=MAX_ID)
+    accounts: list[str] | None = Field(
+        None,
+        min_length=1,
+        max_length=MAX_BOUND,
+        description="the accounts the key acts for: ids, or prefixes ending in * (team-*);"
+        " left out: every account",
+    )
 
 
 class DecisionBody(BaseModel):
@@ -279,6 +287,7 @@ class KeyBody(BaseModel):
     created_at: str | None
     last_used_at: str | None
     revoked_at: str | None
+    accounts: list[str] | None = None
 
 
 class NewKeyBody(KeyBody):

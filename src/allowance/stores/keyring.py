@@ -9,12 +9,14 @@ own table or hash on first use, apart from the decision schema. Each store makes
 
 from __future__ import annotations
 
+import json
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from allowance.errors import StoreError
 from allowance.keys import ApiKey, bootstrap_key, digest
 
 
@@ -83,15 +85,16 @@ class MemoryKeyRing(KeyRing):
                 self._keys[key_id] = key.with_use(now)
 
 
-COLUMNS = "id, digest, scope, name, created_at, last_used_at, revoked_at"
+COLUMNS = "id, digest, scope, name, created_at, last_used_at, revoked_at, accounts"
 
 # runs one statement with its arguments; returns the rows (none for a write) and the rowcount
 Run = Callable[[str, tuple[Any, ...]], tuple[list[Any], int]]
 
 
 def _key(row: Any) -> ApiKey:
-    key_id, digest, scope, name, created_at, last_used_at, revoked_at = row
-    return ApiKey(key_id, digest, scope, name, created_at, last_used_at, revoked_at)
+    key_id, digest, scope, name, created_at, last_used_at, revoked_at, accounts = row
+    bound = None if accounts is None else tuple(json.loads(accounts))
+    return ApiKey(key_id, digest, scope, name, created_at, last_used_at, revoked_at, bound)
 
 
 class SQLKeyRing(KeyRing):
@@ -108,12 +111,25 @@ class SQLKeyRing(KeyRing):
             f"CREATE TABLE IF NOT EXISTS {table} (id text PRIMARY KEY,"
             " digest text NOT NULL UNIQUE, scope text NOT NULL, name text NOT NULL,"
             " created_at double precision NOT NULL, last_used_at double precision,"
-            " revoked_at double precision)",
+            " revoked_at double precision, accounts text)",
             (),
         )
+        self._add_accounts_column()
+
+    def _add_accounts_column(self) -> None:
+        """A table made before keys could be bound to accounts gets the column (JSON text;
+        NULL: every account). Two processes may both try: the loser finds it there."""
+        try:
+            self._run(f"SELECT accounts FROM {self._table} WHERE 1 = 0", ())
+        except StoreError:
+            try:
+                self._run(f"ALTER TABLE {self._table} ADD COLUMN accounts text", ())
+            except StoreError:
+                self._run(f"SELECT accounts FROM {self._table} WHERE 1 = 0", ())
 
     def add(self, key: ApiKey) -> None:
         r = key.to_record()
+        r["accounts"] = None if key.accounts is None else json.dumps(list(key.accounts))
         updates = ", ".join(f"{c} = excluded.{c}" for c in COLUMNS.split(", ")[1:])
         self._run(
             f"INSERT INTO {self._table} ({COLUMNS}) VALUES ({self._marks})"
