@@ -12,6 +12,7 @@ import typer
 
 from allowance import __version__
 from allowance.cli import (
+    demo_cmd,
     load_cmd,
     policy_cmd,
     serve_cmd,
@@ -40,6 +41,7 @@ app.add_typer(usage_cmd.accounts_app, name="accounts")
 app.command("serve")(serve_cmd.serve)
 app.add_typer(serve_cmd.keys_app, name="keys")
 app.command("sweep")(sweep_cmd.sweep)
+app.command("demo")(demo_cmd.demo)
 app.add_typer(load_cmd.app, name="load-factor")
 
 

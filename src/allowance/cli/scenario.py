@@ -226,30 +226,35 @@ def parse_scenario(text: str, source: str, policy: Policy) -> list[Event]:
 def replay(events: list[Event], policy: Policy, source: str) -> list[Outcome]:
     """Run the events in order on a fresh in-memory store, the clock at each event's time."""
     clock = ManualClock(events[0].at if events else 0.0)
-    outcomes: list[Outcome] = []
     with Limiter(policy, store="memory://", clock=clock) as limiter:
-        for event in events:
-            clock.set(event.at)
-            try:
-                if event.plan is not None:
-                    anchor = event.billing_anchor
-                    limiter.set_account(
-                        event.account,
-                        event.plan,
-                        event.seats,
-                        billing_anchor=UNCHANGED if anchor is None else anchor,
-                    )
-                    outcomes.append(Outcome(event, None))
-                if event.feature is not None:
-                    decision = limiter.consume(
-                        event.account,
-                        event.feature,
-                        event.amount,
-                        partial=event.partial,
-                        user=event.user,
-                    )
-                    outcomes.append(Outcome(event, decision))
-            except AllowanceError as exc:
-                line = f"{source}:{event.line}: event {event.number}: {exc}"
-                raise ScenarioError([line]) from None
+        return play(events, limiter, clock, source)
+
+
+def play(events: list[Event], limiter: Limiter, clock: ManualClock, source: str) -> list[Outcome]:
+    """Run the events in order on ``limiter``, whose clock is set to each event's time."""
+    outcomes: list[Outcome] = []
+    for event in events:
+        clock.set(event.at)
+        try:
+            if event.plan is not None:
+                anchor = event.billing_anchor
+                limiter.set_account(
+                    event.account,
+                    event.plan,
+                    event.seats,
+                    billing_anchor=UNCHANGED if anchor is None else anchor,
+                )
+                outcomes.append(Outcome(event, None))
+            if event.feature is not None:
+                decision = limiter.consume(
+                    event.account,
+                    event.feature,
+                    event.amount,
+                    partial=event.partial,
+                    user=event.user,
+                )
+                outcomes.append(Outcome(event, decision))
+        except AllowanceError as exc:
+            line = f"{source}:{event.line}: event {event.number}: {exc}"
+            raise ScenarioError([line]) from None
     return outcomes
