@@ -27,6 +27,7 @@ from allowance.errors import (
     UnknownPlan,
 )
 from allowance.limiter import Limiter, Reservation
+from allowance.listing import AccountPage
 from allowance.policy import Policy, builtin_policy, load_policy, parse_policy
 from allowance.types import Account, Decision, Meter
 
@@ -34,6 +35,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Account",
+    "AccountPage",
     "AllowanceError",
     "AsyncClient",
     "AsyncLimiter",

@@ -17,7 +17,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Protocol, TypeVar
 
-from allowance import calls, ids, load, validation
+from allowance import calls, ids, listing, load, validation
 from allowance.clock import Clock
 from allowance.errors import (
     AllowanceError,
@@ -28,6 +28,7 @@ from allowance.errors import (
     UnknownPlan,
 )
 from allowance.limiter import DEFAULT_TTL, Limiter, log, without_store
+from allowance.listing import AccountPage
 from allowance.live import POLICY
 from allowance.policy import Policy
 from allowance.resilience import JOURNAL_SIZE, Mode
@@ -175,6 +176,12 @@ class AsyncLimiter:
     async def get_account(self, account: str) -> Account:
         """As ``Limiter.get_account``."""
         return await self._run(lambda p: calls.account(p, account))
+
+    async def accounts(
+        self, prefix: str = "", cursor: str | None = None, limit: int = listing.DEFAULT_PAGE
+    ) -> AccountPage:
+        """As ``Limiter.accounts``."""
+        return await asyncio.to_thread(self.sync.accounts, prefix, cursor, limit)
 
     async def set_override(self, account: str, limit: str, max: int | None) -> Account:
         """As ``Limiter.set_override``."""

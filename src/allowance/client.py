@@ -44,6 +44,7 @@ from allowance import remote
 from allowance.aio import AsyncReservation
 from allowance.errors import UnknownFeature, UnknownPlan
 from allowance.limiter import DEFAULT_TTL, Reservation
+from allowance.listing import DEFAULT_PAGE, AccountPage
 from allowance.policy import Policy
 from allowance.types import UNCHANGED, Account, Anchor, Decision, Meter
 
@@ -147,6 +148,12 @@ class Client(_Base):
 
     def get_account(self, account: str) -> Account:
         return self._send(remote.get_account(account))
+
+    def accounts(
+        self, prefix: str = "", cursor: str | None = None, limit: int = DEFAULT_PAGE
+    ) -> AccountPage:
+        """As ``Limiter.accounts``, on the service (a read key)."""
+        return self._send(remote.accounts(prefix, cursor, limit))
 
     def set_override(self, account: str, limit: str, max: int | None) -> Account:
         """As ``Limiter.set_override``, on the service (an admin key)."""
@@ -301,6 +308,11 @@ class AsyncClient(_Base):
 
     async def get_account(self, account: str) -> Account:
         return await self._send(remote.get_account(account))
+
+    async def accounts(
+        self, prefix: str = "", cursor: str | None = None, limit: int = DEFAULT_PAGE
+    ) -> AccountPage:
+        return await self._send(remote.accounts(prefix, cursor, limit))
 
     async def set_override(self, account: str, limit: str, max: int | None) -> Account:
         return await self._run(lambda p: remote.set_override(p, account, limit, max))

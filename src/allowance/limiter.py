@@ -13,7 +13,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
-from allowance import calls, ids, load, ops, validation
+from allowance import calls, ids, listing, load, ops, validation
 from allowance.clock import Clock, checked, system_clock
 from allowance.errors import (
     AllowanceError,
@@ -21,6 +21,7 @@ from allowance.errors import (
     UnknownFeature,
     UnknownPlan,
 )
+from allowance.listing import AccountPage
 from allowance.live import POLICY, Live
 from allowance.policy import Policy, builtin_policy, load_policy, parse_policy
 from allowance.reservation import Reservation
@@ -183,6 +184,13 @@ class Limiter:
     def get_account(self, account: str) -> Account:
         """The account, with its own terms (overrides, the grants in force)."""
         return self._run(lambda p: calls.account(p, account))
+
+    def accounts(
+        self, prefix: str = "", cursor: str | None = None, limit: int = listing.DEFAULT_PAGE
+    ) -> AccountPage:
+        """A page of accounts by id (those whose id starts with ``prefix``), after the page
+        whose ``next_cursor`` is ``cursor``."""
+        return listing.page(self.store.account_page, self.get_account, prefix, cursor, limit)
 
     def set_override(self, account: str, limit: str, max: int | None) -> Account:
         """Replace ``limit``'s max for this account whatever its plan: for the whole account,

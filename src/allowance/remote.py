@@ -17,11 +17,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Generic, TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 
-from allowance import ids, load, validation
+from allowance import ids, listing, load, validation
 from allowance.errors import (
     AllowanceError,
     AuthenticationError,
@@ -38,6 +38,7 @@ from allowance.errors import (
     UnknownFeature,
     UnknownPlan,
 )
+from allowance.listing import AccountPage
 from allowance.policy import Policy, parse_policy
 from allowance.request import Request
 from allowance.types import (
@@ -242,6 +243,21 @@ def grant(
         lambda answer, data: Account.from_json(data),
         body,
         {**body, "account": account_id},
+    )
+
+
+def accounts(prefix: object, cursor: object, limit: object) -> Op[AccountPage]:
+    query = {"prefix": listing.prefix(prefix), "limit": listing.size(limit)}
+    if cursor is not None:
+        listing.after_cursor(cursor)  # a mistake is the caller's before anything is sent
+        query["cursor"] = cursor
+    return Op(
+        "GET",
+        "/v1/accounts?" + urlencode(query),
+        (200,),
+        lambda answer, data: AccountPage(
+            [Account.from_json(a) for a in data["accounts"]], data["next_cursor"]
+        ),
     )
 
 

@@ -25,6 +25,7 @@ ROUTES: dict[tuple[str, str], tuple[dict[str, Any], int]] = {
     ("POST", "/v1/reservations/{reservation_id}/commit"): ({}, 404),
     ("DELETE", "/v1/reservations/{reservation_id}"): ({}, 404),
     ("PUT", "/v1/accounts/{account_id}"): ({"json": {"plan": "max"}}, 404),
+    ("GET", "/v1/accounts"): ({}, 200),  # its own accounts only
     ("GET", "/v1/accounts/{account_id}"): ({}, 404),
     ("GET", "/v1/accounts/{account_id}/usage"): ({}, 404),
     ("PUT", "/v1/accounts/{account_id}/overrides/{limit}"): ({"json": {"max": 1}}, 404),
@@ -92,6 +93,7 @@ def test_every_route_with_a_key_bound_to_other_accounts(service: Service) -> Non
         assert answer.status_code == expected, (method, path, answer.text)
         if expected != 200:
             assert answer.headers["content-type"] == "application/problem+json"
+        assert '"other"' not in answer.text
     assert state(svc, reservation) == before
     # the reservation still holds its 3: the service's own key can still commit it
     assert svc.call("POST", f"/v1/reservations/{reservation}/commit").status_code == 200
@@ -117,6 +119,10 @@ def test_a_bound_key_acts_for_its_accounts_and_prefixes(service: Service) -> Non
     for account in ("team", "mine2", "team-unknown"):
         body = {"account": account, "feature": "export.ai"}
         assert svc.call("POST", "/v1/consume", key=key, json=body).status_code == 404
+    listed = svc.call("GET", "/v1/accounts", key=key, params={"limit": 1})
+    assert [a["id"] for a in listed.json()["accounts"]] == ["mine"]
+    rest = svc.call("GET", "/v1/accounts", key=key, params={"cursor": listed.json()["next_cursor"]})
+    assert [a["id"] for a in rest.json()["accounts"]] == ["team-a"]
     # the scope still counts: a bound decide key cannot change an account
     assert svc.call("PUT", "/v1/accounts/mine", key=key, json={"plan": "pro"}).status_code == 403
 

@@ -25,6 +25,7 @@ from allowance.aio import AsyncLimiter
 from allowance.clock import FileClock
 from allowance.errors import AllowanceError
 from allowance.http import (
+    keys_routes,  # noqa: F401 - registers its routes on the router
     schemas,
     terms_routes,  # noqa: F401 - registers its routes on the router
 )
@@ -210,7 +211,7 @@ def validation_problem(errors: Any) -> Problem:
             return for_status(400, "the body is not valid JSON: " + str(err.get("msg", "")))
         loc = [str(p) for p in err.get("loc", ()) if p not in ("body",)]
         where = ".".join(loc) or "body"
-        if err.get("loc", ())[:1] == ("header",):
+        if err.get("loc", ())[:1] in (("header",), ("query",)):  # named as the client sends it
             where = loc[-1]
         listed.append({"field": where, "message": str(err.get("msg", "invalid"))})
     if not listed:

@@ -14,15 +14,17 @@ public method of ``AsyncLimiter`` is defined here.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime
 from types import TracebackType
 
-from allowance import ids
+from allowance import ids, listing
 from allowance.aio import AsyncLimiter, AsyncReservation
 from allowance.errors import ReservationNotFound, UnknownAccount
 from allowance.http.problems import Problem
 from allowance.keys import ApiKey
 from allowance.limiter import DEFAULT_TTL
+from allowance.listing import AccountPage
 from allowance.policy import Policy
 from allowance.types import UNCHANGED, Account, Anchor, Decision, Meter
 
@@ -74,6 +76,15 @@ class AccountBoundLimiter(AsyncLimiter):
 
     async def load_factors(self) -> dict[str, float]:
         return await self._inner.load_factors()
+
+    async def accounts(
+        self, prefix: str = "", cursor: str | None = None, limit: int = listing.DEFAULT_PAGE
+    ) -> AccountPage:
+        """Only this key's accounts (``listing.within``)."""
+        assert self._key.accounts is not None
+        ids = listing.within(self._inner.store.account_page, self._key.accounts)
+        get = self._inner.sync.get_account
+        return await asyncio.to_thread(listing.page, ids, get, prefix, cursor, limit)
 
     async def put_account(
         self, account: str, plan: str, seats: int = 1, *, billing_anchor: Anchor = UNCHANGED

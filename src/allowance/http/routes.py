@@ -3,7 +3,6 @@ answers; errors are raised and become problem+json in ``app.py``."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, replace
@@ -12,16 +11,17 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from starlette.responses import JSONResponse, Response
 
+from allowance import listing
 from allowance.aio import AsyncLimiter
 from allowance.errors import StoreError
 from allowance.http import schemas
 from allowance.http.answers import decision_answer, decision_headers, decision_status
 from allowance.http.auth import KeyCache, require
-from allowance.http.bound import AccountBoundLimiter, unbound
+from allowance.http.bound import AccountBoundLimiter
 from allowance.http.metrics import Metrics
 from allowance.http.problems import Problem, invalid
 from allowance.http.segments import account_from_segment
-from allowance.keys import ApiKey, new_key
+from allowance.keys import ApiKey
 from allowance.stores.keyring import KeyRing
 from allowance.types import UNCHANGED, Decision, iso
 
@@ -296,6 +296,25 @@ async def put_account(account_id: AccountId, body: schemas.AccountRequest, svc: 
 
 
 @router.get(
+    "/accounts",
+    summary="Accounts by id, a page at a time",
+    dependencies=[Read],
+    response_model=schemas.AccountPageBody,
+    responses=problems(403),
+)
+async def list_accounts(
+    svc: Svc,
+    prefix: Annotated[str, Query(max_length=MAX_ID, description="ids that start so")] = "",
+    cursor: Annotated[
+        str | None, Query(max_length=4 * MAX_ID, description="a page's next_cursor")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=listing.MAX_PAGE)] = listing.DEFAULT_PAGE,
+) -> Response:
+    found = await svc.run("accounts", svc.limiter.accounts(prefix, cursor, limit))
+    return _json(found.to_json())
+
+
+@router.get(
     "/accounts/{account_id}",
     summary="An account",
     dependencies=[Read],
@@ -372,48 +391,3 @@ async def put_policy(request: Request, svc: Svc) -> Response:
 async def policy(svc: Svc) -> Response:
     await svc.run("policy", svc.limiter.policy_now())  # one put in the store meanwhile, if due
     return _json(svc.limiter.policy.to_data())
-
-
-@router.post(
-    "/keys",
-    summary="Create a key (shown once)",
-    status_code=201,
-    response_model=schemas.NewKeyBody,
-    responses=problems(403),
-)
-async def create_key(
-    body: schemas.KeyRequest, svc: Svc, caller: Annotated[ApiKey, Admin]
-) -> Response:
-    unbound(caller, "creating a key")  # else it could make itself a key for every account
-    now = await asyncio.to_thread(svc.now)
-    key, secret = new_key(body.scope, body.name, now, body.accounts)
-    await asyncio.to_thread(svc.ring.add, key)
-    return _json({**key.to_json(), "key": secret}, 201)
-
-
-@router.get(
-    "/keys",
-    summary="Every key (never the secrets)",
-    response_model=list[schemas.KeyBody],
-    responses=problems(403),
-)
-async def list_keys(svc: Svc, caller: Annotated[ApiKey, Admin]) -> Response:
-    unbound(caller, "the list of keys")
-    keys = await asyncio.to_thread(svc.ring.all)
-    return _json([k.to_json() for k in keys])
-
-
-@router.delete(
-    "/keys/{key_id}",
-    summary="Revoke a key",
-    status_code=204,
-    response_class=Response,
-    responses=problems(403, 404),
-)
-async def revoke_key(key_id: ObjectId, svc: Svc, caller: Annotated[ApiKey, Admin]) -> Response:
-    unbound(caller, "revoking a key")
-    now = await asyncio.to_thread(svc.now)
-    if not await asyncio.to_thread(svc.ring.revoke, key_id, now):
-        raise Problem(404, "unknown-key", "Unknown key", f"no key {key_id!r}")
-    svc.keys.forget(key_id)
-    return Response(status_code=204)

@@ -244,6 +244,11 @@ class AccountBody(BaseModel):
     )
 
 
+class AccountPageBody(BaseModel):
+    accounts: list[AccountBody]
+    next_cursor: str | None = Field(description="pass as cursor for the next page; null: last")
+
+
 class MeterBody(BaseModel):
     limit: str
     features: list[str]

@@ -119,6 +119,15 @@ class Store(ABC):
         """Every account's id, sorted (for tools that look at all of them: ``policy diff``;
         not for the decision path)."""
 
+    def account_page(self, prefix: str, after: str | None, limit: int) -> list[str]:
+        """At most ``limit`` ids that start with ``prefix`` and sort after ``after`` (None:
+        from the first), in order (``listing.py``). This one reads every id: a store with an
+        index answers from it."""
+        found = (
+            a for a in self.account_ids() if a.startswith(prefix) and (after is None or a > after)
+        )
+        return [a for a, _ in zip(found, range(limit), strict=False)]
+
     #: whether reading a setting costs no I/O (a Limiter then reads it on every call)
     settings_local: bool = False
 

@@ -361,6 +361,10 @@ class PostgresStore(Store):
         rows, _ = self.execute(self.sql["account_ids"])
         return [str(r[0]) for r in rows]
 
+    def account_page(self, prefix: str, after: str | None, limit: int) -> list[str]:
+        rows, _ = self.execute(self.sql["account_page"], (after or "", prefix, prefix, limit))
+        return [str(r[0]) for r in rows]
+
     def get_setting(self, name: str) -> str | None:
         rows, _ = self.execute(self.sql["get_setting"], (name,))
         return str(rows[0][0]) if rows else None

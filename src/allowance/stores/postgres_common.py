@@ -76,6 +76,8 @@ TEMPLATES = {
     "version": "SELECT max(version) FROM {s}.schema_version",
     "get_setting": "SELECT value FROM {s}.settings WHERE name = %s",
     "account_ids": 'SELECT id FROM {s}.accounts ORDER BY id COLLATE "C"',
+    "account_page": 'SELECT id FROM {s}.accounts WHERE id COLLATE "C" > %s'
+    ' AND left(id, length(%s)) = %s ORDER BY id COLLATE "C" LIMIT %s',
     "put_setting": "INSERT INTO {s}.settings (name, value) VALUES (%s, %s)"
     " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
     "set_version": "INSERT INTO {s}.schema_version (version) VALUES (%s)"

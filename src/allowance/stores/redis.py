@@ -184,8 +184,12 @@ class RedisStore(KeySpace, Store):
         return float(seconds) + float(micros) / 1_000_000
 
     def put_account(self, account_id: str, plan: str, seats: int) -> bool:
-        keys = [self.key(account_id, "a")]
-        created = self._run(self._account, keys, [plan, seats, account_id], self._deadline())
+        keys = self.account_keys(account_id)
+        deadline = self._deadline()
+        created = self._run(self._account, keys, [plan, seats, account_id], deadline)
+        if (index := self.index_after(account_id)) is not None:
+            with translating():
+                self.client.execute_command(*index)
         return bool(created)
 
     def get_account(self, account_id: str) -> Account | None:
@@ -353,6 +357,22 @@ class RedisStore(KeySpace, Store):
                     continue
                 settled += 1
         return settled
+
+    def account_page(self, prefix: str, after: str | None, limit: int) -> list[str]:
+        with translating():
+            if not self.client.exists(self.index_built_key):
+                self._build_index()
+            low, high = self.index_range(prefix, after)
+            found = self.client.zrangebylex(self.index_key, low, high, start=0, num=limit)
+        return [bytes(a).decode() for a in found]
+
+    def _build_index(self) -> None:
+        """Put the accounts made before the index in it (once per store: a scan of every
+        key), then mark it built; accounts made meanwhile add themselves."""
+        ids = self.account_ids()
+        for start in range(0, len(ids), 1000):
+            self.client.zadd(self.index_key, dict.fromkeys(ids[start : start + 1000], 0))
+        self.client.set(self.index_built_key, "1")
 
     def account_ids(self) -> list[str]:
         found = []

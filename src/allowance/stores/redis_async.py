@@ -117,8 +117,11 @@ class AsyncRedisStore(KeySpace, AsyncStore):
         return cls(client, parts.prefix, parts.timeout, size, watch)
 
     async def put_account(self, account_id: str, plan: str, seats: int) -> bool:
-        keys, args = [self.key(account_id, "a")], [plan, seats, account_id]
-        return bool(await self._run(self._account, keys, args, Deadline(self.timeout)))
+        keys, args = self.account_keys(account_id), [plan, seats, account_id]
+        created = await self._run(self._account, keys, args, Deadline(self.timeout))
+        if (index := self.index_after(account_id)) is not None:
+            await self._command(Deadline(self.timeout), *index)
+        return bool(created)
 
     async def get_setting(self, name: str) -> str | None:
         found = await self._command(Deadline(self.timeout), "HGET", self.settings_key, name)

@@ -214,11 +214,36 @@ class KeySpace:
             )
         self.prefix = prefix
         self.settings_key = "{" + prefix + ":settings}"  # a hash: setting name -> value
+        # every account's id, score 0 (ordered by the bytes of the id: ZRANGEBYLEX pages it);
+        # "built" once the accounts made before it existed are in it (``account_page``)
+        self.index_key = "{" + prefix + ":accounts}"
+        self.index_built_key = self.index_key + ":built"
 
     cluster = False  # set by a store on Redis Cluster
 
     def key(self, account: str, suffix: str) -> str:
         return f"{self.prefix}:{{{_tag(account)}}}:{suffix}"
+
+    def account_keys(self, account: str) -> list[str]:
+        """``account.lua``'s keys: the account's hash and, where one script may write both,
+        the index of ids (on Redis Cluster it is in another slot: ``index_after``)."""
+        account_key = self.key(account, "a")
+        return [account_key] if self.cluster else [account_key, self.index_key]
+
+    def index_after(self, account: str) -> list[Any] | None:
+        """The command that puts ``account`` in the index after ``account.lua`` ran, when
+        the script could not (None: it did). A crash in between leaves it out of the list
+        until its next change."""
+        return ["ZADD", self.index_key, 0, account] if self.cluster else None
+
+    def index_range(self, prefix: str, after: str | None) -> tuple[bytes, bytes]:
+        """ZRANGEBYLEX bounds of the ids that start with ``prefix`` and sort after
+        ``after``. No UTF-8 text holds the byte 0xff, so ``prefix + 0xff`` is above them all."""
+        low = b"[" + prefix.encode()
+        if after is not None and after.encode() >= prefix.encode():
+            low = b"(" + after.encode()
+        high = b"(" + prefix.encode() + b"\xff" if prefix else b"+"
+        return low, high
 
     def owner_key(self, account: str, owner: str) -> str:
         """A per-user record (``owners.py``): a user's in the account shares the account's

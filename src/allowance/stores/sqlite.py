@@ -442,6 +442,13 @@ class SQLiteStore(Store):
         rows, _ = self.execute("SELECT id FROM accounts ORDER BY id")
         return [str(r[0]) for r in rows]
 
+    def account_page(self, prefix: str, after: str | None, limit: int) -> list[str]:
+        rows, _ = self.execute(  # BINARY order: UTF-8 bytes, the code points' order
+            "SELECT id FROM accounts WHERE id > ? AND substr(id, 1, ?) = ? ORDER BY id LIMIT ?",
+            (after or "", len(prefix), prefix, limit),
+        )
+        return [str(r[0]) for r in rows]
+
     def get_setting(self, name: str) -> str | None:
         rows, _ = self.execute("SELECT value FROM settings WHERE name = ?", (name,))
         return str(rows[0][0]) if rows else None

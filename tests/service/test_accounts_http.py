@@ -1,0 +1,54 @@
+"""``GET /v1/accounts?prefix=&cursor=&limit=`` and ``Client.accounts``."""
+
+from __future__ import annotations
+
+import pytest
+
+from allowance import Client, InvalidRequest
+
+from .service import Service
+
+
+def test_pages_of_accounts(sqlite_service: Service) -> None:
+    svc = sqlite_service
+    for account in ("list-b", "list-a", "list-c.eu", "lister"):
+        svc.account(account, "pro")
+    first = svc.call("GET", "/v1/accounts", params={"prefix": "list-", "limit": 2})
+    assert first.status_code == 200, first.text
+    body = first.json()
+    assert [a["id"] for a in body["accounts"]] == ["list-a", "list-b"]
+    assert body["accounts"][0]["plan"] == "pro" and body["next_cursor"]
+    second = svc.call(
+        "GET", "/v1/accounts", params={"prefix": "list-", "cursor": body["next_cursor"]}
+    ).json()
+    assert [a["id"] for a in second["accounts"]] == ["list-c.eu"]
+    assert second["next_cursor"] is None
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [({"limit": 0}, "limit"), ({"limit": 1001}, "limit"), ({"limit": "x"}, "limit"),
+     ({"cursor": "!!"}, "cursor"), ({"prefix": "a\u0007"}, "prefix")],
+)  # fmt: skip
+def test_bad_paging_is_a_422_naming_the_field(  # as sent: limit, not query.limit
+    sqlite_service: Service, params: dict[str, object], field: str
+) -> None:
+    r = sqlite_service.call("GET", "/v1/accounts", params=params)
+    assert r.status_code == 422, r.text
+    assert r.json()["field"] == field
+
+
+def test_the_client_pages_the_same(sqlite_service: Service) -> None:
+    svc = sqlite_service
+    for account in ("client-1", "client-2", "client-3"):
+        svc.account(account, "free")
+    with Client(svc.url, svc.admin) as lim:
+        first = lim.accounts("client-", limit=2)
+        second = lim.accounts("client-", first.next_cursor)
+        assert [a.id for a in first.accounts + second.accounts] == [
+            "client-1", "client-2", "client-3"
+        ]  # fmt: skip
+        assert second.next_cursor is None
+        with pytest.raises(InvalidRequest) as info:
+            lim.accounts(limit=0)  # refused before anything is sent
+        assert info.value.field == "limit"
