@@ -14,6 +14,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
@@ -87,7 +88,8 @@ def create_app(
             handler.flush()  # the access lines still batched
         await limiter.close()
 
-    app = FastAPI(
+    # /docs and /redoc with their scripts served from here, not from a CDN (fastapi-offline)
+    app = FastAPIOffline(
         title="allowance",
         version=__version__,
         description=DESCRIPTION,
