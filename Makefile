@@ -9,7 +9,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 LOWEST_VENV ?= .venv-lowest
 LOWEST_BIN := $(LOWEST_VENV)/bin
 LOWEST_STAMP := $(LOWEST_VENV)/.installed
-LINT_DIRS := $(wildcard src tests benchmarks examples)
+LINT_DIRS := $(wildcard src tests benchmarks examples tools)
 # What unit-lowest runs: every store and driver path (memory, SQLite, Redis, Redis Cluster,
 # Sentinel, PostgreSQL, PgBouncer; sync and async), the driver adapters' checks, the HTTP
 # service with its uvicorn protocol, the FastAPI/ASGI guards and the CLI. Not the fault
@@ -19,7 +19,7 @@ LOWEST_TESTS := tests/conformance tests/model/test_kernel_parity.py tests/test_r
 	tests/test_pgbouncer.py tests/service tests/guards tests/cli tests/test_public_api.py \
 	tests/test_extras.py tests/unit/test_driver_adapters.py
 
-.PHONY: run test lint typecheck unit unit-lowest test-faults bench clean pgbouncer
+.PHONY: run test lint typecheck unit unit-lowest test-faults bench clean pgbouncer chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -70,7 +70,20 @@ pgbouncer:
 		fi; \
 	fi
 
-unit: $(DEV_STAMP) pgbouncer
+# Chromium for the dashboard's browser tests (Debian's package, never a downloaded build):
+# installed when missing if we are root; otherwise those tests skip (fail under CI=true).
+chromium:
+	@if [ ! -x /usr/bin/chromium ]; then \
+		if [ "$$(id -u)" = 0 ]; then \
+			echo "make: installing chromium (apt-get install -y chromium) for the browser tests"; \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null \
+				|| { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }; \
+		else \
+			echo "make: chromium is not installed and we are not root: the browser tests will skip"; \
+		fi; \
+	fi
+
+unit: $(DEV_STAMP) pgbouncer chromium
 	$(BIN)/pytest -m "not faults"
 
 # The store, driver and service tests once more on the lowest supported dependencies.

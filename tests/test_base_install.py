@@ -85,7 +85,16 @@ def test_the_library_and_the_cli_work(venv: Path, tmp_path: Path) -> None:
     )
     installed = Path(found.stdout.strip())
     assert installed.is_relative_to(venv)  # the wheel's copy, not the source tree
-    for data in ("builtin.yaml", "py.typed", "stores/lua", "stores/sql"):
+    for data in (
+        "builtin.yaml",
+        "seed-example.yaml",  # allowance demo
+        "py.typed",
+        "stores/lua",
+        "stores/sql",
+        "http/dashboard/index.html",
+        "http/dashboard/app.js",
+        "http/dashboard/app.css",
+    ):
         assert (installed / data).exists(), f"{data} is not in the wheel"
     checked = run(
         venv / "bin" / "allowance", "policy", "check", installed / "builtin.yaml", cwd=tmp_path

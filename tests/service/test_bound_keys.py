@@ -28,6 +28,7 @@ ROUTES: dict[tuple[str, str], tuple[dict[str, Any], int]] = {
     ("GET", "/v1/accounts"): ({}, 200),  # its own accounts only
     ("GET", "/v1/accounts/{account_id}"): ({}, 404),
     ("GET", "/v1/accounts/{account_id}/usage"): ({}, 404),
+    ("GET", "/v1/accounts/{account_id}/answers"): ({}, 404),
     ("PUT", "/v1/accounts/{account_id}/overrides/{limit}"): ({"json": {"max": 1}}, 404),
     ("POST", "/v1/accounts/{account_id}/grants"): (
         {"json": {"limit": "ai_exports", "amount": 5}},
@@ -37,6 +38,7 @@ ROUTES: dict[tuple[str, str], tuple[dict[str, Any], int]] = {
     ("GET", "/v1/load-factor"): ({}, 200),
     ("PUT", "/v1/policy"): ({"content": POLICY_TEXT}, 403),
     ("GET", "/v1/policy"): ({}, 200),
+    ("GET", "/v1/policy/table"): ({}, 200),
     ("POST", "/v1/keys"): ({"json": {"scope": "admin"}}, 403),
     ("GET", "/v1/keys"): ({}, 403),
     ("DELETE", "/v1/keys/{key_id}"): ({}, 403),

@@ -15,7 +15,7 @@ from rich.text import Text
 
 from allowance.cli import policy_diff
 from allowance.cli.common import fits, handle_errors, out, read_policy
-from allowance.cli.plan_text import cell_text, features_text, window_text
+from allowance.plan_text import cell_text, features_text, window_text
 from allowance.policy import Policy
 
 __all__ = ["app", "cell_text", "features_text", "plan_table", "window_text"]

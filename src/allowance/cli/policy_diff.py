@@ -15,7 +15,7 @@ from typing import Any
 from rich.table import Table
 
 from allowance import calls
-from allowance.cli.plan_text import cell_text, features_text, n, window_text
+from allowance.plan_text import cell_text, features_text, n, window_text
 from allowance.policy import Limit, Policy
 from allowance.stores import store_from_url
 

@@ -26,6 +26,7 @@ from allowance.aio import AsyncLimiter
 from allowance.clock import FileClock
 from allowance.errors import AllowanceError
 from allowance.http import (
+    dashboard_routes,
     keys_routes,  # noqa: F401 - registers its routes on the router
     schemas,
     terms_routes,  # noqa: F401 - registers its routes on the router
@@ -114,6 +115,7 @@ def create_app(
     )
     app.state.service = svc
     app.include_router(router)
+    dashboard_routes.mount(app)  # the page at / (its calls are the /v1 routes')
     _handlers(app, metrics)
     _operations(app, svc)
     # innermost first: keys and scopes (on the route a decoded path finds), paths, sizes,

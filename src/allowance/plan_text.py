@@ -1,4 +1,5 @@
-"""How the plan table words a policy's settings (``policy show``, ``policy diff``)."""
+"""How the plan table words a policy's settings (``policy show``, ``policy diff``, the
+dashboard)."""
 
 from __future__ import annotations
 
