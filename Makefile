@@ -57,31 +57,26 @@ lint: $(DEV_STAMP)
 typecheck: $(DEV_STAMP)
 	$(BIN)/mypy
 
-# PgBouncer for tests/test_pgbouncer.py (Debian's package): installed when missing if we are
-# root; otherwise those tests skip (and fail under CI=true, as a missing server does).
-pgbouncer:
-	@if ! command -v pgbouncer >/dev/null 2>&1 && [ ! -x /usr/sbin/pgbouncer ]; then \
+# A Debian package a test needs, installed when missing if we are root; otherwise those tests
+# skip (and fail under CI=true, as a missing server does).
+# $(call apt_install,TEST THAT IT IS THERE,PACKAGE,WHICH TESTS)
+define apt_install
+	@if ! { $(1); }; then \
 		if [ "$$(id -u)" = 0 ]; then \
-			echo "make: installing pgbouncer (apt-get install -y pgbouncer) for the PgBouncer tests"; \
-			DEBIAN_FRONTEND=noninteractive apt-get install -y -q pgbouncer >/dev/null \
-				|| { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q pgbouncer >/dev/null; }; \
+			echo "make: installing $(2) (apt-get install -y $(2)) for $(3)"; \
+			DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(2) >/dev/null \
+				|| { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(2) >/dev/null; }; \
 		else \
-			echo "make: pgbouncer is not installed and we are not root: its tests will skip"; \
+			echo "make: $(2) is not installed and we are not root: $(3) will skip"; \
 		fi; \
 	fi
+endef
 
-# Chromium for the dashboard's browser tests (Debian's package, never a downloaded build):
-# installed when missing if we are root; otherwise those tests skip (fail under CI=true).
-chromium:
-	@if [ ! -x /usr/bin/chromium ]; then \
-		if [ "$$(id -u)" = 0 ]; then \
-			echo "make: installing chromium (apt-get install -y chromium) for the browser tests"; \
-			DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null \
-				|| { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }; \
-		else \
-			echo "make: chromium is not installed and we are not root: the browser tests will skip"; \
-		fi; \
-	fi
+pgbouncer:  # tests/test_pgbouncer.py
+	$(call apt_install,command -v pgbouncer >/dev/null 2>&1 || [ -x /usr/sbin/pgbouncer ],pgbouncer,the PgBouncer tests)
+
+chromium:  # tests/browser: Debian's chromium, never a browser build Playwright downloads
+	$(call apt_install,[ -x /usr/bin/chromium ],chromium,the browser tests)
 
 unit: $(DEV_STAMP) pgbouncer chromium
 	$(BIN)/pytest -m "not faults"
