@@ -14,12 +14,22 @@ from allowance.errors import InvalidRequest, UnknownAccount
 from allowance.types import Account
 from allowance.validation import MAX_ID
 
-__all__ = ["DEFAULT_PAGE", "MAX_PAGE", "AccountPage", "after_cursor", "page", "prefix", "within"]
+__all__ = [
+    "DEFAULT_PAGE",
+    "MAX_CURSOR",
+    "MAX_PAGE",
+    "AccountPage",
+    "after_cursor",
+    "page",
+    "prefix",
+    "within",
+]
 
 Ids = Callable[[str, str | None, int], list[str]]  # (prefix, after, n) -> ids, as page wants
 
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
+MAX_CURSOR = 4 * -(-4 * MAX_ID // 3)  # base64 of the longest id: 200 characters of 4 bytes
 
 
 @dataclass(frozen=True, slots=True)

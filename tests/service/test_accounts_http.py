@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import pytest
 
 from allowance import Client, InvalidRequest
@@ -52,3 +54,18 @@ def test_the_client_pages_the_same(sqlite_service: Service) -> None:
         with pytest.raises(InvalidRequest) as info:
             lim.accounts(limit=0)  # refused before anything is sent
         assert info.value.field == "limit"
+
+
+def test_the_cursor_after_the_longest_id_is_taken(sqlite_service: Service) -> None:
+    """200 characters of four UTF-8 bytes each: the longest cursor there can be."""
+    svc = sqlite_service
+    longest = "\U0001f600" * 200
+    for account in (longest, longest[:-1] + "\U0001f601"):
+        r = svc.call("PUT", "/v1/accounts/" + quote(account, safe=""), json={"plan": "free"})
+        assert r.status_code == 201, r.text
+    first = svc.call("GET", "/v1/accounts", params={"prefix": "\U0001f600", "limit": 1}).json()
+    assert [a["id"] for a in first["accounts"]] == [longest]
+    cursor = first["next_cursor"]
+    rest = svc.call("GET", "/v1/accounts", params={"prefix": "\U0001f600", "cursor": cursor})
+    assert rest.status_code == 200, rest.text
+    assert [a["id"] for a in rest.json()["accounts"]] == [longest[:-1] + "\U0001f601"]

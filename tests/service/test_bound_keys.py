@@ -53,7 +53,7 @@ def bound_key(svc: Service, scope: str, accounts: list[str]) -> str:
     return secret
 
 
-def state(svc: Service, reservation: str) -> dict[str, Any]:
+def state(svc: Service) -> dict[str, Any]:
     """What the routes could change, read with the admin key."""
     return {
         "account": svc.call("GET", "/v1/accounts/other").json(),
@@ -86,7 +86,7 @@ def test_every_route_with_a_key_bound_to_other_accounts(service: Service) -> Non
     }
     assert found == set(ROUTES), "a route to place in ROUTES (what a bound key gets)"
     key = bound_key(svc, "admin", ["mine", "team-*"])
-    before = state(svc, reservation)
+    before = state(svc)
     for (method, path), (body, expected) in ROUTES.items():
         url = path.format(
             account_id="other", reservation_id=reservation, limit="ai_exports", key_id=some_key
@@ -96,7 +96,7 @@ def test_every_route_with_a_key_bound_to_other_accounts(service: Service) -> Non
         if expected != 200:
             assert answer.headers["content-type"] == "application/problem+json"
         assert '"other"' not in answer.text
-    assert state(svc, reservation) == before
+    assert state(svc) == before
     # the reservation still holds its 3: the service's own key can still commit it
     assert svc.call("POST", f"/v1/reservations/{reservation}/commit").status_code == 200
 

@@ -306,7 +306,7 @@ async def list_accounts(
     svc: Svc,
     prefix: Annotated[str, Query(max_length=MAX_ID, description="ids that start so")] = "",
     cursor: Annotated[
-        str | None, Query(max_length=4 * MAX_ID, description="a page's next_cursor")
+        str | None, Query(max_length=listing.MAX_CURSOR, description="a page's next_cursor")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=listing.MAX_PAGE)] = listing.DEFAULT_PAGE,
 ) -> Response:
