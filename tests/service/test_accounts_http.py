@@ -69,3 +69,16 @@ def test_the_cursor_after_the_longest_id_is_taken(sqlite_service: Service) -> No
     rest = svc.call("GET", "/v1/accounts", params={"prefix": "\U0001f600", "cursor": cursor})
     assert rest.status_code == 200, rest.text
     assert [a["id"] for a in rest.json()["accounts"]] == [longest[:-1] + "\U0001f601"]
+
+
+def test_answers_name_a_bad_user(sqlite_service: Service) -> None:
+    """Schemathesis found it: a user with a control character was a note on every feature
+    and a 200, where it is the caller's mistake."""
+    svc = sqlite_service
+    svc.account("answers-1", "pro")
+    bad = svc.call("GET", "/v1/accounts/answers-1/answers", params={"user": "a\u0008b"})
+    assert bad.status_code == 422, bad.text
+    assert bad.json()["field"] == "user"
+    good = svc.call("GET", "/v1/accounts/answers-1/answers").json()["answers"]
+    assert {a["feature"] for a in good} >= {"export.ai", "transform.virtual_model"}
+    assert all(a["decision"] is not None for a in good)  # the built-in policy: no per-user

@@ -52,3 +52,17 @@ def test_decisions_and_meters_per_user(scoped: Service) -> None:
         assert client.consume("space", "ai.generate", user="bob/2").allowed
         meters = client.usage("space", user="bob/2")  # a user id with a slash, quoted
         assert next(m.used for m in meters if m.limit == "generations_per_user") == 1
+
+
+def test_answers_for_features_counted_per_user(scoped: Service) -> None:
+    """Without a user, a feature counted per user says so instead of answering; with one,
+    every feature answers for that user."""
+    assert scoped.call("PUT", "/v1/accounts/answers", json={"plan": "free"}).status_code == 201
+    path = "/v1/accounts/answers/answers"
+    plain = {a["feature"]: a for a in scoped.call("GET", path).json()["answers"]}
+    assert plain["ai.generate"]["decision"] is None
+    assert plain["ai.generate"]["note"].startswith("user: ")
+    assert plain["ai.upscale"]["decision"]["allowed"] is True  # the space's credits only
+    named = scoped.call("GET", path, params={"user": "ann"}).json()
+    assert named["user"] == "ann"
+    assert all(a["decision"] is not None for a in named["answers"])

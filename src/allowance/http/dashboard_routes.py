@@ -13,6 +13,7 @@ from fastapi import APIRouter, FastAPI, Query
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.staticfiles import StaticFiles
 
+from allowance import validation
 from allowance.errors import InvalidRequest
 from allowance.http.routes import MAX_ID, AccountId, Read, Svc, problems, router
 from allowance.http.segments import account_from_segment
@@ -76,6 +77,8 @@ async def answers(
     user: Annotated[str | None, Query(min_length=1, max_length=MAX_ID)] = None,
 ) -> Response:
     account_id = account_from_segment(account_id)
+    if user is not None:
+        validation.text("user", user)  # a bad one is the caller's 422, not a note per feature
     await svc.run("get_account", svc.limiter.get_account(account_id))  # 404 first
     policy = await svc.run("policy", svc.limiter.policy_now())
     found = []
@@ -85,8 +88,10 @@ async def answers(
             decision = await svc.run(
                 "check", svc.limiter.check(account_id, feature.name, 1, user=user)
             )
-        except InvalidRequest as exc:  # a feature counted per user, and no user named
-            entry.update(decision=None, note=str(exc))
+        except InvalidRequest as exc:
+            if user is not None or exc.field != "user":
+                raise
+            entry.update(decision=None, note=str(exc))  # counted per user, and none named
         else:
             entry["decision"] = decision.to_json()
         found.append(entry)
