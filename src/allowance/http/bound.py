@@ -15,18 +15,15 @@ public method of ``AsyncLimiter`` is defined here.
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime
-from types import TracebackType
+from typing import Any
 
 from allowance import ids, listing
-from allowance.aio import AsyncLimiter, AsyncReservation
+from allowance.aio import AsyncLimiter
 from allowance.errors import ReservationNotFound, UnknownAccount
 from allowance.http.problems import Problem
 from allowance.keys import ApiKey
-from allowance.limiter import DEFAULT_TTL
 from allowance.listing import AccountPage
 from allowance.policy import Policy
-from allowance.types import UNCHANGED, Account, Anchor, Decision, Meter
 
 __all__ = ["AccountBoundLimiter", "bound_refusal", "unbound"]
 
@@ -44,6 +41,43 @@ def unbound(key: ApiKey, what: str) -> None:
     """Refuse a key bound to accounts for what concerns every account (``what``)."""
     if key.accounts is not None:
         raise bound_refusal(what)
+
+
+def _for_account(name: str) -> Any:
+    """``AsyncLimiter.<name>``, whose first argument is an account: checked first."""
+
+    async def call(self: AccountBoundLimiter, account: str, *args: Any, **kwargs: Any) -> Any:
+        return await getattr(self._inner, name)(self._mine(account), *args, **kwargs)
+
+    call.__name__ = name
+    return call
+
+
+def _for_reservation(name: str) -> Any:
+    """``AsyncLimiter.<name>``, whose first argument is a reservation id: checked first."""
+
+    async def call(self: AccountBoundLimiter, held: str, *args: Any, **kwargs: Any) -> Any:
+        return await getattr(self._inner, name)(self._held(held), *args, **kwargs)
+
+    call.__name__ = name
+    return call
+
+
+def _as_is(name: str) -> Any:
+    """``AsyncLimiter.<name>``, the same for every account: a read."""
+
+    async def call(self: AccountBoundLimiter, *args: Any, **kwargs: Any) -> Any:
+        return await getattr(self._inner, name)(*args, **kwargs)
+
+    call.__name__ = name
+    return call
+
+
+def _refused(what: str) -> Any:
+    async def call(self: AccountBoundLimiter, *args: Any, **kwargs: Any) -> Any:
+        raise bound_refusal(what)
+
+    return call
 
 
 class AccountBoundLimiter(AsyncLimiter):
@@ -71,12 +105,6 @@ class AccountBoundLimiter(AsyncLimiter):
     def policy(self) -> Policy:
         return self._inner.policy
 
-    async def policy_now(self) -> Policy:
-        return await self._inner.policy_now()
-
-    async def load_factors(self) -> dict[str, float]:
-        return await self._inner.load_factors()
-
     async def accounts(
         self, prefix: str = "", cursor: str | None = None, limit: int = listing.DEFAULT_PAGE
     ) -> AccountPage:
@@ -86,116 +114,24 @@ class AccountBoundLimiter(AsyncLimiter):
         get = self._inner.sync.get_account
         return await asyncio.to_thread(listing.page, ids, get, prefix, cursor, limit)
 
-    async def put_account(
-        self, account: str, plan: str, seats: int = 1, *, billing_anchor: Anchor = UNCHANGED
-    ) -> tuple[Account, bool]:
-        return await self._inner.put_account(
-            self._mine(account), plan, seats, billing_anchor=billing_anchor
-        )
-
-    async def set_account(
-        self, account: str, plan: str, seats: int = 1, *, billing_anchor: Anchor = UNCHANGED
-    ) -> Account:
-        return (await self.put_account(account, plan, seats, billing_anchor=billing_anchor))[0]
-
-    async def get_account(self, account: str) -> Account:
-        return await self._inner.get_account(self._mine(account))
-
-    async def set_override(self, account: str, limit: str, max: int | None) -> Account:
-        return await self._inner.set_override(self._mine(account), limit, max)
-
-    async def grant(
-        self, account: str, limit: str, amount: int, expires_at: datetime | None = None
-    ) -> Account:
-        return await self._inner.grant(self._mine(account), limit, amount, expires_at)
-
-    async def consume(
-        self,
-        account: str,
-        feature: str,
-        amount: int = 1,
-        *,
-        partial: bool = False,
-        idempotency_key: str | None = None,
-        user: str | None = None,
-    ) -> Decision:
-        return await self._inner.consume(
-            self._mine(account),
-            feature,
-            amount,
-            partial=partial,
-            idempotency_key=idempotency_key,
-            user=user,
-        )
-
-    async def check(
-        self,
-        account: str,
-        feature: str,
-        amount: int = 1,
-        *,
-        partial: bool = False,
-        idempotency_key: str | None = None,
-        user: str | None = None,
-    ) -> Decision:
-        return await self._inner.check(
-            self._mine(account), feature, amount, partial=partial, user=user
-        )
-
-    async def reserve(
-        self,
-        account: str,
-        feature: str,
-        amount: int = 1,
-        ttl: float = DEFAULT_TTL,
-        *,
-        partial: bool = False,
-        idempotency_key: str | None = None,
-        user: str | None = None,
-    ) -> AsyncReservation:
-        return await self._inner.reserve(
-            self._mine(account),
-            feature,
-            amount,
-            ttl,
-            partial=partial,
-            idempotency_key=idempotency_key,
-            user=user,
-        )
-
-    async def commit(self, reservation_id: str, amount: int | None = None) -> None:
-        await self._inner.commit(self._held(reservation_id), amount)
-
-    async def release(self, reservation_id: str) -> None:
-        await self._inner.release(self._held(reservation_id))
-
-    async def usage(self, account: str, user: str | None = None) -> list[Meter]:
-        return await self._inner.usage(self._mine(account), user)
-
-    async def put_policy(self, policy: Policy | str) -> Policy:
-        raise bound_refusal("putting a policy in force")
-
-    async def set_load_factor(
-        self, factor: float, limits: list[str] | tuple[str, ...] | None = None
-    ) -> dict[str, float]:
-        raise bound_refusal("a load factor")
-
-    async def flush_journal(self) -> int:
-        raise bound_refusal("the journal")
-
-    async def sweep(self) -> int:
-        raise bound_refusal("a sweep")
-
-    async def close(self) -> None:
-        raise bound_refusal("closing the limiter")
-
-    async def __aenter__(self) -> AsyncLimiter:
-        raise bound_refusal("the limiter's lifetime")
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        raise bound_refusal("the limiter's lifetime")
+    # the same arguments as AsyncLimiter's, the account (or reservation) checked first
+    put_account = _for_account("put_account")
+    set_account = _for_account("set_account")
+    get_account = _for_account("get_account")
+    set_override = _for_account("set_override")
+    grant = _for_account("grant")
+    consume = _for_account("consume")
+    check = _for_account("check")
+    reserve = _for_account("reserve")
+    usage = _for_account("usage")
+    commit = _for_reservation("commit")
+    release = _for_reservation("release")
+    policy_now = _as_is("policy_now")
+    load_factors = _as_is("load_factors")
+    put_policy = _refused("putting a policy in force")
+    set_load_factor = _refused("a load factor")
+    flush_journal = _refused("the journal")
+    sweep = _refused("a sweep")
+    close = _refused("closing the limiter")
+    __aenter__ = _refused("the limiter's lifetime")
+    __aexit__ = _refused("the limiter's lifetime")
