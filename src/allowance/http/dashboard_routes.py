@@ -7,15 +7,15 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import APIRouter, FastAPI, Query
+from fastapi import APIRouter, FastAPI
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.staticfiles import StaticFiles
 
 from allowance import validation
 from allowance.errors import InvalidRequest
-from allowance.http.routes import MAX_ID, AccountId, Read, Svc, problems, router
+from allowance.http.routes import AccountId, Read, Svc, UserQuery, problems, router
 from allowance.http.segments import account_from_segment
 from allowance.plan_text import cell_text, features_text, window_text
 from allowance.policy import Policy
@@ -74,7 +74,7 @@ async def policy_table(svc: Svc) -> Response:
 async def answers(
     account_id: AccountId,
     svc: Svc,
-    user: Annotated[str | None, Query(min_length=1, max_length=MAX_ID)] = None,
+    user: UserQuery = None,
 ) -> Response:
     account_id = account_from_segment(account_id)
     if user is not None:
