@@ -34,6 +34,8 @@ UPSERT = "INSERT INTO t(k, n) VALUES (%s, 1) ON CONFLICT (k) DO UPDATE SET n = t
 REDIS_FLOOR_RATIO, REDIS_LIMITS_RATIO, PG_RATIO = 0.8, 1.8, 0.7
 CREDITS_RATIO = 1.3  # a credit-priced decision costs at most this many seed decisions
 CREDIT_COST = 4  # credits one FEATURE request takes in the "credits" rows' pool
+EVENTS_OFF = "events off"  # the role of the seed's rows with the policy's events off
+EVENTS_RATIO = 0.8  # the seed's decision with events on: at least this × the one with them off
 GLOBAL = "user_global"  # the role of the rows whose feature counts a user across accounts
 MEMBERS = 8  # the members of an account who take turns asking, in the "credits" rows
 MEMORY_TARGET = 1024  # bytes per active account
@@ -224,6 +226,15 @@ def credit_policy() -> Policy:
         "plans": {plan["name"]: 10**9 for plan in data["plans"]},
     }
     return parse_policy(yaml.safe_dump(data, sort_keys=False), "builtin + credits")
+
+
+def quiet_policy() -> Policy:
+    """The built-in policy with ``events: false``: the "events off" rows decide exactly the
+    seed's rows' requests, writing no event (the seed's rows write two a day per account, at
+    the 24th and the 30th generation, each through the transaction path)."""
+    data = builtin_policy().to_data()
+    data["events"] = False
+    return parse_policy(yaml.safe_dump(data, sort_keys=False), "builtin, events off")
 
 
 def global_policy() -> Policy:

@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from stores.common import (
     CREDITS_RATIO,
     DENIED,
+    EVENTS_OFF,
+    EVENTS_RATIO,
     GLOBAL,
     GRANTED,
     PG_RATIO,
@@ -26,6 +28,7 @@ from stores.common import (
     global_policy,
     in_parallel,
     log,
+    quiet_policy,
     split,
 )
 from stores.servers import PgInfo, RedisTarget
@@ -291,6 +294,7 @@ def groups(
             lambda: AllowancePostgres(pg_url, pg.free_connections),
             lambda: AllowancePostgres(pg_url, pg.free_connections, credit_policy()),
             lambda: AllowancePostgres(pg_url, pg.free_connections, global_policy(), GLOBAL),
+            lambda: AllowancePostgres(pg_url, pg.free_connections, quiet_policy(), EVENTS_OFF),
             *(
                 [lambda: AllowancePgBouncer(bouncer_url, pg_url, pg.free_connections)]
                 if bouncer_url is not None
@@ -311,6 +315,10 @@ def compare(results: list[Result]) -> None:
         seed = seed_rows.get((r.server, r.threads, r.workload))
         if r.role in ("credits", GLOBAL) and seed is not None:
             r.vs_seed = seed.ops_per_s / r.ops_per_s
+        if r.role == EVENTS_OFF and seed is not None:  # the seed's (events on) over this
+            r.vs_seed = seed.ops_per_s / r.ops_per_s
+            r.target = f"seed (events on) ≥{EVENTS_RATIO}× this"
+            r.met = r.vs_seed >= EVENTS_RATIO
         if r.role == "credits" and r.vs_seed is not None:
             r.target = f"≤{CREDITS_RATIO}× seed cost"
             r.met = r.vs_seed <= CREDITS_RATIO

@@ -14,6 +14,7 @@ from allowance.errors import (
     InvalidAmount,
     InvalidRequest,
     LimitExceeded,
+    NotSupported,
     PermissionDenied,
     PolicyError,
     PolicyIssue,
@@ -26,6 +27,7 @@ from allowance.errors import (
     UnknownFeature,
     UnknownPlan,
 )
+from allowance.events import Event
 from allowance.limiter import Limiter, Reservation
 from allowance.listing import AccountPage
 from allowance.policy import Policy, builtin_policy, load_policy, parse_policy
@@ -45,6 +47,7 @@ __all__ = [
     "Clock",
     "ConfigurationError",
     "Decision",
+    "Event",
     "IdempotencyConflict",
     "InvalidAmount",
     "InvalidRequest",
@@ -52,6 +55,7 @@ __all__ = [
     "Limiter",
     "ManualClock",
     "Meter",
+    "NotSupported",
     "PermissionDenied",
     "Policy",
     "PolicyError",

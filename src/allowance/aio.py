@@ -27,6 +27,7 @@ from allowance.errors import (
     UnknownFeature,
     UnknownPlan,
 )
+from allowance.events import Event
 from allowance.limiter import DEFAULT_TTL, Limiter, log, without_store
 from allowance.listing import AccountPage
 from allowance.live import POLICY
@@ -161,7 +162,9 @@ class AsyncLimiter:
         found = self.sync.account_settings(account, plan, seats)
         if billing_anchor is not UNCHANGED and billing_anchor is not None:
             validation.billing_anchor(billing_anchor)  # checked before anything is written
-        created = await self.async_store.put_account(found.id, found.plan, found.seats)
+        created = await self.async_store.put_account(
+            found.id, found.plan, found.seats, self.sync._now()
+        )
         if billing_anchor is UNCHANGED:
             return (found if created else await self.get_account(found.id)), created
         anchor = billing_anchor
@@ -182,6 +185,12 @@ class AsyncLimiter:
     ) -> AccountPage:
         """As ``Limiter.accounts``."""
         return await asyncio.to_thread(self.sync.accounts, prefix, cursor, limit)
+
+    async def events(
+        self, after: int | None = None, limit: int = 100, account: str | None = None
+    ) -> list[Event]:
+        """As ``Limiter.events``."""
+        return await asyncio.to_thread(self.sync.events, after, limit, account)
 
     async def set_override(self, account: str, limit: str, max: int | None) -> Account:
         """As ``Limiter.set_override``."""

@@ -43,6 +43,7 @@ import httpx
 from allowance import remote
 from allowance.aio import AsyncReservation
 from allowance.errors import UnknownFeature, UnknownPlan
+from allowance.events import Event
 from allowance.limiter import DEFAULT_TTL, Reservation
 from allowance.listing import DEFAULT_PAGE, AccountPage
 from allowance.policy import Policy
@@ -154,6 +155,12 @@ class Client(_Base):
     ) -> AccountPage:
         """As ``Limiter.accounts``, on the service (a read key)."""
         return self._send(remote.accounts(prefix, cursor, limit))
+
+    def events(
+        self, after: int | None = None, limit: int = 100, account: str | None = None
+    ) -> list[Event]:
+        """As ``Limiter.events``, on the service (a read key)."""
+        return self._send(remote.events(after, limit, account))
 
     def set_override(self, account: str, limit: str, max: int | None) -> Account:
         """As ``Limiter.set_override``, on the service (an admin key)."""
@@ -313,6 +320,11 @@ class AsyncClient(_Base):
         self, prefix: str = "", cursor: str | None = None, limit: int = DEFAULT_PAGE
     ) -> AccountPage:
         return await self._send(remote.accounts(prefix, cursor, limit))
+
+    async def events(
+        self, after: int | None = None, limit: int = 100, account: str | None = None
+    ) -> list[Event]:
+        return await self._send(remote.events(after, limit, account))
 
     async def set_override(self, account: str, limit: str, max: int | None) -> Account:
         return await self._run(lambda p: remote.set_override(p, account, limit, max))

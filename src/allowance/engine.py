@@ -40,6 +40,9 @@ class Ruling:
     decision: Decision
     granted: int
     rules: tuple[Rule, ...]
+    # per rule of a grant: its counter's usage before the charge where it has a cap or a
+    # soft level (0 elsewhere): what ``events.crossings`` compares the charge with
+    used: tuple[int, ...] = ()
 
 
 def decide(
@@ -64,6 +67,7 @@ def decide(
     room: list[tuple[Rule, int, int]] = []  # (rule, cap, used) of each limited rule
     blocked = False
     too_large: Rule | None = None  # the rule of the least per-request cap below ``amount``
+    before: list[int] = []  # Ruling.used
     for rule in rules:
         cell, cost = rule.cell, rule.cost  # a grant of g charges g * cost here
         most = cell.per_request
@@ -75,8 +79,14 @@ def decide(
         # × seats, or the account's override; a load factor; granted units (Cell.cap)
         cap = cell.cap(seats)
         if cap is None:
+            before.append(
+                0
+                if cell.fair_use is None
+                else rule.limit.window.used(counters[rule.limit.name], now)
+            )
             continue
         used = rule.limit.window.used(counters[rule.limit.name], now)
+        before.append(used)
         room.append((rule, cap, used))
         fits = (cap - used) // cost
         if fits < grant:
@@ -114,7 +124,7 @@ def decide(
         fair_use_exceeded=fair_use is not None,
         quota=quota,
     )
-    return Ruling(decision, grant, rules)
+    return Ruling(decision, grant, rules, tuple(before))
 
 
 def _admitted(rule: Rule) -> int:

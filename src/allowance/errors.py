@@ -110,6 +110,10 @@ class ConfigurationError(AllowanceError):
     """A store URL or option is wrong (unknown scheme, bad parameter)."""
 
 
+class NotSupported(AllowanceError):
+    """What this store cannot do (yet): the message says which stores can."""
+
+
 class StoreError(AllowanceError):
     """The store failed; the driver's own error is chained as ``__cause__``."""
 

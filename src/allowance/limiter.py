@@ -13,7 +13,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
-from allowance import calls, ids, listing, load, ops, validation
+from allowance import calls, events, ids, listing, load, ops, validation
 from allowance.clock import Clock, checked, system_clock
 from allowance.errors import (
     AllowanceError,
@@ -21,6 +21,7 @@ from allowance.errors import (
     UnknownFeature,
     UnknownPlan,
 )
+from allowance.events import Event
 from allowance.listing import AccountPage
 from allowance.live import POLICY, Live
 from allowance.policy import Policy, builtin_policy, load_policy, parse_policy
@@ -168,7 +169,7 @@ class Limiter:
         found = self.account_settings(account, plan, seats)
         if billing_anchor is not UNCHANGED and billing_anchor is not None:
             validation.billing_anchor(billing_anchor)  # checked before anything is written
-        created = self.store.put_account(found.id, found.plan, found.seats)
+        created = self.store.put_account(found.id, found.plan, found.seats, self._now())
         if billing_anchor is UNCHANGED:
             # its own terms (overrides, grants, anchor) are part of the answer
             return (found if created else self.get_account(found.id)), created
@@ -191,6 +192,16 @@ class Limiter:
         """A page of accounts by id (those whose id starts with ``prefix``), after the page
         whose ``next_cursor`` is ``cursor``."""
         return listing.page(self.store.account_page, self.get_account, prefix, cursor, limit)
+
+    def events(
+        self, after: int | None = None, limit: int = 100, account: str | None = None
+    ) -> list[Event]:
+        """Events (CONTRACT 8) with an id above ``after``, oldest first, at most ``limit``
+        (1 to 1000); only ``account``'s unless None. Pass the last id read as ``after`` for
+        the next page: ids increase, and none appears later below one already read."""
+        since, size = events.after_id(after), events.page_size(limit)
+        who = None if account is None else self.account_id(account)
+        return self.store.events(since, size, who)
 
     def set_override(self, account: str, limit: str, max: int | None) -> Account:
         """Replace ``limit``'s max for this account whatever its plan: for the whole account,

@@ -8,7 +8,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from allowance import adjust, engine, idempotency, owners
+from allowance import adjust, engine, events, idempotency, owners
 from allowance.errors import (
     InvalidRequest,
     LimitExceeded,
@@ -66,6 +66,8 @@ def settle_due_holds(policy: Policy, view: AccountView, now: float) -> None:
         owners.save(policy, view, counters, hold.user)
         hold.state = EXPIRED
         view.put_hold(hold)
+        if policy.events:
+            view.emit(events.expired(hold, now))
 
 
 def decide(
@@ -83,7 +85,27 @@ def decide(
         return ruling.decision, None
     marks = engine.charge(ruling, counters, now)
     owners.save(policy, view, counters, req.user)
+    _emit(policy, view, ruling, plan, req.feature, counters, now, req.user)
     return ruling.decision, marks
+
+
+def _emit(
+    policy: Policy,
+    view: AccountView,
+    ruling: engine.Ruling,
+    plan: str,
+    feature: str,
+    counters: dict[str, Counter],
+    now: float,
+    user: str | None,
+) -> None:
+    """Hand the view the events a charge causes, written with it (``events.py``)."""
+    if policy.events:
+        found = events.crossings(
+            policy, ruling, plan, view.seats, feature, counters, now, view.account_id, user
+        )
+        for event in found:
+            view.emit(event)
 
 
 def consume(policy: Policy, view: AccountView, req: Request, now: float) -> Decision:
@@ -188,6 +210,7 @@ def _settle(policy: Policy, view: AccountView, hold: Hold, amount: int, now: flo
         if not ruling.granted:
             raise LimitExceeded(ruling.decision)
         engine.charge(ruling, counters, now)
+        _emit(policy, view, ruling, plan, hold.feature, counters, now, hold.user)
     owners.save(policy, view, counters, hold.user)
     hold.amount = amount
 

@@ -100,9 +100,16 @@ class Limit:
     # "account": one counter per account; "user": one per user of the account; "user_global":
     # one per user across every account (``owners.py`` says where each is kept)
     scope: Scope = "account"
+    # the fractions of the max whose crossing is a ``usage.threshold`` event (``events.py``)
+    thresholds: tuple[float, ...] = ()
 
     def cost(self, feature: str) -> int:
         return self.costs.get(feature, 1)
+
+    @property
+    def least_cost(self) -> int:
+        """What the cheapest of its features costs: with less than this left, nothing fits."""
+        return min((self.cost(f) for f in self.features), default=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,6 +136,7 @@ class Policy:
         )
         self.plan_by_name = {p.name: p for p in self.plans}
         self.on_store_error: StoreErrorMode = spec.on_store_error
+        self.events = spec.events  # whether decisions write events (``events.py``)
         self.features = {
             name: Feature(
                 name,
@@ -167,6 +175,7 @@ class Policy:
                 cells,
                 dict(lim.costs),
                 lim.scope,
+                tuple(spec.thresholds if lim.thresholds is None else lim.thresholds),
             )
         self.limits = limits
         self.load_factors: dict[str, float] = {}  # by limit: those in force (``scaled``)

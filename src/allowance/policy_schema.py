@@ -8,11 +8,32 @@ normalises the short forms so that every error still points at the cell's own li
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from itertools import pairwise
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    field_validator,
+)
 
 Scope = Literal["account", "user", "user_global"]
+
+
+def _rising(value: list[float] | None) -> list[float] | None:
+    if value is not None and any(b <= a for a, b in pairwise(value)):
+        raise ValueError(f"thresholds must rise, each given once (got {value})")
+    return value
+
+
+# a fraction of a limit's max, as an event threshold: 0.8 is 80 %
+Fraction = Annotated[StrictFloat, Field(gt=0, lt=1)]
+Thresholds = Annotated[list[Fraction], Field(max_length=10), AfterValidator(_rising)]
 NAME_PATTERN = r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)*$"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -114,6 +135,9 @@ class LimitSpec(_Strict):
     costs: dict[str, StrictInt] = Field(default_factory=dict)
     # whose usage one counter holds: the account's, each user's in it, or each user's in all
     scope: Scope = "account"
+    # the fractions of the max at which a charge crossing them emits ``usage.threshold``
+    # (None: the policy's ``thresholds``; []: none for this limit)
+    thresholds: Thresholds | None = None
     plans: dict[str, CellSpec]
 
     @field_validator("plans", mode="before")
@@ -131,6 +155,9 @@ class PolicySpec(_Strict):
     plans: list[PlanSpec] = Field(min_length=1)
     features: dict[str, FeatureSpec | None] = Field(min_length=1)
     limits: dict[str, LimitSpec] = Field(default_factory=dict)
+    # events (CONTRACT 8): off, no decision writes any; thresholds: every limit's default
+    events: StrictBool = True
+    thresholds: Thresholds = Field(default_factory=lambda: [0.8])
 
     @field_validator("plans", mode="before")
     @classmethod
@@ -176,6 +203,8 @@ def spec_to_data(spec: PolicySpec) -> dict[str, Any]:
             entry["costs"] = dict(lim.costs)
         if lim.scope != "account":
             entry["scope"] = lim.scope
+        if lim.thresholds is not None:
+            entry["thresholds"] = list(lim.thresholds)
         entry["plans"] = {p: cell(c, lim.per_seat) for p, c in lim.plans.items()}
         limits[name] = entry
     data: dict[str, Any] = {
@@ -187,6 +216,10 @@ def spec_to_data(spec: PolicySpec) -> dict[str, Any]:
     }
     if spec.on_store_error != "deny":
         data["on_store_error"] = spec.on_store_error
+    if not spec.events:
+        data["events"] = False
+    if spec.thresholds != [0.8]:
+        data["thresholds"] = list(spec.thresholds)
     return data
 
 

@@ -30,6 +30,7 @@ from allowance.errors import (
     InvalidAmount,
     InvalidRequest,
     LimitExceeded,
+    NotSupported,
     PermissionDenied,
     ReservationExpired,
     ReservationNotFound,
@@ -38,6 +39,7 @@ from allowance.errors import (
     UnknownFeature,
     UnknownPlan,
 )
+from allowance.events import Event, after_id, page_size
 from allowance.listing import AccountPage
 from allowance.policy import Policy, parse_policy
 from allowance.request import Request
@@ -69,6 +71,7 @@ SIMPLE_ERRORS: dict[str, type[AllowanceError]] = {
     "idempotency-conflict": IdempotencyConflict,
     "unauthorized": AuthenticationError,
     "insufficient-scope": PermissionDenied,
+    "not-supported": NotSupported,  # by the service's store (events on Redis)
 }
 FIELD_ERRORS: dict[str, type[InvalidRequest]] = {
     "amount": InvalidAmount,
@@ -243,6 +246,20 @@ def grant(
         lambda answer, data: Account.from_json(data),
         body,
         {**body, "account": account_id},
+    )
+
+
+def events(after: object, limit: object, account: object) -> Op[list[Event]]:
+    query: dict[str, Any] = {"limit": page_size(limit)}  # type: ignore[arg-type]
+    if after is not None:
+        query["after"] = after_id(after)  # type: ignore[arg-type]
+    if account is not None:
+        query["account"] = account
+    return Op(
+        "GET",
+        "/v1/events?" + urlencode(query),
+        (200,),
+        lambda answer, data: [Event.from_json(e) for e in data["events"]],
     )
 
 

@@ -57,6 +57,7 @@ class FeatureRules:
     by_plan: dict[str, tuple[Rule, ...] | None]
     periods: tuple[CalendarWindow, ...]
     records: tuple[int, ...]
+    events: bool = True  # the policy's ``events``: whether a charge may write any
     # formatted bounds by formatter: (the bounds, their text), see ``bounds_as``
     _formatted: dict[Callable[[tuple[float, ...]], Any], tuple[tuple[float, ...], Any]] = field(
         default_factory=dict, repr=False
@@ -117,6 +118,9 @@ class Encoded:
     scale: tuple[int, ...]
     load: tuple[float, ...]
     most: tuple[int, ...]
+    reach: tuple[int, ...] = ()
+    levels: tuple[float, ...] = ()
+    level_at: tuple[int, ...] = (0,)
 
 
 _compiled: weakref.WeakKeyDictionary[Policy, dict[str, FeatureRules]] = weakref.WeakKeyDictionary()
@@ -150,7 +154,7 @@ def _compile(policy: Policy, feature: str) -> FeatureRules:
     periods = tuple(limit.window for limit in counters if isinstance(limit.window, CalendarWindow))
     by_plan = {plan: policy.rules(plan, feature) for plan in plans}
     records = owners.records_of(counters)
-    return FeatureRules(feature, counters, plans, by_plan, periods, records)
+    return FeatureRules(feature, counters, plans, by_plan, periods, records, policy.events)
 
 
 def encode(rules: FeatureRules) -> Encoded:
@@ -169,6 +173,12 @@ def encode(rules: FeatureRules) -> Encoded:
             scale.append(1 if cell is not None and cell.per_seat else 0)
             load.append(1.0 if cell is None else cell.load)
             most.append(NONE if cell is None or cell.per_request is None else cell.per_request)
+    events = rules.events
+    levels: list[float] = []
+    level_at = [0]
+    for limit in rules.counters:
+        levels += limit.thresholds if events else ()
+        level_at.append(len(levels))
     return Encoded(
         plans=rules.plans,
         names=tuple(limit.name for limit in rules.counters),
@@ -182,4 +192,7 @@ def encode(rules: FeatureRules) -> Encoded:
         scale=tuple(scale),
         load=tuple(load),
         most=tuple(most),
+        reach=tuple(limit.least_cost if events else 0 for limit in rules.counters),
+        levels=tuple(levels),
+        level_at=tuple(level_at),
     )

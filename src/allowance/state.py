@@ -170,6 +170,8 @@ class AccountState:
     adjustments: Terms = field(default_factory=Terms)  # by limit, and the billing anchor
     # the per-user counters of its users (owners.py), by owner
     owned: dict[str, dict[str, Counter]] = field(default_factory=dict)
+    # the marks of its events still standing (``events.py``): mark -> until
+    marks: dict[str, float] = field(default_factory=dict)
     # recent denials of this account by request, and until when each stands (memory://'s
     # memo); dropped on every write to the account
     denied: dict[Any, Any] | None = None

@@ -7,8 +7,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from allowance.state import Counter, Hold, IdempotencyRecord, Terms
+
+if TYPE_CHECKING:
+    from allowance.events import NewEvent
 
 __all__ = ["NO_PRELOAD", "AccountView", "NotLoaded", "Preload"]
 
@@ -103,3 +107,8 @@ class AccountView(ABC):
     @abstractmethod
     def due_holds(self, now: float) -> list[Hold]:
         """Held holds whose expiry has passed."""
+
+    @abstractmethod
+    def emit(self, event: NewEvent) -> None:
+        """Write ``event`` with the rest of this step, unless its ``mark`` stands: an event
+        of that mark whose ``until`` is later than this one's ``at`` (``events.py``)."""

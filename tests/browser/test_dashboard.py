@@ -71,6 +71,8 @@ def test_an_account_at_the_daily_limit(browser: Any, served: Service, tmp_path: 
     plans = page.locator("table").first
     assert plans.locator("th").all_inner_texts()[:5] == ["limit", "features", "Free", "Pro", "Max"]
     assert "30" in plans.locator("tr", has_text="transform_daily").inner_text()
+    crossed = page.locator("table").last  # accounts that crossed a threshold recently
+    assert "usage.limit_reached" in crossed.locator("tr", has_text="demo").first.inner_text()
     search = page.get_by_label("Find an account")
     search.fill("dem")
     search.press("Enter")
@@ -78,7 +80,8 @@ def test_an_account_at_the_daily_limit(browser: Any, served: Service, tmp_path: 
     link.focus()
     page.keyboard.press("Enter")
     page.get_by_role("heading", name="Account demo").wait_for()
-    daily = page.locator("tr", has_text="transform_daily")
+    meters, _, recent = page.locator("table").all()
+    daily = meters.locator("tr", has_text="transform_daily")
     assert "30 / 30" in daily.inner_text()
     assert daily.get_by_role("meter").get_attribute("aria-valuenow") == "30"
     assert re.search(r"Tue 24 Nov,? 15:10:00 UTC", daily.inner_text()), daily.inner_text()
@@ -86,6 +89,11 @@ def test_an_account_at_the_daily_limit(browser: Any, served: Service, tmp_path: 
     assert "refused" in told.inner_text()
     assert "You have reached your daily limit of 30 generations" in told.inner_text()
     assert "upgrade to Max" in told.inner_text()
+    daily_events = recent.locator("tr", has_text="transform_daily").all_inner_texts()
+    assert len(daily_events) == 2, daily_events  # newest first: the limit, then the 80 %
+    assert "usage.limit_reached" in daily_events[0]
+    assert "transform_daily: 30 / 30, upgrade to max" in daily_events[0]
+    assert "transform_daily (80 %): 24 / 30" in daily_events[1]
     page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
     assert (tmp_path / "dashboard.png").stat().st_size > 10_000
     outside = [u for u in asked if not u.startswith(served.url) and not u.startswith("data:")]

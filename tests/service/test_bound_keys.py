@@ -26,6 +26,7 @@ ROUTES: dict[tuple[str, str], tuple[dict[str, Any], int]] = {
     ("DELETE", "/v1/reservations/{reservation_id}"): ({}, 404),
     ("PUT", "/v1/accounts/{account_id}"): ({"json": {"plan": "max"}}, 404),
     ("GET", "/v1/accounts"): ({}, 200),  # its own accounts only
+    ("GET", "/v1/events"): ({"params": {"account": "other"}}, 404),
     ("GET", "/v1/accounts/{account_id}"): ({}, 404),
     ("GET", "/v1/accounts/{account_id}/usage"): ({}, 404),
     ("GET", "/v1/accounts/{account_id}/answers"): ({}, 404),

@@ -89,6 +89,8 @@ def test_a_bounded_sweep_settles_then_deletes_then_drops_counters() -> None:
         "sweep_idempotency",
         "sweep_holds",
         "sweep_owned",  # per-user records with nothing left to count
+        "sweep_events",  # older than events.KEEP
+        "sweep_marks",  # event marks no longer standing
         BEGIN,
         "accounts",
         COMMIT,
@@ -112,7 +114,8 @@ def test_an_unbounded_sweep_goes_on_until_nothing_is_left() -> None:
     swept.policy = None  # no counters to look at, no reservations to settle
     assert script.run(upkeep.sweep(swept, 100.0, None, 1000)) == 2
     # the last found nothing
-    assert script.log == ["sweep_idempotency", "sweep_holds", "sweep_owned"] * 3
+    deletes = ["sweep_idempotency", "sweep_holds", "sweep_owned", "sweep_events", "sweep_marks"]
+    assert script.log == deletes * 3
 
 
 def test_an_unbounded_sweep_walks_every_account_from_the_first() -> None:

@@ -27,6 +27,7 @@ from allowance.clock import FileClock
 from allowance.errors import AllowanceError
 from allowance.http import (
     dashboard_routes,
+    events_routes,  # noqa: F401 - registers its routes on the router
     keys_routes,  # noqa: F401 - registers its routes on the router
     schemas,
     terms_routes,  # noqa: F401 - registers its routes on the router

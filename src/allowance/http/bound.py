@@ -20,6 +20,7 @@ from typing import Any
 from allowance import ids, listing
 from allowance.aio import AsyncLimiter
 from allowance.errors import ReservationNotFound, UnknownAccount
+from allowance.events import Event
 from allowance.http.problems import Problem
 from allowance.keys import ApiKey
 from allowance.listing import AccountPage
@@ -113,6 +114,14 @@ class AccountBoundLimiter(AsyncLimiter):
         ids = listing.within(self._inner.store.account_page, self._key.accounts)
         get = self._inner.sync.get_account
         return await asyncio.to_thread(listing.page, ids, get, prefix, cursor, limit)
+
+    async def events(
+        self, after: int | None = None, limit: int = 100, account: str | None = None
+    ) -> list[Event]:
+        """One of this key's accounts' only (every account's: refused)."""
+        if account is None:
+            raise bound_refusal("the events of every account")
+        return await self._inner.events(after, limit, self._mine(account))
 
     # the same arguments as AsyncLimiter's, the account (or reservation) checked first
     put_account = _for_account("put_account")

@@ -16,6 +16,7 @@ from allowance.errors import (
     IdempotencyConflict,
     InvalidRequest,
     LimitExceeded,
+    NotSupported,
     PolicyError,
     ReservationExpired,
     ReservationNotFound,
@@ -94,7 +95,7 @@ def from_error(exc: BaseException, where: str) -> Problem:
     problem = _answer(exc)
     if isinstance(exc, StoreError):
         log.warning("store error on %s: %s", where, exc)
-    elif problem.status >= 500:
+    elif problem.status >= 500 and not isinstance(exc, NotSupported):  # (not a bug)
         log.error("error on %s", where, exc_info=exc)
     return problem
 
@@ -139,6 +140,8 @@ def _answer(exc: BaseException) -> Problem:
             str(exc),
             {"field": "idempotency_key"},
         )
+    if isinstance(exc, NotSupported):
+        return Problem(501, "not-supported", "Not supported by this store", str(exc))
     if isinstance(exc, StoreError):
         # the store's own words may name hosts; the log keeps them, the client gets a retry
         return Problem(

@@ -249,6 +249,19 @@ class AccountPageBody(BaseModel):
     next_cursor: str | None = Field(description="pass as cursor for the next page; null: last")
 
 
+class EventBody(BaseModel):
+    id: int = Field(description="ids increase: pass the last one read as after")
+    type: str = Field(description="usage.threshold, usage.limit_reached, ... (CONTRACT 8)")
+    at: str
+    account: str
+    limit: str | None
+    data: dict[str, Any] = Field(description="used, max, threshold, resets_at, upgrade, ...")
+
+
+class EventPageBody(BaseModel):
+    events: list[EventBody]
+
+
 class MeterBody(BaseModel):
     limit: str
     features: list[str]

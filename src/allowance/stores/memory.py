@@ -14,15 +14,18 @@ the store stays bounded by its accounts.
 
 from __future__ import annotations
 
+import bisect
 import itertools
+import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import TypeVar
 
-from allowance import adjust, engine, ops, owners
+from allowance import adjust, engine, events, ops, owners
 from allowance.clock import system_clock
 from allowance.errors import UnknownAccount
+from allowance.events import Event, NewEvent
 from allowance.ops import HOLD_KEEP
 from allowance.policy import Policy
 from allowance.request import Request
@@ -101,6 +104,16 @@ class MemoryView(AccountView):
     def due_holds(self, now: float) -> list[Hold]:
         return [h for h in self._state.holds.values() if h.expires_at <= now]
 
+    def emit(self, event: NewEvent) -> None:
+        marks = self._state.marks
+        if event.mark is not None:
+            if marks.get(event.mark, -math.inf) > event.at:
+                return
+            for mark in [m for m, until in marks.items() if until <= event.at]:
+                del marks[mark]
+            marks[event.mark] = event.until
+        self._store._append(event)
+
 
 class MemoryStore(Store):
     scheme = "memory"
@@ -115,6 +128,8 @@ class MemoryStore(Store):
         self._ops = 0
         self._scan: list[str] = []  # accounts whose counters the next sweeps look at
         self._settings: dict[str, str] = {}
+        self._events: list[Event] = []  # in id order; the oldest dropped after events.KEEP
+        self._last_event = 0
 
     @classmethod
     def from_url(cls, url: str) -> MemoryStore:
@@ -125,15 +140,33 @@ class MemoryStore(Store):
 
     fast = True
 
-    def put_account(self, account_id: str, plan: str, seats: int) -> bool:
+    def put_account(self, account_id: str, plan: str, seats: int, now: float | None = None) -> bool:
         with self._lock:
             state = self._accounts.get(account_id)
             if state is None:
                 self._accounts[account_id] = AccountState(plan, seats)
                 return True
+            if state.plan != plan and (self.policy is None or self.policy.events):
+                at = system_clock() if now is None else now
+                self._append(events.plan_changed(account_id, state.plan, plan, seats, at))
             state.plan, state.seats = plan, seats
             state.denied = None
             return False
+
+    def _append(self, event: NewEvent) -> None:
+        self._last_event += 1
+        self._events.append(
+            Event(self._last_event, event.type, event.at, event.account, event.limit, event.data)
+        )
+
+    def events(self, after: int, limit: int, account: str | None) -> list[Event]:
+        with self._lock:
+            found = self._events
+            start = bisect.bisect_right(found, after, key=lambda e: e.id)
+            picked = (
+                e for e in itertools.islice(found, start, None) if account in (None, e.account)
+            )
+            return list(itertools.islice(picked, limit))
 
     def get_account(self, account_id: str) -> Account | None:
         with self._lock:
@@ -210,6 +243,14 @@ class MemoryStore(Store):
 
     def _sweep_locked(self, now: float, batch: int | None) -> int:
         removed = 0
+        old = 0  # from the front: the oldest first (a clock stepped back keeps the rest)
+        for event in self._events:
+            if event.at > now - events.KEEP:
+                break
+            old += 1
+        if old:
+            del self._events[:old]
+            removed += old
         idem = self._idempotency
         while idem and (batch is None or removed < batch):
             key, record = next(iter(idem.items()))

@@ -76,9 +76,11 @@ from psycopg_pool import ConnectionPool
 
 from allowance import adjust
 from allowance.errors import StoreError
+from allowance.events import Event
 from allowance.policy import Policy
 from allowance.request import Request
 from allowance.stores import postgres_upkeep as upkeep
+from allowance.stores import sql_events
 from allowance.stores.base import DEFAULT_TIMEOUT, AsyncStore, Store, store_timeout
 from allowance.stores.keyring import KeyRing, SQLKeyRing
 from allowance.stores.postgres_common import (
@@ -89,6 +91,7 @@ from allowance.stores.postgres_common import (
     SWEEP_EVERY,
     PostgresView,
     Translate,
+    account_params,
     check_settings,
     parse_url,
     queries,
@@ -245,7 +248,7 @@ class PostgresStore(Store):
         finally:
             self._putconn(conn)
 
-    def _one(self, query: str, params: tuple[Any, ...] = ()) -> tuple[Any, ...]:
+    def _one(self, query: str, params: tuple[Any, ...] | dict[str, Any] = ()) -> tuple[Any, ...]:
         """The first row of a single-statement transaction; () when there is none."""
         with Translate(), self._connection() as conn:
             return conn.execute(query, params).fetchone() or ()
@@ -253,8 +256,12 @@ class PostgresStore(Store):
     def now(self) -> float:
         return float(self._one(NOW)[0])
 
-    def put_account(self, account_id: str, plan: str, seats: int) -> bool:
-        return bool(self._one(self.sql["put_account"], (account_id, plan, seats))[0])
+    def put_account(self, account_id: str, plan: str, seats: int, now: float | None = None) -> bool:
+        return bool(
+            self._one(
+                self.sql["put_account"], account_params(self.policy, account_id, plan, seats, now)
+            )[0]
+        )
 
     def get_account(self, account_id: str) -> Account | None:
         row = self._one(self.sql["get_account"], (account_id,))
@@ -360,6 +367,11 @@ class PostgresStore(Store):
     def account_ids(self) -> list[str]:
         rows, _ = self.execute(self.sql["account_ids"])
         return [str(r[0]) for r in rows]
+
+    def events(self, after: int, limit: int, account: str | None) -> list[Event]:
+        q = sql_events.statements(render("{s}.", self.schema), "%s")
+        rows, _ = self.execute(*sql_events.read_events(q, after, limit, account))
+        return sql_events.events_of(rows)
 
     def account_page(self, prefix: str, after: str | None, limit: int) -> list[str]:
         rows, _ = self.execute(self.sql["account_page"], (after or "", prefix, prefix, limit))

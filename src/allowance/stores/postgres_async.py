@@ -35,6 +35,7 @@ from allowance.stores.postgres_common import (
     CONNECTION_KWARGS,
     NOW,
     Translate,
+    account_params,
     check_settings,
     parse_url,
     queries,
@@ -193,15 +194,26 @@ class AsyncPostgresStore(AsyncStore):
         else:
             await pool.putconn(conn)
 
-    async def _one(self, query: str, params: tuple[Any, ...] = ()) -> tuple[Any, ...]:
+    async def _one(
+        self, query: str, params: tuple[Any, ...] | dict[str, Any] = ()
+    ) -> tuple[Any, ...]:
         """The first row of a single-statement transaction; () when there is none."""
         with Translate():
             async with self._connection() as conn:
                 cur = await conn.execute(query, params)
                 return await cur.fetchone() or ()
 
-    async def put_account(self, account_id: str, plan: str, seats: int) -> bool:
-        return bool((await self._one(self.sql["put_account"], (account_id, plan, seats)))[0])
+    async def put_account(
+        self, account_id: str, plan: str, seats: int, now: float | None = None
+    ) -> bool:
+        return bool(
+            (
+                await self._one(
+                    self.sql["put_account"],
+                    account_params(self.policy, account_id, plan, seats, now),
+                )
+            )[0]
+        )
 
     async def get_setting(self, name: str) -> str | None:
         row = await self._one(self.sql["get_setting"], (name,))

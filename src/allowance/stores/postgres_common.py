@@ -19,6 +19,7 @@ from psycopg_pool import PoolTimeout
 
 from allowance import adjust, engine, owners
 from allowance.errors import ConfigurationError, StoreError, StoreUnavailable
+from allowance.events import NewEvent
 from allowance.policy import Policy
 from allowance.state import HELD, Counter, Hold, IdempotencyRecord, from_rows, rows
 from allowance.stores.postgres_conn import WaitTimeout
@@ -32,8 +33,9 @@ _encode = json.JSONEncoder(separators=(",", ":")).encode
 # 2: the decide() function of the fast path; 3: its typed-spec version; 4: clock steps back;
 # 5: the rules as generic arrays; 6: per-request ceilings; 7: costs (credits); 8: load factors;
 # 9: an account's own terms (accounts.adjustments, read by decide_v9()); 10: owned;
-# 11: owned records in the fast path (decide_v11())
-SCHEMA_VERSION = 11
+# 11: owned records in the fast path (decide_v11()); 12: events and event_marks, decide_v12()
+# leaves a charge crossing an event level to the transaction path
+SCHEMA_VERSION = 12
 SWEEP_EVERY = 512  # upkeep.py: a batch larger than what the operations in between add
 SWEEP_BATCH = 1024
 LOCK_NAMESPACE = 0x616C6C6F  # "allo": first key of the advisory lock around schema changes
@@ -66,6 +68,14 @@ DDL = (
     "CREATE TABLE IF NOT EXISTS {s}.owned (owner text PRIMARY KEY, counters jsonb NOT NULL,"
     " drop_after double precision NOT NULL)",
     "CREATE INDEX IF NOT EXISTS owned_drop_after ON {s}.owned (drop_after)",
+    # events (events.py, sql_events.py): the outbox, and the marks still standing
+    "CREATE TABLE IF NOT EXISTS {s}.events (id bigserial PRIMARY KEY,"
+    " at double precision NOT NULL, account text NOT NULL, body text NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS events_account ON {s}.events (account, id)",
+    "CREATE INDEX IF NOT EXISTS events_at ON {s}.events (at)",
+    "CREATE TABLE IF NOT EXISTS {s}.event_marks (account text NOT NULL, mark text NOT NULL,"
+    " until double precision NOT NULL, PRIMARY KEY (account, mark))",
+    "CREATE INDEX IF NOT EXISTS event_marks_until ON {s}.event_marks (until)",
     # the one-statement fast path (sql/decide.sql): the decision rules it repeats are the
     # grant arithmetic only, held equal to the engine's by the shared test suites
     resources.files("allowance.stores").joinpath("sql/slide.sql").read_text("utf-8"),
@@ -73,6 +83,22 @@ DDL = (
     resources.files("allowance.stores").joinpath("sql/decide.sql").read_text("utf-8"),
 )
 TEMPLATES = {
+    # Taken by a transaction writing events, after its other writes, just before COMMIT:
+    # such transactions commit one at a time, so ids become visible in increasing order
+    # (a sequence alone hands out ids in the order asked, not the order committed). Keyed by
+    # the events table's oid: one lock per schema.
+    "lock_events": "SELECT pg_advisory_xact_lock(1634495600,"
+    " mod('{s}.events'::regclass::oid::bigint, 2147483647)::int)",
+    "put_event": "INSERT INTO {s}.events (at, account, body) VALUES (%s, %s, %s)",
+    # written only if the mark is taken (sql_events.py)
+    "put_marked_event": "WITH m AS (INSERT INTO {s}.event_marks AS m (account, mark, until)"
+    " VALUES (%s, %s, %s) ON CONFLICT (account, mark) DO UPDATE SET until = excluded.until"
+    " WHERE m.until <= %s RETURNING 1)"
+    " INSERT INTO {s}.events (at, account, body) SELECT %s, %s, %s FROM m",
+    "sweep_events": "DELETE FROM {s}.events WHERE id IN"
+    " (SELECT id FROM {s}.events WHERE at < %s LIMIT %s)",
+    "sweep_marks": "DELETE FROM {s}.event_marks WHERE (account, mark) IN"
+    " (SELECT account, mark FROM {s}.event_marks WHERE until < %s LIMIT %s)",
     "version": "SELECT max(version) FROM {s}.schema_version",
     "get_setting": "SELECT value FROM {s}.settings WHERE name = %s",
     "account_ids": 'SELECT id FROM {s}.accounts ORDER BY id COLLATE "C"',
@@ -94,9 +120,23 @@ TEMPLATES = {
     "write_holds": "UPDATE {s}.accounts AS a SET counters = %s::jsonb,"
     " next_hold_expiry = (SELECT min(h.expires_at) FROM {s}.holds AS h"
     " WHERE h.account = a.id AND h.state = {held}) WHERE a.id = %s",
-    "put_account": "INSERT INTO {s}.accounts AS a (id, plan, seats) VALUES (%s, %s, %s)"
+    # with an account.plan_changed event when the plan changes (and events are on), in one
+    # statement; ``old`` reads the row as the statement found it (a FOR UPDATE there could
+    # run after the upsert and see the new plan). Two changes racing each write theirs, the
+    # later one naming as "from" the plan before both.
+    "put_account": "WITH old AS (SELECT plan FROM {s}.accounts WHERE id = %(id)s),"
+    " up AS (INSERT INTO {s}.accounts AS a (id, plan, seats) VALUES (%(id)s, %(plan)s, %(seats)s)"
     " ON CONFLICT (id) DO UPDATE SET plan = excluded.plan, seats = excluded.seats"
-    " RETURNING (a.xmax = 0)",
+    " RETURNING (a.xmax = 0) AS created),"
+    " changed AS (SELECT plan FROM old WHERE %(events)s AND plan <> %(plan)s),"
+    " locked AS (SELECT pg_advisory_xact_lock(1634495600,"
+    " mod('{s}.events'::regclass::oid::bigint, 2147483647)::int) FROM changed),"
+    " at AS (SELECT coalesce(%(at)s, extract(epoch FROM clock_timestamp())::float8) AS t),"
+    " ev AS (INSERT INTO {s}.events (at, account, body) SELECT at.t, %(id)s,"
+    " json_build_object('type', 'account.plan_changed', 'at', at.t, 'account', %(id)s,"
+    " 'limit', NULL, 'data', json_build_object('from', changed.plan, 'to', %(plan)s,"
+    " 'seats', %(seats)s))::text FROM changed, locked, at)"
+    " SELECT created FROM up",
     "get_account": "SELECT plan, seats, adjustments::text FROM {s}.accounts WHERE id = %s",
     # A per-user record is locked behind the account's row (a user_global one is written by
     # other accounts' transactions too), made if missing in the same statement: an insert
@@ -217,12 +257,23 @@ class PostgresView(AccountView):
         self._owned = {}
         self._owned_dirty: set[str] = set()
         self.writes: list[Query] = []
+        self._events: list[Query] = []  # written last, under lock_events (see TEMPLATES)
         self._dirty = False  # the counters changed
         self._holds_changed = False  # next_hold_expiry must be recomputed
         self._terms_dirty = False
 
     def save_counters(self, counters: dict[str, Counter]) -> None:
         self._dirty = True  # written once, by finish(), however many limits changed
+
+    def emit(self, event: NewEvent) -> None:
+        if not self._events:
+            self._events.append((self._q["lock_events"], ()))
+        body = (event.at, event.account, event.body())
+        if event.mark is None:
+            self._events.append((self._q["put_event"], body))
+        else:
+            marked = (event.account, event.mark, event.until, event.at, *body)
+            self._events.append((self._q["put_marked_event"], marked))
 
     def save_adjustments(self) -> None:
         self._terms_dirty = True
@@ -308,7 +359,7 @@ class PostgresView(AccountView):
             else:
                 self.writes.append((self._q["drop_owned"], (key,)))
         if not (self._dirty or self._holds_changed):
-            return self.writes
+            return self.writes + self._events
         # without a policy (a bare store) nothing can be judged stale: keep everything
         live = (
             self._counters
@@ -317,7 +368,15 @@ class PostgresView(AccountView):
         )
         query = self._q["write_holds" if self._holds_changed else "write"]
         self.writes.append((query, (_encode(rows(live)), self.account_id)))
-        return self.writes
+        return self.writes + self._events
+
+
+def account_params(
+    policy: Policy | None, account_id: str, plan: str, seats: int, now: float | None
+) -> dict[str, Any]:
+    """The parameters of ``put_account``."""
+    events = policy is None or policy.events
+    return {"id": account_id, "plan": plan, "seats": seats, "events": events, "at": now}
 
 
 def check_settings(schema: str, pool_min: int, pool_max: int) -> None:

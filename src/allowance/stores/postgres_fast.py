@@ -32,11 +32,12 @@ from allowance.types import Decision
 
 DECIDE = (
     "SELECT status, at, before, granted, plan, seats, remaining, passed, terms, others"
-    " FROM {s}.decide_v11("
+    " FROM {s}.decide_v12("
     "{p1}, {p2}::float8, {p3}, {p4}, {p5}, {plans}::text[], {access}::int[], {names}::text[],"
     " {kinds}::text, {lengths}::float8[], {costs}::bigint[], {caps}::bigint[], {scale}::int[],"
     " {soft}::bigint[], {load}::float8[], {most}::bigint[], {bounds}::float8[],"
-    " {records}::int[], {owners}::text[], {keep}::float8)"
+    " {records}::int[], {owners}::text[], {keep}::float8, {reach}::bigint[],"
+    " {levels}::float8[], {level_at}::int[])"
 )
 log = logging.getLogger("allowance.stores.postgres")
 INVALID_STATEMENT_NAME = b"26000"  # SQLSTATE: no prepared statement of that name
@@ -89,6 +90,9 @@ def _statement(compiled: rules.FeatureRules, schema: str) -> FastSpec:
             ("most", encoded.most),
             ("records", encoded.records),
             ("keep", rules.KEEP_AFTER),
+            ("reach", encoded.reach),
+            ("levels", encoded.levels),
+            ("level_at", encoded.level_at),
         )
     }
     placeholders = {f"p{i}": sql.SQL(f"${i}") for i in range(1, 6)}

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import psycopg
 
+from allowance import events
 from allowance.errors import UnknownAccount
 from allowance.ops import HOLD_KEEP, settle_due_holds
 from allowance.policy import Policy
@@ -49,6 +50,8 @@ def deletes(q: dict[str, str], now: float, batch: int) -> list[Query]:
         (q["sweep_idempotency"], (now, batch)),
         (q["sweep_holds"], (now - HOLD_KEEP, batch)),
         (q["sweep_owned"], (now, batch)),
+        (q["sweep_events"], (now - events.KEEP, batch)),
+        (q["sweep_marks"], (now, batch)),
     ]
 
 

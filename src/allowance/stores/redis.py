@@ -115,6 +115,7 @@ log = logging.getLogger("allowance.store")
 class RedisStore(KeySpace, Store):
     scheme = "redis"
     fast = True
+    keeps_events = False  # not yet: see Store.keeps_events
 
     def __init__(
         self,
@@ -183,7 +184,7 @@ class RedisStore(KeySpace, Store):
             seconds, micros = self.client.time()
         return float(seconds) + float(micros) / 1_000_000
 
-    def put_account(self, account_id: str, plan: str, seats: int) -> bool:
+    def put_account(self, account_id: str, plan: str, seats: int, now: float | None = None) -> bool:
         keys = self.account_keys(account_id)
         deadline = self._deadline()
         created = self._run(self._account, keys, [plan, seats, account_id], deadline)

@@ -116,7 +116,9 @@ class AsyncRedisStore(KeySpace, AsyncStore):
             raise ConfigurationError(f"store: {exc} in {url!r}") from None
         return cls(client, parts.prefix, parts.timeout, size, watch)
 
-    async def put_account(self, account_id: str, plan: str, seats: int) -> bool:
+    async def put_account(
+        self, account_id: str, plan: str, seats: int, now: float | None = None
+    ) -> bool:
         keys, args = self.account_keys(account_id), [plan, seats, account_id]
         created = await self._run(self._account, keys, args, Deadline(self.timeout))
         if (index := self.index_after(account_id)) is not None:

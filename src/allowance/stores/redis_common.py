@@ -18,6 +18,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 from allowance import adjust, engine, ops, owners, rules
 from allowance.clock import system_clock
 from allowance.errors import ConfigurationError, StoreError, StoreUnavailable, UnknownAccount
+from allowance.events import NewEvent
 from allowance.ops import HOLD_KEEP
 from allowance.policy import Policy
 from allowance.request import Request
@@ -114,6 +115,9 @@ class RedisView(AccountView):
 
     def save_counters(self, counters: dict[str, Counter]) -> None:
         self.counters_dirty = True
+
+    def emit(self, event: NewEvent) -> None:
+        """Not kept by this store yet (``Store.keeps_events``): ``Limiter.events`` says so."""
 
     def save_adjustments(self) -> None:
         self.terms_dirty = True

@@ -38,11 +38,13 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
-from allowance import adjust, ops
+from allowance import adjust, events, ops
 from allowance.clock import system_clock
 from allowance.errors import ConfigurationError, StoreError, UnknownAccount
+from allowance.events import Event
 from allowance.ops import HOLD_KEEP
 from allowance.state import HELD
+from allowance.stores import sql_events
 from allowance.stores.base import Outcome, Store, Transaction
 from allowance.stores.keyring import KeyRing, SQLKeyRing
 from allowance.stores.sqlite_commit import GroupCommit
@@ -52,7 +54,7 @@ from allowance.types import Account
 from allowance.view import NO_PRELOAD, AccountView, Preload
 
 T = TypeVar("T")
-SCHEMA_VERSION = 3  # 2: accounts.adjustments; 3: owned (per-user counters)
+SCHEMA_VERSION = 4  # 2: accounts.adjustments; 3: owned (per-user counters); 4: events
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -89,7 +91,24 @@ CREATE TABLE IF NOT EXISTS owned (
     drop_after REAL NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS owned_drop_after ON owned (drop_after);
+-- events (sql_events.py): the outbox, and the marks still standing
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    account TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_account ON events (account, id);
+CREATE INDEX IF NOT EXISTS events_at ON events (at);
+CREATE TABLE IF NOT EXISTS event_marks (
+    account TEXT NOT NULL,
+    mark TEXT NOT NULL,
+    until REAL NOT NULL,
+    PRIMARY KEY (account, mark)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS event_marks_until ON event_marks (until);
 """
+EVENTS = sql_events.statements("", "?")
 
 
 class SQLiteStore(Store):
@@ -167,10 +186,17 @@ class SQLiteStore(Store):
     def now(self) -> float:
         return system_clock()
 
-    def put_account(self, account_id: str, plan: str, seats: int) -> bool:
+    def put_account(self, account_id: str, plan: str, seats: int, now: float | None = None) -> bool:
         conn = self._conn()
         with _Translate(), _Transaction(conn):
-            found = conn.execute("SELECT 1 FROM accounts WHERE id = ?", (account_id,)).fetchone()
+            found = conn.execute("SELECT plan FROM accounts WHERE id = ?", (account_id,)).fetchone()
+            policy = self.policy
+            if found is not None and found[0] != plan and (policy is None or policy.events):
+                at = system_clock() if now is None else now
+                _, put = sql_events.event_writes(
+                    EVENTS, events.plan_changed(account_id, found[0], plan, seats, at)
+                )
+                conn.execute(*put)
             conn.execute(
                 "INSERT INTO accounts (id, plan, seats) VALUES (?, ?, ?)"
                 " ON CONFLICT (id) DO UPDATE SET plan = excluded.plan, seats = excluded.seats",
@@ -234,7 +260,7 @@ class SQLiteStore(Store):
                 raise UnknownAccount(account_id)
             # read under the write lock: commit order = time order
             at = system_clock() if now is None else now
-            view = SQLiteView(self, conn, account_id, row)
+            view = SQLiteView(self, conn, account_id, row, EVENTS)
             result = fn(view, at)
             view.flush(at)
             return result, at
@@ -290,6 +316,15 @@ class SQLiteStore(Store):
                     " WHERE drop_after <= ? LIMIT ?)",
                     (now, batch),
                 ),
+                (
+                    "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE at < ? LIMIT ?)",
+                    (now - events.KEEP, batch),
+                ),
+                (
+                    "DELETE FROM event_marks WHERE (account, mark) IN (SELECT account, mark"
+                    " FROM event_marks WHERE until < ? LIMIT ?)",
+                    (now, batch),
+                ),
             ):
                 removed += conn.execute(sql, args).rowcount
         return removed
@@ -330,6 +365,10 @@ class SQLiteStore(Store):
     def account_ids(self) -> list[str]:
         rows, _ = self.execute("SELECT id FROM accounts ORDER BY id")
         return [str(r[0]) for r in rows]
+
+    def events(self, after: int, limit: int, account: str | None) -> list[Event]:
+        rows, _ = self.execute(*sql_events.read_events(EVENTS, after, limit, account))
+        return sql_events.events_of(rows)
 
     def account_page(self, prefix: str, after: str | None, limit: int) -> list[str]:
         rows, _ = self.execute(  # BINARY order: UTF-8 bytes, the code points' order

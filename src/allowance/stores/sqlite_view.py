@@ -11,7 +11,9 @@ import sqlite3
 from typing import Any
 
 from allowance import adjust, engine, owners
+from allowance.events import NewEvent
 from allowance.state import HELD, Counter, Hold, IdempotencyRecord, from_rows, rows
+from allowance.stores import sql_events
 from allowance.stores.base import Store
 from allowance.view import AccountView
 
@@ -26,8 +28,16 @@ def _decoded(stored: str) -> dict[str, Counter]:
 
 
 class SQLiteView(AccountView):
-    def __init__(self, store: Store, conn: sqlite3.Connection, account_id: str, row: Any) -> None:
+    def __init__(
+        self,
+        store: Store,
+        conn: sqlite3.Connection,
+        account_id: str,
+        row: Any,
+        events: dict[str, str],
+    ) -> None:
         self._store = store
+        self._events = events  # sql_events.statements
         self._conn = conn
         self.account_id = account_id
         self.plan, self.seats, self.next_hold_expiry, stored, terms = row
@@ -118,6 +128,11 @@ class SQLiteView(AccountView):
         self._conn.execute(
             "UPDATE accounts SET next_hold_expiry = ? WHERE id = ?", (nxt, self.account_id)
         )
+
+    def emit(self, event: NewEvent) -> None:
+        mark, put = sql_events.event_writes(self._events, event)
+        if mark is None or self._conn.execute(*mark).fetchone() is not None:
+            self._conn.execute(*put)
 
     def due_holds(self, now: float) -> list[Hold]:
         rows = self._conn.execute(

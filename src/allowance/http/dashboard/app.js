@@ -102,6 +102,44 @@ function meter(m) {
     "aria-label": `${m.limit}: ${m.used} of ${m.max}` }, bar);
 }
 
+// The last events (of one account, or of all): oldest first from the service, so read to
+// the end a page at a time (at most a few pages here). null: the store keeps none, or this
+// key may not read them all.
+async function lastEvents(account) {
+  let after = 0;
+  let kept = [];
+  for (let page = 0; page < 5; page++) {
+    let found;
+    try {
+      found = await api(`/v1/events?limit=1000&after=${after}` + (account ? "&account=" + encodeURIComponent(account) : ""));
+    } catch (error) {
+      if (error instanceof Refused && (error.status === 501 || error.status === 403)) return null;
+      throw error;
+    }
+    kept = kept.concat(found.events).slice(-50);
+    if (found.events.length < 1000) break;
+    after = found.events[found.events.length - 1].id;
+  }
+  return kept.reverse();
+}
+
+function eventLine(e) {
+  const d = e.data;
+  if (e.type === "account.plan_changed") return `plan ${d.from} → ${d.to}`;
+  if (e.type === "reservation.expired") return `reservation of ${d.amount} ${d.feature} expired`;
+  const level = e.type === "usage.threshold" ? ` (${Math.round(d.threshold * 100)} %)` : "";
+  const of = d.max !== undefined ? `${d.used} / ${d.max}` : `${d.used} over fair use ${d.fair_use}`;
+  return `${e.limit}${level}: ${of}` + (d.user ? `, user ${d.user}` : "") + (d.upgrade ? `, upgrade to ${d.upgrade}` : "");
+}
+
+function eventsPart(found, withAccount) {
+  if (found === null) return el("p", { class: "muted", text: "This store keeps no events (or this key reads one account only)." });
+  if (found.length === 0) return el("p", { class: "muted", text: "No events yet." });
+  return table(withAccount ? ["when (UTC)", "event", "account", ""] : ["when (UTC)", "event", ""],
+    found.map((e) => withAccount ? [when(e.at).utc, e.type, accountLink(e.account), eventLine(e)]
+      : [when(e.at).utc, e.type, eventLine(e)]));
+}
+
 async function homeView() {
   const [plans, accounts] = await Promise.all([api("/v1/policy/table"), api("/v1/accounts?limit=50")]);
   const search = el("input", { id: "search", type: "search", name: "prefix",
@@ -133,18 +171,23 @@ async function homeView() {
   });
   const head = ["limit", "features", ...plans.plans.map((p) => p.title), "window"];
   const rows = plans.rows.map((r) => [r.limit, r.features.join("\n"), ...r.cells, r.window.join("\n")]);
+  const recent = await lastEvents(null);
+  const crossed = recent === null ? null
+    : recent.filter((e) => e.type === "usage.threshold" || e.type === "usage.limit_reached");
   view.replaceChildren(
     el("h1", { text: "Plans" }),
     el("p", { class: "muted", text: `Calendar windows in ${plans.timezone}.` }),
     table(head, rows),
-    el("h2", { text: "Accounts" }), finder, list, more);
+    el("h2", { text: "Accounts" }), finder, list, more,
+    el("h2", { text: "Crossed a threshold recently" }), eventsPart(crossed, true));
   fill(accounts, true);
 }
 
 async function accountView(id) {
   const path = "/v1/accounts/" + encodeURIComponent(id);
-  const [account, usage, answers, plans] = await Promise.all([
-    api(path), api(path + "/usage"), api(path + "/answers"), api("/v1/policy/table")]);
+  const [account, usage, answers, plans, recent] = await Promise.all([
+    api(path), api(path + "/usage"), api(path + "/answers"), api("/v1/policy/table"),
+    lastEvents(id)]);
   const plan = plans.plans.find((p) => p.name === account.plan);
   const number = (n) => n.toLocaleString("en-US");
   const terms = [];
@@ -168,7 +211,8 @@ async function accountView(id) {
     el("h2", { text: "Meters" }),
     table(["limit", "usage", "used", "window start", "resets"], meters),
     el("h2", { text: "What its users are told now" }),
-    table(["feature", "now", "message", "upgrade"], told)].filter((part) => part !== null));
+    table(["feature", "now", "message", "upgrade"], told),
+    el("h2", { text: "Recent events" }), eventsPart(recent, false)].filter((part) => part !== null));
 }
 
 async function route() {

@@ -26,7 +26,12 @@
 -- counter name -> [max or null, [[until, units], ...]]) change a counter's cap: the max
 -- replaces cap × seats (before the load factor), the units of grants with at < until are
 -- added after it; they come back in terms, for the replay.
--- Returns status 'ok' | 'slow' (reservations due, or a period not covered) | 'unknown';
+-- Event levels (events.crosses): per counter p_reach (0: no events; else a charge leaving
+-- less than this below the cap crosses) and the fractions of the cap p_levels[p_level_at[i]
+-- + 1 .. p_level_at[i + 1]]; a charge crossing one, or passing an uncapped counter's soft
+-- level, writes nothing here and answers 'slow': the transaction path writes its events.
+-- Returns status 'ok' | 'slow' (reservations due, a period not covered, a level crossed) |
+-- 'unknown';
 -- remaining is NULL when no counter has a cap.
 --
 -- Written for the interpreter. PL/pgSQL prepares each expression it evaluates once per
@@ -39,11 +44,12 @@
 -- logged the row lock). (The decide() functions of schemas 4 to 8 are left in place for
 -- processes of those versions still running: from schema 9 on, the function's name carries
 -- the version, since what it returns cannot change in place.)
-CREATE OR REPLACE FUNCTION {s}.decide_v11(
+CREATE OR REPLACE FUNCTION {s}.decide_v12(
     p_account text, p_now float8, p_amount bigint, p_partial boolean, p_charge boolean,
     p_plans text[], p_access int[], p_names text[], p_kinds text, p_lengths float8[],
     p_costs bigint[], p_caps bigint[], p_scale int[], p_soft bigint[], p_load float8[],
     p_most bigint[], p_bounds float8[], p_records int[], p_owners text[], p_keep float8,
+    p_reach bigint[], p_levels float8[], p_level_at int[],
     OUT status text, OUT at float8, OUT before text, OUT granted bigint, OUT plan text,
     OUT seats int, OUT remaining bigint, OUT passed boolean, OUT terms text, OUT others text
 ) LANGUAGE plpgsql AS $fn$
@@ -86,6 +92,10 @@ DECLARE
     t float8;
     ordered boolean;  -- the sliding entries read are in time order
     nowait text;
+    xcap bigint[];  -- per counter: its cap (-1: none), its soft level, its usage, as read
+    xsoft bigint[];
+    xused bigint[];
+    crossed boolean := false;
     i int;
     j int;
     k int;
@@ -231,6 +241,10 @@ BEGIN
                         periods[i], pends[i], pnexts[i]));
                 END IF;
             END IF;
+            xcap[i] := cap;
+            xused[i] := used;
+            xsoft[i] := CASE WHEN p_scale[m] = 1 AND p_soft[m] >= 0 THEN p_soft[m] * seats
+                ELSE p_soft[m] END;
             -- a per-request ceiling: more is denied (the engine says why), or with partial cut
             IF p_most[m] >= 0 AND g * p_costs[i] > p_most[m] THEN
                 IF p_partial AND p_most[m] >= p_costs[i] THEN
@@ -260,6 +274,26 @@ BEGIN
             remaining := least_left - g;
             passed := coalesce(g > least_slack, false);
             IF p_charge AND cardinality(p_names) > 0 THEN
+                FOR i IN 1 .. cardinality(p_names) LOOP  -- a level crossed (see above)?
+                    IF p_reach[i] > 0 THEN
+                        u := g * p_costs[i];
+                        IF xcap[i] >= 0 THEN
+                            crossed := crossed OR xcap[i] - (xused[i] + u) < p_reach[i];
+                            FOR j IN p_level_at[i] + 1 .. p_level_at[i + 1] LOOP
+                                crossed := crossed OR (xused[i] < p_levels[j] * xcap[i]
+                                    AND p_levels[j] * xcap[i] <= xused[i] + u);
+                            END LOOP;
+                        ELSIF xsoft[i] >= 0 THEN
+                            crossed := crossed OR (xused[i] <= xsoft[i] AND xsoft[i] < xused[i] + u);
+                        END IF;
+                    END IF;
+                END LOOP;
+                IF crossed THEN
+                    status := 'slow';
+                    granted := 0;
+                    nowait := set_config('synchronous_commit', 'off', true);
+                    RETURN;
+                END IF;
                 IF NOT onepass THEN  -- partial: the grant is known now (onepass: built above)
                     FOR i IN 1 .. cardinality(p_names) LOOP
                         kind := substr(p_kinds, i, 1);

@@ -1,0 +1,227 @@
+"""Events (CONTRACT section 8): what a product hears when usage crosses a threshold, reaches a
+limit or passes a fair-use level, when a plan changes, when a reservation expires.
+
+An event is found here, in Python, by the operation that causes it (``ops.py``, on the
+counters before and after its charge) and handed to the view (``AccountView.emit``), which
+writes it in the same atomic step as the charge: an outbox. The one-step kernels never write
+one: a charge that would cross a level (``rules.Encoded``'s ``levels`` and ``reach``) is sent
+to the transaction path instead (``crosses`` is that test, which the kernels repeat), so how an
+event is worded, deduplicated and stored exists once. That costs one slower decision per level
+per window.
+
+Once per window. A crossing event carries a ``mark`` (its kind, limit, threshold and user) and
+until when it stands (the end of the window it was counted in); a store writes the event only
+when no event of that mark stands, and keeps the mark with it, so a release and a second
+crossing in the same window stay silent.
+
+"Reached" is the charge after which nothing more of the limit fits (less than its cheapest
+feature's cost is left): written with that charge, so a denial never writes and a denied
+request or a check cause no event.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from allowance.errors import InvalidRequest
+from allowance.policy import Limit, Policy, Rule
+from allowance.state import Counter, Hold
+from allowance.types import iso, to_datetime
+
+if TYPE_CHECKING:
+    from allowance.engine import Ruling
+
+__all__ = [
+    "FAIR_USE_EXCEEDED",
+    "LIMIT_REACHED",
+    "PLAN_CHANGED",
+    "RESERVATION_EXPIRED",
+    "THRESHOLD",
+    "TYPES",
+    "Event",
+    "NewEvent",
+    "crosses",
+    "crossings",
+    "page_size",
+]
+
+THRESHOLD = "usage.threshold"
+LIMIT_REACHED = "usage.limit_reached"
+FAIR_USE_EXCEEDED = "usage.fair_use_exceeded"
+PLAN_CHANGED = "account.plan_changed"
+RESERVATION_EXPIRED = "reservation.expired"
+TYPES = (THRESHOLD, LIMIT_REACHED, FAIR_USE_EXCEEDED, PLAN_CHANGED, RESERVATION_EXPIRED)
+MAX_PAGE = 1000  # events one call returns at most
+#: how long a store keeps events (then a sweep drops them): 30 days
+KEEP = 30 * 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event an operation emits, before the store gives it its id. ``mark``: written only
+    if no event of this mark stands (None: always); ``until``: when the mark stops standing."""
+
+    type: str
+    at: float
+    account: str
+    limit: str | None
+    data: dict[str, Any]
+    mark: str | None = None
+    until: float = 0.0
+
+    def body(self) -> str:
+        """As stores keep it (its id is the store's)."""
+        return json.dumps(
+            {
+                "type": self.type,
+                "at": self.at,
+                "account": self.account,
+                "limit": self.limit,
+                "data": self.data,
+            },
+            separators=(",", ":"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """An event as read back: ``id``s increase in the order events were written."""
+
+    id: int
+    type: str
+    at: float
+    account: str
+    limit: str | None
+    data: dict[str, Any]
+
+    @classmethod
+    def stored(cls, event_id: int, body: str | bytes) -> Event:
+        d = json.loads(body)
+        return cls(int(event_id), d["type"], float(d["at"]), d["account"], d["limit"], d["data"])
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Event:
+        """``to_json`` read back (``Client.events``)."""
+        at = datetime.fromisoformat(data["at"].replace("Z", "+00:00")).timestamp()
+        return cls(int(data["id"]), data["type"], at, data["account"], data["limit"], data["data"])
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "type": self.type,
+            "at": iso(to_datetime(self.at)),
+            "account": self.account,
+            "limit": self.limit,
+            "data": self.data,
+        }
+
+
+def page_size(limit: int) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+        raise InvalidRequest("limit", repr(limit), f"must be a whole number from 1 to {MAX_PAGE}")
+    return limit
+
+
+def after_id(after: int | None) -> int:
+    if after is None:
+        return 0
+    if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+        raise InvalidRequest("after", repr(after), "must be an event id (a whole number >= 0)")
+    return after
+
+
+def crosses(used: int, units: int, cap: int | None, soft: int | None, limit: Limit) -> bool:
+    """Whether charging ``units`` onto ``used`` crosses one of ``limit``'s levels: a threshold
+    (a fraction of ``cap``), the point where less than its cheapest cost is left, or the soft
+    (fair-use) level of an uncapped cell. The kernels test exactly this (``rules.Encoded``)."""
+    after = used + units
+    if cap is None:
+        return soft is not None and used <= soft < after
+    if cap - after < limit.least_cost:
+        return True
+    return any(used < f * cap <= after for f in limit.thresholds)
+
+
+def crossings(
+    policy: Policy,
+    ruling: Ruling,
+    plan: str,
+    seats: int,
+    feature: str,
+    counters: Mapping[str, Counter],
+    now: float,
+    account: str,
+    user: str | None,
+) -> list[NewEvent]:
+    """The events a charged ruling causes; ``counters`` are as charged, the ruling's
+    ``used`` as before. None when the policy has events off."""
+    if not policy.events:
+        return []
+    out: list[NewEvent] = []
+    units = ruling.granted
+    for rule, used in zip(ruling.rules, ruling.used, strict=True):
+        cell, limit = rule.cell, rule.limit
+        cap, soft = cell.cap(seats), cell.soft_cap(seats)
+        charged = units * rule.cost
+        if not crosses(used, charged, cap, soft, limit):
+            continue
+        resets = limit.window.span(counters[limit.name], now)[1]
+        who = "" if limit.scope == "account" or user is None else user
+        base: dict[str, Any] = {"feature": feature, "used": used + charged}
+        if who:
+            base["user"] = who
+        found: list[tuple[str, dict[str, Any], str]] = []  # (type, data, level)
+        if cap is None:
+            found.append(
+                (FAIR_USE_EXCEEDED, {**base, "fair_use": soft, "resets_at": _iso(resets)}, "")
+            )
+        else:
+            upgrade = _upgrade(policy, plan, seats, rule, cap)
+            shown = {**base, "max": cap, "resets_at": _iso(resets), "upgrade": upgrade}
+            for f in limit.thresholds:
+                if used < f * cap <= used + charged:
+                    found.append((THRESHOLD, {**shown, "threshold": f}, repr(f)))
+            if cap - (used + charged) < limit.least_cost:
+                found.append((LIMIT_REACHED, shown, ""))
+        until = now if resets is None else resets
+        for kind, data, level in found:
+            mark = f"{kind}|{limit.name}|{level}|{who}"
+            out.append(NewEvent(kind, now, account, limit.name, data, mark, until))
+    return out
+
+
+def expired(hold: Hold, now: float) -> NewEvent:
+    data: dict[str, Any] = {
+        "reservation": hold.id,
+        "feature": hold.feature,
+        "amount": hold.amount,
+        "expires_at": _iso(hold.expires_at),
+    }
+    if hold.user is not None:
+        data["user"] = hold.user
+    return NewEvent(RESERVATION_EXPIRED, now, hold.account, None, data)
+
+
+def plan_changed(account: str, old: str, new: str, seats: int, now: float) -> NewEvent:
+    data = {"from": old, "to": new, "seats": seats}
+    return NewEvent(PLAN_CHANGED, now, account, None, data)
+
+
+def _iso(ts: float | None) -> str | None:
+    return iso(to_datetime(ts))
+
+
+def _upgrade(policy: Policy, plan: str, seats: int, rule: Rule, cap: int) -> str | None:
+    """The cheapest higher plan giving more of this limit (None: none does)."""
+    rank = policy.plan_by_name[plan].rank
+    for other in policy.plans[rank + 1 :]:
+        cell = rule.limit.cells[other.name]
+        if cell.access:
+            more = cell.cap(seats)
+            if more is None or more > cap:
+                return other.name
+    return None
