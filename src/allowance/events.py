@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from allowance import listing
 from allowance.errors import InvalidRequest
 from allowance.policy import Limit, Policy, Rule
 from allowance.state import Counter, Hold
@@ -55,7 +56,7 @@ FAIR_USE_EXCEEDED = "usage.fair_use_exceeded"
 PLAN_CHANGED = "account.plan_changed"
 RESERVATION_EXPIRED = "reservation.expired"
 TYPES = (THRESHOLD, LIMIT_REACHED, FAIR_USE_EXCEEDED, PLAN_CHANGED, RESERVATION_EXPIRED)
-MAX_PAGE = 1000  # events one call returns at most
+MAX_PAGE = listing.MAX_PAGE  # events one call returns at most
 #: how long a store keeps events (then a sweep drops them): 30 days
 KEEP = 30 * 86400.0
 
@@ -120,17 +121,16 @@ class Event:
         }
 
 
-def page_size(limit: int) -> int:
-    if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
-        raise InvalidRequest("limit", repr(limit), f"must be a whole number from 1 to {MAX_PAGE}")
-    return limit
+def page_size(limit: object) -> int:
+    """``limit`` checked as a page size: the same bounds as a page of accounts."""
+    return listing.size(limit)
 
 
-def after_id(after: int | None) -> int:
+def after_id(after: object) -> int:
     if after is None:
         return 0
     if isinstance(after, bool) or not isinstance(after, int) or after < 0:
-        raise InvalidRequest("after", repr(after), "must be an event id (a whole number >= 0)")
+        raise InvalidRequest("after", after, "expected an event id (a whole number >= 0)")
     return after
 
 

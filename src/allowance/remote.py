@@ -250,9 +250,9 @@ def grant(
 
 
 def events(after: object, limit: object, account: object) -> Op[list[Event]]:
-    query: dict[str, Any] = {"limit": page_size(limit)}  # type: ignore[arg-type]
+    query: dict[str, Any] = {"limit": page_size(limit)}
     if after is not None:
-        query["after"] = after_id(after)  # type: ignore[arg-type]
+        query["after"] = after_id(after)
     if account is not None:
         query["account"] = account
     return Op(

@@ -29,8 +29,6 @@ _STATEMENTS = {
     "account_events": (
         "SELECT id, body FROM {s}events WHERE account = %s AND id > %s ORDER BY id LIMIT %s"
     ),
-    "drop_events": "DELETE FROM {s}events WHERE at < %s",
-    "drop_marks": "DELETE FROM {s}event_marks WHERE until < %s",
 }
 
 
