@@ -172,8 +172,11 @@ async function homeView() {
   const head = ["limit", "features", ...plans.plans.map((p) => p.title), "window"];
   const rows = plans.rows.map((r) => [r.limit, r.features.join("\n"), ...r.cells, r.window.join("\n")]);
   const recent = await lastEvents(null);
+  // one row per account: its latest threshold or limit reached
+  const seen = new Set();
   const crossed = recent === null ? null
-    : recent.filter((e) => e.type === "usage.threshold" || e.type === "usage.limit_reached");
+    : recent.filter((e) => (e.type === "usage.threshold" || e.type === "usage.limit_reached")
+      && !seen.has(e.account) && seen.add(e.account));
   view.replaceChildren(
     el("h1", { text: "Plans" }),
     el("p", { class: "muted", text: `Calendar windows in ${plans.timezone}.` }),
