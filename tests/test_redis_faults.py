@@ -229,7 +229,7 @@ def test_a_master_without_replicas_in_sync_refuses_before_running(
     def key() -> str | None:
         return f"k{next(keys)}" if path == "slow" else None
 
-    with Limiter(store=url) as lim:
+    with Limiter(store=url, timeout=10) as lim:  # the setup, not under test: a loaded machine
         lim.set_account("acme", plan="pro")
     with servers._redis_client(server.port) as admin:
         admin.config_set("min-replicas-to-write", 1)
