@@ -42,11 +42,11 @@ __all__ = [
     "PLAN_CHANGED",
     "RESERVATION_EXPIRED",
     "THRESHOLD",
-    "TYPES",
     "Event",
     "NewEvent",
     "crosses",
     "crossings",
+    "levels",
     "page_size",
 ]
 
@@ -55,7 +55,6 @@ LIMIT_REACHED = "usage.limit_reached"
 FAIR_USE_EXCEEDED = "usage.fair_use_exceeded"
 PLAN_CHANGED = "account.plan_changed"
 RESERVATION_EXPIRED = "reservation.expired"
-TYPES = (THRESHOLD, LIMIT_REACHED, FAIR_USE_EXCEEDED, PLAN_CHANGED, RESERVATION_EXPIRED)
 MAX_PAGE = listing.MAX_PAGE  # events one call returns at most
 #: how long a store keeps events (then a sweep drops them): 30 days
 KEEP = 30 * 86400.0
@@ -134,16 +133,27 @@ def after_id(after: object) -> int:
     return after
 
 
-def crosses(used: int, units: int, cap: int | None, soft: int | None, limit: Limit) -> bool:
-    """Whether charging ``units`` onto ``used`` crosses one of ``limit``'s levels: a threshold
-    (a fraction of ``cap``), the point where less than its cheapest cost is left, or the soft
-    (fair-use) level of an uncapped cell. The kernels test exactly this (``rules.Encoded``)."""
+def levels(
+    used: int, units: int, cap: int | None, soft: int | None, limit: Limit
+) -> list[tuple[str, float | None]]:
+    """The levels of ``limit`` that charging ``units`` onto ``used`` crosses, as (event type,
+    threshold): each threshold (a fraction of ``cap``), the point where less than its
+    cheapest cost is left, or the soft (fair-use) level of an uncapped cell."""
     after = used + units
     if cap is None:
-        return soft is not None and used <= soft < after
+        return [(FAIR_USE_EXCEEDED, None)] if soft is not None and used <= soft < after else []
+    found: list[tuple[str, float | None]] = [
+        (THRESHOLD, f) for f in limit.thresholds if used < f * cap <= after
+    ]
     if cap - after < limit.least_cost:
-        return True
-    return any(used < f * cap <= after for f in limit.thresholds)
+        found.append((LIMIT_REACHED, None))
+    return found
+
+
+def crosses(used: int, units: int, cap: int | None, soft: int | None, limit: Limit) -> bool:
+    """Whether the charge crosses any level (``levels``): what the kernels test, reading
+    ``rules.Encoded``'s ``reach`` and ``levels``."""
+    return bool(levels(used, units, cap, soft, limit))
 
 
 def crossings(
@@ -158,39 +168,32 @@ def crossings(
     user: str | None,
 ) -> list[NewEvent]:
     """The events a charged ruling causes; ``counters`` are as charged, the ruling's
-    ``used`` as before. None when the policy has events off."""
+    ``used`` as before; none when the policy has events off."""
     if not policy.events:
         return []
     out: list[NewEvent] = []
-    units = ruling.granted
     for rule, used in zip(ruling.rules, ruling.used, strict=True):
         cell, limit = rule.cell, rule.limit
         cap, soft = cell.cap(seats), cell.soft_cap(seats)
-        charged = units * rule.cost
-        if not crosses(used, charged, cap, soft, limit):
+        charged = ruling.granted * rule.cost
+        found = levels(used, charged, cap, soft, limit)
+        if not found:
             continue
         resets = limit.window.span(counters[limit.name], now)[1]
         who = "" if limit.scope == "account" or user is None else user
-        base: dict[str, Any] = {"feature": feature, "used": used + charged}
+        data: dict[str, Any] = {"feature": feature, "used": used + charged}
         if who:
-            base["user"] = who
-        found: list[tuple[str, dict[str, Any], str]] = []  # (type, data, level)
+            data["user"] = who
         if cap is None:
-            found.append(
-                (FAIR_USE_EXCEEDED, {**base, "fair_use": soft, "resets_at": _iso(resets)}, "")
-            )
+            data.update(fair_use=soft, resets_at=_iso(resets))
         else:
             upgrade = _upgrade(policy, plan, seats, rule, cap)
-            shown = {**base, "max": cap, "resets_at": _iso(resets), "upgrade": upgrade}
-            for f in limit.thresholds:
-                if used < f * cap <= used + charged:
-                    found.append((THRESHOLD, {**shown, "threshold": f}, repr(f)))
-            if cap - (used + charged) < limit.least_cost:
-                found.append((LIMIT_REACHED, shown, ""))
+            data.update(max=cap, resets_at=_iso(resets), upgrade=upgrade)
         until = now if resets is None else resets
-        for kind, data, level in found:
-            mark = f"{kind}|{limit.name}|{level}|{who}"
-            out.append(NewEvent(kind, now, account, limit.name, data, mark, until))
+        for kind, threshold in found:
+            extra = {} if threshold is None else {"threshold": threshold}
+            mark = f"{kind}|{limit.name}|{'' if threshold is None else repr(threshold)}|{who}"
+            out.append(NewEvent(kind, now, account, limit.name, {**data, **extra}, mark, until))
     return out
 
 

@@ -102,14 +102,12 @@ class Limit:
     scope: Scope = "account"
     # the fractions of the max whose crossing is a ``usage.threshold`` event (``events.py``)
     thresholds: tuple[float, ...] = ()
+    # what the cheapest of its features costs: with less left, nothing fits (``events.py``);
+    # worked out once here, since every charge with events on reads it
+    least_cost: int = 1
 
     def cost(self, feature: str) -> int:
         return self.costs.get(feature, 1)
-
-    @property
-    def least_cost(self) -> int:
-        """What the cheapest of its features costs: with less than this left, nothing fits."""
-        return min((self.cost(f) for f in self.features), default=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,6 +174,7 @@ class Policy:
                 dict(lim.costs),
                 lim.scope,
                 tuple(spec.thresholds if lim.thresholds is None else lim.thresholds),
+                min((lim.costs.get(f, 1) for f in lim.features), default=1),
             )
         self.limits = limits
         self.load_factors: dict[str, float] = {}  # by limit: those in force (``scaled``)
