@@ -279,6 +279,7 @@ def groups(
             lambda: AllowanceRedis(redis_target, "redis", GRANTED),
             lambda: AllowanceRedis(redis_target, "redis", GRANTED, credit_policy()),
             lambda: AllowanceRedis(redis_target, "redis", GRANTED, global_policy(), GLOBAL),
+            lambda: AllowanceRedis(redis_target, "redis", GRANTED, quiet_policy(), EVENTS_OFF),
             lambda: LimitsRedis(redis_target, "redis", DENIED),
             lambda: AllowanceRedis(redis_target, "redis", DENIED),
         ],
@@ -288,6 +289,7 @@ def groups(
             lambda: AllowanceRedis(cluster_target, "cluster", GRANTED),
             lambda: AllowanceRedis(cluster_target, "cluster", GRANTED, credit_policy()),
             lambda: AllowanceRedis(cluster_target, "cluster", GRANTED, global_policy(), GLOBAL),
+            lambda: AllowanceRedis(cluster_target, "cluster", GRANTED, quiet_policy(), EVENTS_OFF),
         ],
         [
             lambda: BareUpsert(pg_url),

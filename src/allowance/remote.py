@@ -71,7 +71,7 @@ SIMPLE_ERRORS: dict[str, type[AllowanceError]] = {
     "idempotency-conflict": IdempotencyConflict,
     "unauthorized": AuthenticationError,
     "insufficient-scope": PermissionDenied,
-    "not-supported": NotSupported,  # by the service's store (events on Redis)
+    "not-supported": NotSupported,  # by the service's store (events on a store without)
 }
 FIELD_ERRORS: dict[str, type[InvalidRequest]] = {
     "amount": InvalidAmount,

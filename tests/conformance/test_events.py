@@ -1,6 +1,6 @@
 """Events (CONTRACT 8, ``events.py``) on every store: written with the charge that crosses a
 level, once per window, none for a denial or a check; plan changes and expired reservations;
-paging by id. A store that does not keep events yet says so and decides as before."""
+paging by id."""
 
 from __future__ import annotations
 
@@ -9,20 +9,13 @@ from collections.abc import Iterator
 import pytest
 
 from allowance import InvalidRequest, Limiter, ManualClock, parse_policy
-from allowance.errors import NotSupported
-from allowance.events import Event
+from allowance.events import KEEP, Event
 
 GEN = "transform.virtual_model"  # Pro: 2 a minute (sliding), 30 a day (anchored 24 h)
 
 
 @pytest.fixture
 def lim(limiter: Limiter) -> Iterator[Limiter]:
-    if not limiter.store.keeps_events:
-        with pytest.raises(NotSupported, match="does not keep events"):
-            limiter.events()
-        limiter.set_account("acme", "pro")
-        assert limiter.consume("acme", GEN).allowed  # decisions go on as before
-        pytest.skip(f"{limiter.store.scheme}:// does not keep events yet")
     limiter.set_account("acme", "pro")
     yield limiter
 
@@ -150,9 +143,19 @@ limits:
 
 def test_a_policy_with_events_off_writes_none(store_url: str, clock: ManualClock) -> None:
     with Limiter(parse_policy(QUIET), store=store_url, clock=clock) as quiet:
-        if not quiet.store.keeps_events:
-            pytest.skip("this store does not keep events yet")
         quiet.set_account("a", "pro")
         assert quiet.consume("a", "gen", amount=3).granted == 3
         quiet.set_account("a", "free")
         assert quiet.events() == []
+
+
+def test_events_are_kept_thirty_days(lim: Limiter, clock: ManualClock) -> None:
+    lim.set_account("acme", "max")  # (a plan change: one event now)
+    clock.advance(KEEP - 60)
+    lim.set_account("acme", "pro")  # a second, 60 s short of 30 days later
+    lim.sweep()
+    assert [e.data["to"] for e in lim.events()] == ["max", "pro"]
+    clock.advance(120)
+    lim.sweep()
+    assert [e.data["to"] for e in lim.events()] == ["pro"]
+    assert [e.data["to"] for e in lim.events(account="acme")] == ["pro"]

@@ -1,7 +1,8 @@
 """Events under a real race: 8 processes × 8 threads making Pro AI exports on one account
 (30 a week) write exactly one ``usage.threshold`` and one ``usage.limit_reached`` for that
-window, however the charges interleave: on one SQLite file, and on PostgreSQL, whose
-one-statement kernel leaves the two crossing charges to the transaction path."""
+window, however the charges interleave: on one SQLite file, and on PostgreSQL, Redis and
+Redis Cluster, whose one-step kernels leave the two crossing charges to the transaction path
+(on Redis: the account's outbox, relayed to the log by whichever process wrote it)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from races import race
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["sqlite", "postgres"])
+@pytest.mark.parametrize("kind", ["sqlite", "postgres", "redis", "redis_cluster"])
 def test_racing_processes_write_each_event_once(
     request: pytest.FixtureRequest, tmp_path: Path, kind: str
 ) -> None:

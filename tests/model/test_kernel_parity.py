@@ -295,7 +295,7 @@ def crosses_a_level(case: Case) -> bool:
 
 
 # the kernels that leave a charge crossing an event level to the transaction path
-PUNTING = ("postgres",)
+PUNTING = ("postgres", "redis")
 
 
 def fields(d: Decision) -> dict[str, Any]:

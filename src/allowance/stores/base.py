@@ -130,17 +130,11 @@ class Store(ABC):
         )
         return [a for a, _ in zip(found, range(limit), strict=False)]
 
-    #: whether it writes events (``events.py``) and ``events`` reads them; Redis and
-    #: PostgreSQL do not yet (their one-step kernels must first hand a crossing charge to
-    #: the transaction path), and their views drop what they are given
-    keeps_events: bool = True
-
     def events(self, after: int, limit: int, account: str | None) -> list[Event]:
         """At most ``limit`` events with an id above ``after``, in id order (only
-        ``account``'s, unless None). An id, once read, is never followed by a lower one."""
-        raise NotSupported(
-            f"store: {self.scheme}:// does not keep events yet (memory:// and sqlite:// do)"
-        )
+        ``account``'s, unless None). An id, once read, is never followed by a lower one.
+        Every store here keeps them; one made elsewhere may not, and says so."""
+        raise NotSupported(f"store: {self.scheme}:// does not keep events")
 
     #: whether reading a setting costs no I/O (a Limiter then reads it on every call)
     settings_local: bool = False

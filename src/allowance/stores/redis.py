@@ -21,7 +21,9 @@ stores, and ``lua/apply.lua`` writes the result only if the account's version is
 Keys. All keys of an account share one hash tag, ``{account}``, so every script touches one
 Redis Cluster slot. ``P:{a}:a`` is the account hash (plan, seats, version, held reservations),
 ``P:{a}:c`` its counters (expires when the last window closes), ``P:{a}:i:KEY`` an idempotency
-record (24 h), ``P:{a}:r:ID`` a reservation record (until 24 h after its expiry). ``P`` is the
+record (24 h), ``P:{a}:r:ID`` a reservation record (until 24 h after its expiry), ``P:{a}:m``
+the account's event marks and ``P:{a}:e`` its events outbox, relayed to the log under
+``{P:events}`` (``redis_events.py``). ``P`` is the
 ``prefix`` URL option (default ``allowance``). Times are epoch seconds written with 17
 significant digits, so they survive Lua and back exactly.
 
@@ -59,7 +61,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -76,16 +78,18 @@ from redis.exceptions import (
 
 from allowance import adjust, ops
 from allowance.errors import ConfigurationError, StoreError, UnknownAccount
+from allowance.events import KEEP, Event
 from allowance.policy import Policy
 from allowance.request import Request
 from allowance.stores import redis_config
 from allowance.stores.base import DEFAULT_TIMEOUT, AsyncStore, Store
 from allowance.stores.keyring import KeyRing
 from allowance.stores.redis_common import KeySpace, read_decision, split_url
+from allowance.stores.redis_events import OUTBOX, plan_change_template, range_args, read, too_old
 from allowance.stores.redis_keys import RedisKeyRing
 from allowance.stores.redis_scripts import compiled_decide, lua
 from allowance.stores.redis_serial import Serial
-from allowance.stores.redis_transaction import Run, transaction
+from allowance.stores.redis_transaction import Pause, Run, relay_outbox, transaction
 from allowance.stores.redis_wire import (
     Deadline,
     Link,
@@ -115,7 +119,6 @@ log = logging.getLogger("allowance.store")
 class RedisStore(KeySpace, Store):
     scheme = "redis"
     fast = True
-    keeps_events = False  # not yet: see Store.keeps_events
 
     def __init__(
         self,
@@ -187,11 +190,17 @@ class RedisStore(KeySpace, Store):
     def put_account(self, account_id: str, plan: str, seats: int, now: float | None = None) -> bool:
         keys = self.account_keys(account_id)
         deadline = self._deadline()
-        created = self._run(self._account, keys, [plan, seats, account_id], deadline)
+        event = plan_change_template(self.policy, account_id, plan, seats, now)
+        reply = self._run(self._account, keys, [plan, seats, account_id, event], deadline)
         if (index := self.index_after(account_id)) is not None:
             with translating():
                 self.client.execute_command(*index)
-        return bool(created)
+        self._drive(relay_outbox(self, account_id, reply), deadline)
+        return bool(reply == 1)
+
+    def events(self, after: int, limit: int, account: str | None) -> list[Event]:
+        args = range_args(self.event_log, after, limit, account)
+        return read(self._command(self._deadline(), *args))
 
     def get_account(self, account_id: str) -> Account | None:
         plan, seats, terms = self._command(
@@ -238,19 +247,28 @@ class RedisStore(KeySpace, Store):
         protocol = transaction(
             self, self._scripts, policy, account_id, now, fn, preload, deadline, self.timeout, fetch
         )
-        reply: Any = None
         with self._serial.hold(account_id, deadline):
-            while True:
-                try:
-                    step = protocol.send(reply)
-                except StopIteration as done:
-                    result: T = done.value
-                    return result
-                if isinstance(step, Run):
-                    reply = self._run(step.script, step.keys, step.argv, deadline)
-                else:
-                    time.sleep(step.seconds)
-                    reply = None
+            return self._drive(protocol, deadline)
+
+    def _drive(self, protocol: Generator[Run | Pause, Any, T], deadline: Deadline) -> T:
+        """Run a protocol's steps (``redis_transaction``) to its result."""
+        reply: Any = None
+        while True:
+            try:
+                step = protocol.send(reply)
+            except StopIteration as done:
+                result: T = done.value
+                return result
+            if isinstance(step, Pause):
+                time.sleep(step.seconds)
+                reply = None
+                continue
+            try:
+                reply = self._run(step.script, step.keys, step.argv, deadline)
+            except StoreError:
+                if not step.after_write:
+                    raise
+                reply = None
 
     def _deadline(self) -> Deadline:
         return Deadline(self.timeout)
@@ -346,8 +364,11 @@ class RedisStore(KeySpace, Store):
         settled = 0
         with translating():
             at = self.now() if now is None else now  # one reading for the whole pass
+            self._drop_events(at - KEEP)
             for key in self.client.scan_iter(match=f"{self.prefix}:*:a", count=500):
-                due, account = self.client.hmget(key, ["nh", "id"])
+                due, account, outbox = self.client.hmget(key, ["nh", "id", "ob"])
+                if account is not None and outbox is not None:  # left by a process stopped
+                    self._relay_left(account.decode())
                 if due is None or account is None or float(due) > at:
                     continue
                 try:
@@ -358,6 +379,21 @@ class RedisStore(KeySpace, Store):
                     continue
                 settled += 1
         return settled
+
+    def _relay_left(self, account: str) -> None:
+        deadline = self._deadline()
+        entries = self._run(OUTBOX, self.outbox_keys(account), ["read"], deadline)
+        self._drive(relay_outbox(self, account, [1, *entries]), deadline)
+
+    def _drop_events(self, cutoff: float) -> None:
+        """Events older than ``cutoff`` out of the log and their accounts' streams."""
+        log = self.event_log
+        while old := too_old(self.client.xrange(log.log, count=500), cutoff):
+            pipe = self.client.pipeline(transaction=False)
+            for event_id, account in old:
+                pipe.xdel(log.log, event_id)
+                pipe.xdel(log.of(account), event_id)
+            pipe.execute()
 
     def account_page(self, prefix: str, after: str | None, limit: int) -> list[str]:
         with translating():

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from contextlib import suppress
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -31,13 +31,15 @@ from redis.exceptions import (
 
 from allowance import adjust, ops
 from allowance.errors import ConfigurationError, StoreError, UnknownAccount
+from allowance.events import KEEP
 from allowance.policy import Policy
 from allowance.request import Request
 from allowance.stores.base import DEFAULT_TIMEOUT, AsyncStore
 from allowance.stores.redis_common import KeySpace, read_decision, split_url
+from allowance.stores.redis_events import OUTBOX, plan_change_template, too_old
 from allowance.stores.redis_scripts import compiled_decide, lua
 from allowance.stores.redis_serial import AsyncSerial
-from allowance.stores.redis_transaction import Run, transaction
+from allowance.stores.redis_transaction import Pause, Run, relay_outbox, transaction
 from allowance.stores.redis_wire import (
     Deadline,
     Lanes,
@@ -119,11 +121,14 @@ class AsyncRedisStore(KeySpace, AsyncStore):
     async def put_account(
         self, account_id: str, plan: str, seats: int, now: float | None = None
     ) -> bool:
-        keys, args = self.account_keys(account_id), [plan, seats, account_id]
-        created = await self._run(self._account, keys, args, Deadline(self.timeout))
+        event = plan_change_template(self.policy, account_id, plan, seats, now)
+        keys, args = self.account_keys(account_id), [plan, seats, account_id, event]
+        deadline = Deadline(self.timeout)
+        reply = await self._run(self._account, keys, args, deadline)
         if (index := self.index_after(account_id)) is not None:
-            await self._command(Deadline(self.timeout), *index)
-        return bool(created)
+            await self._command(deadline, *index)
+        await self._drive(relay_outbox(self, account_id, reply), deadline)
+        return bool(reply == 1)
 
     async def get_setting(self, name: str) -> str | None:
         found = await self._command(Deadline(self.timeout), "HGET", self.settings_key, name)
@@ -167,19 +172,28 @@ class AsyncRedisStore(KeySpace, AsyncStore):
         protocol = transaction(
             self, self._scripts, policy, account_id, now, fn, preload, deadline, self.timeout, None
         )
-        reply: Any = None
         async with self._serial.hold(account_id, deadline):
-            while True:
-                try:
-                    step = protocol.send(reply)
-                except StopIteration as done:
-                    result: T = done.value
-                    return result
-                if isinstance(step, Run):
-                    reply = await self._run(step.script, step.keys, step.argv, deadline)
-                else:
-                    await asyncio.sleep(step.seconds)
-                    reply = None
+            return await self._drive(protocol, deadline)
+
+    async def _drive(self, protocol: Generator[Run | Pause, Any, T], deadline: Deadline) -> T:
+        """As ``RedisStore._drive``, awaited."""
+        reply: Any = None
+        while True:
+            try:
+                step = protocol.send(reply)
+            except StopIteration as done:
+                result: T = done.value
+                return result
+            if isinstance(step, Pause):
+                await asyncio.sleep(step.seconds)
+                reply = None
+                continue
+            try:
+                reply = await self._run(step.script, step.keys, step.argv, deadline)
+            except StoreError:
+                if not step.after_write:
+                    raise
+                reply = None
 
     async def _run(self, script: Lua, keys: list[str], argv: list[Any], deadline: Deadline) -> Any:
         """EVALSHA of ``script`` on the server of ``keys`` (one slot)."""
@@ -276,8 +290,11 @@ class AsyncRedisStore(KeySpace, AsyncStore):
             if now is None:
                 seconds, micros = await self.client.time()
                 now = float(seconds) + float(micros) / 1_000_000
+            await self._drop_events(now - KEEP)
             async for key in self.client.scan_iter(match=f"{self.prefix}:*:a", count=500):
-                due, account = await self.client.hmget(key, ["nh", "id"])
+                due, account, outbox = await self.client.hmget(key, ["nh", "id", "ob"])
+                if account is not None and outbox is not None:  # left by a process stopped
+                    await self._relay_left(account.decode())
                 if due is None or account is None or float(due) > now:
                     continue
                 try:
@@ -290,6 +307,21 @@ class AsyncRedisStore(KeySpace, AsyncStore):
                     continue
                 settled += 1
         return settled
+
+    async def _relay_left(self, account: str) -> None:
+        deadline = Deadline(self.timeout)
+        entries = await self._run(OUTBOX, self.outbox_keys(account), ["read"], deadline)
+        await self._drive(relay_outbox(self, account, [1, *entries]), deadline)
+
+    async def _drop_events(self, cutoff: float) -> None:
+        """As ``RedisStore._drop_events``."""
+        log = self.event_log
+        while old := too_old(await self.client.xrange(log.log, count=500), cutoff):
+            pipe = self.client.pipeline(transaction=False)
+            for event_id, account in old:
+                pipe.xdel(log.log, event_id)
+                pipe.xdel(log.of(account), event_id)
+            await pipe.execute()
 
     async def close(self) -> None:
         lanes, self._lanes = self._lanes, {}

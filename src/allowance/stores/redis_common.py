@@ -24,6 +24,7 @@ from allowance.policy import Policy
 from allowance.request import Request
 from allowance.state import HELD, Counter, Hold, IdempotencyRecord
 from allowance.stores.base import store_timeout
+from allowance.stores.redis_events import EventKeys, apply_fields
 from allowance.types import Decision
 from allowance.view import AccountView, NotLoaded, Preload
 
@@ -112,12 +113,13 @@ class RedisView(AccountView):
         self.writes: dict[str, tuple[str, float]] = {}  # key -> (value, expires at)
         self._owned = {}
         self._owned_dirty: set[str] = set()
+        self.events: list[NewEvent] = []  # written by apply.lua, into the outbox
 
     def save_counters(self, counters: dict[str, Counter]) -> None:
         self.counters_dirty = True
 
     def emit(self, event: NewEvent) -> None:
-        """Not kept by this store yet (``Store.keeps_events``): ``Limiter.events`` says so."""
+        self.events.append(event)
 
     def save_adjustments(self) -> None:
         self.terms_dirty = True
@@ -176,13 +178,18 @@ class RedisView(AccountView):
             or self.writes
             or self.terms_dirty
             or self._owned_dirty
+            or self.events
         ):
             return None
         counters_value, ttl = "=", 0
         if self.counters_dirty:
             keep, last = engine.live_counters(policy, self._counters, now)
             counters_value, ttl = encode_counters(keep), _ms(last - now)
-        keys = [self._keys.key(self.account_id, "a"), self._keys.key(self.account_id, "c")]
+        keys = [
+            self._keys.key(self.account_id, "a"),
+            self._keys.key(self.account_id, "c"),
+            *self._keys.event_keys(self.account_id),
+        ]
         argv: list[Any] = [
             self.version,
             counters_value,
@@ -190,6 +197,7 @@ class RedisView(AccountView):
             "" if self.next_hold_expiry is None else _num(self.next_hold_expiry),
             json.dumps(self.held) if self.held else "",
             (adjust.encode(self.adjustments) or "") if self.terms_dirty else "=",
+            *apply_fields(self.events, _ms),
         ]
         for key, (value, expires_at) in self.writes.items():
             keys.append(key)
@@ -222,6 +230,7 @@ class KeySpace:
         # "built" once the accounts made before it existed are in it (``account_page``)
         self.index_key = "{" + prefix + ":accounts}"
         self.index_built_key = self.index_key + ":built"
+        self.event_log = EventKeys(prefix)  # the log events are relayed to (redis_events)
 
     cluster = False  # set by a store on Redis Cluster
 
@@ -229,10 +238,18 @@ class KeySpace:
         return f"{self.prefix}:{{{_tag(account)}}}:{suffix}"
 
     def account_keys(self, account: str) -> list[str]:
-        """``account.lua``'s keys: the account's hash and, where one script may write both,
-        the index of ids (on Redis Cluster it is in another slot: ``index_after``)."""
-        account_key = self.key(account, "a")
-        return [account_key] if self.cluster else [account_key, self.index_key]
+        """``account.lua``'s keys: the account's hash, its outbox and, where one script may
+        write both, the index of ids (on Redis Cluster it is in another slot: ``index_after``)."""
+        own = [self.key(account, "a"), self.key(account, "e")]
+        return own if self.cluster else [*own, self.index_key]
+
+    def event_keys(self, account: str) -> list[str]:
+        """The account's event marks (a hash: mark -> until) and outbox (a list)."""
+        return [self.key(account, "m"), self.key(account, "e")]
+
+    def outbox_keys(self, account: str) -> list[str]:
+        """outbox.lua's keys: the account's hash and outbox."""
+        return [self.key(account, "a"), self.key(account, "e")]
 
     def index_after(self, account: str) -> list[Any] | None:
         """The command that puts ``account`` in the index after ``account.lua`` ran, when

@@ -70,6 +70,9 @@ def lua_spec(policy: Policy) -> str:
                 "scale",
                 "load",
                 "most",
+                "reach",
+                "levels",
+                "level_at",
             )
         )
         keyword = "if" if i == 0 else "elseif"

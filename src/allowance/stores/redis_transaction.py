@@ -18,11 +18,12 @@ from typing import Any, TypeVar
 
 from allowance.policy import Policy
 from allowance.stores.redis_common import KeySpace, _num, gave_up, retry_pause
+from allowance.stores.redis_events import OUTBOX, RELAY, outbox_of
 from allowance.stores.redis_scripts import lua
 from allowance.stores.redis_wire import Deadline, Lua
 from allowance.view import AccountView, NotLoaded, Preload
 
-__all__ = ["Pause", "Run", "transaction"]
+__all__ = ["Pause", "Run", "relay_outbox", "transaction"]
 
 T = TypeVar("T")
 GLOBAL = lua("global")  # a user's record across accounts, in its own slot (Redis Cluster)
@@ -35,6 +36,9 @@ class Run:
     script: Lua
     keys: list[str]
     argv: list[Any]
+    # a step after the write (an event's relay, redis_events.py): a failure is sent back as
+    # None, not raised: the operation is done, and the sweep relays what is left
+    after_write: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,8 +109,10 @@ def transaction(
         for key, value, ttl in writes:
             if (yield Run(GLOBAL, space.locked_pair(key), ["write", token, "1" + value, ttl])) != 1:
                 raise gave_up(account_id, timeout)  # its lock expired: past the deadline
-        if (yield Run(apply_script, apply_keys, apply_argv)) == 1:
+        applied = yield Run(apply_script, apply_keys, apply_argv)
+        if applied == 1 or (isinstance(applied, list) and applied[0] == 1):
             yield from _unlock(space, locked, token)
+            yield from relay_outbox(space, account_id, applied)
             return result
         for key, _, ttl in writes:  # as it was: no one else wrote it, the lock is ours
             old = locked[key]
@@ -120,17 +126,32 @@ def transaction(
     raise AssertionError("unreachable")
 
 
+def relay_outbox(space: KeySpace, account: str, reply: Any) -> Generator[Run, Any, None]:
+    """After a script that wrote an account's outbox (``reply``: its answer): the entries
+    into the event log, then out of the outbox (``redis_events.py``)."""
+    entries = outbox_of(reply)
+    if entries is None:
+        return
+    relay_keys = space.event_log.relay_keys(account)
+    top = yield Run(RELAY, relay_keys, [account, *entries], after_write=True)
+    if top is not None:
+        trim = ["trim", int(top)]
+        yield Run(OUTBOX, space.outbox_keys(account), trim, after_write=True)
+
+
 def _split(
     keys: list[str], argv: list[Any], apart: list[str]
 ) -> tuple[list[str], list[Any], list[tuple[str, str, Any]]]:
     """apply.lua's KEYS and ARGV without the records ``apart`` (each: value, TTL, expected
-    value after the first six), and those records' writes: (key, value, TTL)."""
+    value after the first seven and the events'), and those records' writes: (key, value,
+    TTL)."""
     if not apart:
         return keys, argv, []
-    local_keys, local_argv = keys[:2], argv[:6]
+    fixed = 7 + 5 * int(argv[6])
+    local_keys, local_argv = keys[:4], argv[:fixed]
     writes = []
-    for i, key in enumerate(keys[2:]):
-        value, ttl, expect = argv[6 + 3 * i : 9 + 3 * i]
+    for i, key in enumerate(keys[4:]):
+        value, ttl, expect = argv[fixed + 3 * i : fixed + 3 + 3 * i]
         if key in apart:
             writes.append((key, value, ttl))
         else:

@@ -9,7 +9,8 @@
 -- soft levels and ceilings are in the counter's units); per plan its access; per counter and plan,
 -- at (i - 1) * NPLANS + plan, its cap and soft level (-1: none), whether both scale with
 -- the account's seats, the load factor that lowers the cap, and the most one request is
--- granted (-1: any)) where the SPEC line below
+-- granted (-1: any); per counter the event levels a charge must not cross here: reach,
+-- levels, level_at) where the SPEC line below
 -- stands. It knows window arithmetic, caps, per-request ceilings, soft levels, costs and
 -- all-or-nothing charging, no policy concept. The account's own terms (field t, adjust.py's
 -- JSON: counter name -> [max or null, [[until, units], ...]]) change a counter's cap: the
@@ -181,6 +182,23 @@ for _, lim in ipairs(limits) do
 end
 remaining = remaining == nil and '' or remaining
 if not charge then return reply(grant, remaining, passed) end
+
+-- a charge crossing an event level (events.crosses: rules.reach, levels, level_at) is left
+-- to the slow path, which writes its events with it (an outbox): none is worded here
+for i, lim in ipairs(limits) do
+  if rules.reach[i] > 0 then
+    local after = lim.used + grant * lim.cost
+    if lim.cap >= 0 then
+      if lim.cap - after < rules.reach[i] then return {'slow', now_text} end
+      for j = rules.level_at[i] + 1, rules.level_at[i + 1] do
+        local level = rules.levels[j] * lim.cap
+        if lim.used < level and level <= after then return {'slow', now_text} end
+      end
+    elseif lim.soft >= 0 and lim.used <= lim.soft and lim.soft < after then
+      return {'slow', now_text}
+    end
+  end
+end
 
 -- the feature's counters after the charge, as text (times as they were written: %.17g
 -- survives the trip exactly); the others stay as they were. expires[r]: when the last of

@@ -1,0 +1,133 @@
+"""Redis's events outbox (``redis_events.py``) when a process stops between its steps: an
+event written with its charge but not relayed reaches the log with the next sweep (or the
+account's next event), and one relayed but not trimmed from the outbox is logged once."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from allowance import AsyncLimiter, Limiter, ManualClock
+from allowance.errors import StoreUnavailable
+from allowance.stores.redis import RedisStore
+from allowance.stores.redis_events import OUTBOX, RELAY
+from allowance.stores.redis_wire import Deadline, Lua
+from conftest import STORE_FACTORIES
+
+GEN = "transform.virtual_model"  # Pro: 2 a minute, 30 a day: 24 crosses 80 %, 30 reaches it
+DAILY = "transform_daily"
+
+
+class Stopping(RedisStore):
+    """A store whose process stops before one step of the relay (``stop``: that step's
+    script): the step never reaches Redis, as when the process is killed there."""
+
+    stop: Lua | None = None
+
+    def _run(self, script: Lua, keys: list[str], argv: list[Any], deadline: Deadline) -> Any:
+        if script is self.stop:
+            raise StoreUnavailable("stopped here", maybe_applied=False)
+        return super()._run(script, keys, argv, deadline)
+
+
+def stopping(url: str) -> Stopping:
+    plain = RedisStore.from_url(url)
+    return Stopping(plain.client, plain.prefix, url, plain.timeout)
+
+
+def kinds(lim: Limiter, account: str = "acme") -> list[tuple[str, int]]:
+    return [(e.type, e.data["used"]) for e in lim.events(account=account)]
+
+
+@pytest.fixture(params=["redis", "redis_cluster"])
+def acme(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Limiter, Stopping]]:
+    """A Pro account on a store that can be made to stop, its Limiter on a manual clock."""
+    store = stopping(STORE_FACTORIES[request.param](request, tmp_path))
+    with Limiter(store=store, clock=ManualClock("2026-11-23T15:10:00Z")) as lim:
+        lim.set_account("acme", plan="pro")
+        yield lim, store
+
+
+def generations(lim: Limiter, n: int) -> None:
+    for _ in range(n):
+        clock = lim.clock
+        assert isinstance(clock, ManualClock)
+        clock.advance(61)
+        assert lim.consume("acme", GEN).allowed
+
+
+def test_an_event_left_in_the_outbox_is_relayed_by_the_sweep(
+    acme: tuple[Limiter, Stopping],
+) -> None:
+    lim, store = acme
+    store.stop = RELAY
+    generations(lim, 24)  # the charge crossing 80 % is kept; its relay never ran
+    assert {m.limit: m.used for m in lim.usage("acme")}[DAILY] == 24
+    assert lim.events() == []
+    account_hash = store.key("acme", "a")
+    assert store.client.hget(account_hash, "ob") == b"1"
+    store.stop = None
+    lim.sweep()
+    assert kinds(lim) == [("usage.threshold", 24)]
+    assert store.client.hget(account_hash, "ob") is None
+    assert store.client.llen(store.key("acme", "e")) == 0
+    lim.sweep()  # nothing left: nothing twice
+    generations(lim, 6)
+    assert kinds(lim) == [("usage.threshold", 24), ("usage.limit_reached", 30)]
+
+
+def test_an_event_relayed_but_not_trimmed_is_logged_once(acme: tuple[Limiter, Stopping]) -> None:
+    lim, store = acme
+    store.stop = OUTBOX  # logged, but the process stops before the outbox is trimmed
+    generations(lim, 24)
+    assert kinds(lim) == [("usage.threshold", 24)]
+    assert store.client.llen(store.key("acme", "e")) == 1
+    store.stop = None
+    generations(lim, 6)  # the next event's relay carries the old entry again
+    lim.sweep()
+    assert kinds(lim) == [("usage.threshold", 24), ("usage.limit_reached", 30)]
+    assert [e.id for e in lim.events()] == sorted({e.id for e in lim.events()})
+    assert store.client.llen(store.key("acme", "e")) == 0
+
+
+def test_a_plan_change_names_the_plan_it_replaced_in_one_step(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    url = STORE_FACTORIES["redis"](request, tmp_path)
+    with Limiter(store=url) as lim:  # Redis's clock
+        lim.set_account("acme", plan="free")
+        before = lim.store.now()
+        lim.set_account("acme", plan="pro")
+        lim.set_account("acme", plan="pro", seats=3)  # the same plan: no event
+        (event,) = lim.events(account="acme")
+    assert event.data == {"from": "free", "to": "pro", "seats": 1}
+    assert before <= event.at <= before + 5
+
+
+@pytest.mark.parametrize("kind", ["redis", "redis_cluster"])
+def test_the_async_store_writes_and_relays_the_same_events(
+    request: pytest.FixtureRequest, tmp_path: Path, kind: str
+) -> None:
+    url = STORE_FACTORIES[kind](request, tmp_path)
+    clock = ManualClock("2026-11-23T15:10:00Z")
+
+    async def run() -> list[tuple[str, object]]:
+        async with AsyncLimiter(store=url, clock=clock) as lim:
+            await lim.set_account("acme", plan="free")
+            await lim.set_account("acme", plan="pro")
+            for _ in range(30):
+                clock.advance(61)
+                assert (await lim.consume("acme", GEN)).allowed
+            await lim.sweep()
+            found = await lim.events(account="acme")
+        return [(e.type, e.data.get("used", e.data.get("from"))) for e in found]
+
+    assert asyncio.run(run()) == [
+        ("account.plan_changed", "free"),
+        ("usage.threshold", 24),
+        ("usage.limit_reached", 30),
+    ]
