@@ -43,6 +43,10 @@ ROUTES: dict[tuple[str, str], tuple[dict[str, Any], int]] = {
     ("POST", "/v1/keys"): ({"json": {"scope": "admin"}}, 403),
     ("GET", "/v1/keys"): ({}, 403),
     ("DELETE", "/v1/keys/{key_id}"): ({}, 403),
+    ("POST", "/v1/webhooks"): ({"json": {"url": "http://127.0.0.1:9/hook"}}, 403),
+    ("GET", "/v1/webhooks"): ({}, 403),
+    ("DELETE", "/v1/webhooks/{hook_id}"): ({}, 403),
+    ("GET", "/v1/webhooks/{hook_id}/deliveries"): ({}, 403),
 }
 
 
@@ -66,6 +70,7 @@ def state(svc: Service) -> dict[str, Any]:
         ],
         "policy": svc.call("GET", "/v1/policy").json(),
         "factors": svc.call("GET", "/v1/load-factor").json(),
+        "webhooks": svc.call("GET", "/v1/webhooks").json(),
     }
 
 
@@ -78,6 +83,7 @@ def test_every_route_with_a_key_bound_to_other_accounts(service: Service) -> Non
     assert reserved.status_code == 201, reserved.text
     reservation = reserved.json()["id"]
     some_key = svc.call("GET", "/v1/keys").json()[0]["id"]
+    hook = svc.call("POST", "/v1/webhooks", json={"url": "http://127.0.0.1:9/h"}).json()["id"]
     paths = svc.call("GET", "/openapi.json", key=None).json()["paths"]
     found = {
         (method.upper(), path)
@@ -90,7 +96,11 @@ def test_every_route_with_a_key_bound_to_other_accounts(service: Service) -> Non
     before = state(svc)
     for (method, path), (body, expected) in ROUTES.items():
         url = path.format(
-            account_id="other", reservation_id=reservation, limit="ai_exports", key_id=some_key
+            account_id="other",
+            reservation_id=reservation,
+            limit="ai_exports",
+            key_id=some_key,
+            hook_id=hook,
         )
         answer = svc.call(method, url, key=key, **body)
         assert answer.status_code == expected, (method, path, answer.text)

@@ -20,6 +20,7 @@ from allowance.cli import (
     sweep_cmd,
     terms_cmd,
     usage_cmd,
+    webhooks_cmd,
 )
 from allowance.cli.typer_help import hide_flag_types
 
@@ -43,6 +44,7 @@ app.add_typer(serve_cmd.keys_app, name="keys")
 app.command("sweep")(sweep_cmd.sweep)
 app.command("demo")(demo_cmd.demo)
 app.add_typer(load_cmd.app, name="load-factor")
+app.add_typer(webhooks_cmd.app, name="webhooks")
 
 
 def _version(value: bool) -> None:

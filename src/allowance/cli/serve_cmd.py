@@ -30,6 +30,7 @@ from allowance.limiter import Limiter
 from allowance.stores import store_from_url
 from allowance.stores.upkeep import SWEEP_INTERVAL
 from allowance.types import to_datetime
+from allowance.webhooks import FIRST_RETRY
 
 BOOTSTRAP_ENV = "ALLOWANCE_BOOTSTRAP_KEY"
 MAX_INFLIGHT = 512  # per worker: ~0.15 s of queue at a few thousand decisions a second
@@ -72,6 +73,12 @@ def serve(
     body_timeout: Annotated[
         float, _at_least(0.01, "Seconds a client has to send a body once its head is in.")
     ] = BODY_TIMEOUT,
+    webhook_retry: Annotated[
+        float,
+        _at_least(
+            0.01, "Seconds before a failed webhook delivery's first retry (each next: twice)."
+        ),
+    ] = FIRST_RETRY,
 ) -> None:
     """Serve the HTTP API (OpenAPI at /openapi.json).
 
@@ -111,6 +118,7 @@ def serve(
     os.environ["ALLOWANCE_SWEEP_INTERVAL"] = repr(sweep_interval)
     os.environ["ALLOWANCE_POLICY"] = "" if policy is None else str(Path(policy).resolve())
     os.environ["ALLOWANCE_MAX_INFLIGHT"] = str(max_inflight)
+    os.environ["ALLOWANCE_WEBHOOK_RETRY"] = repr(webhook_retry)
     os.environ["ALLOWANCE_HEADER_TIMEOUT"] = repr(header_timeout)
     os.environ["ALLOWANCE_BODY_TIMEOUT"] = repr(body_timeout)
     uvicorn.run(

@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Match, Route
 from starlette.types import ASGIApp, Scope
 
-from allowance import __version__
+from allowance import __version__, webhooks
 from allowance.aio import AsyncLimiter
 from allowance.clock import FileClock
 from allowance.errors import AllowanceError
@@ -31,6 +31,7 @@ from allowance.http import (
     keys_routes,  # noqa: F401 - registers its routes on the router
     schemas,
     terms_routes,  # noqa: F401 - registers its routes on the router
+    webhooks_routes,  # noqa: F401 - registers its routes on the router
 )
 from allowance.http.auth import CACHE_TTL, AuthMiddleware, KeyCache, route_scopes
 from allowance.http.body_limit import BodyLimitMiddleware
@@ -43,6 +44,7 @@ from allowance.http.problems import Problem, for_status, from_error, invalid
 from allowance.http.routes import Service, problem_content, router
 from allowance.http.segments import AccountSegments
 from allowance.http.upkeep import start_sweeping
+from allowance.http.webhook_worker import WebhookWorker
 from allowance.policy import load_policy
 from allowance.stores.upkeep import SWEEP_INTERVAL
 
@@ -62,10 +64,12 @@ def create_app(
     key_cache_ttl: float = CACHE_TTL,
     sweep_interval: float = 0.0,
     policy_file: str | None = None,
+    webhook_retry: float | None = webhooks.FIRST_RETRY,
 ) -> FastAPI:
     """The service over ``limiter``. ``bootstrap``: a secret made an admin key at start-up;
     ``sweep_interval``: seconds between cleanups of expired records (0: none);
-    ``policy_file``: the limiter's policy file, read again on SIGHUP."""
+    ``policy_file``: the limiter's policy file, read again on SIGHUP; ``webhook_retry``:
+    seconds before a failed webhook delivery's first retry (None: no webhook worker here)."""
     metrics = Metrics()
     metrics.watch(limiter.guard)
     ring = limiter.store.keyring()
@@ -79,12 +83,16 @@ def create_app(
         if not usable:
             log.warning("ALLOWANCE_BOOTSTRAP_KEY names a revoked key; it stays revoked")
         sweeper = start_sweeping(limiter, sweep_interval)
+        worker = None
+        if webhook_retry is not None:
+            worker = WebhookWorker(limiter, first_retry=webhook_retry).start()
         hup = policy_file is not None and _reload_on_hup(limiter, policy_file)
         yield
         if hup:
             asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
-        if sweeper is not None:
-            sweeper.cancel()
+        for task in (sweeper, worker):
+            if task is not None:
+                task.cancel()
         refusals.flush()  # the 503s of the last second, counted
         for handler in access_log.handlers:
             handler.flush()  # the access lines still batched
@@ -249,7 +257,8 @@ def _reload_on_hup(limiter: AsyncLimiter, path: str) -> bool:
 
 def app_from_env() -> ASGIApp:
     """For uvicorn's ``factory=True``: ``ALLOWANCE_STORE``, ``ALLOWANCE_POLICY``,
-    ``ALLOWANCE_BOOTSTRAP_KEY``, ``ALLOWANCE_SWEEP_INTERVAL`` and ``ALLOWANCE_MAX_INFLIGHT`` as
+    ``ALLOWANCE_BOOTSTRAP_KEY``, ``ALLOWANCE_SWEEP_INTERVAL``, ``ALLOWANCE_WEBHOOK_RETRY`` and
+    ``ALLOWANCE_MAX_INFLIGHT`` as
     ``allowance serve`` set them; ``ALLOWANCE_CLOCK_FILE`` (tests only) makes the time the
     number in that file."""
     configure_logs()
@@ -263,5 +272,12 @@ def app_from_env() -> ASGIApp:
     interval = float(os.environ.get("ALLOWANCE_SWEEP_INTERVAL") or SWEEP_INTERVAL)
     max_inflight = int(os.environ.get("ALLOWANCE_MAX_INFLIGHT") or 0)
     policy_file = os.environ.get("ALLOWANCE_POLICY") or None
-    app = create_app(limiter, bootstrap=bootstrap, sweep_interval=interval, policy_file=policy_file)
+    retry = float(os.environ.get("ALLOWANCE_WEBHOOK_RETRY") or webhooks.FIRST_RETRY)
+    app = create_app(
+        limiter,
+        bootstrap=bootstrap,
+        sweep_interval=interval,
+        policy_file=policy_file,
+        webhook_retry=retry,
+    )
     return serve_app(app, max_inflight)

@@ -147,6 +147,11 @@ class Store(ABC):
     @abstractmethod
     def put_setting(self, name: str, value: str) -> None: ...
 
+    def swap_setting(self, name: str, old: str | None, new: str) -> bool:
+        """Set ``name`` to ``new`` only if it still holds ``old`` (None: unset), atomically;
+        whether it did. What servers sharing a store coordinate by (``webhooks.py``)."""
+        raise NotSupported(f"store: {self.scheme}:// has no atomic settings")
+
     def close(self) -> None:  # noqa: B027 - optional for stores with nothing to release
         """Release connections."""
 

@@ -320,6 +320,13 @@ class MemoryStore(Store):
     def put_setting(self, name: str, value: str) -> None:
         self._settings[name] = value  # one dict store: atomic under the GIL
 
+    def swap_setting(self, name: str, old: str | None, new: str) -> bool:
+        with self._lock:
+            if self._settings.get(name) != old:
+                return False
+            self._settings[name] = new
+            return True
+
     def _make_keyring(self) -> KeyRing:
         return MemoryKeyRing()
 

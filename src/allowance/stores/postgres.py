@@ -384,6 +384,11 @@ class PostgresStore(Store):
     def put_setting(self, name: str, value: str) -> None:
         self.execute(self.sql["put_setting"], (name, value))
 
+    def swap_setting(self, name: str, old: str | None, new: str) -> bool:
+        if old is None:
+            return self.execute(self.sql["new_setting"], (name, new))[1] == 1
+        return self.execute(self.sql["swap_setting"], (new, name, old))[1] == 1
+
     def _make_keyring(self) -> KeyRing:
         # quoted as the decision queries quote it (a schema may have capitals)
         return SQLKeyRing(self.execute, render("{s}.api_keys", self.schema), "%s")

@@ -114,6 +114,7 @@ T = TypeVar("T")
 REDIRECTED = (MovedError, AskError)
 REFRESH_EVERY = 0.25  # seconds: at most one reread of the cluster's slot map this often
 log = logging.getLogger("allowance.store")
+SETTING = lua("setting")  # Store.swap_setting
 
 
 class RedisStore(KeySpace, Store):
@@ -426,6 +427,11 @@ class RedisStore(KeySpace, Store):
 
     def put_setting(self, name: str, value: str) -> None:
         self._command(self._deadline(), "HSET", self.settings_key, name, value)
+
+    def swap_setting(self, name: str, old: str | None, new: str) -> bool:
+        expect = "0" if old is None else "1" + old
+        args = [name, expect, new]
+        return bool(self._run(SETTING, [self.settings_key], args, self._deadline()) == 1)
 
     def _make_keyring(self) -> KeyRing:
         return RedisKeyRing(self.client, self.prefix)

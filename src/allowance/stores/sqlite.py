@@ -111,6 +111,11 @@ CREATE INDEX IF NOT EXISTS event_marks_until ON event_marks (until);
 EVENTS = sql_events.statements("", "?")
 
 
+# Store.swap_setting: a new setting only if none is there; a change only from what was read
+SETTING_NEW = "INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING"
+SETTING_SWAP = "UPDATE settings SET value = ? WHERE name = ? AND value = ?"
+
+
 class SQLiteStore(Store):
     scheme = "sqlite"
 
@@ -387,6 +392,11 @@ class SQLiteStore(Store):
             " ON CONFLICT (name) DO UPDATE SET value = excluded.value",
             (name, value),
         )
+
+    def swap_setting(self, name: str, old: str | None, new: str) -> bool:
+        if old is None:
+            return self.execute(SETTING_NEW, (name, new))[1] == 1
+        return self.execute(SETTING_SWAP, (new, name, old))[1] == 1
 
     def _make_keyring(self) -> KeyRing:
         return SQLKeyRing(self.execute, "api_keys", "?")
