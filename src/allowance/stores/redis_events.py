@@ -2,16 +2,18 @@
 
 An event is written with its charge into the account's outbox (``apply.lua``,
 ``account.lua``: a list in the account's slot, each entry numbered by the account's own
-sequence), then relayed into the store's log (``events.lua``: a stream in a slot of its own,
+sequence), then relayed into the store's log (``relay.lua``: a stream in a slot of its own,
 ids from one counter, so they increase in the order events reach it; and a stream per
-account, the same ids, for ``events(account=...)``), then trimmed from the outbox
-(``outbox.lua``). On Redis Cluster the log's slot is another node's, so no one script can
-do both; elsewhere the same steps keep one design.
+account, the same ids, for ``events(account=...)``), then trimmed from the outbox. Where one
+script can reach both slots (plain Redis, Sentinel) ``apply.lua`` relays a charge's events
+itself, in the same step; on Redis Cluster the log's slot is another node's, so the relay
+(``events.lua``) and the trim (``outbox.lua``) are two more round trips, and so they are for
+a plan change everywhere (rare; one path).
 
-A process that stops between the steps leaves entries in the outbox (its account's hash says
-so: ``ob``): the next event of that account relays them with its own, and ``sweep`` relays
-what is left. The log remembers each account's last sequence relayed, so an entry relayed
-twice (a relay whose trim did not happen) is logged once.
+A process that stops between those steps leaves entries in the outbox (its account's hash
+says so: ``ob``): the next event of that account relays them with its own, and ``sweep``
+relays what is left. The log remembers each account's last sequence relayed, so an entry
+relayed twice (a relay whose trim did not happen) is logged once.
 """
 
 from __future__ import annotations
@@ -58,10 +60,11 @@ class EventKeys:
         return [self.log, self.last_id, self.relayed, self.of(account)]
 
 
-def apply_fields(found: list[NewEvent], ms: Any) -> list[Any]:
-    """apply.lua's event arguments: their number, then per event mark, until, the mark's TTL
-    in ms, time and body. ``ms``: seconds -> a TTL in whole ms (at least 1)."""
-    out: list[Any] = [len(found)]
+def apply_fields(found: list[NewEvent], ms: Any, inline: bool) -> list[Any]:
+    """apply.lua's event arguments: their number, whether the log's keys follow the outbox's
+    (``inline``), then per event mark, until, the mark's TTL in ms, time and body. ``ms``:
+    seconds -> a TTL in whole ms (at least 1)."""
+    out: list[Any] = [len(found), "1" if inline else "0"]
     for event in found:
         out += [
             event.mark or "",

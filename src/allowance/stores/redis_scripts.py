@@ -16,7 +16,10 @@ __all__ = ["compiled_decide", "lua", "lua_spec", "script", "sha1_hex"]
 
 
 def script(name: str) -> str:
-    return resources.files("allowance.stores").joinpath(f"lua/{name}.lua").read_text("utf-8")
+    """A script's text, with relay.lua's function where it says ``--RELAY--`` (Lua has no
+    includes; one copy of how an outbox reaches the event log)."""
+    text = resources.files("allowance.stores").joinpath(f"lua/{name}.lua").read_text("utf-8")
+    return text.replace("--RELAY--", script("relay"), 1) if "--RELAY--" in text else text
 
 
 def sha1_hex(text: str) -> str:

@@ -143,14 +143,14 @@ def _split(
     keys: list[str], argv: list[Any], apart: list[str]
 ) -> tuple[list[str], list[Any], list[tuple[str, str, Any]]]:
     """apply.lua's KEYS and ARGV without the records ``apart`` (each: value, TTL, expected
-    value after the first seven and the events'), and those records' writes: (key, value,
+    value after the first eight and the events'), and those records' writes: (key, value,
     TTL)."""
     if not apart:
         return keys, argv, []
-    fixed = 7 + 5 * int(argv[6])
-    local_keys, local_argv = keys[:4], argv[:fixed]
+    fixed, head = 8 + 5 * int(argv[6]), 8 if argv[7] == "1" else 4
+    local_keys, local_argv = keys[:head], argv[:fixed]
     writes = []
-    for i, key in enumerate(keys[4:]):
+    for i, key in enumerate(keys[head:]):
         value, ttl, expect = argv[fixed + 3 * i : fixed + 3 + 3 * i]
         if key in apart:
             writes.append((key, value, ttl))

@@ -2,24 +2,29 @@
 -- Every write to an account's keys bumps its version `v`, so a stale decision is refused and
 -- Python retries on fresh state.
 -- KEYS[1] account hash, KEYS[2] counters string, KEYS[3] event marks hash, KEYS[4] events
--- outbox list, KEYS[5..] other keys (the account's records, per-user counters)
+-- outbox list, then (when ARGV[8] is '1': not on Redis Cluster) the event log's four keys
+-- (relay.lua), then the other keys (the account's records, per-user counters)
 -- ARGV: expected version, counters ('=' unchanged, '' delete, else value), counters TTL ms,
 --       next hold expiry ('' = none), holds json ('' = none), the account's terms ('=' unchanged,
---       '' none, else adjust.py's text), the number of events E, then per event (events.py):
+--       '' none, else adjust.py's text), the number of events E, '1' when the log's keys
+--       follow (the events relayed here, in the same step) else '0', then per event (events.py):
 --       mark ('' = always written), until when it stands, its TTL ms, the event's time, its
 --       body; then per other key: value, TTL ms, and what it must still hold ('' no check: the
 --       version covers it; '0' nothing; '1' .. value: that value), for a record other
 --       accounts write too (a user's counters across accounts)
 -- An event is written only when no event of its mark stands (the mark's until > its time),
 -- with the account's next event sequence number, to the outbox ("seq body"), from where
--- redis_events.py relays it to the store's event log; field `ob` says the outbox holds some.
--- Returns 0 when the version or a checked key moved; else 1, or with events the outbox as
--- {1, entry, ...} for the relay.
+-- redis_events.py relays it to the store's event log (or this script, where the log's keys
+-- are in reach); field `ob` says the outbox holds some.
+-- Returns 0 when the version or a checked key moved; else 1, or with events left in the
+-- outbox {1, entry, ...} for the relay.
+--RELAY--
 if (redis.call('HGET', KEYS[1], 'v') or '0') ~= ARGV[1] then return 0 end
-local nevents = tonumber(ARGV[7])
-local base = 7 + 5 * nevents  -- ARGV[base + 3 * (k - 4) - 2 ..]: other key KEYS[k]'s triple
-for k = 5, #KEYS do
-  local expect = ARGV[base + 3 * (k - 4)]
+local nevents, inline = tonumber(ARGV[7]), ARGV[8] == '1'
+local first = inline and 9 or 5  -- KEYS[first..]: the other keys
+local base = 8 + 5 * nevents  -- ARGV[base + 3 * (k - first + 1) - 2 ..]: KEYS[k]'s triple
+for k = first, #KEYS do
+  local expect = ARGV[base + 3 * (k - first + 1)]
   if expect ~= '' then
     local now = redis.call('GET', KEYS[k])
     if expect == '0' then
@@ -41,16 +46,16 @@ if ARGV[6] == '' then
 elseif ARGV[6] ~= '=' then
   redis.call('HSET', KEYS[1], 't', ARGV[6])
 end
-for k = 5, #KEYS do
-  local at = base + 3 * (k - 4)
+for k = first, #KEYS do
+  local at = base + 3 * (k - first + 1)
   redis.call('SET', KEYS[k], ARGV[at - 2], 'PX', ARGV[at - 1])
 end
 redis.call('HINCRBY', KEYS[1], 'v', 1)
 if nevents == 0 then return 1 end
 local written = false
 for e = 0, nevents - 1 do
-  local mark, till, ttl, at, body = ARGV[8 + 5 * e], ARGV[9 + 5 * e], ARGV[10 + 5 * e],
-    tonumber(ARGV[11 + 5 * e]), ARGV[12 + 5 * e]
+  local mark, till, ttl, at, body = ARGV[9 + 5 * e], ARGV[10 + 5 * e], ARGV[11 + 5 * e],
+    tonumber(ARGV[12 + 5 * e]), ARGV[13 + 5 * e]
   local stands = false
   if mark ~= '' then
     local old = redis.call('HGET', KEYS[3], mark)
@@ -73,7 +78,13 @@ for e = 0, nevents - 1 do
   end
 end
 if not written and redis.call('EXISTS', KEYS[4]) == 0 then return 1 end
-redis.call('HSET', KEYS[1], 'ob', 1)
 local out = redis.call('LRANGE', KEYS[4], 0, -1)
+if inline then
+  relay(KEYS[5], KEYS[6], KEYS[7], KEYS[8], redis.call('HGET', KEYS[1], 'id'), out)
+  redis.call('DEL', KEYS[4])
+  redis.call('HDEL', KEYS[1], 'ob')
+  return 1
+end
+redis.call('HSET', KEYS[1], 'ob', 1)
 table.insert(out, 1, 1)
 return out
