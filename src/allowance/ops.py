@@ -242,14 +242,20 @@ def record(policy: Policy, view: AccountView, req: Request, now: float) -> bool:
     found = view.get_idempotency(key)
     if found is not None and found.expires_at > now:
         return False
-    _plan(policy, view)
+    plan = _plan(policy, view)
     settle_due_holds(policy, view, now)
     policy = adjust.applied(policy, view.adjustments, now)  # the account's billing periods
     counters = owners.counters(policy, view, policy.limit_names(req.feature), req.user)
+    rules = policy.rules(plan, req.feature) or ()
+    before = tuple(r.limit.window.used(counters[r.limit.name], now) for r in rules)
     for limit in policy.limits_of(req.feature):
         limit.window.charge(counters[limit.name], req.amount * limit.cost(req.feature), now)
     owners.save(policy, view, counters, req.user)
-    idempotency.remember(policy, view, "consume", req, degraded_decision(req.amount), now)
+    decision = degraded_decision(req.amount)
+    idempotency.remember(policy, view, "consume", req, decision, now)
+    # the levels the late charge crossed, as if charged then (the product still hears of them)
+    ruling = engine.Ruling(decision, req.amount, rules, before)
+    _emit(policy, view, ruling, plan, req.feature, counters, now, req.user)
     return True
 
 

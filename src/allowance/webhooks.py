@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 from allowance import events
 from allowance.errors import InvalidRequest, StoreUnavailable
 from allowance.stores.base import Store
+from allowance.types import iso, to_datetime
 
 __all__ = [
     "FIRST_RETRY",
@@ -81,8 +82,6 @@ class Webhook:
 
     def to_json(self) -> dict[str, Any]:
         """As the API shows it: never the secret (shown once, by ``add``)."""
-        from allowance.types import iso, to_datetime
-
         return {
             "id": self.id,
             "url": self.url,
@@ -115,8 +114,6 @@ class Delivery:
     event: dict[str, Any] = field(default_factory=dict)  # the body sent (pending only)
 
     def to_json(self) -> dict[str, Any]:
-        from allowance.types import iso, to_datetime
-
         return {
             "event_id": self.event_id,
             "type": self.type,

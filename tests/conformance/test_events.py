@@ -4,6 +4,7 @@ paging by id."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -159,3 +160,26 @@ def test_events_are_kept_thirty_days(lim: Limiter, clock: ManualClock) -> None:
     lim.sweep()
     assert [e.data["to"] for e in lim.events()] == ["pro"]
     assert [e.data["to"] for e in lim.events(account="acme")] == ["pro"]
+
+
+def test_racing_plan_changes_each_name_the_plan_they_replaced(lim: Limiter) -> None:
+    """8 threads changing one account's plan: read in id order, each event's "from" is the
+    plan the one before it changed to (none names a plan already replaced)."""
+    plans = ["free", "pro", "max"]
+
+    def change(i: int) -> None:
+        for k in range(12):
+            lim.set_account("acme", plans[(i + k) % 3])
+
+    threads = [threading.Thread(target=change, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    found = [e.data for e in lim.events(account="acme", limit=1000)]
+    assert found, "no plan change was an event"
+    assert all(d["from"] != d["to"] for d in found)
+    chain = ["pro", *(d["to"] for d in found)]  # (the fixture made it a Pro account)
+    assert [d["from"] for d in found] == chain[:-1]
+    account = lim.get_account("acme")
+    assert account is not None and chain[-1] == account.plan

@@ -6,11 +6,12 @@ Redis Cluster, whose one-step kernels leave the two crossing charges to the tran
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
-from allowance import Limiter
+from allowance import AsyncLimiter, Limiter
 from conftest import STORE_FACTORIES
 from races import race
 
@@ -31,3 +32,31 @@ def test_racing_processes_write_each_event_once(
         ("usage.threshold", "ai_exports", 24),
         ("usage.limit_reached", "ai_exports", 30),
     ]
+
+
+def test_racing_async_plan_changes_name_the_plan_they_replaced(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """The async PostgreSQL store's put_account, 8 tasks racing (its sync twin: the events
+    conformance test)."""
+    url = STORE_FACTORIES["postgres"](request, tmp_path) + "&pool_max=8"
+    plans = ["free", "pro", "max"]
+
+    async def run() -> tuple[list[dict[str, object]], str]:
+        async with AsyncLimiter(store=url) as lim:
+            await lim.set_account("acme", "pro")
+
+            async def change(i: int) -> None:
+                for k in range(12):
+                    await lim.set_account("acme", plans[(i + k) % 3])
+
+            await asyncio.gather(*(change(i) for i in range(8)))
+            found = [e.data for e in await lim.events(account="acme", limit=1000)]
+            account = await lim.get_account("acme")
+            assert account is not None
+            return found, account.plan
+
+    found, plan = asyncio.run(run())
+    assert found
+    chain = ["pro", *(str(d["to"]) for d in found)]
+    assert [d["from"] for d in found] == chain[:-1] and chain[-1] == plan

@@ -204,6 +204,20 @@ def test_a_degraded_grant_is_charged_at_the_time_it_was_granted() -> None:
     assert used(limiter, "transform_daily") == 0
 
 
+def test_a_degraded_grant_charged_from_the_journal_writes_its_events() -> None:
+    limiter = make("allow")
+    store = outage(limiter)
+    store.down = True
+    assert limiter.consume("acme", "export.ai", 30).degraded  # Pro: 30 a week, all of it
+    store.down = False
+    assert limiter.flush_journal() == 1
+    found = [(e.type, e.limit, e.data["used"]) for e in limiter.events(account="acme")]
+    assert found == [
+        ("usage.threshold", "ai_exports", 30),
+        ("usage.limit_reached", "ai_exports", 30),
+    ]
+
+
 def test_check_and_reserve_in_allow_mode() -> None:
     limiter = make("allow")
     store = outage(limiter)

@@ -257,11 +257,11 @@ class PostgresStore(Store):
         return float(self._one(NOW)[0])
 
     def put_account(self, account_id: str, plan: str, seats: int, now: float | None = None) -> bool:
-        return bool(
-            self._one(
-                self.sql["put_account"], account_params(self.policy, account_id, plan, seats, now)
-            )[0]
-        )
+        params = account_params(self.policy, account_id, plan, seats, now)
+        with Translate(), self._connection() as conn, conn.transaction():
+            conn.execute(self.sql["lock_account"], params)
+            row = conn.execute(self.sql["put_account"], params).fetchone()
+        return bool(row and row[0])
 
     def get_account(self, account_id: str) -> Account | None:
         row = self._one(self.sql["get_account"], (account_id,))

@@ -206,14 +206,13 @@ class AsyncPostgresStore(AsyncStore):
     async def put_account(
         self, account_id: str, plan: str, seats: int, now: float | None = None
     ) -> bool:
-        return bool(
-            (
-                await self._one(
-                    self.sql["put_account"],
-                    account_params(self.policy, account_id, plan, seats, now),
-                )
-            )[0]
-        )
+        params = account_params(self.policy, account_id, plan, seats, now)
+        with Translate():
+            async with self._connection() as conn, conn.transaction():
+                await conn.execute(self.sql["lock_account"], params)
+                cur = await conn.execute(self.sql["put_account"], params)
+                row = await cur.fetchone()
+        return bool(row and row[0])
 
     async def get_setting(self, name: str) -> str | None:
         row = await self._one(self.sql["get_setting"], (name,))

@@ -123,10 +123,11 @@ TEMPLATES = {
     "write_holds": "UPDATE {s}.accounts AS a SET counters = %s::jsonb,"
     " next_hold_expiry = (SELECT min(h.expires_at) FROM {s}.holds AS h"
     " WHERE h.account = a.id AND h.state = {held}) WHERE a.id = %s",
-    # with an account.plan_changed event when the plan changes (and events are on), in one
-    # statement; ``old`` reads the row as the statement found it (a FOR UPDATE there could
-    # run after the upsert and see the new plan). Two changes racing each write theirs, the
-    # later one naming as "from" the plan before both.
+    # with an account.plan_changed event when the plan changes (and events are on), after
+    # ``lock_account`` in the same transaction: the statement starts once a racing change
+    # has committed, so ``old`` (the row as the statement found it) is the plan that change
+    # made, not the plan before both
+    "lock_account": "SELECT 1 FROM {s}.accounts WHERE id = %(id)s FOR UPDATE",
     "put_account": "WITH old AS (SELECT plan FROM {s}.accounts WHERE id = %(id)s),"
     " up AS (INSERT INTO {s}.accounts AS a (id, plan, seats) VALUES (%(id)s, %(plan)s, %(seats)s)"
     " ON CONFLICT (id) DO UPDATE SET plan = excluded.plan, seats = excluded.seats"
