@@ -42,6 +42,7 @@ __all__ = [
     "PLAN_CHANGED",
     "RESERVATION_EXPIRED",
     "THRESHOLD",
+    "TYPES",
     "Event",
     "NewEvent",
     "crosses",
@@ -55,6 +56,8 @@ LIMIT_REACHED = "usage.limit_reached"
 FAIR_USE_EXCEEDED = "usage.fair_use_exceeded"
 PLAN_CHANGED = "account.plan_changed"
 RESERVATION_EXPIRED = "reservation.expired"
+#: every type, the list a webhook's ``events`` is checked against
+TYPES = (THRESHOLD, LIMIT_REACHED, FAIR_USE_EXCEEDED, PLAN_CHANGED, RESERVATION_EXPIRED)
 MAX_PAGE = listing.MAX_PAGE  # events one call returns at most
 #: how long a store keeps events (then a sweep drops them): 30 days
 KEEP = 30 * 86400.0

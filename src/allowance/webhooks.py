@@ -26,7 +26,7 @@ import hmac
 import json
 import secrets
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -50,13 +50,6 @@ __all__ = [
 
 REGISTRY = "webhooks"
 LEASE = "webhooks.lease"
-TYPES = (
-    events.THRESHOLD,
-    events.LIMIT_REACHED,
-    events.FAIR_USE_EXCEEDED,
-    events.PLAN_CHANGED,
-    events.RESERVATION_EXPIRED,
-)
 FIRST_RETRY = 1.0  # seconds before the first retry; each next waits twice as long
 MAX_PAUSE = 3600.0  # the longest wait between two tries
 TRIES = 8  # tries of one delivery before it is given up (1 s, 2 s, ... 64 s: ~2 min)
@@ -126,11 +119,7 @@ class Delivery:
         }
 
     def record(self) -> dict[str, Any]:
-        return {
-            "event_id": self.event_id, "type": self.type, "status": self.status,
-            "attempts": self.attempts, "next_at": self.next_at, "last_at": self.last_at,
-            "code": self.code, "error": self.error, "event": self.event,
-        }  # fmt: skip
+        return asdict(self)  # every field, as ``of`` reads it back
 
     @classmethod
     def of(cls, r: dict[str, Any]) -> Delivery:
@@ -156,10 +145,14 @@ class State:
         return cls(int(d["cursor"]), [Delivery.of(r) for r in d["deliveries"]])
 
     def trimmed(self) -> State:
-        """The pending ones and the last ``LOG_SIZE`` finished."""
-        done = [d for d in self.deliveries if d.status != "pending"][:LOG_SIZE]
-        keep = {id(d) for d in done}
-        kept = [d for d in self.deliveries if d.status == "pending" or id(d) in keep]
+        """The pending ones and the last ``LOG_SIZE`` finished (newest first)."""
+        kept, finished = [], 0
+        for d in self.deliveries:
+            if d.status != "pending":
+                finished += 1
+                if finished > LOG_SIZE:
+                    continue
+            kept.append(d)
         return State(self.cursor, kept)
 
 
@@ -210,8 +203,9 @@ def add(store: Store, url: str, kinds: list[str] | None, now: float) -> Webhook:
         if not kinds:
             raise InvalidRequest("events", kinds, "expected at least one event type (or none)")
         for kind in kinds:
-            if kind not in TYPES:
-                raise InvalidRequest("events", kind, f"expected one of {', '.join(TYPES)}")
+            if kind not in events.TYPES:
+                expected = f"expected one of {', '.join(events.TYPES)}"
+                raise InvalidRequest("events", kind, expected)
         kinds = list(dict.fromkeys(kinds))
     hook = Webhook(
         "wh_" + secrets.token_hex(8), url, None if kinds is None else tuple(kinds), now,

@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from allowance import webhooks
+from allowance import events, webhooks
 from allowance.cli.common import (
     DEFAULT_STORE,
     JsonOption,
@@ -46,7 +46,7 @@ def add(
         list[str] | None,
         typer.Option(
             "--event",
-            help=f"An event type it hears ({', '.join(webhooks.TYPES)}); repeat for more."
+            help=f"An event type it hears ({', '.join(events.TYPES)}); repeat for more."
             " Without it: every type.",
             show_default=False,
         ),
