@@ -38,12 +38,14 @@ threads:
   still one round trip; on Redis Cluster the user's count is in the user's hash slot and the
   decision takes the transaction path under a per-user lock (lock, load, read, write, apply,
   unlock). ``vs_seed`` as above, no target: the issue asks what it costs.
-* ``allowance … events off`` (Redis, Redis Cluster, PostgreSQL): the seed's row with the
-  policy's ``events: false`` (``quiet_policy``). The seed's own row writes events (issue
-  13): the 24th and the 30th generation of an account's day each cross a level, which the
-  one-step kernels leave to the transaction path; PostgreSQL writes the events under one lock
-  per schema, Redis into the account's outbox, then relays them to the log (two more round
-  trips). ``vs_seed``: the seed's decisions per second over this row's; issue 13: at least
+* ``allowance … events+ledger off`` (Redis, Redis Cluster, PostgreSQL): the seed's row with
+  the policy's ``events: false`` and ``ledger: false`` (``quiet_policy``). The seed's own row
+  writes both (issue 13): the 24th and the 30th generation of an account's day each cross a
+  level, which the one-step kernels leave to the transaction path (PostgreSQL writes the
+  events under one lock per schema, Redis into the account's outbox, then relays them to the
+  log: two more round trips on Redis Cluster), and every grant appends two ledger rows in the
+  same step (decide.lua: two XADDs to the account's stream; decide(): one INSERT of two
+  rows). ``vs_seed``: the seed's decisions per second over this row's; issue 13: at least
   0.8.
 
 Targets (the issue's): allowance on Redis >= 0.8x raw EVALSHA and >= 1.8x limits on Redis

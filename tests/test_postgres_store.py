@@ -518,9 +518,9 @@ def test_an_older_schema_is_upgraded(schema: str, version: int) -> None:
     url = with_options(schema=schema)
     Limiter(store=url).close()
     with admin() as conn:  # version 1 had no decide(); version 2's took the spec as jsonb
-        # (version 12's is decide_v12: its new parameters need a new name, and servers of
+        # (version 13's is decide_v13: its new parameters need a new name, and servers of
         # the version before keep their decide() while a deployment rolls)
-        conn.execute(f'DROP FUNCTION "{schema}".decide_v12')
+        conn.execute(f'DROP FUNCTION "{schema}".decide_v13')
         conn.execute(f'UPDATE "{schema}".schema_version SET version = %s', (version,))
     with Limiter(store=url) as lim:
         lim.set_account("acme", plan="pro")
@@ -636,7 +636,7 @@ def test_fast_path_connection_lost_mid_query_is_unavailable_never_sent_twice(sch
                 waiting = other.execute(
                     "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
                     " AND query LIKE %s",
-                    ("%.decide_v12(%",),
+                    ("%.decide_v13(%",),
                 ).fetchone()
             assert waiting is not None
             other.execute("SELECT pg_terminate_backend(%s)", (waiting[0],))

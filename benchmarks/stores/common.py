@@ -34,7 +34,7 @@ UPSERT = "INSERT INTO t(k, n) VALUES (%s, 1) ON CONFLICT (k) DO UPDATE SET n = t
 REDIS_FLOOR_RATIO, REDIS_LIMITS_RATIO, PG_RATIO = 0.8, 1.8, 0.7
 CREDITS_RATIO = 1.3  # a credit-priced decision costs at most this many seed decisions
 CREDIT_COST = 4  # credits one FEATURE request takes in the "credits" rows' pool
-EVENTS_OFF = "events off"  # the role of the seed's rows with the policy's events off
+QUIET = "events+ledger off"  # the role of the seed's rows with events and the ledger off
 EVENTS_RATIO = 0.8  # the seed's decision with events on: at least this × the one with them off
 GLOBAL = "user_global"  # the role of the rows whose feature counts a user across accounts
 MEMBERS = 8  # the members of an account who take turns asking, in the "credits" rows
@@ -229,12 +229,14 @@ def credit_policy() -> Policy:
 
 
 def quiet_policy() -> Policy:
-    """The built-in policy with ``events: false``: the "events off" rows decide exactly the
-    seed's rows' requests, writing no event (the seed's rows write two a day per account, at
-    the 24th and the 30th generation, each through the transaction path)."""
+    """The built-in policy with ``events: false`` and ``ledger: false``: the "events+ledger
+    off" rows decide exactly the seed's rows' requests, writing no event and no ledger row
+    (the seed's rows write two events a day per account, at the 24th and the 30th generation,
+    each through the transaction path, and two ledger rows with every grant)."""
     data = builtin_policy().to_data()
     data["events"] = False
-    return parse_policy(yaml.safe_dump(data, sort_keys=False), "builtin, events off")
+    data["ledger"] = False
+    return parse_policy(yaml.safe_dump(data, sort_keys=False), "builtin, events+ledger off")
 
 
 def global_policy() -> Policy:

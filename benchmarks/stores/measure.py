@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from stores.common import (
     CREDITS_RATIO,
     DENIED,
-    EVENTS_OFF,
     EVENTS_RATIO,
     GLOBAL,
     GRANTED,
     PG_RATIO,
+    QUIET,
     REDIS_FLOOR_RATIO,
     REDIS_LIMITS_RATIO,
     Cursor,
@@ -279,7 +279,7 @@ def groups(
             lambda: AllowanceRedis(redis_target, "redis", GRANTED),
             lambda: AllowanceRedis(redis_target, "redis", GRANTED, credit_policy()),
             lambda: AllowanceRedis(redis_target, "redis", GRANTED, global_policy(), GLOBAL),
-            lambda: AllowanceRedis(redis_target, "redis", GRANTED, quiet_policy(), EVENTS_OFF),
+            lambda: AllowanceRedis(redis_target, "redis", GRANTED, quiet_policy(), QUIET),
             lambda: LimitsRedis(redis_target, "redis", DENIED),
             lambda: AllowanceRedis(redis_target, "redis", DENIED),
         ],
@@ -289,14 +289,14 @@ def groups(
             lambda: AllowanceRedis(cluster_target, "cluster", GRANTED),
             lambda: AllowanceRedis(cluster_target, "cluster", GRANTED, credit_policy()),
             lambda: AllowanceRedis(cluster_target, "cluster", GRANTED, global_policy(), GLOBAL),
-            lambda: AllowanceRedis(cluster_target, "cluster", GRANTED, quiet_policy(), EVENTS_OFF),
+            lambda: AllowanceRedis(cluster_target, "cluster", GRANTED, quiet_policy(), QUIET),
         ],
         [
             lambda: BareUpsert(pg_url),
             lambda: AllowancePostgres(pg_url, pg.free_connections),
             lambda: AllowancePostgres(pg_url, pg.free_connections, credit_policy()),
             lambda: AllowancePostgres(pg_url, pg.free_connections, global_policy(), GLOBAL),
-            lambda: AllowancePostgres(pg_url, pg.free_connections, quiet_policy(), EVENTS_OFF),
+            lambda: AllowancePostgres(pg_url, pg.free_connections, quiet_policy(), QUIET),
             *(
                 [lambda: AllowancePgBouncer(bouncer_url, pg_url, pg.free_connections)]
                 if bouncer_url is not None
@@ -317,9 +317,9 @@ def compare(results: list[Result]) -> None:
         seed = seed_rows.get((r.server, r.threads, r.workload))
         if r.role in ("credits", GLOBAL) and seed is not None:
             r.vs_seed = seed.ops_per_s / r.ops_per_s
-        if r.role == EVENTS_OFF and seed is not None:  # the seed's (events on) over this
+        if r.role == QUIET and seed is not None:  # the seed's (both on) over this
             r.vs_seed = seed.ops_per_s / r.ops_per_s
-            r.target = f"seed (events on) ≥{EVENTS_RATIO}× this"
+            r.target = f"seed (both on) ≥{EVENTS_RATIO}× this"
             r.met = r.vs_seed >= EVENTS_RATIO
         if r.role == "credits" and r.vs_seed is not None:
             r.target = f"≤{CREDITS_RATIO}× seed cost"

@@ -28,6 +28,7 @@ from allowance.errors import (
     UnknownPlan,
 )
 from allowance.events import Event
+from allowance.ledger import LedgerPage, Row, acting_as
 from allowance.limiter import Limiter, Reservation
 from allowance.listing import AccountPage
 from allowance.policy import Policy, builtin_policy, load_policy, parse_policy
@@ -51,6 +52,7 @@ __all__ = [
     "IdempotencyConflict",
     "InvalidAmount",
     "InvalidRequest",
+    "LedgerPage",
     "LimitExceeded",
     "Limiter",
     "ManualClock",
@@ -63,6 +65,7 @@ __all__ = [
     "Reservation",
     "ReservationExpired",
     "ReservationNotFound",
+    "Row",
     "ServiceUnavailable",
     "StoreError",
     "StoreUnavailable",
@@ -70,6 +73,7 @@ __all__ = [
     "UnknownFeature",
     "UnknownPlan",
     "__version__",
+    "acting_as",
     "builtin_policy",
     "load_policy",
     "parse_policy",

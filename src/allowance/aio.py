@@ -28,6 +28,7 @@ from allowance.errors import (
     UnknownPlan,
 )
 from allowance.events import Event
+from allowance.ledger import LedgerPage
 from allowance.limiter import DEFAULT_TTL, Limiter, log, without_store
 from allowance.listing import AccountPage
 from allowance.live import POLICY
@@ -191,6 +192,20 @@ class AsyncLimiter:
     ) -> list[Event]:
         """As ``Limiter.events``."""
         return await asyncio.to_thread(self.sync.events, after, limit, account)
+
+    async def ledger(
+        self,
+        account: str,
+        cursor: str | None = None,
+        limit: int = 100,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> LedgerPage:
+        """As ``Limiter.ledger``."""
+        return await asyncio.to_thread(
+            self.sync.ledger, account, cursor, limit, since=since, until=until
+        )
 
     async def set_override(self, account: str, limit: str, max: int | None) -> Account:
         """As ``Limiter.set_override``."""

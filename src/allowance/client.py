@@ -44,6 +44,7 @@ from allowance import remote
 from allowance.aio import AsyncReservation
 from allowance.errors import UnknownFeature, UnknownPlan
 from allowance.events import Event
+from allowance.ledger import LedgerPage
 from allowance.limiter import DEFAULT_TTL, Reservation
 from allowance.listing import DEFAULT_PAGE, AccountPage
 from allowance.policy import Policy
@@ -161,6 +162,18 @@ class Client(_Base):
     ) -> list[Event]:
         """As ``Limiter.events``, on the service (a read key)."""
         return self._send(remote.events(after, limit, account))
+
+    def ledger(
+        self,
+        account: str,
+        cursor: str | None = None,
+        limit: int = 100,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> LedgerPage:
+        """As ``Limiter.ledger``, on the service (a read key)."""
+        return self._send(remote.ledger(account, cursor, limit, since, until))
 
     def set_override(self, account: str, limit: str, max: int | None) -> Account:
         """As ``Limiter.set_override``, on the service (an admin key)."""
@@ -325,6 +338,17 @@ class AsyncClient(_Base):
         self, after: int | None = None, limit: int = 100, account: str | None = None
     ) -> list[Event]:
         return await self._send(remote.events(after, limit, account))
+
+    async def ledger(
+        self,
+        account: str,
+        cursor: str | None = None,
+        limit: int = 100,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> LedgerPage:
+        return await self._send(remote.ledger(account, cursor, limit, since, until))
 
     async def set_override(self, account: str, limit: str, max: int | None) -> Account:
         return await self._run(lambda p: remote.set_override(p, account, limit, max))

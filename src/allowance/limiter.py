@@ -7,13 +7,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar, cast
 
-from allowance import calls, events, ids, listing, load, ops, validation
+from allowance import calls, events, ids, ledger_read, listing, load, ops, validation
 from allowance.clock import Clock, checked, system_clock
 from allowance.errors import (
     AllowanceError,
@@ -22,6 +22,7 @@ from allowance.errors import (
     UnknownPlan,
 )
 from allowance.events import Event
+from allowance.ledger import LedgerPage, Row
 from allowance.listing import AccountPage
 from allowance.live import POLICY, Live
 from allowance.policy import Policy, builtin_policy, load_policy, parse_policy
@@ -202,6 +203,33 @@ class Limiter:
         since, size = events.after_id(after), events.page_size(limit)
         who = None if account is None else self.account_id(account)
         return self.store.events(since, size, who)
+
+    def ledger(
+        self,
+        account: str,
+        cursor: str | None = None,
+        limit: int = 100,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> LedgerPage:
+        """A page of the account's ledger (CONTRACT 8), oldest first: at most ``limit`` rows
+        (1 to 1000) after the page whose ``next_cursor`` is ``cursor``; only those from
+        ``since`` up to (not including) ``until`` when given (aware datetimes)."""
+        low, high = _time_range(since, until)
+        return ledger_read.page(self.store, account, cursor, limit, low, high)
+
+    def ledger_rows(
+        self,
+        account: str | None = None,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> Iterator[Row]:
+        """Every ledger row from ``since`` to ``until``, of ``account`` or of every account
+        (account by account), read a page at a time: for exports of any size."""
+        low, high = _time_range(since, until)
+        return ledger_read.rows(self.store, account, low, high)
 
     def set_override(self, account: str, limit: str, max: int | None) -> Account:
         """Replace ``limit``'s max for this account whatever its plan: for the whole account,
@@ -385,6 +413,14 @@ class Limiter:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _time_range(
+    since: datetime | None, until: datetime | None
+) -> tuple[float | None, float | None]:
+    low = None if since is None else validation.aware_time("since", since)
+    high = None if until is None else validation.aware_time("until", until)
+    return low, high
 
 
 def without_store(

@@ -8,7 +8,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from allowance import adjust, engine, events, idempotency, owners
+from allowance import adjust, engine, events, idempotency, ledger, owners
 from allowance.errors import (
     InvalidRequest,
     LimitExceeded,
@@ -68,12 +68,40 @@ def settle_due_holds(policy: Policy, view: AccountView, now: float) -> None:
         view.put_hold(hold)
         if policy.events:
             view.emit(events.expired(hold, now))
+        _returned(policy, view, ledger.EXPIRY, hold, hold.amount, now)
+
+
+def _returned(
+    policy: Policy, view: AccountView, kind: str, hold: Hold, units: int, now: float
+) -> None:
+    """The ledger's rows of ``units`` of a hold going back to its windows."""
+    if policy.ledger_keep is not None:
+        view.record(
+            ledger.counted(
+                policy,
+                kind,
+                now,
+                hold.account,
+                hold.feature,
+                hold.marks,
+                -units,
+                user=hold.user,
+                data={"reservation": hold.id},
+            )
+        )
 
 
 def decide(
-    policy: Policy, view: AccountView, req: Request, now: float, *, charge: bool
+    policy: Policy,
+    view: AccountView,
+    req: Request,
+    now: float,
+    *,
+    charge: bool,
+    reservation: str | None = None,
 ) -> tuple[Decision, dict[str, float] | None]:
-    """Decide and, when ``charge`` and granted, charge. Returns the marks charged."""
+    """Decide and, when ``charge`` and granted, charge. Returns the marks charged.
+    ``reservation``: the hold the charge is for (its ledger rows name it)."""
     plan = _plan(policy, view)
     settle_due_holds(policy, view, now)
     policy = adjust.applied(policy, view.adjustments, now)
@@ -86,7 +114,38 @@ def decide(
     marks = engine.charge(ruling, counters, now)
     owners.save(policy, view, counters, req.user)
     _emit(policy, view, ruling, plan, req.feature, counters, now, req.user)
+    if policy.ledger_keep is not None:
+        note: dict[str, object] | None = None
+        if reservation is not None:
+            note = {"reservation": reservation}
+        _charged(policy, view, ledger.CHARGE, ruling, req, now, note)
     return ruling.decision, marks
+
+
+def _charged(
+    policy: Policy,
+    view: AccountView,
+    kind: str,
+    ruling: engine.Ruling,
+    req: Request,
+    now: float,
+    data: dict[str, object] | None,
+) -> None:
+    names = [rule.limit.name for rule in ruling.rules]
+    view.record(
+        ledger.counted(
+            policy,
+            kind,
+            now,
+            view.account_id,
+            req.feature,
+            names,
+            ruling.granted,
+            req.idempotency_key,
+            req.user,
+            data,
+        )
+    )
 
 
 def _emit(
@@ -137,11 +196,12 @@ def reserve(
             record.reservation_id,
             record.reservation_expires_at,
         )
-    decision, marks = decide(policy, view, req, now, charge=True)
+    hold_id = new_id(view.account_id, now + ttl)
+    decision, marks = decide(policy, view, req, now, charge=True, reservation=hold_id)
     hold: Hold | None = None
     if marks is not None:
         hold = Hold(
-            new_id(view.account_id, now + ttl),
+            hold_id,
             view.account_id,
             req.feature,
             decision.granted,
@@ -188,8 +248,23 @@ def commit(
         )
     if hold.state == RELEASED:
         raise ReservationNotFound(f"reservation {hold_id!r} was released; nothing to commit")
+    held = hold.amount
     if amount is not None and amount != hold.amount:
         _settle(policy, view, hold, amount, now)
+    if policy.ledger_keep is not None:
+        view.record(
+            ledger.counted(
+                policy,
+                ledger.COMMIT,
+                now,
+                hold.account,
+                hold.feature,
+                hold.marks,
+                hold.amount - held,
+                user=hold.user,
+                data={"reservation": hold.id, "amount": hold.amount},
+            )
+        )
     hold.state = COMMITTED
     view.put_hold(hold)
 
@@ -230,6 +305,7 @@ def release(policy: Policy, view: AccountView, hold_id: str, now: float) -> None
     owners.save(policy, view, counters, hold.user)
     hold.state = RELEASED
     view.put_hold(hold)
+    _returned(policy, view, ledger.RELEASE, hold, hold.amount, now)
 
 
 def record(policy: Policy, view: AccountView, req: Request, now: float) -> bool:
@@ -256,6 +332,22 @@ def record(policy: Policy, view: AccountView, req: Request, now: float) -> bool:
     # the levels the late charge crossed, as if charged then (the product still hears of them)
     ruling = engine.Ruling(decision, req.amount, rules, before)
     _emit(policy, view, ruling, plan, req.feature, counters, now, req.user)
+    if policy.ledger_keep is not None:
+        names = [limit.name for limit in policy.limits_of(req.feature)]
+        view.record(
+            ledger.counted(
+                policy,
+                ledger.CHARGE,
+                now,
+                view.account_id,
+                req.feature,
+                names,
+                req.amount,
+                key,
+                req.user,
+                {"degraded": True},
+            )
+        )
     return True
 
 
@@ -309,6 +401,11 @@ def set_billing_anchor(
                 hold.marks.update(marks)
                 view.put_hold(hold)
     view.save_adjustments()
+    if policy.ledger_keep is not None:
+        when = None if anchor is None else iso(to_datetime(anchor))
+        view.record(
+            [ledger.term(ledger.BILLING_ANCHOR, now, view.account_id, None, 0, anchor=when)]
+        )
     return account(view, now)
 
 
@@ -320,6 +417,9 @@ def set_override(
     adjustments.setdefault(limit, Adjustment()).max = most
     adjust.prune(adjustments, now)
     view.save_adjustments()
+    if policy.ledger_keep is not None:
+        row = ledger.term(ledger.OVERRIDE, now, view.account_id, limit, most or 0, max=most)
+        view.record([row])
     return account(view, now)
 
 
@@ -337,6 +437,10 @@ def grant(
     adjust.prune(adjustments, now)
     adjustments.setdefault(limit, Adjustment()).grants.append([until, units])
     view.save_adjustments()
+    if policy.ledger_keep is not None:
+        expires = iso(to_datetime(until))
+        row = ledger.term(ledger.GRANT, now, view.account_id, limit, units, expires_at=expires)
+        view.record([row])
     return account(view, now)
 
 

@@ -135,6 +135,8 @@ class Policy:
         self.plan_by_name = {p.name: p for p in self.plans}
         self.on_store_error: StoreErrorMode = spec.on_store_error
         self.events = spec.events  # whether decisions write events (``events.py``)
+        # how long the ledger keeps rows (``ledger.py``); None: no ledger is written
+        self.ledger_keep = spec.ledger.keep if spec.ledger.enabled else None
         self.features = {
             name: Feature(
                 name,

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StrictBool,
@@ -148,6 +149,28 @@ class LimitSpec(_Strict):
         return {plan: _cell_before(cell) for plan, cell in value.items()}
 
 
+class LedgerSpec(_Strict):
+    """The ledger (CONTRACT 8): whether it is written, and how long its rows are kept."""
+
+    enabled: StrictBool = True
+    keep: float = 90 * 86400.0
+
+    @field_validator("keep", mode="before")
+    @classmethod
+    def _keep(cls, value: object) -> float:
+        try:
+            return parse_duration(value)
+        except ValueError:
+            raise ValueError("expected a retention such as 90d or 400d (more than 0)") from None
+
+
+def _ledger_before(value: object) -> object:
+    """``ledger: false`` turns it off; ``true`` keeps the default retention."""
+    if isinstance(value, bool):
+        return {"enabled": value}
+    return value
+
+
 class PolicySpec(_Strict):
     version: Literal[1] = 1
     timezone: str = "UTC"
@@ -158,6 +181,10 @@ class PolicySpec(_Strict):
     # events (CONTRACT 8): off, no decision writes any; thresholds: every limit's default
     events: StrictBool = True
     thresholds: Thresholds = Field(default_factory=lambda: [0.8])
+    # the ledger (CONTRACT 8): false, nothing is recorded; else how long rows are kept
+    ledger: Annotated[LedgerSpec, BeforeValidator(_ledger_before)] = Field(
+        default_factory=LedgerSpec
+    )
 
     @field_validator("plans", mode="before")
     @classmethod
@@ -220,6 +247,10 @@ def spec_to_data(spec: PolicySpec) -> dict[str, Any]:
         data["events"] = False
     if spec.thresholds != [0.8]:
         data["thresholds"] = list(spec.thresholds)
+    if not spec.ledger.enabled:
+        data["ledger"] = False
+    elif spec.ledger != LedgerSpec():
+        data["ledger"] = {"keep": format_duration(spec.ledger.keep)}
     return data
 
 

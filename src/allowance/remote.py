@@ -40,6 +40,7 @@ from allowance.errors import (
     UnknownPlan,
 )
 from allowance.events import Event, after_id, page_size
+from allowance.ledger import LedgerPage, Row, after_cursor
 from allowance.listing import AccountPage
 from allowance.policy import Policy, parse_policy
 from allowance.request import Request
@@ -286,6 +287,27 @@ def usage(account: object, user: object = None) -> Op[list[Meter]]:
         f"/v1/accounts/{_segment(account_id)}/usage{query}",
         (200,),
         lambda answer, data: [Meter.from_json(m) for m in data["meters"]],
+        sent={"account": account_id},
+    )
+
+
+def ledger(
+    account: object, cursor: object, limit: object, since: object, until: object
+) -> Op[LedgerPage]:
+    account_id = validation.text("account", account)
+    query: dict[str, Any] = {"limit": page_size(limit)}
+    if cursor is not None:
+        query["cursor"] = after_cursor(cursor)
+    for name, value in (("since", since), ("until", until)):
+        if value is not None:
+            query[name] = iso(to_datetime(validation.aware_time(name, value)))
+    return Op(
+        "GET",
+        f"/v1/accounts/{_segment(account_id)}/ledger?" + urlencode(query),
+        (200,),
+        lambda answer, data: LedgerPage(
+            [Row.from_json(r) for r in data["rows"]], data["next_cursor"]
+        ),
         sent={"account": account_id},
     )
 

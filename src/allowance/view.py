@@ -13,6 +13,7 @@ from allowance.state import Counter, Hold, IdempotencyRecord, Terms
 
 if TYPE_CHECKING:
     from allowance.events import NewEvent
+    from allowance.ledger import Entry
 
 __all__ = ["NO_PRELOAD", "AccountView", "NotLoaded", "Preload"]
 
@@ -112,3 +113,7 @@ class AccountView(ABC):
     def emit(self, event: NewEvent) -> None:
         """Write ``event`` with the rest of this step, unless its ``mark`` stands: an event
         of that mark whose ``until`` is later than this one's ``at`` (``events.py``)."""
+
+    @abstractmethod
+    def record(self, rows: list[Entry]) -> None:
+        """Append ``rows`` to the account's ledger with the rest of this step (``ledger.py``)."""

@@ -81,7 +81,7 @@ def test_an_account_at_the_daily_limit(browser: Any, served: Service, tmp_path: 
     link.focus()
     page.keyboard.press("Enter")
     page.get_by_role("heading", name="Account demo").wait_for()
-    meters, _, recent = page.locator("table").all()
+    meters, _, recent, ledger = page.locator("table").all()
     daily = meters.locator("tr", has_text="transform_daily")
     assert "30 / 30" in daily.inner_text()
     assert daily.get_by_role("meter").get_attribute("aria-valuenow") == "30"
@@ -95,6 +95,8 @@ def test_an_account_at_the_daily_limit(browser: Any, served: Service, tmp_path: 
     assert "usage.limit_reached" in daily_events[0]
     assert "transform_daily: 30 / 30, upgrade to max" in daily_events[0]
     assert "transform_daily (80 %): 24 / 30" in daily_events[1]
+    charged = ledger.locator("tr", has_text="transform_daily: +1").all_inner_texts()
+    assert charged and all("charge" in line for line in charged), charged
     page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
     assert (tmp_path / "dashboard.png").stat().st_size > 10_000
     outside = [u for u in asked if not u.startswith(served.url) and not u.startswith("data:")]

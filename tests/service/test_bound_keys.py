@@ -29,6 +29,7 @@ ROUTES: dict[tuple[str, str], tuple[dict[str, Any], int]] = {
     ("GET", "/v1/events"): ({"params": {"account": "other"}}, 404),
     ("GET", "/v1/accounts/{account_id}"): ({}, 404),
     ("GET", "/v1/accounts/{account_id}/usage"): ({}, 404),
+    ("GET", "/v1/accounts/{account_id}/ledger"): ({}, 404),
     ("GET", "/v1/accounts/{account_id}/answers"): ({}, 404),
     ("PUT", "/v1/accounts/{account_id}/overrides/{limit}"): ({"json": {"max": 1}}, 404),
     ("POST", "/v1/accounts/{account_id}/grants"): (

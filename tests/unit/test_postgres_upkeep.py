@@ -91,6 +91,7 @@ def test_a_bounded_sweep_settles_then_deletes_then_drops_counters() -> None:
         "sweep_owned",  # per-user records with nothing left to count
         "sweep_events",  # older than events.KEEP
         "sweep_marks",  # event marks no longer standing
+        "sweep_ledger",  # ledger rows older than its retention
         BEGIN,
         "accounts",
         COMMIT,
@@ -114,7 +115,14 @@ def test_an_unbounded_sweep_goes_on_until_nothing_is_left() -> None:
     swept.policy = None  # no counters to look at, no reservations to settle
     assert script.run(upkeep.sweep(swept, 100.0, None, 1000)) == 2
     # the last found nothing
-    deletes = ["sweep_idempotency", "sweep_holds", "sweep_owned", "sweep_events", "sweep_marks"]
+    deletes = [
+        "sweep_idempotency",
+        "sweep_holds",
+        "sweep_owned",
+        "sweep_events",
+        "sweep_marks",
+        "sweep_ledger",
+    ]
     assert script.log == deletes * 3
 
 

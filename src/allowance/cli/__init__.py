@@ -13,6 +13,7 @@ import typer
 from allowance import __version__
 from allowance.cli import (
     demo_cmd,
+    ledger_cmd,
     load_cmd,
     policy_cmd,
     serve_cmd,
@@ -45,6 +46,7 @@ app.command("sweep")(sweep_cmd.sweep)
 app.command("demo")(demo_cmd.demo)
 app.add_typer(load_cmd.app, name="load-factor")
 app.add_typer(webhooks_cmd.app, name="webhooks")
+app.add_typer(ledger_cmd.app, name="ledger")
 
 
 def _version(value: bool) -> None:

@@ -25,8 +25,9 @@ def sweep(
     policy_file: PolicyOption = None,
     as_json: JsonOption = False,
 ) -> None:
-    """Delete expired idempotency records, settled reservations and spent counters, and
-    return the units of reservations that expired unsettled.
+    """Delete expired idempotency records, settled reservations, spent counters and ledger
+    rows older than the policy's retention, and return the units of reservations that
+    expired unsettled.
 
     Runs in short batches until nothing expired is left. `allowance serve` does this every
     `--sweep-interval` seconds; run it from cron when only the library writes to the store.
@@ -44,7 +45,8 @@ def sweep(
     console = out()
     console.print(
         f"[bold]swept {scheme} store[/bold]: removed [green]{removed:,}[/green] expired {noun}"
-        f" [dim](idempotency records, reservations, spent counters) in {took:.2f} s[/dim]"
+        " [dim](idempotency records, reservations, spent counters, ledger rows past their"
+        f" retention) in {took:.2f} s[/dim]"
     )
     if scheme.startswith("redis"):
         console.print(

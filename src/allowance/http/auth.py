@@ -27,6 +27,7 @@ from allowance.errors import AllowanceError, StoreError
 from allowance.http.problems import Problem, for_status, from_error
 from allowance.keys import ApiKey, allows, digest
 from allowance.keys import Scope as KeyScope
+from allowance.ledger import acting_as
 from allowance.stores.keyring import KeyRing
 
 log = logging.getLogger("allowance.http")
@@ -139,7 +140,8 @@ class AuthMiddleware:
                     problem = insufficient_scope(needed, key.scope)
                 else:
                     scope.setdefault("state", {})["api_key"] = key
-                    await self.app(scope, receive, send)
+                    with acting_as(key.id):  # the ledger's key_id for what this request does
+                        await self.app(scope, receive, send)
                     return
         await problem.response()(scope, receive, send)
 

@@ -133,6 +133,7 @@ class AccountBoundLimiter(AsyncLimiter):
     check = _for_account("check")
     reserve = _for_account("reserve")
     usage = _for_account("usage")
+    ledger = _for_account("ledger")
     commit = _for_reservation("commit")
     release = _for_reservation("release")
     policy_now = _as_is("policy_now")

@@ -7,6 +7,7 @@ them, and the schemathesis run checks that what is sent matches.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -35,6 +36,18 @@ def _iso_text(value: object) -> object:
 
 # an aware time given as ISO 8601 text, nothing else
 IsoTime = Annotated[AwareDatetime, BeforeValidator(_iso_text)]
+_DATE_FIRST = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _iso_query(value: object) -> object:
+    # a query parameter is always text: "0.5" would still pass as epoch seconds
+    if not isinstance(value, str) or not _DATE_FIRST.match(value):
+        raise ValueError("expected ISO 8601 text with a zone")
+    return value
+
+
+# the same in a query string
+QueryTime = Annotated[AwareDatetime, BeforeValidator(_iso_query)]
 EXAMPLE_DECISION = {
     "allowed": False,
     "granted": 0,
@@ -260,6 +273,25 @@ class EventBody(BaseModel):
 
 class EventPageBody(BaseModel):
     events: list[EventBody]
+
+
+class LedgerRowBody(BaseModel):
+    cursor: str = Field(description="the row's place: pass it as cursor for the rows after it")
+    at: str
+    kind: str = Field(description="charge, release, commit, expiry, plan_change, override, ...")
+    account: str
+    feature: str | None
+    limit: str | None
+    amount: int = Field(description="units the limit counted (negative: returned)")
+    key_id: str | None = Field(description="the API key the change was made with")
+    idempotency_key: str | None
+    user: str | None
+    data: dict[str, Any]
+
+
+class LedgerPageBody(BaseModel):
+    rows: list[LedgerRowBody]
+    next_cursor: str | None = Field(description="None: this was the last page")
 
 
 class MeterBody(BaseModel):

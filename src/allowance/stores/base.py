@@ -13,6 +13,7 @@ from typing import Any, Generic, TypeVar
 
 from allowance.errors import ConfigurationError, NotSupported
 from allowance.events import Event
+from allowance.ledger import Row
 from allowance.policy import Policy
 from allowance.request import Request
 from allowance.stores.keyring import KeyRing
@@ -135,6 +136,19 @@ class Store(ABC):
         ``account``'s, unless None). An id, once read, is never followed by a lower one.
         Every store here keeps them; one made elsewhere may not, and says so."""
         raise NotSupported(f"store: {self.scheme}:// does not keep events")
+
+    def ledger(
+        self,
+        account: str,
+        after: str | None,
+        limit: int,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> list[Row]:
+        """At most ``limit`` of the account's ledger rows after the row at cursor ``after``
+        (None: from the first), in the order written, only those from ``since`` (inclusive)
+        to ``until`` (exclusive) when given (``ledger.py``)."""
+        raise NotSupported(f"store: {self.scheme}:// does not keep a ledger")
 
     #: whether reading a setting costs no I/O (a Limiter then reads it on every call)
     settings_local: bool = False

@@ -22,10 +22,11 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import TypeVar
 
-from allowance import adjust, engine, events, ops, owners
+from allowance import adjust, engine, events, ledger, ops, owners
 from allowance.clock import system_clock
 from allowance.errors import UnknownAccount
 from allowance.events import Event, NewEvent
+from allowance.ledger import Entry, Row
 from allowance.ops import HOLD_KEEP
 from allowance.policy import Policy
 from allowance.request import Request
@@ -114,6 +115,9 @@ class MemoryView(AccountView):
             marks[event.mark] = event.until
         self._store._append(event)
 
+    def record(self, rows: list[Entry]) -> None:
+        self._store._record(rows)
+
 
 class MemoryStore(Store):
     scheme = "memory"
@@ -130,6 +134,8 @@ class MemoryStore(Store):
         self._settings: dict[str, str] = {}
         self._events: list[Event] = []  # in id order; the oldest dropped after events.KEEP
         self._last_event = 0
+        self._ledger: dict[str, list[tuple[int, Row]]] = {}  # by account, oldest first
+        self._last_row = 0
 
     @classmethod
     def from_url(cls, url: str) -> MemoryStore:
@@ -146,9 +152,11 @@ class MemoryStore(Store):
             if state is None:
                 self._accounts[account_id] = AccountState(plan, seats)
                 return True
+            at = system_clock() if now is None else now
             if state.plan != plan and (self.policy is None or self.policy.events):
-                at = system_clock() if now is None else now
                 self._append(events.plan_changed(account_id, state.plan, plan, seats, at))
+            if (state.plan, state.seats) != (plan, seats) and self._keeps_ledger():
+                self._record([ledger.plan_change(account_id, state.plan, plan, seats, at)])
             state.plan, state.seats = plan, seats
             state.denied = None
             return False
@@ -158,6 +166,30 @@ class MemoryStore(Store):
         self._events.append(
             Event(self._last_event, event.type, event.at, event.account, event.limit, event.data)
         )
+
+    def _keeps_ledger(self) -> bool:
+        return self.policy is None or self.policy.ledger_keep is not None
+
+    def _record(self, rows: list[Entry]) -> None:
+        for entry in rows:
+            self._last_row += 1
+            row = Row.entered(str(self._last_row), entry)
+            self._ledger.setdefault(entry.account, []).append((self._last_row, row))
+
+    def ledger(
+        self,
+        account: str,
+        after: str | None,
+        limit: int,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> list[Row]:
+        seq = ledger.seq_of(after)
+        with self._lock:
+            found = self._ledger.get(account, [])
+            start = bisect.bisect_right(found, seq, key=lambda r: r[0])
+            picked = (r for _, r in itertools.islice(found, start, None) if r.within(since, until))
+            return list(itertools.islice(picked, limit))
 
     def events(self, after: int, limit: int, account: str | None) -> list[Event]:
         with self._lock:
@@ -294,6 +326,7 @@ class MemoryStore(Store):
                 state.denied = None
                 ops.settle_due_holds(policy, MemoryView(self, account_id, state), now)
             dropped = _drop_spent(policy, state.counters, now)
+            dropped += self._drop_rows(account_id, now - ledger.retention(policy))
             for owner, counters in list(state.owned.items()):
                 dropped += _drop_spent(policy, counters, now)
                 if not counters:
@@ -307,6 +340,19 @@ class MemoryStore(Store):
                 if not counters:
                     del self._global[owner]
         return removed
+
+    def _drop_rows(self, account_id: str, before: float) -> int:
+        """Drop the account's ledger rows from before ``before``, from the front (a clock
+        stepped back keeps the rest)."""
+        rows = self._ledger.get(account_id)
+        old = 0
+        for _, row in rows or ():
+            if row.at >= before:
+                break
+            old += 1
+        if rows is not None and old:
+            del rows[:old]
+        return old
 
     settings_local = True
 

@@ -77,10 +77,11 @@ from psycopg_pool import ConnectionPool
 from allowance import adjust
 from allowance.errors import StoreError
 from allowance.events import Event
+from allowance.ledger import Row
 from allowance.policy import Policy
 from allowance.request import Request
 from allowance.stores import postgres_upkeep as upkeep
-from allowance.stores import sql_events
+from allowance.stores import sql_events, sql_ledger
 from allowance.stores.base import DEFAULT_TIMEOUT, AsyncStore, Store, store_timeout
 from allowance.stores.keyring import KeyRing, SQLKeyRing
 from allowance.stores.postgres_common import (
@@ -372,6 +373,18 @@ class PostgresStore(Store):
         q = sql_events.statements(render("{s}.", self.schema), "%s")
         rows, _ = self.execute(*sql_events.read_events(q, after, limit, account))
         return sql_events.events_of(rows)
+
+    def ledger(
+        self,
+        account: str,
+        after: str | None,
+        limit: int,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> list[Row]:
+        q = sql_ledger.statements(render("{s}.", self.schema), "%s")
+        rows, _ = self.execute(*sql_ledger.read_rows(q, account, after, limit, since, until))
+        return sql_ledger.rows_of(account, rows)
 
     def account_page(self, prefix: str, after: str | None, limit: int) -> list[str]:
         rows, _ = self.execute(self.sql["account_page"], (after or "", prefix, prefix, limit))

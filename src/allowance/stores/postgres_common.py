@@ -17,11 +17,13 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import PoolTimeout
 
-from allowance import adjust, engine, owners
+from allowance import adjust, engine, ledger, owners
 from allowance.errors import ConfigurationError, StoreError, StoreUnavailable
 from allowance.events import NewEvent
+from allowance.ledger import Entry
 from allowance.policy import Policy
 from allowance.state import HELD, Counter, Hold, IdempotencyRecord, from_rows, rows
+from allowance.stores import sql_ledger
 from allowance.stores.postgres_conn import WaitTimeout
 from allowance.view import AccountView, NotLoaded, Preload
 
@@ -34,8 +36,9 @@ _encode = json.JSONEncoder(separators=(",", ":")).encode
 # 5: the rules as generic arrays; 6: per-request ceilings; 7: costs (credits); 8: load factors;
 # 9: an account's own terms (accounts.adjustments, read by decide_v9()); 10: owned;
 # 11: owned records in the fast path (decide_v11()); 12: events and event_marks, decide_v12()
-# leaves a charge crossing an event level to the transaction path
-SCHEMA_VERSION = 12
+# leaves a charge crossing an event level to the transaction path; 13: the ledger, which
+# decide_v13() writes
+SCHEMA_VERSION = 13
 SWEEP_EVERY = 512  # upkeep.py: a batch larger than what the operations in between add
 SWEEP_BATCH = 1024
 LOCK_NAMESPACE = 0x616C6C6F  # "allo": first key of the advisory lock around schema changes
@@ -76,6 +79,10 @@ DDL = (
     "CREATE TABLE IF NOT EXISTS {s}.event_marks (account text NOT NULL, mark text NOT NULL,"
     " until double precision NOT NULL, PRIMARY KEY (account, mark))",
     "CREATE INDEX IF NOT EXISTS event_marks_until ON {s}.event_marks (until)",
+    # the ledger (ledger.py, sql_ledger.py): no index on at, see sql_ledger.py
+    "CREATE TABLE IF NOT EXISTS {s}.ledger (id bigserial PRIMARY KEY,"
+    " at double precision NOT NULL, account text NOT NULL, body text NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS ledger_account ON {s}.ledger (account, id)",
     # the one-statement fast path (sql/decide.sql): the decision rules it repeats are the
     # grant arithmetic only, held equal to the engine's by the shared test suites
     resources.files("allowance.stores").joinpath("sql/slide.sql").read_text("utf-8"),
@@ -97,6 +104,10 @@ TEMPLATES = {
     " INSERT INTO {s}.events (at, account, body) SELECT %s, %s, %s FROM m",
     "sweep_events": "DELETE FROM {s}.events WHERE id IN"
     " (SELECT id FROM {s}.events WHERE at < %s LIMIT %s)",
+    "put_rows": "INSERT INTO {s}.ledger (at, account, body)"
+    " SELECT unnest(%s::float8[]), %s, unnest(%s::text[])",
+    # the oldest ids first (sql_ledger.py)
+    "sweep_ledger": sql_ledger.statements("{s}.", "%s")["drop_rows"],
     "sweep_marks": "DELETE FROM {s}.event_marks WHERE (account, mark) IN"
     " (SELECT account, mark FROM {s}.event_marks WHERE until < %s LIMIT %s)",
     "version": "SELECT max(version) FROM {s}.schema_version",
@@ -128,7 +139,7 @@ TEMPLATES = {
     # has committed, so ``old`` (the row as the statement found it) is the plan that change
     # made, not the plan before both
     "lock_account": "SELECT 1 FROM {s}.accounts WHERE id = %(id)s FOR UPDATE",
-    "put_account": "WITH old AS (SELECT plan FROM {s}.accounts WHERE id = %(id)s),"
+    "put_account": "WITH old AS (SELECT plan, seats FROM {s}.accounts WHERE id = %(id)s),"
     " up AS (INSERT INTO {s}.accounts AS a (id, plan, seats) VALUES (%(id)s, %(plan)s, %(seats)s)"
     " ON CONFLICT (id) DO UPDATE SET plan = excluded.plan, seats = excluded.seats"
     " RETURNING (a.xmax = 0) AS created),"
@@ -139,7 +150,12 @@ TEMPLATES = {
     " ev AS (INSERT INTO {s}.events (at, account, body) SELECT at.t, %(id)s,"
     " json_build_object('type', 'account.plan_changed', 'at', at.t, 'account', %(id)s,"
     " 'limit', NULL, 'data', json_build_object('from', changed.plan, 'to', %(plan)s,"
-    " 'seats', %(seats)s))::text FROM changed, locked, at)"
+    " 'seats', %(seats)s))::text FROM changed, locked, at),"
+    # the ledger's row (ledger.plan_change) when the plan or the seats change
+    " lg AS (INSERT INTO {s}.ledger (at, account, body) SELECT at.t, %(id)s,"
+    " json_build_array('plan_change', NULL, %(key)s::text, NULL, NULL, json_build_object("
+    "'from', old.plan, 'to', %(plan)s, 'seats', %(seats)s), NULL, 0, at.t)::text FROM old, at"
+    " WHERE %(ledger)s AND (old.plan <> %(plan)s OR old.seats <> %(seats)s))"
     " SELECT created FROM up",
     "get_account": "SELECT plan, seats, adjustments::text FROM {s}.accounts WHERE id = %s",
     # A per-user record is locked behind the account's row (a user_global one is written by
@@ -282,6 +298,10 @@ class PostgresView(AccountView):
     def save_adjustments(self) -> None:
         self._terms_dirty = True
 
+    def record(self, rows: list[Entry]) -> None:
+        times, bodies = [e.at for e in rows], [e.body() for e in rows]
+        self.writes.append((self._q["put_rows"], (times, self.account_id, bodies)))
+
     def load_owned(self, owner: str) -> dict[str, Counter]:
         if owner not in self._owned_read:
             raise NotLoaded([owner])  # the transaction locks it, then runs the operation again
@@ -380,7 +400,16 @@ def account_params(
 ) -> dict[str, Any]:
     """The parameters of ``put_account``."""
     events = policy is None or policy.events
-    return {"id": account_id, "plan": plan, "seats": seats, "events": events, "at": now}
+    keeps = policy is None or policy.ledger_keep is not None
+    return {
+        "id": account_id,
+        "plan": plan,
+        "seats": seats,
+        "events": events,
+        "at": now,
+        "ledger": keeps,
+        "key": ledger.acting.get(),
+    }
 
 
 def check_settings(schema: str, pool_min: int, pool_max: int) -> None:

@@ -21,7 +21,7 @@ from typing import Any, cast
 from psycopg import BaseConnection, sql
 from psycopg.pq import DiagnosticField, ExecStatus, abc
 
-from allowance import adjust, ops, owners, rules
+from allowance import adjust, ledger, ops, owners, rules
 from allowance.clock import system_clock
 from allowance.errors import UnknownAccount
 from allowance.policy import Policy
@@ -32,12 +32,12 @@ from allowance.types import Decision
 
 DECIDE = (
     "SELECT status, at, before, granted, plan, seats, remaining, passed, terms, others"
-    " FROM {s}.decide_v12("
+    " FROM {s}.decide_v13("
     "{p1}, {p2}::float8, {p3}, {p4}, {p5}, {plans}::text[], {access}::int[], {names}::text[],"
     " {kinds}::text, {lengths}::float8[], {costs}::bigint[], {caps}::bigint[], {scale}::int[],"
     " {soft}::bigint[], {load}::float8[], {most}::bigint[], {bounds}::float8[],"
     " {records}::int[], {owners}::text[], {keep}::float8, {reach}::bigint[],"
-    " {levels}::float8[], {level_at}::int[])"
+    " {levels}::float8[], {level_at}::int[], {p6}::text)"
 )
 log = logging.getLogger("allowance.stores.postgres")
 INVALID_STATEMENT_NAME = b"26000"  # SQLSTATE: no prepared statement of that name
@@ -95,10 +95,10 @@ def _statement(compiled: rules.FeatureRules, schema: str) -> FastSpec:
             ("level_at", encoded.level_at),
         )
     }
-    placeholders = {f"p{i}": sql.SQL(f"${i}") for i in range(1, 6)}
+    placeholders = {f"p{i}": sql.SQL(f"${i}") for i in range(1, 7)}
     owned = any(encoded.records)
     periods = bool(compiled.periods)
-    more = iter(range(6, 8))  # the parameters after the five of every request
+    more = iter(range(7, 9))  # the parameters after the six of every request
     owner_keys = sql.SQL(f"${next(more)}") if owned else sql.Literal([])
     bounds = sql.SQL(f"${next(more)}") if periods else sql.Literal([])
     text = (
@@ -128,6 +128,10 @@ def fast_params(
         str(req.amount).encode(),
         b"t" if req.partial else b"f",
         b"t" if charge else b"f",
+        # the ledger's rows (ledger.head); NULL when off or nothing is charged
+        ledger.head(req.feature, req.idempotency_key, req.user).encode()
+        if charge and policy.ledger_keep is not None
+        else None,
     ]
     if spec.owned:  # the user's records' keys, as a text array literal
         needed = owners.needed(policy, req.feature, req.user)

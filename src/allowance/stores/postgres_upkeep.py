@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import psycopg
 
-from allowance import events
+from allowance import events, ledger
 from allowance.errors import UnknownAccount
 from allowance.ops import HOLD_KEEP, settle_due_holds
 from allowance.policy import Policy
@@ -44,7 +44,7 @@ def upkeep_queries(schema: str) -> dict[str, str]:
     return {name: render(template, schema) for name, template in TEMPLATES.items()}
 
 
-def deletes(q: dict[str, str], now: float, batch: int) -> list[Query]:
+def deletes(q: dict[str, str], policy: Policy | None, now: float, batch: int) -> list[Query]:
     """The store's ``sweep_*`` statements (``q``: its rendered queries) for one batch."""
     return [
         (q["sweep_idempotency"], (now, batch)),
@@ -52,6 +52,7 @@ def deletes(q: dict[str, str], now: float, batch: int) -> list[Query]:
         (q["sweep_owned"], (now, batch)),
         (q["sweep_events"], (now - events.KEEP, batch)),
         (q["sweep_marks"], (now, batch)),
+        (q["sweep_ledger"], (batch, now - ledger.retention(policy))),
     ]
 
 
@@ -110,7 +111,7 @@ def sweep(store: Swept, now: float, batch: int | None, size: int) -> Sweep:
         store._scan_from = ""  # every account, from the first
     while True:
         deleted = 0
-        for st, args in deletes(q, now, size):
+        for st, args in deletes(q, policy, now, size):
             deleted += (yield Send(st, args)).rowcount
         wrapped, counters = True, 0
         if policy is not None:

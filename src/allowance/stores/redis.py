@@ -76,9 +76,10 @@ from redis.exceptions import (
     ResponseError,
 )
 
-from allowance import adjust, ops
+from allowance import adjust, ledger, ops
 from allowance.errors import ConfigurationError, StoreError, UnknownAccount
 from allowance.events import KEEP, Event
+from allowance.ledger import Row
 from allowance.policy import Policy
 from allowance.request import Request
 from allowance.stores import redis_config
@@ -87,6 +88,7 @@ from allowance.stores.keyring import KeyRing
 from allowance.stores.redis_common import KeySpace, read_decision, split_url
 from allowance.stores.redis_events import OUTBOX, plan_change_template, range_args, read, too_old
 from allowance.stores.redis_keys import RedisKeyRing
+from allowance.stores.redis_ledger import account_args, read_page, trim_args
 from allowance.stores.redis_scripts import compiled_decide, lua
 from allowance.stores.redis_serial import Serial
 from allowance.stores.redis_transaction import Pause, Run, relay_outbox, transaction
@@ -192,7 +194,14 @@ class RedisStore(KeySpace, Store):
         keys = self.account_keys(account_id)
         deadline = self._deadline()
         event = plan_change_template(self.policy, account_id, plan, seats, now)
-        reply = self._run(self._account, keys, [plan, seats, account_id, event], deadline)
+        args = [
+            plan,
+            seats,
+            account_id,
+            event,
+            *account_args(self.policy, account_id, plan, seats, now),
+        ]
+        reply = self._run(self._account, keys, args, deadline)
         if (index := self.index_after(account_id)) is not None:
             with translating():
                 self.client.execute_command(*index)
@@ -202,6 +211,21 @@ class RedisStore(KeySpace, Store):
     def events(self, after: int, limit: int, account: str | None) -> list[Event]:
         args = range_args(self.event_log, after, limit, account)
         return read(self._command(self._deadline(), *args))
+
+    def ledger(
+        self,
+        account: str,
+        after: str | None,
+        limit: int,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> list[Row]:
+        deadline = self._deadline()
+
+        def command(*args: Any) -> Any:
+            return self._command(deadline, *args)
+
+        return read_page(command, self.ledger_key(account), account, after, limit, since, until)
 
     def get_account(self, account_id: str) -> Account | None:
         plan, seats, terms = self._command(
@@ -366,10 +390,15 @@ class RedisStore(KeySpace, Store):
         with translating():
             at = self.now() if now is None else now  # one reading for the whole pass
             self._drop_events(at - KEEP)
+            old_rows = at - ledger.retention(policy)
             for key in self.client.scan_iter(match=f"{self.prefix}:*:a", count=500):
                 due, account, outbox = self.client.hmget(key, ["nh", "id", "ob"])
                 if account is not None and outbox is not None:  # left by a process stopped
                     self._relay_left(account.decode())
+                if account is not None:  # the rows of an account no longer charged, too
+                    self.client.execute_command(
+                        *trim_args(self.ledger_key(account.decode()), old_rows)
+                    )
                 if due is None or account is None or float(due) > at:
                     continue
                 try:

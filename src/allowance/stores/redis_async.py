@@ -29,7 +29,7 @@ from redis.exceptions import (
     ResponseError,
 )
 
-from allowance import adjust, ops
+from allowance import adjust, ledger, ops
 from allowance.errors import ConfigurationError, StoreError, UnknownAccount
 from allowance.events import KEEP
 from allowance.policy import Policy
@@ -37,6 +37,7 @@ from allowance.request import Request
 from allowance.stores.base import DEFAULT_TIMEOUT, AsyncStore
 from allowance.stores.redis_common import KeySpace, read_decision, split_url
 from allowance.stores.redis_events import OUTBOX, plan_change_template, too_old
+from allowance.stores.redis_ledger import account_args, trim_args
 from allowance.stores.redis_scripts import compiled_decide, lua
 from allowance.stores.redis_serial import AsyncSerial
 from allowance.stores.redis_transaction import Pause, Run, relay_outbox, transaction
@@ -123,6 +124,7 @@ class AsyncRedisStore(KeySpace, AsyncStore):
     ) -> bool:
         event = plan_change_template(self.policy, account_id, plan, seats, now)
         keys, args = self.account_keys(account_id), [plan, seats, account_id, event]
+        args += account_args(self.policy, account_id, plan, seats, now)
         deadline = Deadline(self.timeout)
         reply = await self._run(self._account, keys, args, deadline)
         if (index := self.index_after(account_id)) is not None:
@@ -291,10 +293,15 @@ class AsyncRedisStore(KeySpace, AsyncStore):
                 seconds, micros = await self.client.time()
                 now = float(seconds) + float(micros) / 1_000_000
             await self._drop_events(now - KEEP)
+            old_rows = now - ledger.retention(policy)
             async for key in self.client.scan_iter(match=f"{self.prefix}:*:a", count=500):
                 due, account, outbox = await self.client.hmget(key, ["nh", "id", "ob"])
                 if account is not None and outbox is not None:  # left by a process stopped
                     await self._relay_left(account.decode())
+                if account is not None:  # the rows of an account no longer charged, too
+                    await self.client.execute_command(
+                        *trim_args(self.ledger_key(account.decode()), old_rows)
+                    )
                 if due is None or account is None or float(due) > now:
                     continue
                 try:

@@ -15,10 +15,11 @@ from math import ceil
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
-from allowance import adjust, engine, ops, owners, rules
+from allowance import adjust, engine, ledger, ops, owners, rules
 from allowance.clock import system_clock
 from allowance.errors import ConfigurationError, StoreError, StoreUnavailable, UnknownAccount
 from allowance.events import NewEvent
+from allowance.ledger import Entry
 from allowance.ops import HOLD_KEEP
 from allowance.policy import Policy
 from allowance.request import Request
@@ -114,12 +115,16 @@ class RedisView(AccountView):
         self._owned = {}
         self._owned_dirty: set[str] = set()
         self.events: list[NewEvent] = []  # written by apply.lua, into the outbox
+        self.rows: list[Entry] = []  # the ledger's, appended by apply.lua
 
     def save_counters(self, counters: dict[str, Counter]) -> None:
         self.counters_dirty = True
 
     def emit(self, event: NewEvent) -> None:
         self.events.append(event)
+
+    def record(self, rows: list[Entry]) -> None:
+        self.rows += rows
 
     def save_adjustments(self) -> None:
         self.terms_dirty = True
@@ -179,6 +184,7 @@ class RedisView(AccountView):
             or self.terms_dirty
             or self._owned_dirty
             or self.events
+            or self.rows
         ):
             return None
         counters_value, ttl = "=", 0
@@ -193,6 +199,7 @@ class RedisView(AccountView):
             self._keys.key(self.account_id, "c"),
             *self._keys.event_keys(self.account_id),
             *(self._keys.event_log.relay_keys(self.account_id) if inline else ()),
+            self._keys.ledger_key(self.account_id),
         ]
         argv: list[Any] = [
             self.version,
@@ -202,6 +209,10 @@ class RedisView(AccountView):
             json.dumps(self.held) if self.held else "",
             (adjust.encode(self.adjustments) or "") if self.terms_dirty else "=",
             *apply_fields(self.events, _ms, inline),
+            len(self.rows),
+            repr(ledger.retention(policy)),
+            repr(self.rows[0].at if self.rows else now),
+            *(row.body() for row in self.rows),
         ]
         for key, (value, expires_at) in self.writes.items():
             keys.append(key)
@@ -242,10 +253,15 @@ class KeySpace:
         return f"{self.prefix}:{{{_tag(account)}}}:{suffix}"
 
     def account_keys(self, account: str) -> list[str]:
-        """``account.lua``'s keys: the account's hash, its outbox and, where one script may
-        write both, the index of ids (on Redis Cluster it is in another slot: ``index_after``)."""
-        own = [self.key(account, "a"), self.key(account, "e")]
+        """``account.lua``'s keys: the account's hash, its outbox, its ledger and, where one
+        script may write both, the index of ids (on Redis Cluster it is in another slot:
+        ``index_after``)."""
+        own = [self.key(account, "a"), self.key(account, "e"), self.ledger_key(account)]
         return own if self.cluster else [*own, self.index_key]
+
+    def ledger_key(self, account: str) -> str:
+        """The account's ledger (a stream of rows, ``ledger.lua``)."""
+        return self.key(account, "l")
 
     def event_keys(self, account: str) -> list[str]:
         """The account's event marks (a hash: mark -> until) and outbox (a list)."""
@@ -326,7 +342,12 @@ class KeySpace:
             1 if req.partial else 0,
             1 if charge else 0,
             req.feature,
+            "",
+            "",
         ]
+        if charge and policy.ledger_keep is not None:
+            argv[5] = ledger.head(req.feature, req.idempotency_key, req.user)
+            argv[6] = repr(policy.ledger_keep)
         compiled = rules.compiled(policy, req.feature)
         if compiled.periods:
             at = now if now is not None else system_clock()  # a local estimate of Redis TIME
@@ -336,6 +357,8 @@ class KeySpace:
         if self.cluster and self.apart(req.account, needed):
             return None
         keys += (self.owner_key(req.account, owner) for owner in needed)
+        if argv[5]:
+            keys.append(self.ledger_key(req.account))
         return keys, argv
 
 

@@ -15,11 +15,19 @@ from allowance.windows import KEEP_AFTER
 __all__ = ["compiled_decide", "lua", "lua_spec", "script", "sha1_hex"]
 
 
+INCLUDES = ("relay", "ledger")  # the scripts of one function each, put in where named
+
+
 def script(name: str) -> str:
-    """A script's text, with relay.lua's function where it says ``--RELAY--`` (Lua has no
-    includes; one copy of how an outbox reaches the event log)."""
+    """A script's text, with relay.lua's function where it says ``--RELAY--`` and ledger.lua's
+    where it says ``--LEDGER--`` (Lua has no includes; one copy of how an outbox reaches the
+    event log, and of how ledger rows are appended)."""
     text = resources.files("allowance.stores").joinpath(f"lua/{name}.lua").read_text("utf-8")
-    return text.replace("--RELAY--", script("relay"), 1) if "--RELAY--" in text else text
+    for included in INCLUDES:
+        mark = f"--{included.upper()}--"
+        if mark in text:
+            text = text.replace(mark, script(included), 1)
+    return text
 
 
 def sha1_hex(text: str) -> str:

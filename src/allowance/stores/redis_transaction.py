@@ -143,11 +143,12 @@ def _split(
     keys: list[str], argv: list[Any], apart: list[str]
 ) -> tuple[list[str], list[Any], list[tuple[str, str, Any]]]:
     """apply.lua's KEYS and ARGV without the records ``apart`` (each: value, TTL, expected
-    value after the first eight and the events'), and those records' writes: (key, value,
-    TTL)."""
+    value after the first eight, the events' and the ledger rows'), and those records'
+    writes: (key, value, TTL)."""
     if not apart:
         return keys, argv, []
-    fixed, head = 8 + 5 * int(argv[6]), 8 if argv[7] == "1" else 4
+    rows_at = 8 + 5 * int(argv[6])  # the ledger's rows: R, keep, time, R bodies
+    fixed, head = rows_at + 3 + int(argv[rows_at]), 9 if argv[7] == "1" else 5
     local_keys, local_argv = keys[:head], argv[:fixed]
     writes = []
     for i, key in enumerate(keys[head:]):

@@ -38,13 +38,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
-from allowance import adjust, events, ops
+from allowance import adjust, events, ledger, ops
 from allowance.clock import system_clock
 from allowance.errors import ConfigurationError, StoreError, UnknownAccount
 from allowance.events import Event
+from allowance.ledger import Row
 from allowance.ops import HOLD_KEEP
 from allowance.state import HELD
-from allowance.stores import sql_events
+from allowance.stores import sql_events, sql_ledger
 from allowance.stores.base import Outcome, Store, Transaction
 from allowance.stores.keyring import KeyRing, SQLKeyRing
 from allowance.stores.sqlite_commit import GroupCommit
@@ -54,7 +55,8 @@ from allowance.types import Account
 from allowance.view import NO_PRELOAD, AccountView, Preload
 
 T = TypeVar("T")
-SCHEMA_VERSION = 4  # 2: accounts.adjustments; 3: owned (per-user counters); 4: events
+# 2: accounts.adjustments; 3: owned (per-user counters); 4: events; 5: ledger
+SCHEMA_VERSION = 5
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -107,8 +109,17 @@ CREATE TABLE IF NOT EXISTS event_marks (
     PRIMARY KEY (account, mark)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS event_marks_until ON event_marks (until);
+-- the ledger (sql_ledger.py), AUTOINCREMENT: an id (a row's cursor) is never given twice
+CREATE TABLE IF NOT EXISTS ledger (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at REAL NOT NULL,
+    account TEXT NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ledger_account ON ledger (account, id);
 """
 EVENTS = sql_events.statements("", "?")
+LEDGER = sql_ledger.statements("", "?")
 
 
 # Store.swap_setting: a new setting only if none is there; a change only from what was read
@@ -194,14 +205,20 @@ class SQLiteStore(Store):
     def put_account(self, account_id: str, plan: str, seats: int, now: float | None = None) -> bool:
         conn = self._conn()
         with _Translate(), _Transaction(conn):
-            found = conn.execute("SELECT plan FROM accounts WHERE id = ?", (account_id,)).fetchone()
+            found = conn.execute(
+                "SELECT plan, seats FROM accounts WHERE id = ?", (account_id,)
+            ).fetchone()
             policy = self.policy
+            at = system_clock() if now is None else now
             if found is not None and found[0] != plan and (policy is None or policy.events):
-                at = system_clock() if now is None else now
                 _, put = sql_events.event_writes(
                     EVENTS, events.plan_changed(account_id, found[0], plan, seats, at)
                 )
                 conn.execute(*put)
+            keeps = policy is None or policy.ledger_keep is not None
+            if found is not None and tuple(found) != (plan, seats) and keeps:
+                row = ledger.plan_change(account_id, found[0], plan, seats, at)
+                conn.executemany(LEDGER["put_row"], sql_ledger.row_writes(LEDGER, [row]))
             conn.execute(
                 "INSERT INTO accounts (id, plan, seats) VALUES (?, ?, ?)"
                 " ON CONFLICT (id) DO UPDATE SET plan = excluded.plan, seats = excluded.seats",
@@ -265,7 +282,7 @@ class SQLiteStore(Store):
                 raise UnknownAccount(account_id)
             # read under the write lock: commit order = time order
             at = system_clock() if now is None else now
-            view = SQLiteView(self, conn, account_id, row, EVENTS)
+            view = SQLiteView(self, conn, account_id, row, EVENTS, LEDGER)
             result = fn(view, at)
             view.flush(at)
             return result, at
@@ -326,6 +343,10 @@ class SQLiteStore(Store):
                     (now - events.KEEP, batch),
                 ),
                 (
+                    LEDGER["drop_rows"],
+                    (batch, now - ledger.retention(self.policy)),
+                ),
+                (
                     "DELETE FROM event_marks WHERE (account, mark) IN (SELECT account, mark"
                     " FROM event_marks WHERE until < ? LIMIT ?)",
                     (now, batch),
@@ -374,6 +395,18 @@ class SQLiteStore(Store):
     def events(self, after: int, limit: int, account: str | None) -> list[Event]:
         rows, _ = self.execute(*sql_events.read_events(EVENTS, after, limit, account))
         return sql_events.events_of(rows)
+
+    def ledger(
+        self,
+        account: str,
+        after: str | None,
+        limit: int,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> list[Row]:
+        query = sql_ledger.read_rows(LEDGER, account, after, limit, since, until)
+        rows, _ = self.execute(*query)
+        return sql_ledger.rows_of(account, rows)
 
     def account_page(self, prefix: str, after: str | None, limit: int) -> list[str]:
         rows, _ = self.execute(  # BINARY order: UTF-8 bytes, the code points' order

@@ -12,8 +12,9 @@ from typing import Any
 
 from allowance import adjust, engine, owners
 from allowance.events import NewEvent
+from allowance.ledger import Entry
 from allowance.state import HELD, Counter, Hold, IdempotencyRecord, from_rows, rows
-from allowance.stores import sql_events
+from allowance.stores import sql_events, sql_ledger
 from allowance.stores.base import Store
 from allowance.view import AccountView
 
@@ -35,9 +36,11 @@ class SQLiteView(AccountView):
         account_id: str,
         row: Any,
         events: dict[str, str],
+        ledger: dict[str, str],
     ) -> None:
         self._store = store
         self._events = events  # sql_events.statements
+        self._ledger = ledger  # sql_ledger.statements
         self._conn = conn
         self.account_id = account_id
         self.plan, self.seats, self.next_hold_expiry, stored, terms = row
@@ -133,6 +136,9 @@ class SQLiteView(AccountView):
         mark, put = sql_events.event_writes(self._events, event)
         if mark is None or self._conn.execute(*mark).fetchone() is not None:
             self._conn.execute(*put)
+
+    def record(self, rows: list[Entry]) -> None:
+        self._conn.executemany(self._ledger["put_row"], sql_ledger.row_writes(self._ledger, rows))
 
     def due_holds(self, now: float) -> list[Hold]:
         rows = self._conn.execute(

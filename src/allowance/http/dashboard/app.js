@@ -123,6 +123,43 @@ async function lastEvents(account) {
   return kept.reverse();
 }
 
+// The account's last ledger rows: read oldest first, a page at a time, newest kept (at most a
+// few pages here: an export reads the rest). null: the store keeps no ledger.
+async function lastRows(account) {
+  let cursor = null;
+  let kept = [];
+  for (let page = 0; page < 5; page++) {
+    let found;
+    try {
+      found = await api(`/v1/accounts/${encodeURIComponent(account)}/ledger?limit=1000` + (cursor ? "&cursor=" + encodeURIComponent(cursor) : ""));
+    } catch (error) {
+      if (error instanceof Refused && error.status === 501) return null;
+      throw error;
+    }
+    kept = kept.concat(found.rows).slice(-50);
+    if (found.next_cursor === null) break;
+    cursor = found.next_cursor;
+  }
+  return kept.reverse();
+}
+
+function rowLine(r) {
+  const d = r.data;
+  if (r.kind === "plan_change") return `plan ${d.from} → ${d.to}, ${d.seats} seat${d.seats === 1 ? "" : "s"}`;
+  if (r.kind === "override") return `${r.limit}: max ${d.max === null ? "of the plan again" : d.max}`;
+  if (r.kind === "grant") return `${r.limit}: +${r.amount} until ${when(d.expires_at).utc}`;
+  if (r.kind === "billing_anchor") return d.anchor ? `billing anchor ${when(d.anchor).utc}` : "calendar billing periods";
+  const sign = r.amount > 0 ? "+" : "";
+  return `${r.limit}: ${sign}${r.amount} ${r.feature}` + (r.user ? `, user ${r.user}` : "") + (d.reservation ? `, reservation ${d.reservation}` : "");
+}
+
+function ledgerPart(found) {
+  if (found === null) return el("p", { class: "muted", text: "This store keeps no ledger." });
+  if (found.length === 0) return el("p", { class: "muted", text: "Nothing recorded yet." });
+  return table(["when (UTC)", "kind", "", "key", "idempotency key"],
+    found.map((r) => [when(r.at).utc, r.kind, rowLine(r), r.key_id || "—", r.idempotency_key || "—"]));
+}
+
 function eventLine(e) {
   const d = e.data;
   if (e.type === "account.plan_changed") return `plan ${d.from} → ${d.to}`;
@@ -188,9 +225,9 @@ async function homeView() {
 
 async function accountView(id) {
   const path = "/v1/accounts/" + encodeURIComponent(id);
-  const [account, usage, answers, plans, recent] = await Promise.all([
+  const [account, usage, answers, plans, recent, rows] = await Promise.all([
     api(path), api(path + "/usage"), api(path + "/answers"), api("/v1/policy/table"),
-    lastEvents(id)]);
+    lastEvents(id), lastRows(id)]);
   const plan = plans.plans.find((p) => p.name === account.plan);
   const number = (n) => n.toLocaleString("en-US");
   const terms = [];
@@ -215,7 +252,8 @@ async function accountView(id) {
     table(["limit", "usage", "used", "window start", "resets"], meters),
     el("h2", { text: "What its users are told now" }),
     table(["feature", "now", "message", "upgrade"], told),
-    el("h2", { text: "Recent events" }), eventsPart(recent, false)].filter((part) => part !== null));
+    el("h2", { text: "Recent events" }), eventsPart(recent, false),
+    el("h2", { text: "Ledger" }), ledgerPart(rows)].filter((part) => part !== null));
 }
 
 async function route() {

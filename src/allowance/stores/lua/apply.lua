@@ -3,13 +3,16 @@
 -- Python retries on fresh state.
 -- KEYS[1] account hash, KEYS[2] counters string, KEYS[3] event marks hash, KEYS[4] events
 -- outbox list, then (when ARGV[8] is '1': not on Redis Cluster) the event log's four keys
--- (relay.lua), then the other keys (the account's records, per-user counters)
+-- (relay.lua), then the account's ledger stream, then the other keys (the account's
+-- records, per-user counters)
 -- ARGV: expected version, counters ('=' unchanged, '' delete, else value), counters TTL ms,
 --       next hold expiry ('' = none), holds json ('' = none), the account's terms ('=' unchanged,
 --       '' none, else adjust.py's text), the number of events E, '1' when the log's keys
 --       follow (the events relayed here, in the same step) else '0', then per event (events.py):
 --       mark ('' = always written), until when it stands, its TTL ms, the event's time, its
---       body; then per other key: value, TTL ms, and what it must still hold ('' no check: the
+--       body; then the number of ledger rows R, how long the ledger keeps rows (s), their
+--       time and R bodies (ledger.lua); then per other key: value, TTL ms, and what it must
+--       still hold ('' no check: the
 --       version covers it; '0' nothing; '1' .. value: that value), for a record other
 --       accounts write too (a user's counters across accounts)
 -- An event is written only when no event of its mark stands (the mark's until > its time),
@@ -19,10 +22,14 @@
 -- Returns 0 when the version or a checked key moved; else 1, or with events left in the
 -- outbox {1, entry, ...} for the relay.
 --RELAY--
+--LEDGER--
 if (redis.call('HGET', KEYS[1], 'v') or '0') ~= ARGV[1] then return 0 end
 local nevents, inline = tonumber(ARGV[7]), ARGV[8] == '1'
-local first = inline and 9 or 5  -- KEYS[first..]: the other keys
-local base = 8 + 5 * nevents  -- ARGV[base + 3 * (k - first + 1) - 2 ..]: KEYS[k]'s triple
+local ledger = inline and 9 or 5  -- KEYS[ledger]: the ledger stream
+local first = ledger + 1  -- KEYS[first..]: the other keys
+local rows_at = 9 + 5 * nevents  -- ARGV[rows_at]: the number of ledger rows
+local nrows = tonumber(ARGV[rows_at])
+local base = rows_at + 2 + nrows  -- ARGV[base + 3 * (k - first + 1) - 2 ..]: KEYS[k]'s triple
 for k = first, #KEYS do
   local expect = ARGV[base + 3 * (k - first + 1)]
   if expect ~= '' then
@@ -51,6 +58,10 @@ for k = first, #KEYS do
   redis.call('SET', KEYS[k], ARGV[at - 2], 'PX', ARGV[at - 1])
 end
 redis.call('HINCRBY', KEYS[1], 'v', 1)
+if nrows > 0 then
+  append_rows(KEYS[1], KEYS[ledger], tonumber(ARGV[rows_at + 2]), tonumber(ARGV[rows_at + 1]),
+    {unpack(ARGV, rows_at + 3, rows_at + 2 + nrows)})
+end
 if nevents == 0 then return 1 end
 local written = false
 for e = 0, nevents - 1 do

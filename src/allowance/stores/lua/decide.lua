@@ -21,13 +21,17 @@
 -- KEYS[2] counters string  "name=start,used,t:n;t:n|name=..."
 -- KEYS[2 + k] the k-th other record of the request (a user's counters, owners.py), in the
 --   same format; counter i is in record rules.records[i] (0: KEYS[2])
--- ARGV: now ('' = Redis TIME), amount, partial (0/1), charge (0/1), feature,
---       then 4 period boundaries per period counter of the feature (local estimates)
+-- KEYS[#KEYS] (when ARGV[6] is not ''): the account's ledger stream
+-- ARGV: now ('' = Redis TIME), amount, partial (0/1), charge (0/1), feature, the start of a
+--       charge's ledger rows ('' = no ledger; ledger.head: each counter charged appends its
+--       name, units and the time), how long the ledger keeps rows (s), then 4 period
+--       boundaries per period counter of the feature (local estimates)
 -- Returns {'unknown'} | {'slow', now} | {'ok', now, counters-before, granted, plan, seats,
 --   remaining ('' = none), the soft-level flag (0/1), terms ('' = none), then each other
 --   record as it was before}; remaining and the flag are only meaningful for a grant
 
 --SPEC--
+--LEDGER--
 
 local acct = redis.call('HMGET', KEYS[1], 'p', 's', 'nh', 't')
 if not acct[1] then return {'unknown'} end
@@ -51,15 +55,17 @@ if not plan_index or not rules then return {'slow', now_text} end
 -- records[r]: counter name -> its text, for record r (0: the account's). Only the feature's
 -- counters are decoded ({start, used, entries}; an entry is {t, n, t as written}); the
 -- others are written back as they were (their text).
+local head = ARGV[6]
+local nrecords = #KEYS - 2 - (head ~= '' and 1 or 0)  -- KEYS[3 .. 2 + nrecords]: the others
 local raws, records = {}, {}
-for r = 0, #KEYS - 2 do
+for r = 0, nrecords do
   raws[r] = redis.call('GET', KEYS[2 + r]) or ''
   records[r] = {}
 end
 local terms_text = acct[4] or ''
 local function reply(granted, remaining, passed)
   local out = {'ok', now_text, raws[0], granted, plan, acct[2], remaining, passed, terms_text}
-  for r = 1, #KEYS - 2 do out[9 + r] = raws[r] end
+  for r = 1, nrecords do out[9 + r] = raws[r] end
   return out
 end
 if rules.access[plan_index] == 0 then return reply(0, '', 0) end
@@ -74,7 +80,7 @@ local function decode(body)
   end
   return {start ~= '' and tonumber(start) or nil, tonumber(used), entries, start_text = start}
 end
-for r = 0, #KEYS - 2 do
+for r = 0, nrecords do
   for name, body in string.gmatch(raws[r], '([^|=]+)=([^|]*)') do
     records[r][name] = body
   end
@@ -83,7 +89,7 @@ end
 -- the feature's counters with this plan's cap rules; a period counter's period is the one of
 -- the caller's bounds that holds now
 local limits = {}
-local b = 6
+local b = 8
 for i, name in ipairs(rules.names) do
   local lim = {name = name, kind = string.sub(rules.kinds, i, i), length = rules.lengths[i],
     cost = rules.costs[i], record = rules.records[i]}
@@ -269,4 +275,12 @@ for r, ends in pairs(expires) do
   redis.call('SET', key, table.concat(parts, '|'), 'PX', string.format('%d', ttl))
 end
 redis.call('HINCRBY', KEYS[1], 'v', 1)
+if head ~= '' then  -- the ledger: a row per counter charged
+  local rows = {}
+  for i, lim in ipairs(limits) do
+    rows[i] = head .. ',' .. cjson.encode(lim.name) .. ',' .. string.format('%d', grant * lim.cost)
+      .. ',' .. now_text .. ']'
+  end
+  append_rows(KEYS[1], KEYS[#KEYS], now, tonumber(ARGV[7]), rows)
+end
 return reply(grant, remaining, passed)

@@ -30,6 +30,8 @@
 -- less than this below the cap crosses) and the fractions of the cap p_levels[p_level_at[i]
 -- + 1 .. p_level_at[i + 1]]; a charge crossing one, or passing an uncapped counter's soft
 -- level, writes nothing here and answers 'slow': the transaction path writes its events.
+-- The ledger (ledger.py): p_head, the start of a charge's rows (NULL: no ledger), to which
+-- each charged counter's name, units and the time are appended, one row each.
 -- Returns status 'ok' | 'slow' (reservations due, a period not covered, a level crossed) |
 -- 'unknown';
 -- remaining is NULL when no counter has a cap.
@@ -44,12 +46,12 @@
 -- logged the row lock). (The decide() functions of schemas 4 to 8 are left in place for
 -- processes of those versions still running: from schema 9 on, the function's name carries
 -- the version, since what it returns cannot change in place.)
-CREATE OR REPLACE FUNCTION {s}.decide_v12(
+CREATE OR REPLACE FUNCTION {s}.decide_v13(
     p_account text, p_now float8, p_amount bigint, p_partial boolean, p_charge boolean,
     p_plans text[], p_access int[], p_names text[], p_kinds text, p_lengths float8[],
     p_costs bigint[], p_caps bigint[], p_scale int[], p_soft bigint[], p_load float8[],
     p_most bigint[], p_bounds float8[], p_records int[], p_owners text[], p_keep float8,
-    p_reach bigint[], p_levels float8[], p_level_at int[],
+    p_reach bigint[], p_levels float8[], p_level_at int[], p_head text,
     OUT status text, OUT at float8, OUT before text, OUT granted bigint, OUT plan text,
     OUT seats int, OUT remaining bigint, OUT passed boolean, OUT terms text, OUT others text
 ) LANGUAGE plpgsql AS $fn$
@@ -363,6 +365,12 @@ BEGIN
                         END IF;
                     END IF;
                 END LOOP;
+                IF p_head IS NOT NULL THEN  -- the ledger's rows: one per counter charged
+                    INSERT INTO {s}.ledger (at, account, body)
+                        SELECT at, p_account, p_head || ',' || to_json(x.n)::text || ','
+                            || (g * x.c)::text || ',' || at::text || ']'
+                        FROM unnest(p_names, p_costs) AS x(n, c);
+                END IF;
                 RETURN;
             END IF;
         END IF;
