@@ -21,6 +21,7 @@ DENIED = "mostly denied"
 WORKLOADS = (GRANTED, DENIED)
 MAX_SECONDS = 20.0  # "mostly denied" must end inside the per-minute window it relies on
 MEMORY_RATIO, MEMORY_AIM, MEMORY_FLOOR, SQLITE_RATIO = 1.5, 2.0, 100_000.0, 0.7
+EVENTS_RATIO = 0.8  # issue 13: the seed's decision with events and ledger on >= this x off
 
 Op = Callable[[str], bool]  # one request for an account; True when granted
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from decisions.common import (
     CHUNK,
     DENIED,
+    EVENTS_RATIO,
     GRANTED,
     MEMORY_FLOOR,
     MEMORY_RATIO,
@@ -23,7 +24,13 @@ from decisions.common import (
     Result,
     log,
 )
-from decisions.subjects import allowance_memory, allowance_sqlite, bare_upsert, limits_memory
+from decisions.subjects import (
+    allowance_memory,
+    allowance_sqlite,
+    bare_upsert,
+    limits_memory,
+    quiet_policy,
+)
 
 # --- the driver -----------------------------------------------------------------------------
 
@@ -118,6 +125,13 @@ def measure(
 # --- the run --------------------------------------------------------------------------------
 
 
+def quiet(row: Result) -> None:
+    """A row of the seed's decision with events and the ledger off ("quiet"), measured after
+    the seed's own row (its baseline): issue 13 wants the seed's >= 0.8x this one."""
+    row.target = f"seed ≥{EVENTS_RATIO}× this"
+    row.met = row.ratio is not None and 1 / row.ratio >= EVENTS_RATIO
+
+
 def run(keys: list[str], seconds: float, warmup: float, tmp: Path) -> list[Result]:
     results: list[Result] = []
 
@@ -144,12 +158,18 @@ def run(keys: list[str], seconds: float, warmup: float, tmp: Path) -> list[Resul
         mem.target = f"≥{MEMORY_RATIO}× limits, ≥{MEMORY_FLOOR / 1000:.0f}k/s"
         mem.met = mem.ratio is not None and mem.ratio >= MEMORY_RATIO
         mem.met = mem.met and mem.ops_per_s >= MEMORY_FLOOR
+        if workload == GRANTED:
+            quiet(add("allowance memory:// quiet", workload,
+                      allowance_memory(keys, workload, quiet_policy()), mem))  # fmt: skip
         for sync in ("FULL", "NORMAL"):
             base = add(f"bare upsert sync={sync}", workload, bare_upsert(keys, sync, tmp, tag))
             label = f"allowance sqlite sync={sync}" + (" (default)" if sync == "FULL" else "")
             row = add(label, workload, allowance_sqlite(keys, workload, sync, tmp), base)
             row.target = f"≥{SQLITE_RATIO}× upsert"
             row.met = row.ratio is not None and row.ratio >= SQLITE_RATIO
+            if workload == GRANTED and sync == "FULL":
+                made = allowance_sqlite(keys, workload, sync, tmp, quiet_policy())
+                quiet(add("allowance sqlite sync=FULL quiet", workload, made, row))
     for result in results:  # a workload that is not what it claims to be is not a measurement
         if result.workload == GRANTED and result.grant_ratio < 0.95:
             result.notes.append("INVALID: expected nearly all granted")

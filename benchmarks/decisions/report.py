@@ -30,6 +30,8 @@ def ratio_text(result: Result) -> str:
     if result.ratio is None or result.baseline is None:
         return "(baseline)"
     short = "limits" if result.baseline.startswith("limits") else "upsert"
+    if result.baseline.startswith("allowance"):
+        short = "seed"  # an events+ledger off row: this over the seed's row (both on)
     return f"{result.ratio:.2f}× {short}"
 
 

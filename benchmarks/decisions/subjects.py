@@ -8,12 +8,13 @@ import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
+import yaml
 from limits import parse_many
 from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 
 from _simtime import SimTime
-from allowance import Limiter
+from allowance import Limiter, Policy, builtin_policy, parse_policy
 from decisions.common import (
     FEATURE,
     GRANTED,
@@ -51,25 +52,31 @@ def prepare_allowance(lim: Limiter, keys: list[str], workload: str, sim: SimTime
 
 
 @contextlib.contextmanager
-def allowance_memory(keys: list[str], workload: str) -> Iterator[Contender]:
+def allowance_memory(
+    keys: list[str], workload: str, policy: Policy | None = None
+) -> Iterator[Contender]:
     sim = SimTime()
     # "mostly granted": the simulated clock; "mostly denied": none, the store reads its own
-    with Limiter(store="memory://", clock=sim.clock if workload == GRANTED else None) as lim:
+    clock = sim.clock if workload == GRANTED else None
+    with Limiter(policy, store="memory://", clock=clock) as lim:
         prepare_allowance(lim, keys, workload, sim)
         yield Contender(allowance_op(lim), sim.advance if workload == GRANTED else None)
 
 
 @contextlib.contextmanager
-def allowance_sqlite(keys: list[str], workload: str, sync: str, tmp: Path) -> Iterator[Contender]:
+def allowance_sqlite(
+    keys: list[str], workload: str, sync: str, tmp: Path, policy: Policy | None = None
+) -> Iterator[Contender]:
     sim = SimTime()
     clock = sim.clock if workload == GRANTED else None
-    path = tmp / f"allowance-{workload.split()[1]}-{sync.lower()}.db"
+    quiet = "" if policy is None else "-quiet"
+    path = tmp / f"allowance-{workload.split()[1]}-{sync.lower()}{quiet}.db"
     # the state is built through a synchronous=normal connection (fast; the file is the same)
-    with Limiter(store=f"sqlite:///{path}?synchronous=normal", clock=clock) as setup:
+    with Limiter(policy, store=f"sqlite:///{path}?synchronous=normal", clock=clock) as setup:
         prepare_allowance(setup, keys, workload, sim)
     # FULL is the store's default: its URL takes no option
     url = f"sqlite:///{path}" if sync == "FULL" else f"sqlite:///{path}?synchronous={sync.lower()}"
-    with Limiter(store=url, clock=clock) as lim:
+    with Limiter(policy, store=url, clock=clock) as lim:
         assert getattr(lim.store, "synchronous", None) == sync
         yield Contender(allowance_op(lim), sim.advance if workload == GRANTED else None)
 
@@ -130,3 +137,12 @@ def bare_upsert(keys: list[str], sync: str, tmp: Path, tag: str) -> Iterator[Con
         yield Contender(op, None)
     finally:
         conn.close()
+
+
+def quiet_policy() -> Policy:
+    """The built-in policy with ``events: false`` and ``ledger: false`` (issue 13: the seed's
+    decision with both on stays >= 0.8x the same decision with both off)."""
+    data = builtin_policy().to_data()
+    data["events"] = False
+    data["ledger"] = False
+    return parse_policy(yaml.safe_dump(data, sort_keys=False), "builtin, events+ledger off")

@@ -88,7 +88,7 @@ from allowance.stores.keyring import KeyRing
 from allowance.stores.redis_common import KeySpace, read_decision, split_url
 from allowance.stores.redis_events import OUTBOX, plan_change_template, range_args, read, too_old
 from allowance.stores.redis_keys import RedisKeyRing
-from allowance.stores.redis_ledger import account_args, read_page, trim_args
+from allowance.stores.redis_ledger import PAGE, TRIM, account_args, read_page, trim_args
 from allowance.stores.redis_scripts import compiled_decide, lua
 from allowance.stores.redis_serial import Serial
 from allowance.stores.redis_transaction import Pause, Run, relay_outbox, transaction
@@ -220,12 +220,13 @@ class RedisStore(KeySpace, Store):
         since: float | None = None,
         until: float | None = None,
     ) -> list[Row]:
-        deadline = self._deadline()
+        deadline, key = self._deadline(), self.ledger_key(account)
 
-        def command(*args: Any) -> Any:
-            return self._command(deadline, *args)
+        def page(cursor: str, since_ms: str, count: int) -> list[Any]:
+            found: list[Any] = self._run(PAGE, [key], [cursor, since_ms, count], deadline)
+            return found
 
-        return read_page(command, self.ledger_key(account), account, after, limit, since, until)
+        return read_page(page, account, after, limit, since, until)
 
     def get_account(self, account_id: str) -> Account | None:
         plan, seats, terms = self._command(
@@ -396,9 +397,8 @@ class RedisStore(KeySpace, Store):
                 if account is not None and outbox is not None:  # left by a process stopped
                     self._relay_left(account.decode())
                 if account is not None:  # the rows of an account no longer charged, too
-                    self.client.execute_command(
-                        *trim_args(self.ledger_key(account.decode()), old_rows)
-                    )
+                    key = self.ledger_key(account.decode())
+                    self._run(TRIM, [key], trim_args(old_rows), self._deadline())
                 if due is None or account is None or float(due) > at:
                     continue
                 try:

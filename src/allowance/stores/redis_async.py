@@ -37,7 +37,7 @@ from allowance.request import Request
 from allowance.stores.base import DEFAULT_TIMEOUT, AsyncStore
 from allowance.stores.redis_common import KeySpace, read_decision, split_url
 from allowance.stores.redis_events import OUTBOX, plan_change_template, too_old
-from allowance.stores.redis_ledger import account_args, trim_args
+from allowance.stores.redis_ledger import TRIM, account_args, trim_args
 from allowance.stores.redis_scripts import compiled_decide, lua
 from allowance.stores.redis_serial import AsyncSerial
 from allowance.stores.redis_transaction import Pause, Run, relay_outbox, transaction
@@ -299,9 +299,8 @@ class AsyncRedisStore(KeySpace, AsyncStore):
                 if account is not None and outbox is not None:  # left by a process stopped
                     await self._relay_left(account.decode())
                 if account is not None:  # the rows of an account no longer charged, too
-                    await self.client.execute_command(
-                        *trim_args(self.ledger_key(account.decode()), old_rows)
-                    )
+                    key = self.ledger_key(account.decode())
+                    await self._run(TRIM, [key], trim_args(old_rows), Deadline(self.timeout))
                 if due is None or account is None or float(due) > now:
                     continue
                 try:

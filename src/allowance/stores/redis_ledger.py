@@ -1,10 +1,10 @@
-"""The ledger on Redis (``ledger.py``): each account's rows are a stream in its own slot
+"""The ledger on Redis (``ledger.py``): each account's rows are a list in its own slot
 (``P:{account}:l``), appended by the script that makes the change (``lua/ledger.lua``: by
 decide.lua, apply.lua and account.lua), so a row is written in the same step as its change
 on Redis Cluster too. Its ids ("<ms>-<n>", from the row's time, never going back) are the
-rows' cursors. Each append drops the rows older than the policy's ``keep``; the sweep does
-the same for accounts no longer charged, and an idle stream expires ``keep`` after its last
-row."""
+rows' cursors, found by bisection (``ledger_page.lua``). Each append drops the rows older
+than the policy's ``keep``; the sweep does the same for accounts no longer charged
+(``ledger_trim.lua``), and an idle list expires ``keep`` after its last row."""
 
 from __future__ import annotations
 
@@ -17,10 +17,13 @@ from allowance import ledger
 from allowance.ledger import Row
 from allowance.policy import Policy
 from allowance.stores.redis_events import AT, FROM
+from allowance.stores.redis_scripts import lua
 
-__all__ = ["account_args", "read_page", "trim_args"]
+__all__ = ["PAGE", "TRIM", "account_args", "read_page", "trim_args"]
 
-Command = Callable[..., Any]  # (*args) -> the reply of one command
+Page = Callable[[str, str, int], list[Any]]  # ledger_page.lua: (after, since ms, count)
+PAGE = lua("ledger_page")
+TRIM = lua("ledger_trim")
 
 
 def account_args(
@@ -37,37 +40,35 @@ def account_args(
     return [body, repr(keep), "" if now is None else repr(now)]
 
 
-def trim_args(key: str, before: float) -> list[Any]:
-    """The XTRIM that drops a stream's rows from before ``before`` (epoch seconds)."""
-    return ["XTRIM", key, "MINID", max(0, math.floor(before * 1000))]
+def trim_args(before: float) -> list[Any]:
+    """ledger_trim.lua's ARGV: drop the rows from before ``before`` (epoch seconds)."""
+    return [max(0, math.floor(before * 1000))]
 
 
 def read_page(
-    command: Command,
-    key: str,
+    page: Page,
     account: str,
     after: str | None,
     limit: int,
     since: float | None,
     until: float | None,
 ) -> list[Row]:
-    """At most ``limit`` rows after the cursor ``after`` from ``since`` to ``until``. An id
-    is never below its row's time, so ``since`` bounds the range read from below; above,
-    rows are filtered by their time (after a clock step back, a row's id may be later than
-    it), reading on until ``limit`` are found or the stream ends."""
-    start = "-" if after is None else "(" + after
-    if since is not None and (after is None or int(after.split("-")[0]) < since * 1000):
-        start = str(max(0, math.floor(since * 1000)))
+    """At most ``limit`` rows after the cursor ``after`` from ``since`` to ``until``;
+    ``page(after, since_ms, count)`` runs ledger_page.lua. An id is never below its row's
+    time, so ``since`` bounds what is read from below; above, rows are filtered by their time
+    (after a clock step back, a row's id may be later than its time), reading on until
+    ``limit`` are found or the list ends."""
+    since_ms = "" if since is None else str(max(0, math.floor(since * 1000)))
+    cursor = "" if after is None else after
     out: list[Row] = []
     while len(out) < limit:
-        found = command("XRANGE", key, start, "+", "COUNT", limit)
-        for entry_id, fields in found:
-            cursor = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-            body = fields[b"r"] if isinstance(fields, dict) else fields[1]
+        found = page(cursor, since_ms, limit)
+        for entry in found:
+            text = entry.decode() if isinstance(entry, bytes) else entry
+            cursor, body = text.split(" ", 1)
             row = Row.stored(cursor, account, body)
             if row.within(since, until) and len(out) < limit:
                 out.append(row)
-            start = "(" + cursor
         if len(found) < limit:
             break
     return out

@@ -1,5 +1,5 @@
 -- allowance: create or change an account. KEYS[1] account hash, KEYS[2] its events outbox,
--- KEYS[3] its ledger stream, KEYS[4] (when in the same slot: not on Redis Cluster, where the
+-- KEYS[3] its ledger list, KEYS[4] (when in the same slot: not on Redis Cluster, where the
 -- store adds it next) the sorted set of account ids; ARGV plan, seats, account id, the
 -- account.plan_changed event's body ('' = none: events off), written when the plan changes,
 -- the ledger's plan_change row ('' = none: the ledger off), written when the plan or the

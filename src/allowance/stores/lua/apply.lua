@@ -3,7 +3,7 @@
 -- Python retries on fresh state.
 -- KEYS[1] account hash, KEYS[2] counters string, KEYS[3] event marks hash, KEYS[4] events
 -- outbox list, then (when ARGV[8] is '1': not on Redis Cluster) the event log's four keys
--- (relay.lua), then the account's ledger stream, then the other keys (the account's
+-- (relay.lua), then the account's ledger list, then the other keys (the account's
 -- records, per-user counters)
 -- ARGV: expected version, counters ('=' unchanged, '' delete, else value), counters TTL ms,
 --       next hold expiry ('' = none), holds json ('' = none), the account's terms ('=' unchanged,
@@ -25,7 +25,7 @@
 --LEDGER--
 if (redis.call('HGET', KEYS[1], 'v') or '0') ~= ARGV[1] then return 0 end
 local nevents, inline = tonumber(ARGV[7]), ARGV[8] == '1'
-local ledger = inline and 9 or 5  -- KEYS[ledger]: the ledger stream
+local ledger = inline and 9 or 5  -- KEYS[ledger]: the ledger list
 local first = ledger + 1  -- KEYS[first..]: the other keys
 local rows_at = 9 + 5 * nevents  -- ARGV[rows_at]: the number of ledger rows
 local nrows = tonumber(ARGV[rows_at])

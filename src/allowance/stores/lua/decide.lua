@@ -21,7 +21,7 @@
 -- KEYS[2] counters string  "name=start,used,t:n;t:n|name=..."
 -- KEYS[2 + k] the k-th other record of the request (a user's counters, owners.py), in the
 --   same format; counter i is in record rules.records[i] (0: KEYS[2])
--- KEYS[#KEYS] (when ARGV[6] is not ''): the account's ledger stream
+-- KEYS[#KEYS] (when ARGV[6] is not ''): the account's ledger list
 -- ARGV: now ('' = Redis TIME), amount, partial (0/1), charge (0/1), feature, the start of a
 --       charge's ledger rows ('' = no ledger; ledger.head: each counter charged appends its
 --       name, units and the time), how long the ledger keeps rows (s), then 4 period
