@@ -31,7 +31,7 @@ from allowance.errors import InvalidRequest
 from allowance.types import iso, to_datetime
 
 if TYPE_CHECKING:
-    from allowance.policy import Policy
+    from allowance.policy import Policy, Rule
 
 __all__ = [
     "KINDS",
@@ -85,9 +85,9 @@ def acting_as(key_id: str | None) -> Iterator[None]:
         acting.reset(token)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: a frozen dataclass costs ~1 us more to build, per row
 class Entry:
-    """A row as an operation writes it, before the store gives it its place."""
+    """A row as an operation writes it, before the store gives it its place; read-only."""
 
     at: float
     kind: str
@@ -264,6 +264,26 @@ def changes(
     """(limit, its units) for ``units`` of ``feature`` counted by the limits ``names``."""
     limits = policy.limits
     return [(name, units * limits[name].cost(feature)) for name in names]
+
+
+def charged(
+    rules: Iterable[Rule],
+    at: float,
+    account: str,
+    feature: str,
+    units: int,
+    idempotency_key: str | None,
+    user: str | None,
+    data: dict[str, Any],
+) -> list[Entry]:
+    """The rows of a charge of ``units`` of ``feature`` by the rules it was decided on (the
+    decision path: each rule knows its cost)."""
+    who = acting.get()
+    return [
+        Entry(at, CHARGE, account, feature, r.limit.name, units * r.cost, who, idempotency_key,
+              user, data)
+        for r in rules
+    ]  # fmt: skip
 
 
 def counted(

@@ -115,37 +115,24 @@ def decide(
     owners.save(policy, view, counters, req.user)
     _emit(policy, view, ruling, plan, req.feature, counters, now, req.user)
     if policy.ledger_keep is not None:
-        note: dict[str, object] | None = None
-        if reservation is not None:
-            note = {"reservation": reservation}
-        _charged(policy, view, ledger.CHARGE, ruling, req, now, note)
+        note: dict[str, object] = {} if reservation is None else {"reservation": reservation}
+        _charged(view, ruling, req, now, note)
     return ruling.decision, marks
 
 
 def _charged(
-    policy: Policy,
     view: AccountView,
-    kind: str,
     ruling: engine.Ruling,
     req: Request,
     now: float,
-    data: dict[str, object] | None,
+    data: dict[str, object],
 ) -> None:
-    names = [rule.limit.name for rule in ruling.rules]
     view.record(
-        ledger.counted(
-            policy,
-            kind,
-            now,
-            view.account_id,
-            req.feature,
-            names,
-            ruling.granted,
-            req.idempotency_key,
-            req.user,
-            data,
+        ledger.charged(
+            ruling.rules, now, view.account_id, req.feature, ruling.granted,
+            req.idempotency_key, req.user, data,
         )
-    )
+    )  # fmt: skip
 
 
 def _emit(

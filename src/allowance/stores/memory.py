@@ -134,7 +134,7 @@ class MemoryStore(Store):
         self._settings: dict[str, str] = {}
         self._events: list[Event] = []  # in id order; the oldest dropped after events.KEEP
         self._last_event = 0
-        self._ledger: dict[str, list[tuple[int, Row]]] = {}  # by account, oldest first
+        self._ledger: dict[str, list[tuple[int, Entry]]] = {}  # by account, oldest first
         self._last_row = 0
 
     @classmethod
@@ -171,10 +171,9 @@ class MemoryStore(Store):
         return self.policy is None or self.policy.ledger_keep is not None
 
     def _record(self, rows: list[Entry]) -> None:
-        for entry in rows:
+        for entry in rows:  # kept as written: a Row is built only when read
             self._last_row += 1
-            row = Row.entered(str(self._last_row), entry)
-            self._ledger.setdefault(entry.account, []).append((self._last_row, row))
+            self._ledger.setdefault(entry.account, []).append((self._last_row, entry))
 
     def ledger(
         self,
@@ -188,7 +187,8 @@ class MemoryStore(Store):
         with self._lock:
             found = self._ledger.get(account, [])
             start = bisect.bisect_right(found, seq, key=lambda r: r[0])
-            picked = (r for _, r in itertools.islice(found, start, None) if r.within(since, until))
+            rows = (Row.entered(str(n), e) for n, e in itertools.islice(found, start, None))
+            picked = (r for r in rows if r.within(since, until))
             return list(itertools.islice(picked, limit))
 
     def events(self, after: int, limit: int, account: str | None) -> list[Event]:
@@ -346,8 +346,8 @@ class MemoryStore(Store):
         stepped back keeps the rest)."""
         rows = self._ledger.get(account_id)
         old = 0
-        for _, row in rows or ():
-            if row.at >= before:
+        for _, entry in rows or ():
+            if entry.at >= before:
                 break
             old += 1
         if rows is not None and old:
