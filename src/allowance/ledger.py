@@ -32,6 +32,7 @@ from allowance.types import iso, to_datetime
 
 if TYPE_CHECKING:
     from allowance.policy import Policy, Rule
+    from allowance.state import Hold
 
 __all__ = [
     "KINDS",
@@ -305,6 +306,17 @@ def counted(
         Entry(at, kind, account, feature, name, amount, who, idempotency_key, user, extra)
         for name, amount in changes(policy, feature, names, units)
     ]
+
+
+def of_hold(
+    policy: Policy, kind: str, hold: Hold, units: int, at: float, **data: Any
+) -> list[Entry]:
+    """The rows of ``units`` of a reservation's feature changing its counters (negative:
+    going back), for a release, an expiry or a commit; they name the reservation."""
+    return counted(
+        policy, kind, at, hold.account, hold.feature, hold.marks, units, user=hold.user,
+        data={"reservation": hold.id, **data},
+    )  # fmt: skip
 
 
 def plan_change(account: str, old: str, new: str, seats: int, at: float) -> Entry:

@@ -68,27 +68,8 @@ def settle_due_holds(policy: Policy, view: AccountView, now: float) -> None:
         view.put_hold(hold)
         if policy.events:
             view.emit(events.expired(hold, now))
-        _returned(policy, view, ledger.EXPIRY, hold, hold.amount, now)
-
-
-def _returned(
-    policy: Policy, view: AccountView, kind: str, hold: Hold, units: int, now: float
-) -> None:
-    """The ledger's rows of ``units`` of a hold going back to its windows."""
-    if policy.ledger_keep is not None:
-        view.record(
-            ledger.counted(
-                policy,
-                kind,
-                now,
-                hold.account,
-                hold.feature,
-                hold.marks,
-                -units,
-                user=hold.user,
-                data={"reservation": hold.id},
-            )
-        )
+        if policy.ledger_keep is not None:
+            view.record(ledger.of_hold(policy, ledger.EXPIRY, hold, -hold.amount, now))
 
 
 def decide(
@@ -116,23 +97,10 @@ def decide(
     _emit(policy, view, ruling, plan, req.feature, counters, now, req.user)
     if policy.ledger_keep is not None:
         note: dict[str, object] = {} if reservation is None else {"reservation": reservation}
-        _charged(view, ruling, req, now, note)
+        rows = ledger.charged(ruling.rules, now, view.account_id, req.feature, ruling.granted,
+                              req.idempotency_key, req.user, note)  # fmt: skip
+        view.record(rows)
     return ruling.decision, marks
-
-
-def _charged(
-    view: AccountView,
-    ruling: engine.Ruling,
-    req: Request,
-    now: float,
-    data: dict[str, object],
-) -> None:
-    view.record(
-        ledger.charged(
-            ruling.rules, now, view.account_id, req.feature, ruling.granted,
-            req.idempotency_key, req.user, data,
-        )
-    )  # fmt: skip
 
 
 def _emit(
@@ -238,20 +206,9 @@ def commit(
     held = hold.amount
     if amount is not None and amount != hold.amount:
         _settle(policy, view, hold, amount, now)
-    if policy.ledger_keep is not None:
-        view.record(
-            ledger.counted(
-                policy,
-                ledger.COMMIT,
-                now,
-                hold.account,
-                hold.feature,
-                hold.marks,
-                hold.amount - held,
-                user=hold.user,
-                data={"reservation": hold.id, "amount": hold.amount},
-            )
-        )
+    if policy.ledger_keep is not None:  # the units settled (0: as reserved), and how many
+        units = hold.amount - held
+        view.record(ledger.of_hold(policy, ledger.COMMIT, hold, units, now, amount=hold.amount))
     hold.state = COMMITTED
     view.put_hold(hold)
 
@@ -292,7 +249,8 @@ def release(policy: Policy, view: AccountView, hold_id: str, now: float) -> None
     owners.save(policy, view, counters, hold.user)
     hold.state = RELEASED
     view.put_hold(hold)
-    _returned(policy, view, ledger.RELEASE, hold, hold.amount, now)
+    if policy.ledger_keep is not None:
+        view.record(ledger.of_hold(policy, ledger.RELEASE, hold, -hold.amount, now))
 
 
 def record(policy: Policy, view: AccountView, req: Request, now: float) -> bool:
@@ -321,20 +279,10 @@ def record(policy: Policy, view: AccountView, req: Request, now: float) -> bool:
     _emit(policy, view, ruling, plan, req.feature, counters, now, req.user)
     if policy.ledger_keep is not None:
         names = [limit.name for limit in policy.limits_of(req.feature)]
-        view.record(
-            ledger.counted(
-                policy,
-                ledger.CHARGE,
-                now,
-                view.account_id,
-                req.feature,
-                names,
-                req.amount,
-                key,
-                req.user,
-                {"degraded": True},
-            )
-        )
+        degraded = {"degraded": True}
+        rows = ledger.counted(policy, ledger.CHARGE, now, view.account_id, req.feature, names,
+                              req.amount, key, req.user, degraded)  # fmt: skip
+        view.record(rows)
     return True
 
 
