@@ -18,17 +18,16 @@ policy's ``ledger.keep`` (a sweep, or on Redis each append, drops older ones).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import re
 from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from allowance import listing
 from allowance.errors import InvalidRequest
-from allowance.types import iso, to_datetime
+from allowance.types import iso, parse_iso, to_datetime
 
 if TYPE_CHECKING:
     from allowance.policy import Policy, Rule
@@ -42,7 +41,6 @@ __all__ = [
     "acting",
     "acting_as",
     "after_cursor",
-    "changes",
     "head",
 ]
 
@@ -127,7 +125,14 @@ def _head(
 def head(feature: str, idempotency_key: str | None, user: str | None) -> str:
     """What a kernel's charge rows start with (an unclosed JSON array): it appends
     ``,<limit as JSON>,<amount>,<at>]`` for each counter it charged."""
-    return _head(CHARGE, feature, acting.get(), idempotency_key, user, {})
+    return _charge_head(feature, acting.get(), idempotency_key, user)
+
+
+@functools.lru_cache(maxsize=4096)  # the decision path: the same few heads over and over
+def _charge_head(
+    feature: str, key_id: str | None, idempotency_key: str | None, user: str | None
+) -> str:
+    return _head(CHARGE, feature, key_id, idempotency_key, user, {})
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,10 +182,11 @@ class Row:
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> Row:
         """``to_json`` read back (``Client.ledger``)."""
-        at = to_datetime_text(d["at"])
+        at = parse_iso(d["at"])
+        assert at is not None
         return cls(
             d["cursor"],
-            at,
+            at.timestamp(),
             d["kind"],
             d["account"],
             d["feature"],
@@ -212,10 +218,6 @@ class Row:
         d = self.to_json()
         d["data"] = json.dumps(self.data, separators=(",", ":")) if self.data else ""
         return ["" if d[c] is None else d[c] for c in COLUMNS]
-
-
-def to_datetime_text(text: str) -> float:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,18 +257,6 @@ def seq_of(cursor: str | None) -> int:
     return int(cursor)
 
 
-def page_size(limit: object) -> int:
-    return listing.size(limit)
-
-
-def changes(
-    policy: Policy, feature: str, names: Iterable[str], units: int
-) -> list[tuple[str, int]]:
-    """(limit, its units) for ``units`` of ``feature`` counted by the limits ``names``."""
-    limits = policy.limits
-    return [(name, units * limits[name].cost(feature)) for name in names]
-
-
 def charged(
     rules: Iterable[Rule],
     at: float,
@@ -300,12 +290,12 @@ def counted(
     data: dict[str, Any] | None = None,
 ) -> list[Entry]:
     """The rows of ``units`` of ``feature`` counted (negative: returned) by limits ``names``."""
-    who = acting.get()
-    extra = data or {}
+    who, extra, limits = acting.get(), data or {}, policy.limits
     return [
-        Entry(at, kind, account, feature, name, amount, who, idempotency_key, user, extra)
-        for name, amount in changes(policy, feature, names, units)
-    ]
+        Entry(at, kind, account, feature, name, units * limits[name].cost(feature), who,
+              idempotency_key, user, extra)
+        for name in names
+    ]  # fmt: skip
 
 
 def of_hold(

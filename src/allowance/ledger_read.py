@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from allowance import ledger, validation
+from allowance import ledger, listing, validation
 from allowance.errors import UnknownAccount
 from allowance.ledger import LedgerPage, Row
 from allowance.stores.base import Store
@@ -28,7 +28,7 @@ def page(
     """The rows after ``cursor`` (None: from the first), at most ``limit``; ``next_cursor``
     is None on the last page. An unknown account raises ``UnknownAccount``."""
     after = ledger.after_cursor(cursor)
-    size = ledger.page_size(limit)
+    size = listing.size(limit)
     account_id = validation.text("account", account)
     found = store.ledger(account_id, after, size + 1, since, until)
     if not found and store.get_account(account_id) is None:

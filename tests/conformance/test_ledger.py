@@ -188,6 +188,7 @@ def test_a_retention_of_the_policy_is_kept_to(limiter: Limiter, clock: ManualClo
     limiter.use_local_policy(parse_policy(text + "\nledger: {keep: 2d}\n"))
     limiter.set_account("acme", "pro")
     limiter.consume("acme", GEN)
+    assert len(rows(limiter)) == 2
     clock.advance(timedelta(days=2, minutes=1).total_seconds())
     limiter.sweep()
     assert rows(limiter) == []

@@ -21,6 +21,7 @@ from pydantic import (
     StrictInt,
 )
 
+from allowance import ledger
 from allowance.keys import MAX_BOUND
 from allowance.validation import MAX_AMOUNT, MAX_ID, MAX_SEATS, MAX_TTL
 
@@ -278,7 +279,7 @@ class EventPageBody(BaseModel):
 class LedgerRowBody(BaseModel):
     cursor: str = Field(description="the row's place: pass it as cursor for the rows after it")
     at: str
-    kind: str = Field(description="charge, release, commit, expiry, plan_change, override, ...")
+    kind: str = Field(description=", ".join(ledger.KINDS))
     account: str
     feature: str | None
     limit: str | None

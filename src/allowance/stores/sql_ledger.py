@@ -37,7 +37,7 @@ def statements(prefix: str, placeholder: str) -> dict[str, str]:
     }
 
 
-def row_writes(q: dict[str, str], rows: list[Entry]) -> list[tuple[object, ...]]:
+def row_writes(rows: list[Entry]) -> list[tuple[object, ...]]:
     """The arguments of ``put_row`` for each row."""
     return [(e.at, e.account, e.body()) for e in rows]
 

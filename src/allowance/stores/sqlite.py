@@ -218,7 +218,7 @@ class SQLiteStore(Store):
             keeps = policy is None or policy.ledger_keep is not None
             if found is not None and tuple(found) != (plan, seats) and keeps:
                 row = ledger.plan_change(account_id, found[0], plan, seats, at)
-                conn.executemany(LEDGER["put_row"], sql_ledger.row_writes(LEDGER, [row]))
+                conn.executemany(LEDGER["put_row"], sql_ledger.row_writes([row]))
             conn.execute(
                 "INSERT INTO accounts (id, plan, seats) VALUES (?, ?, ?)"
                 " ON CONFLICT (id) DO UPDATE SET plan = excluded.plan, seats = excluded.seats",

@@ -138,7 +138,7 @@ class SQLiteView(AccountView):
             self._conn.execute(*put)
 
     def record(self, rows: list[Entry]) -> None:
-        self._conn.executemany(self._ledger["put_row"], sql_ledger.row_writes(self._ledger, rows))
+        self._conn.executemany(self._ledger["put_row"], sql_ledger.row_writes(rows))
 
     def due_holds(self, now: float) -> list[Hold]:
         rows = self._conn.execute(
