@@ -23,8 +23,8 @@ import json
 import re
 from collections.abc import Iterable, Iterator
 from contextvars import ContextVar
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from allowance.errors import InvalidRequest
 from allowance.types import iso, parse_iso, to_datetime
@@ -84,9 +84,9 @@ def acting_as(key_id: str | None) -> Iterator[None]:
         acting.reset(token)
 
 
-@dataclass(slots=True)  # not frozen: a frozen dataclass costs ~1 us more to build, per row
-class Entry:
-    """A row as an operation writes it, before the store gives it its place; read-only."""
+class Entry(NamedTuple):
+    """A row as an operation writes it, before the store gives it its place: ``Row``'s fields
+    but the cursor, in its order."""
 
     at: float
     kind: str
@@ -94,10 +94,10 @@ class Entry:
     feature: str | None
     limit: str | None
     amount: int
-    key_id: str | None = None
-    idempotency_key: str | None = None
-    user: str | None = None
-    data: dict[str, Any] = field(default_factory=dict)
+    key_id: str | None
+    idempotency_key: str | None
+    user: str | None
+    data: dict[str, Any]
 
     def body(self, at: str | None = None) -> str:
         """As stores keep it: ``head`` then the limit, the amount and the time (``at``: the
@@ -156,23 +156,6 @@ class Row:
         kind, feature, key_id, idem, user, data, limit, amount, at = json.loads(body)
         return cls(
             cursor, float(at), kind, account, feature, limit, int(amount), key_id, idem, user, data
-        )
-
-    @classmethod
-    def entered(cls, cursor: str, e: Entry) -> Row:
-        """``e`` as read back at ``cursor`` (a store keeping rows as objects)."""
-        return cls(
-            cursor,
-            e.at,
-            e.kind,
-            e.account,
-            e.feature,
-            e.limit,
-            e.amount,
-            e.key_id,
-            e.idempotency_key,
-            e.user,
-            e.data,
         )
 
     def within(self, since: float | None, until: float | None) -> bool:
@@ -316,4 +299,4 @@ def plan_change(account: str, old: str, new: str, seats: int, at: float) -> Entr
 
 def term(kind: str, at: float, account: str, limit: str | None, amount: int, **data: Any) -> Entry:
     """A row of a change of the account's terms or plan (no feature)."""
-    return Entry(at, kind, account, None, limit, amount, acting.get(), data=data)
+    return Entry(at, kind, account, None, limit, amount, acting.get(), None, None, data)
