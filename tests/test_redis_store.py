@@ -7,6 +7,7 @@ import asyncio
 import threading
 import time
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -15,6 +16,7 @@ from redis.crc import key_slot
 
 from allowance import AsyncLimiter, ConfigurationError, Limiter, ManualClock, StoreError
 from allowance.stores.redis import RedisStore
+from allowance.stores.redis_scripts import lua
 from allowance.stores.redis_wire import Deadline
 from conftest import STORE_FACTORIES
 from reply_dropper import ReplyDropper
@@ -279,3 +281,70 @@ def test_a_sweep_passes_over_an_account_it_cannot_load(
                 return await alim.sweep()
 
         assert asyncio.run(main()) == 1
+
+
+def _scripts_run(store: object, into: list[str]) -> None:
+    """Record the SHA of each script ``store`` runs (its own method, wrapped: it still runs)."""
+    run = store._run  # type: ignore[attr-defined]
+
+    def recorded(script: Any, keys: list[str], argv: list[Any], deadline: Deadline) -> Any:
+        into.append(script.sha)
+        return run(script, keys, argv, deadline)
+
+    store._run = recorded  # type: ignore[attr-defined]
+
+
+def test_a_charge_crossing_a_level_takes_two_scripts_not_three(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """decide.lua leaves the 24th Pro generation of a day (80 % of 30) to the slow path, which
+    writes its event; the slow path starts from what decide.lua read (no load.lua)."""
+    url = STORE_FACTORIES["redis"](request, tmp_path)
+    clock = ManualClock("2026-11-23T15:10:00Z")
+    with Limiter(store=url, clock=clock) as lim:
+        lim.set_account("acme", plan="pro")
+        for _ in range(23):
+            assert lim.consume("acme", "transform.virtual_model").allowed
+            clock.advance(60)
+        ran: list[str] = []
+        _scripts_run(lim.store, ran)
+        assert lim.consume("acme", "transform.virtual_model").allowed
+        assert len(ran) == 2 and lua("load").sha not in ran
+        found = [(e.type, e.data.get("threshold")) for e in lim.events(account="acme")]
+        assert found == [("usage.threshold", 0.8)]
+        clock.advance(60)
+        ran.clear()
+        assert lim.consume("acme", "transform.virtual_model").allowed  # no crossing: one
+        assert len(ran) == 1
+
+
+def test_async_a_charge_crossing_a_level_takes_two_scripts_not_three(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    url = STORE_FACTORIES["redis"](request, tmp_path)
+    clock = ManualClock("2026-11-23T15:10:00Z")
+
+    async def go() -> tuple[list[str], list[str]]:
+        async with AsyncLimiter(store=url, clock=clock) as lim:
+            await lim.set_account("acme", plan="pro")
+            for _ in range(23):
+                assert (await lim.consume("acme", "transform.virtual_model")).allowed
+                clock.advance(60)
+            ran: list[str] = []
+            _scripts_async(lim.async_store, ran)
+            assert (await lim.consume("acme", "transform.virtual_model")).allowed
+            return ran, [e.type for e in await lim.events(account="acme")]
+
+    ran, types = asyncio.run(go())
+    assert len(ran) == 2 and lua("load").sha not in ran
+    assert types == ["usage.threshold"]
+
+
+def _scripts_async(store: object, into: list[str]) -> None:
+    run = store._run  # type: ignore[attr-defined]
+
+    async def recorded(script: Any, keys: list[str], argv: list[Any], deadline: Deadline) -> Any:
+        into.append(script.sha)
+        return await run(script, keys, argv, deadline)
+
+    store._run = recorded  # type: ignore[attr-defined]

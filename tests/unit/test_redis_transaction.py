@@ -16,7 +16,7 @@ from allowance.errors import StoreUnavailable
 from allowance.request import Request
 from allowance.stores.redis_common import KeySpace
 from allowance.stores.redis_scripts import lua
-from allowance.stores.redis_transaction import GLOBAL, Pause, Run, transaction
+from allowance.stores.redis_transaction import GLOBAL, Pause, Run, prime, transaction
 from allowance.stores.redis_wire import Deadline
 from allowance.types import Decision
 from allowance.view import NO_PRELOAD, AccountView, Preload
@@ -127,3 +127,34 @@ def test_a_charge_on_a_users_record_in_another_slot_locks_it_before_reading() ->
 
 def test_a_check_reads_a_users_record_in_another_slot_without_its_lock() -> None:
     assert drive_export(charges=False) == ["load", "read"]
+
+
+def test_a_primed_transaction_starts_from_what_decide_read_and_loads_after_losing() -> None:
+    keys = KeySpace("t").load_keys("acme", NO_PRELOAD)
+    prime("acme", keys, [b"slow", *loaded(7)])
+    protocol = start(5.0)
+    write = protocol.send(None)  # no load.lua: decide.lua's reply was it
+    assert isinstance(write, Run) and write.script is SCRIPTS[1] and write.argv[0] == "7"
+    assert isinstance(protocol.send(0), Pause)  # lost: the next try reads afresh
+    again = protocol.send(None)
+    assert isinstance(again, Run) and again.script is SCRIPTS[0]
+
+
+@pytest.mark.parametrize(
+    "account, reply",
+    [
+        ("other", [b"slow", *loaded(7)]),  # another account's
+        ("acme", [b"slow", repr(NOW).encode()]),  # a slow reply without the load
+        ("acme", [b"ok", *loaded(7)]),  # decided in one step
+    ],
+)
+def test_a_prime_that_does_not_fit_is_not_used(account: str, reply: list[Any]) -> None:
+    prime(account, KeySpace("t").load_keys(account, NO_PRELOAD), reply)
+    first = start(5.0).send(None)
+    assert isinstance(first, Run) and first.script is SCRIPTS[0]
+
+
+def test_a_prime_is_used_once() -> None:
+    prime("acme", KeySpace("t").load_keys("acme", NO_PRELOAD), [b"slow", *loaded(7)])
+    assert start(5.0).send(None).script is SCRIPTS[1]
+    assert start(5.0).send(None).script is SCRIPTS[0]

@@ -91,7 +91,7 @@ from allowance.stores.redis_keys import RedisKeyRing
 from allowance.stores.redis_ledger import PAGE, TRIM, account_args, read_page, trim_args
 from allowance.stores.redis_scripts import compiled_decide, lua
 from allowance.stores.redis_serial import Serial
-from allowance.stores.redis_transaction import Pause, Run, relay_outbox, transaction
+from allowance.stores.redis_transaction import Pause, Run, prime, relay_outbox, transaction
 from allowance.stores.redis_wire import (
     Deadline,
     Link,
@@ -251,6 +251,7 @@ class RedisStore(KeySpace, Store):
                 reply = self._run(compiled, keys, argv, deadline)
         else:
             reply = self._run(compiled, keys, argv, deadline)
+        prime(req.account, keys, reply)
         return read_decision(policy, req, reply)
 
     def transact(

@@ -40,7 +40,7 @@ from allowance.stores.redis_events import OUTBOX, plan_change_template, too_old
 from allowance.stores.redis_ledger import TRIM, account_args, trim_args
 from allowance.stores.redis_scripts import compiled_decide, lua
 from allowance.stores.redis_serial import AsyncSerial
-from allowance.stores.redis_transaction import Pause, Run, relay_outbox, transaction
+from allowance.stores.redis_transaction import Pause, Run, prime, relay_outbox, transaction
 from allowance.stores.redis_wire import (
     Deadline,
     Lanes,
@@ -159,6 +159,7 @@ class AsyncRedisStore(KeySpace, AsyncStore):
                 reply = await self._run(compiled, keys, argv, deadline)
         else:
             reply = await self._run(compiled, keys, argv, deadline)
+        prime(req.account, keys, reply)
         return read_decision(policy, req, reply)
 
     async def transact(

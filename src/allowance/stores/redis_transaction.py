@@ -12,6 +12,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Generator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from itertools import count
 from typing import Any, TypeVar
@@ -23,10 +24,24 @@ from allowance.stores.redis_scripts import lua
 from allowance.stores.redis_wire import Deadline, Lua
 from allowance.view import AccountView, NotLoaded, Preload
 
-__all__ = ["Pause", "Run", "relay_outbox", "transaction"]
+__all__ = ["Pause", "Run", "prime", "relay_outbox", "transaction"]
 
 T = TypeVar("T")
 GLOBAL = lua("global")  # a user's record across accounts, in its own slot (Redis Cluster)
+#: what decide.lua read when it left a charge to the slow path (account, keys, load.lua's
+#: reply): the transaction that follows in the same call starts from it instead of loading
+#: it again (a round trip of three: a charge crossing an event level)
+_primed: ContextVar[tuple[str, list[str], list[Any]] | None] = ContextVar(
+    "allowance_redis_primed", default=None
+)
+
+
+def prime(account: str, keys: list[str], reply: list[Any]) -> None:
+    """After decide.lua (``keys``, ``reply``): keep what it read if it sent the request to
+    the slow path with it (``{'slow', then load.lua's reply}``), else nothing."""
+    loaded = reply[1:] if reply[0] == b"slow" and len(reply) > 2 else None
+    # load.lua's reply: eight fields, then a record per key after the account's two
+    _primed.set(None if loaded is None else (account, keys[: len(loaded) - 6], loaded))
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +91,7 @@ def transaction(
     token = uuid.uuid4().hex
     locked: dict[str, bytes | None] = {}  # the records apart locked, as read under the lock
     first = space.apart(account_id, preload.owners) if preload.charges else []
+    primed, _ = _primed.get(), _primed.set(None)
     if first:  # a charge: locked and read in one step each, not read, then locked and read
         locked = yield from _lock(space, first, token, deadline, account_id, timeout)
     for attempt in count():
@@ -85,7 +101,11 @@ def transaction(
             yield from _unlock(space, locked, token)
             locked = {}
         local = [k for k in keys if k not in apart]
-        loaded = list((yield Run(load, local, at_arg)))
+        if primed is not None and primed[:2] == (account_id, local):
+            loaded = list(primed[2])
+        else:
+            loaded = list((yield Run(load, local, at_arg)))
+        primed = None
         for key in apart:
             loaded.append(locked[key] if key in locked else (yield Run(GLOBAL, [key], ["read"])))
         view = space.view(account_id, local + apart, loaded, fetch)

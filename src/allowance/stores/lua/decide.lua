@@ -26,8 +26,9 @@
 --       charge's ledger rows ('' = no ledger; ledger.head: each counter charged appends its
 --       name, units and the time), how long the ledger keeps rows (s), then 4 period
 --       boundaries per period counter of the feature (local estimates)
--- Returns {'unknown'} | {'slow', now} | {'ok', now, counters-before, granted, plan, seats,
---   remaining ('' = none), the soft-level flag (0/1), terms ('' = none), then each other
+-- Returns {'unknown'} | {'slow', now} | {'slow', then load.lua's reply} (a crossing: the
+--   slow path starts from it, redis_transaction.prime) | {'ok', now, counters-before,
+--   granted, plan, seats, remaining ('' = none), the soft-level flag (0/1), terms ('' = none), then each other
 --   record as it was before}; remaining and the flag are only meaningful for a grant
 
 --SPEC--
@@ -190,18 +191,26 @@ remaining = remaining == nil and '' or remaining
 if not charge then return reply(grant, remaining, passed) end
 
 -- a charge crossing an event level (events.crosses: rules.reach, levels, level_at) is left
--- to the slow path, which writes its events with it (an outbox): none is worded here
+-- to the slow path, which writes its events with it (an outbox): none is worded here. The
+-- reply carries what load.lua would read (the slow path's first step), so it starts from it
+local function crossing()
+  local more = redis.call('HMGET', KEYS[1], 'v', 'h')
+  local out = {'slow', now_text, more[1] or '0', plan, acct[2], acct[3] or '', more[2] or '',
+    raws[0], terms_text}
+  for r = 1, nrecords do out[9 + r] = raws[r] end
+  return out
+end
 for i, lim in ipairs(limits) do
   if rules.reach[i] > 0 then
     local after = lim.used + grant * lim.cost
     if lim.cap >= 0 then
-      if lim.cap - after < rules.reach[i] then return {'slow', now_text} end
+      if lim.cap - after < rules.reach[i] then return crossing() end
       for j = rules.level_at[i] + 1, rules.level_at[i + 1] do
         local level = rules.levels[j] * lim.cap
-        if lim.used < level and level <= after then return {'slow', now_text} end
+        if lim.used < level and level <= after then return crossing() end
       end
     elseif lim.soft >= 0 and lim.used <= lim.soft and lim.soft < after then
-      return {'slow', now_text}
+      return crossing()
     end
   end
 end
