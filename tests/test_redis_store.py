@@ -14,7 +14,15 @@ import pytest
 import redis
 from redis.crc import key_slot
 
-from allowance import AsyncLimiter, ConfigurationError, Limiter, ManualClock, StoreError
+from allowance import (
+    AsyncLimiter,
+    ConfigurationError,
+    Limiter,
+    ManualClock,
+    StoreError,
+    builtin_policy,
+    parse_policy,
+)
 from allowance.stores.redis import RedisStore
 from allowance.stores.redis_scripts import lua
 from allowance.stores.redis_wire import Deadline
@@ -348,3 +356,34 @@ def _scripts_async(store: object, into: list[str]) -> None:
         return await run(script, keys, argv, deadline)
 
     store._run = recorded  # type: ignore[attr-defined]
+
+
+def test_the_ledger_list_is_trimmed_and_kept_alive_without_the_sweep(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    """The list of an account's ledger rows is trimmed and given its lifetime (keep and a
+    hundredth) when new and at the first append in each hundredth of keep (ledger.lua): a
+    list the sweep emptied gets a lifetime again, old rows go without a sweep."""
+    url = STORE_FACTORIES["redis"](request, tmp_path)
+    clock = ManualClock("2026-11-23T15:10:00Z")
+    policy = parse_policy(f"{builtin_policy().source_text}\nledger: {{keep: 1h}}\n")
+    with Limiter(policy, url, clock=clock) as lim:
+        store: RedisStore = lim.store  # type: ignore[assignment]
+        key = store.ledger_key("acme")
+        lim.set_account("acme", plan="pro")
+        lim.consume("acme", "transform.virtual_model")
+        assert 3_600_000 < store.client.pttl(key) <= 3_636_000
+        store.client.persist(key)  # as if set long ago: appends in this hundredth leave it
+        clock.advance(1)
+        lim.consume("acme", "transform.virtual_model")
+        assert store.client.pttl(key) == -1
+        clock.advance(3_601)  # past keep: the next append drops the first four rows
+        lim.consume("acme", "transform.virtual_model")
+        assert len({r.at for r in lim.ledger("acme").rows}) == 1
+        assert len(lim.ledger("acme").rows) == 2
+        assert 3_600_000 < store.client.pttl(key) <= 3_636_000
+        clock.advance(3_700)
+        lim.sweep()
+        assert store.client.exists(key) == 0  # the sweep emptied it
+        lim.consume("acme", "transform.virtual_model")
+        assert store.client.pttl(key) > 3_600_000  # a new list: its lifetime set

@@ -19,23 +19,31 @@ local function trim_rows(list, floor)
 end
 
 -- append_rows(account, list, now, keep, bodies): rows (JSON text) onto the account's list,
--- in the order given, dropping those from before (now - keep); the list lives keep seconds
--- after its last row.
+-- in the order given. The rows from before (now - keep) are dropped, and the list's lifetime
+-- set to keep and a hundredth after now, when the list is new and at the first append in
+-- each hundredth of keep, not at every append (two calls fewer a decision): a row goes at
+-- most keep / 100 after its retention here (the sweep drops it on time), and the list
+-- outlives its last row by at least keep.
 local function append_rows(account, list, now, keep, bodies)
   if #bodies == 0 then return end
-  local ms, n = math.floor(now * 1000), -1
+  local ms, n, last_ms = math.floor(now * 1000), -1, nil
   local last = redis.call('HGET', account, 'lr')
   if last then
-    local last_ms, last_n = string.match(last, '^(%d+)-(%d+)$')
-    if ms <= tonumber(last_ms) then ms, n = tonumber(last_ms), tonumber(last_n) end
+    local lm, ln = string.match(last, '^(%d+)-(%d+)$')
+    last_ms = tonumber(lm)
+    if ms <= last_ms then ms, n = last_ms, tonumber(ln) end
   end
   local entries = {}
   for i, body in ipairs(bodies) do
     n = n + 1
-    entries[i] = string.format('%d-%d', ms, n) .. ' ' .. body
+    entries[i] = string.format('%d-%d ', ms, n) .. body
   end
-  redis.call('RPUSH', list, unpack(entries))
+  local length = redis.call('RPUSH', list, unpack(entries))
   redis.call('HSET', account, 'lr', string.format('%d-%d', ms, n))
-  trim_rows(list, ms - math.floor(keep * 1000))
-  redis.call('PEXPIRE', list, string.format('%d', math.ceil(keep * 1000)))
+  local keep_ms = math.floor(keep * 1000)
+  local part = math.max(1, math.floor(keep_ms / 100))
+  if length == #bodies or not last_ms or math.floor(ms / part) ~= math.floor(last_ms / part) then
+    trim_rows(list, ms - keep_ms)
+    redis.call('PEXPIRE', list, string.format('%d', keep_ms + part))
+  end
 end
