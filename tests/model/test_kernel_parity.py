@@ -346,7 +346,7 @@ class Kernel:
         else:
             import psycopg
 
-            from allowance.stores.postgres_common import parse_url
+            from allowance.stores.postgres_url import parse_url
 
             settings = parse_url(url)
             conninfo, self.schema = settings.conninfo, settings.schema

@@ -93,10 +93,7 @@ from allowance.stores.postgres_common import (
     PostgresView,
     Translate,
     account_params,
-    check_settings,
-    parse_url,
     queries,
-    redact,
     render,
 )
 from allowance.stores.postgres_conn import (
@@ -123,6 +120,7 @@ from allowance.stores.postgres_fast import (
 )
 from allowance.stores.postgres_schema import migrate
 from allowance.stores.postgres_transaction import Done, Protocol, Send, Step, advance, transaction
+from allowance.stores.postgres_url import check_settings, parse_url, redact
 from allowance.types import Account, Decision
 from allowance.view import NO_PRELOAD, AccountView, Preload
 

@@ -36,10 +36,7 @@ from allowance.stores.postgres_common import (
     NOW,
     Translate,
     account_params,
-    check_settings,
-    parse_url,
     queries,
-    redact,
 )
 from allowance.stores.postgres_conn import (
     POOL_OPTIONS,
@@ -63,6 +60,7 @@ from allowance.stores.postgres_fast import (
     libpq_row,
 )
 from allowance.stores.postgres_transaction import Done, Protocol, Send, Step, advance, transaction
+from allowance.stores.postgres_url import check_settings, parse_url, redact
 from allowance.types import Account, Decision
 from allowance.view import NO_PRELOAD, AccountView, Preload
 

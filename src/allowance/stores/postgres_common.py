@@ -1,24 +1,21 @@
-"""What the sync and async PostgreSQL stores share, free of I/O: the SQL (one copy), the URL and
-its options, error translation, and the view ``ops`` runs on. See ``postgres.py`` for the
-design."""
+"""What the sync and async PostgreSQL stores share, free of I/O: the SQL (one copy), error
+translation, and the view ``ops`` runs on (the URL and its options: ``postgres_url.py``). See
+``postgres.py`` for the design."""
 
 from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Callable, Iterable, Sequence
 from importlib import resources
-from typing import Any, NamedTuple, TypeVar
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg import sql
-from psycopg.conninfo import conninfo_to_dict
 from psycopg_pool import PoolTimeout
 
 from allowance import adjust, engine, ledger, owners
-from allowance.errors import ConfigurationError, StoreError, StoreUnavailable
+from allowance.errors import StoreError, StoreUnavailable
 from allowance.events import NewEvent
 from allowance.ledger import Entry
 from allowance.policy import Policy
@@ -42,8 +39,6 @@ SCHEMA_VERSION = 13
 SWEEP_EVERY = 512  # upkeep.py: a batch larger than what the operations in between add
 SWEEP_BATCH = 1024
 LOCK_NAMESPACE = 0x616C6C6F  # "allo": first key of the advisory lock around schema changes
-IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}")  # unquoted, within NAMEDATALEN
-OWN_OPTIONS = ("schema", "pool_min", "pool_max", "timeout", "prepare")
 RV = TypeVar("RV")
 
 # ``{s}`` is the schema, ``{held}`` the literal 'held' (a literal, not a parameter, so the
@@ -410,77 +405,6 @@ def account_params(
         "ledger": keeps,
         "key": ledger.acting.get(),
     }
-
-
-def check_settings(schema: str, pool_min: int, pool_max: int) -> None:
-    if not IDENTIFIER.fullmatch(schema):
-        raise ConfigurationError(
-            f"store: schema must be a plain SQL identifier (letters, digits, _), got {schema!r}"
-        )
-    if not 0 <= pool_min <= pool_max or pool_max < 1:
-        raise ConfigurationError(
-            f"store: need 0 <= pool_min <= pool_max and pool_max >= 1"
-            f" (got pool_min={pool_min}, pool_max={pool_max})"
-        )
-
-
-class Settings(NamedTuple):
-    conninfo: str  # for libpq: our own options removed
-    schema: str
-    pool_min: int
-    pool_max: int
-    timeout: str | None  # the URL's text, for ``store_timeout``
-    prepare: bool  # the fast path prepares its statements (false: behind a PgBouncer)
-
-
-def parse_url(url: str) -> Settings:
-    """Our URL's settings: the libpq conninfo and our own options."""
-    parts = urlsplit(url)
-    if parts.scheme.lower() not in ("postgresql", "postgres"):
-        raise ConfigurationError(f"store: not a postgresql:// URL: {redact(url)!r}")
-    ours: dict[str, str] = {}
-    theirs: list[tuple[str, str]] = []
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
-        if key in OWN_OPTIONS:
-            ours[key] = value
-        else:
-            theirs.append((key, value))
-    if not any(key == "connect_timeout" for key, _ in theirs):
-        theirs.append(("connect_timeout", "10"))  # libpq's default is to wait forever
-    # only the query is rewritten: urlunsplit would drop the "//" of postgresql:///db
-    conninfo = url.split("?", 1)[0] + "?" + urlencode(theirs, quote_via=quote)
-    try:
-        conninfo_to_dict(conninfo)  # libpq's own check of its options
-    except psycopg.Error as exc:
-        raise ConfigurationError(f"store: {exc} in {redact(url)!r}") from exc
-    pool_min, pool_max = (
-        _whole(option, ours.get(option, default), url)
-        for option, default in (("pool_min", "1"), ("pool_max", "10"))
-    )
-    prepare = ours.get("prepare", "true").lower()
-    if prepare not in ("true", "false"):
-        raise ConfigurationError(
-            f"store: prepare must be true or false, got {prepare!r} in {redact(url)!r}"
-        )
-    schema = ours.get("schema", "allowance")
-    return Settings(conninfo, schema, pool_min, pool_max, ours.get("timeout"), prepare == "true")
-
-
-def _whole(option: str, text: str, url: str) -> int:
-    if not (text.isascii() and text.isdigit()):
-        raise ConfigurationError(
-            f"store: {option} must be a whole number, got {text!r} in {redact(url)!r}"
-        )
-    return int(text)
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for messages."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 class Translate:
