@@ -22,7 +22,7 @@ from allowance.errors import (
     UnknownPlan,
 )
 from allowance.events import Event
-from allowance.ledger import LedgerPage, Row
+from allowance.ledger import LedgerPage, Row, acting_as
 from allowance.listing import AccountPage
 from allowance.live import POLICY, Live
 from allowance.policy import Policy, builtin_policy, load_policy, parse_policy
@@ -330,7 +330,8 @@ class Limiter:
                 for entry in batch:
                     try:
                         call = calls.record(self.policy, entry)
-                        charged += calls.run(self.store, call, entry.now)
+                        with acting_as(entry.key_id):  # the ledger's who: the grant's key
+                            charged += calls.run(self.store, call, entry.now)
                         if self.guard.breaker.failures:
                             self.guard.breaker.succeeded()
                     except StoreUnavailable:

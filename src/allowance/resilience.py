@@ -24,6 +24,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 from allowance.errors import StoreUnavailable
+from allowance.ledger import acting
 from allowance.policy import Policy
 from allowance.types import Decision
 
@@ -123,7 +124,8 @@ class Breaker:
 @dataclass(frozen=True, slots=True)
 class Entry:
     """A degraded grant waiting to be charged: ``now`` is when it was granted; ``open``: a
-    degraded reservation's, not yet committed or released (its amount may still change)."""
+    degraded reservation's, not yet committed or released (its amount may still change);
+    ``key_id``: the API key it was granted to (``ledger.acting``), whose charge it is."""
 
     account: str
     feature: str
@@ -132,6 +134,7 @@ class Entry:
     idempotency_key: str
     now: float
     open: bool = False
+    key_id: str | None = None
 
 
 class Journal:
@@ -233,7 +236,7 @@ class StoreGuard:
                 self.journal.unrecorded += 1
             else:
                 key = idempotency_key or f"{JOURNAL_PREFIX}{uuid.uuid4().hex}"
-                entry = Entry(account, feature, amount, user, key, now, held)
+                entry = Entry(account, feature, amount, user, key, now, held, acting.get())
                 if not self.journal.add(entry):
                     raise StoreUnavailable(
                         f"{exc} (and the journal of degraded grants is full)",

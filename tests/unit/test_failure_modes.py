@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from allowance import AsyncLimiter, Limiter, ManualClock, StoreUnavailable
+from allowance import AsyncLimiter, Limiter, ManualClock, StoreUnavailable, acting_as
 from allowance.errors import InvalidAmount, InvalidRequest, PolicyError
 from allowance.policy import builtin_policy, parse_policy
 from allowance.resilience import Breaker
@@ -367,3 +367,18 @@ def test_async_limiter_degrades_and_flushes() -> None:
         await limiter.close()
 
     asyncio.run(scenario())
+
+
+def test_a_degraded_grant_charged_from_the_journal_names_the_key_it_was_granted_to() -> None:
+    """The ledger's rows of a journaled grant carry the key id of the request that got it,
+    not the flushing thread's (which has none)."""
+    limiter = make("allow")
+    store = outage(limiter)
+    store.down = True
+    with acting_as("key_app"):
+        assert limiter.consume("acme", "export.ai", 2).degraded
+    store.down = False
+    assert limiter.flush_journal() == 1
+    rows = [(r.kind, r.key_id, r.amount, r.data) for r in limiter.ledger("acme").rows]
+    assert ("charge", "key_app", 2, {"degraded": True}) in rows
+    assert all(key == "key_app" for kind, key, _, _ in rows if kind == "charge")
