@@ -45,7 +45,7 @@ from allowance.events import Event
 from allowance.ledger import Row
 from allowance.ops import HOLD_KEEP
 from allowance.state import HELD
-from allowance.stores import sql_events, sql_ledger
+from allowance.stores import sql_events, sql_ledger, sqlite_schema
 from allowance.stores.base import Outcome, Store, Transaction
 from allowance.stores.keyring import KeyRing, SQLKeyRing
 from allowance.stores.sqlite_commit import GroupCommit
@@ -55,69 +55,6 @@ from allowance.types import Account
 from allowance.view import NO_PRELOAD, AccountView, Preload
 
 T = TypeVar("T")
-# 2: accounts.adjustments; 3: owned (per-user counters); 4: events; 5: ledger
-SCHEMA_VERSION = 5
-
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS accounts (
-    id TEXT PRIMARY KEY,
-    plan TEXT NOT NULL,
-    seats INTEGER NOT NULL,
-    next_hold_expiry REAL,
-    counters TEXT NOT NULL DEFAULT '{}',  -- {limit: [start, used, entries]}
-    adjustments TEXT  -- the account's own terms (adjust.py), NULL for none
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS holds (
-    id TEXT PRIMARY KEY,
-    account TEXT NOT NULL,
-    state TEXT NOT NULL,
-    expires_at REAL NOT NULL,
-    body TEXT NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS holds_account ON holds (account, state, expires_at);
-CREATE INDEX IF NOT EXISTS holds_expires_at ON holds (expires_at);
-CREATE TABLE IF NOT EXISTS idempotency (
-    account TEXT NOT NULL,
-    key TEXT NOT NULL,
-    expires_at REAL NOT NULL,
-    body TEXT NOT NULL,
-    PRIMARY KEY (account, key)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS idempotency_expires_at ON idempotency (expires_at);
-CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
--- per-user counters (owners.record_key), apart from the account's row so that it does not
--- grow with its users (drop_after: when the last of them has nothing left to count)
-CREATE TABLE IF NOT EXISTS owned (
-    owner TEXT PRIMARY KEY,
-    counters TEXT NOT NULL,
-    drop_after REAL NOT NULL
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS owned_drop_after ON owned (drop_after);
--- events (sql_events.py): the outbox, and the marks still standing
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    at REAL NOT NULL,
-    account TEXT NOT NULL,
-    body TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS events_account ON events (account, id);
-CREATE INDEX IF NOT EXISTS events_at ON events (at);
-CREATE TABLE IF NOT EXISTS event_marks (
-    account TEXT NOT NULL,
-    mark TEXT NOT NULL,
-    until REAL NOT NULL,
-    PRIMARY KEY (account, mark)
-) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS event_marks_until ON event_marks (until);
--- the ledger (sql_ledger.py), AUTOINCREMENT: an id (a row's cursor) is never given twice
-CREATE TABLE IF NOT EXISTS ledger (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    at REAL NOT NULL,
-    account TEXT NOT NULL,
-    body TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS ledger_account ON ledger (account, id);
-"""
 EVENTS = sql_events.statements("", "?")
 LEDGER = sql_ledger.statements("", "?")
 
@@ -146,16 +83,10 @@ class SQLiteStore(Store):
         self._group = GroupCommit()
         conn = self._conn()
         with _Translate():
-            if conn.execute("PRAGMA user_version").fetchone()[0] > SCHEMA_VERSION:
+            if sqlite_schema.written_by_newer(conn):
                 raise ConfigurationError(f"store: {path} was written by a newer allowance")
             with _Transaction(conn):
-                for statement in SCHEMA.split(";"):
-                    if statement.strip():
-                        conn.execute(statement)
-                columns = {r[1] for r in conn.execute("PRAGMA table_info(accounts)")}
-                if "adjustments" not in columns:  # a file of schema 1
-                    conn.execute("ALTER TABLE accounts ADD COLUMN adjustments TEXT")
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                sqlite_schema.create(conn)
 
     @classmethod
     def from_url(cls, url: str) -> SQLiteStore:
