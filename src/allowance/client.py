@@ -40,7 +40,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from allowance import remote
+from allowance import remote, remote_answers
 from allowance.aio import AsyncReservation
 from allowance.errors import UnknownFeature, UnknownPlan
 from allowance.events import Event
@@ -104,21 +104,21 @@ class Client(_Base):
         super().__init__(url, key, timeout, retries, policy, auto_idempotency_keys)
         self._http = httpx.Client(transport=transport, **self._options)
 
-    def _send(self, op: remote.Op[T]) -> T:
+    def _send(self, op: remote_answers.Op[T]) -> T:
         attempt = 0
         while True:
-            outcome: remote.Outcome
+            outcome: remote_answers.Outcome
             try:
                 outcome = self._http.request(op.method, op.path, json=op.body)
             except httpx.RequestError as exc:
                 outcome = exc
-            wait = remote.pause(op, attempt, self.retries, outcome)
+            wait = remote_answers.pause(op, attempt, self.retries, outcome)
             if wait is None:
-                return remote.result(op, outcome)
+                return remote_answers.result(op, outcome)
             time.sleep(wait)
             attempt += 1
 
-    def _run(self, make: Callable[[Policy], remote.Op[T]]) -> T:
+    def _run(self, make: Callable[[Policy], remote_answers.Op[T]]) -> T:
         policy, loaded = (self._policy, False) if self._policy else (self._load(), True)
         try:
             op = make(policy)
@@ -282,21 +282,21 @@ class AsyncClient(_Base):
         super().__init__(url, key, timeout, retries, policy, auto_idempotency_keys)
         self._http = httpx.AsyncClient(transport=transport, **self._options)
 
-    async def _send(self, op: remote.Op[T]) -> T:
+    async def _send(self, op: remote_answers.Op[T]) -> T:
         attempt = 0
         while True:
-            outcome: remote.Outcome
+            outcome: remote_answers.Outcome
             try:
                 outcome = await self._http.request(op.method, op.path, json=op.body)
             except httpx.RequestError as exc:
                 outcome = exc
-            wait = remote.pause(op, attempt, self.retries, outcome)
+            wait = remote_answers.pause(op, attempt, self.retries, outcome)
             if wait is None:
-                return remote.result(op, outcome)
+                return remote_answers.result(op, outcome)
             await asyncio.sleep(wait)
             attempt += 1
 
-    async def _run(self, make: Callable[[Policy], remote.Op[T]]) -> T:
+    async def _run(self, make: Callable[[Policy], remote_answers.Op[T]]) -> T:
         policy, loaded = (self._policy, False) if self._policy else (await self._load(), True)
         try:
             op = make(policy)

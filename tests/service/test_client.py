@@ -38,7 +38,7 @@ from allowance import (
     UnknownPlan,
     builtin_policy,
     parse_policy,
-    remote,
+    remote_answers,
 )
 from allowance.http.problems import TYPE_PREFIX
 from allowance.ids import new_reservation_id
@@ -263,8 +263,8 @@ def test_errors_the_service_reports(service: Service) -> None:
     ]:
         sent = {"account": "svc", "feature": "export.ai", **body}
         answer = service.call("POST", "/v1/consume", json=sent)
-        op = remote.Op("POST", "/v1/consume", (200,), lambda answer, data: None, sent, sent)
-        err = remote.error(op, answer)
+        op = remote_answers.Op("POST", "/v1/consume", (200,), lambda answer, data: None, sent, sent)
+        err = remote_answers.error(op, answer)
         assert type(err) is kind and getattr(err, "field", None) == name, answer.text
         assert getattr(err, "value", None) == body[name]
         assert str(err) == answer.json()["detail"]
@@ -436,7 +436,7 @@ def test_a_new_feature_on_the_service_is_followed(service: Service) -> None:
 
 
 def test_problem_types_match_the_service() -> None:
-    assert remote.PROBLEM_TYPE == TYPE_PREFIX
+    assert remote_answers.PROBLEM_TYPE == TYPE_PREFIX
 
 
 def test_bad_url_or_key_is_refused_at_once() -> None:
