@@ -1,6 +1,7 @@
 """memory:// keeps every ledger row in the process: as plain tuples the garbage collector stops
 visiting once it has seen them. An object per row (or a tuple holding a dict) is visited at
-every collection, which cost each decision ~8 us once 60,000 rows were kept."""
+every collection: 6.0 us of collection per decision against 2.8 as tuples (30,000
+decisions)."""
 
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ from allowance.errors import StoreUnavailable
 from allowance.request import Request
 from allowance.stores.redis_common import KeySpace
 from allowance.stores.redis_scripts import lua
-from allowance.stores.redis_transaction import GLOBAL, Pause, Run, prime, transaction
+from allowance.stores.redis_transaction import GLOBAL, Pause, Run, prime, take_primed, transaction
 from allowance.stores.redis_wire import Deadline
 from allowance.types import Decision
 from allowance.view import NO_PRELOAD, AccountView, Preload
@@ -38,11 +38,13 @@ def consume(view: AccountView, now: float) -> Decision:
 
 
 def start(timeout: float) -> Any:
+    """The protocol as a store's ``transact`` starts it: with what was primed, taken."""
     space = KeySpace("t")
     deadline = Deadline(timeout)
     return transaction(
-        space, SCRIPTS, POLICY, "acme", NOW, consume, NO_PRELOAD, deadline, timeout, None
-    )
+        space, SCRIPTS, POLICY, "acme", NOW, consume, NO_PRELOAD, deadline, timeout, None,
+        take_primed(),
+    )  # fmt: skip
 
 
 def test_a_lost_write_is_tried_again_on_fresh_state() -> None:
@@ -154,7 +156,12 @@ def test_a_prime_that_does_not_fit_is_not_used(account: str, reply: list[Any]) -
     assert isinstance(first, Run) and first.script is SCRIPTS[0]
 
 
-def test_a_prime_is_used_once() -> None:
+def test_a_prime_is_taken_by_the_next_transaction_only() -> None:
+    """Taken when the store's transact starts, before anything can fail: a transaction that
+    never ran still used it up, so no later operation runs at the primed call's time."""
+    prime("acme", KeySpace("t").load_keys("acme", NO_PRELOAD), [b"slow", *loaded(7)])
+    start(5.0)  # started, never run (as if the store's in-process lock timed out)
+    assert start(5.0).send(None).script is SCRIPTS[0]
     prime("acme", KeySpace("t").load_keys("acme", NO_PRELOAD), [b"slow", *loaded(7)])
     assert start(5.0).send(None).script is SCRIPTS[1]
     assert start(5.0).send(None).script is SCRIPTS[0]

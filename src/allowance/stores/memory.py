@@ -40,9 +40,9 @@ from allowance.view import NO_PRELOAD, AccountView, Preload
 T = TypeVar("T")
 
 #: a ledger row as kept: its number, the entry's fields but ``data``, then ``data`` or None,
-#: one plain tuple. The collector stops visiting such a tuple once it has seen it (it visits
-#: an object, or a tuple holding a dict, at every collection: ~8 us per decision once 60,000
-#: rows were kept)
+#: one plain tuple. The collector stops visiting such a tuple once it has seen it; an object,
+#: or a tuple holding a dict, it visits at every collection (measured over 30,000 decisions:
+#: 6.0 us of collection per decision with rows as objects, 2.8 as these, 1.6 with no ledger)
 Kept = tuple[Any, ...]
 DENIALS_KEPT = 16  # per account: more distinct denied requests than this start the memo over
 

@@ -91,7 +91,14 @@ from allowance.stores.redis_keys import RedisKeyRing
 from allowance.stores.redis_ledger import PAGE, TRIM, account_args, read_page, trim_args
 from allowance.stores.redis_scripts import compiled_decide, lua
 from allowance.stores.redis_serial import Serial
-from allowance.stores.redis_transaction import Pause, Run, prime, relay_outbox, transaction
+from allowance.stores.redis_transaction import (
+    Pause,
+    Run,
+    prime,
+    relay_outbox,
+    take_primed,
+    transaction,
+)
 from allowance.stores.redis_wire import (
     Deadline,
     Link,
@@ -263,6 +270,7 @@ class RedisStore(KeySpace, Store):
     ) -> T:
         """Load, run ``fn``, write if the account's version is unchanged; else again, after
         a pause (see "Contention" above), within one deadline (``redis_transaction``)."""
+        primed = take_primed()  # first: it is this call's or no one's
         policy = self.policy
         assert policy is not None
         deadline = Deadline(self.timeout)
@@ -272,8 +280,9 @@ class RedisStore(KeySpace, Store):
             return value
 
         protocol = transaction(
-            self, self._scripts, policy, account_id, now, fn, preload, deadline, self.timeout, fetch
-        )
+            self, self._scripts, policy, account_id, now, fn, preload, deadline, self.timeout,
+            fetch, primed,
+        )  # fmt: skip
         with self._serial.hold(account_id, deadline):
             return self._drive(protocol, deadline)
 

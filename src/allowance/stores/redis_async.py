@@ -40,7 +40,14 @@ from allowance.stores.redis_events import OUTBOX, plan_change_template, too_old
 from allowance.stores.redis_ledger import TRIM, account_args, trim_args
 from allowance.stores.redis_scripts import compiled_decide, lua
 from allowance.stores.redis_serial import AsyncSerial
-from allowance.stores.redis_transaction import Pause, Run, prime, relay_outbox, transaction
+from allowance.stores.redis_transaction import (
+    Pause,
+    Run,
+    prime,
+    relay_outbox,
+    take_primed,
+    transaction,
+)
 from allowance.stores.redis_wire import (
     Deadline,
     Lanes,
@@ -169,12 +176,14 @@ class AsyncRedisStore(KeySpace, AsyncStore):
         fn: Callable[[AccountView, float], T],
         preload: Preload = NO_PRELOAD,
     ) -> T:
+        primed = take_primed()  # first: it is this call's or no one's
         policy = self.policy
         assert policy is not None
         deadline = Deadline(self.timeout)
         protocol = transaction(
-            self, self._scripts, policy, account_id, now, fn, preload, deadline, self.timeout, None
-        )
+            self, self._scripts, policy, account_id, now, fn, preload, deadline, self.timeout,
+            None, primed,
+        )  # fmt: skip
         async with self._serial.hold(account_id, deadline):
             return await self._drive(protocol, deadline)
 

@@ -24,16 +24,16 @@ from allowance.stores.redis_scripts import lua
 from allowance.stores.redis_wire import Deadline, Lua
 from allowance.view import AccountView, NotLoaded, Preload
 
-__all__ = ["Pause", "Run", "prime", "relay_outbox", "transaction"]
+__all__ = ["Pause", "Primed", "Run", "prime", "relay_outbox", "take_primed", "transaction"]
 
 T = TypeVar("T")
 GLOBAL = lua("global")  # a user's record across accounts, in its own slot (Redis Cluster)
-#: what decide.lua read when it left a charge to the slow path (account, keys, load.lua's
-#: reply): the transaction that follows in the same call starts from it instead of loading
-#: it again (a round trip of three: a charge crossing an event level)
-_primed: ContextVar[tuple[str, list[str], list[Any]] | None] = ContextVar(
-    "allowance_redis_primed", default=None
-)
+#: what decide.lua read when it left a charge to the slow path: the store's next ``transact``
+#: in the same context (the same call: ``calls.run``) takes it, and its transaction starts
+#: from it instead of loading it again (a round trip of three: a charge crossing an event
+#: level)
+Primed = tuple[str, list[str], list[Any]]  # account, keys, load.lua's reply
+_primed: ContextVar[Primed | None] = ContextVar("allowance_redis_primed", default=None)
 
 
 def prime(account: str, keys: list[str], reply: list[Any]) -> None:
@@ -42,6 +42,14 @@ def prime(account: str, keys: list[str], reply: list[Any]) -> None:
     loaded = reply[1:] if reply[0] == b"slow" and len(reply) > 2 else None
     # load.lua's reply: eight fields, then a record per key after the account's two
     _primed.set(None if loaded is None else (account, keys[: len(loaded) - 6], loaded))
+
+
+def take_primed() -> Primed | None:
+    """What ``prime`` kept, once: every ``transact`` takes it first, so it never outlives the
+    call that primed it (a later operation would run at that call's time)."""
+    primed = _primed.get()
+    _primed.set(None)
+    return primed
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,10 +82,12 @@ def transaction(
     deadline: Deadline,
     timeout: float,
     fetch: Callable[[str], bytes | None] | None,
+    primed: Primed | None = None,
 ) -> Generator[Run | Pause, Any, T]:
     """``fn`` run on the account, its writes applied atomically; ``scripts`` are
     (load, apply). ``fetch`` reads a record that was not preloaded (None: the caller
-    preloads everything its operation reads).
+    preloads everything its operation reads). ``primed``: what decide.lua read for this call
+    (``take_primed``); the first try starts from it if it is this account's and these keys.
 
     On Redis Cluster a user's record across accounts is in another slot (``apart``): it is
     read on its own, and an operation that writes it runs again holding its lock
@@ -91,7 +101,6 @@ def transaction(
     token = uuid.uuid4().hex
     locked: dict[str, bytes | None] = {}  # the records apart locked, as read under the lock
     first = space.apart(account_id, preload.owners) if preload.charges else []
-    primed, _ = _primed.get(), _primed.set(None)
     if first:  # a charge: locked and read in one step each, not read, then locked and read
         locked = yield from _lock(space, first, token, deadline, account_id, timeout)
     for attempt in count():

@@ -28,8 +28,9 @@
 --       boundaries per period counter of the feature (local estimates)
 -- Returns {'unknown'} | {'slow', now} | {'slow', then load.lua's reply} (a crossing: the
 --   slow path starts from it, redis_transaction.prime) | {'ok', now, counters-before,
---   granted, plan, seats, remaining ('' = none), the soft-level flag (0/1), terms ('' = none), then each other
---   record as it was before}; remaining and the flag are only meaningful for a grant
+--   granted, plan, seats, remaining ('' = none), the soft-level flag (0/1), terms
+--   ('' = none), then each other record as it was before}; remaining and the flag are only
+--   meaningful for a grant
 
 --SPEC--
 --LEDGER--
