@@ -45,8 +45,8 @@ threads:
   events under one lock per schema, Redis into the account's outbox, then relays them to the
   log: two more round trips on Redis Cluster; decide.lua hands that path what it read, so it
   starts with its write), and every grant appends two ledger rows in the same step
-  (decide.lua: two entries on the account's list; decide(): one INSERT of two rows). ``vs_seed``: the seed's decisions per second over this row's; issue 13: at least
-  0.8.
+  (decide.lua: two entries on the account's list; decide(): one INSERT of two rows).
+  ``vs_seed``: the seed's decisions per second over this row's; issue 13: at least 0.8.
 
 Targets (the issue's): allowance on Redis >= 0.8x raw EVALSHA and >= 1.8x limits on Redis
 ("mostly granted"; Redis Cluster is held to the same ratios against the cluster's own
