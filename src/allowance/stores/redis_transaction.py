@@ -38,10 +38,12 @@ _primed: ContextVar[Primed | None] = ContextVar("allowance_redis_primed", defaul
 
 def prime(account: str, keys: list[str], reply: list[Any]) -> None:
     """After decide.lua (``keys``, ``reply``): keep what it read if it sent the request to
-    the slow path with it (``{'slow', then load.lua's reply}``), else nothing."""
-    loaded = reply[1:] if reply[0] == b"slow" and len(reply) > 2 else None
-    # load.lua's reply: eight fields, then a record per key after the account's two
-    _primed.set(None if loaded is None else (account, keys[: len(loaded) - 6], loaded))
+    the slow path with it (``{'slow', then load.lua's reply}``). Any other reply sets
+    nothing (a set is an allocation per decision): what an earlier call kept cannot be
+    left, as every ``transact`` takes it first."""
+    if reply[0] == b"slow" and len(reply) > 2:
+        loaded = reply[1:]  # load.lua's: eight fields, then a record per key after the two
+        _primed.set((account, keys[: len(loaded) - 6], loaded))
 
 
 def take_primed() -> Primed | None:
