@@ -14,7 +14,9 @@ import pytest
 
 from allowance import AsyncLimiter, Limiter, ManualClock
 from allowance.errors import StoreUnavailable
+from allowance.events import KEEP
 from allowance.stores.redis import RedisStore
+from allowance.stores.redis_async import AsyncRedisStore
 from allowance.stores.redis_events import OUTBOX, RELAY
 from allowance.stores.redis_wire import Deadline, Lua
 from conftest import STORE_FACTORIES
@@ -165,3 +167,46 @@ def test_the_async_store_writes_and_relays_the_same_events(
         ("usage.threshold", 24),
         ("usage.limit_reached", 30),
     ]
+
+
+def test_the_sweep_deletes_an_account_s_stream_once_its_events_are_past_retention(
+    acme: tuple[Limiter, Stopping],
+) -> None:
+    """XDEL leaves an empty stream behind (~370 bytes each, for every account that ever had
+    an event); the sweep deletes it, and a later event makes it anew."""
+    lim, store = acme
+    clock = lim.clock
+    assert isinstance(clock, ManualClock)
+    lim.set_account("beta", plan="free")
+    lim.set_account("acme", plan="max")  # one event each
+    clock.advance(KEEP / 2)
+    lim.set_account("beta", plan="pro")  # beta: a second, newer one
+    clock.advance(KEEP / 2 + 60)
+    lim.sweep()
+    assert not store.client.exists(store.event_log.of("acme"))
+    assert store.client.exists(store.event_log.of("beta"))
+    assert [e.data["to"] for e in lim.events()] == ["pro"]
+    lim.set_account("acme", plan="pro")
+    assert [e.data["to"] for e in lim.events(account="acme")] == ["pro"]
+
+
+@pytest.mark.parametrize("kind", ["redis", "redis_cluster"])
+def test_the_async_sweep_deletes_an_emptied_stream(
+    request: pytest.FixtureRequest, tmp_path: Path, kind: str
+) -> None:
+    url = STORE_FACTORIES[kind](request, tmp_path)
+    clock = ManualClock("2026-11-23T15:10:00Z")
+
+    async def run() -> tuple[int, list[object]]:
+        async with AsyncLimiter(store=url, clock=clock) as lim:
+            await lim.set_account("acme", plan="free")
+            await lim.set_account("acme", plan="max")  # one event
+            store = lim.async_store
+            assert isinstance(store, AsyncRedisStore)
+            assert await store.client.exists(store.event_log.of("acme"))
+            clock.advance(KEEP + 60)
+            await lim.sweep()
+            left = int(await store.client.exists(store.event_log.of("acme")))
+            return left, [e.type for e in await lim.events()]
+
+    assert asyncio.run(run()) == (0, [])

@@ -86,7 +86,15 @@ from allowance.stores import redis_config
 from allowance.stores.base import DEFAULT_TIMEOUT, AsyncStore, Store
 from allowance.stores.keyring import KeyRing
 from allowance.stores.redis_common import KeySpace, read_decision, split_url
-from allowance.stores.redis_events import OUTBOX, plan_change_template, range_args, read, too_old
+from allowance.stores.redis_events import (
+    DROP,
+    OUTBOX,
+    drop_call,
+    plan_change_template,
+    range_args,
+    read,
+    too_old,
+)
 from allowance.stores.redis_keys import RedisKeyRing
 from allowance.stores.redis_ledger import PAGE, TRIM, account_args, read_page, trim_args
 from allowance.stores.redis_scripts import compiled_decide, lua
@@ -429,11 +437,8 @@ class RedisStore(KeySpace, Store):
         """Events older than ``cutoff`` out of the log and their accounts' streams."""
         log = self.event_log
         while old := too_old(self.client.xrange(log.log, count=500), cutoff):
-            pipe = self.client.pipeline(transaction=False)
-            for event_id, account in old:
-                pipe.xdel(log.log, event_id)
-                pipe.xdel(log.of(account), event_id)
-            pipe.execute()
+            keys, ids = drop_call(log, old)
+            self._run(DROP, keys, ids, self._deadline())
 
     def account_page(self, prefix: str, after: str | None, limit: int) -> list[str]:
         with translating():

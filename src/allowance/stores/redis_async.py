@@ -36,7 +36,7 @@ from allowance.policy import Policy
 from allowance.request import Request
 from allowance.stores.base import DEFAULT_TIMEOUT, AsyncStore
 from allowance.stores.redis_common import KeySpace, read_decision, split_url
-from allowance.stores.redis_events import OUTBOX, plan_change_template, too_old
+from allowance.stores.redis_events import DROP, OUTBOX, drop_call, plan_change_template, too_old
 from allowance.stores.redis_ledger import TRIM, account_args, trim_args
 from allowance.stores.redis_scripts import compiled_decide, lua
 from allowance.stores.redis_serial import AsyncSerial
@@ -333,11 +333,8 @@ class AsyncRedisStore(KeySpace, AsyncStore):
         """As ``RedisStore._drop_events``."""
         log = self.event_log
         while old := too_old(await self.client.xrange(log.log, count=500), cutoff):
-            pipe = self.client.pipeline(transaction=False)
-            for event_id, account in old:
-                pipe.xdel(log.log, event_id)
-                pipe.xdel(log.of(account), event_id)
-            await pipe.execute()
+            keys, ids = drop_call(log, old)
+            await self._run(DROP, keys, ids, Deadline(self.timeout))
 
     async def close(self) -> None:
         lanes, self._lanes = self._lanes, {}

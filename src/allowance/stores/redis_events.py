@@ -27,10 +27,12 @@ from allowance.policy import Policy
 from allowance.stores.redis_scripts import lua
 
 __all__ = [
+    "DROP",
     "OUTBOX",
     "RELAY",
     "EventKeys",
     "apply_fields",
+    "drop_call",
     "outbox_of",
     "plan_change_template",
     "range_args",
@@ -40,6 +42,7 @@ __all__ = [
 
 RELAY = lua("events")
 OUTBOX = lua("outbox")
+DROP = lua("events_drop")
 FROM, AT = "\x00from\x00", "\x00at\x00"  # account.lua puts the old plan and the time there
 
 
@@ -119,3 +122,8 @@ def too_old(entries: list[Any], cutoff: float) -> list[tuple[str, str]]:
             break
         out.append((f"{event.id}-0", event.account))
     return out
+
+
+def drop_call(keys: EventKeys, old: list[tuple[str, str]]) -> tuple[list[str], list[str]]:
+    """KEYS and ARGV of ``events_drop.lua`` for the events ``too_old`` picked."""
+    return [keys.log, *(keys.of(account) for _, account in old)], [i for i, _ in old]
