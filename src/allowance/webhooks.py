@@ -212,7 +212,7 @@ def add(store: Store, url: str, kinds: list[str] | None, now: float) -> Webhook:
         "whsec_" + secrets.token_urlsafe(24),
     )  # fmt: skip
     # from the events written from now on: the cursor starts at the last one there is
-    store.put_setting(state_name(hook.id), State(last_event_id(store)).dump())
+    store.put_setting(state_name(hook.id), State(store.newest_event_id()).dump())
 
     def put(raw: str | None) -> str:
         found = {} if raw is None else json.loads(raw)
@@ -230,7 +230,11 @@ def remove(store: Store, hook_id: str) -> bool:
         del found[hook_id]
         return json.dumps(found)
 
-    return update(store, REGISTRY, drop)
+    if not update(store, REGISTRY, drop):
+        return False
+    # after the registry: a worker finding a listed hook with no state takes it as removed
+    store.delete_setting(state_name(hook_id))
+    return True
 
 
 def deliveries(store: Store, hook_id: str) -> list[Delivery] | None:
@@ -238,16 +242,6 @@ def deliveries(store: Store, hook_id: str) -> list[Delivery] | None:
     if all(h.id != hook_id for h in registered(store)):
         return None
     return State.load(store.get_setting(state_name(hook_id))).deliveries
-
-
-def last_event_id(store: Store) -> int:
-    """The id of the newest event kept (0: none), paging forward from the start."""
-    last = 0
-    while page := store.events(last, events.MAX_PAGE, None):
-        last = page[-1].id
-        if len(page) < events.MAX_PAGE:
-            break
-    return last
 
 
 def checked_url(url: object) -> str:

@@ -53,7 +53,7 @@ def test_add_list_deliveries_remove(run: Run, store: str) -> None:
 async def deliver(store: str, hook_id: str) -> None:
     """The service's worker (retries due at once) until the webhook has nothing pending."""
     async with AsyncLimiter(store=store) as lim:
-        task = asyncio.create_task(WebhookWorker(lim, first_retry=0.0).run())
+        task = asyncio.create_task(WebhookWorker(lim.sync.store, first_retry=0.0).run())
         try:
             for _ in range(400):
                 await asyncio.sleep(0.05)

@@ -85,7 +85,7 @@ def create_app(
         sweeper = start_sweeping(limiter, sweep_interval)
         worker = None
         if webhook_retry is not None:
-            worker = WebhookWorker(limiter, first_retry=webhook_retry).start()
+            worker = WebhookWorker(limiter.sync.store, first_retry=webhook_retry).start()
         hup = policy_file is not None and _reload_on_hup(limiter, policy_file)
         yield
         if hup:

@@ -26,7 +26,6 @@ from dataclasses import dataclass
 import httpx
 
 from allowance import webhooks
-from allowance.aio import AsyncLimiter
 from allowance.clock import Clock, system_clock
 from allowance.errors import AllowanceError
 from allowance.stores.base import Store
@@ -54,15 +53,16 @@ class Lease:
 class WebhookWorker:
     def __init__(
         self,
-        limiter: AsyncLimiter,
+        store: Store,
         *,
         first_retry: float = webhooks.FIRST_RETRY,
         poll: float = POLL,
         clock: Clock = system_clock,
     ) -> None:
-        """``clock``: real time for the tries and the lease (not the limiter's, which a
-        test or a simulation may hold still)."""
-        self.store: Store = limiter.sync.store
+        """``store``: a sync store (the worker's calls go to threads). ``clock``: real time
+        for the tries and the lease (not the limiter's, which a test or a simulation may
+        hold still)."""
+        self.store = store
         self.first_retry = first_retry
         self.poll = poll
         self.clock = clock
@@ -117,6 +117,8 @@ class WebhookWorker:
         """One webhook's turn; when its next pending delivery is due."""
         name = webhooks.state_name(hook.id)
         raw = await asyncio.to_thread(self.store.get_setting, name)
+        if raw is None:
+            return None  # removed since the registry was read (``add`` writes it first)
         state = State.load(raw)
         taken = await asyncio.to_thread(self._take_in, hook, state)
         if taken:

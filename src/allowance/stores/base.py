@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from allowance.errors import ConfigurationError, NotSupported
-from allowance.events import Event
+from allowance.events import MAX_PAGE, Event
 from allowance.ledger import Row
 from allowance.policy import Policy
 from allowance.request import Request
@@ -137,6 +137,16 @@ class Store(ABC):
         Every store here keeps them; one made elsewhere may not, and says so."""
         raise NotSupported(f"store: {self.scheme}:// does not keep events")
 
+    def newest_event_id(self) -> int:
+        """The id of the newest event kept (0: none); every later event's is above it.
+        This one pages through all of them: a store with an index asks it."""
+        last = 0
+        while page := self.events(last, MAX_PAGE, None):
+            last = page[-1].id
+            if len(page) < MAX_PAGE:
+                break
+        return last
+
     def ledger(
         self,
         account: str,
@@ -165,6 +175,11 @@ class Store(ABC):
         """Set ``name`` to ``new`` only if it still holds ``old`` (None: unset), atomically;
         whether it did. What servers sharing a store coordinate by (``webhooks.py``)."""
         raise NotSupported(f"store: {self.scheme}:// has no atomic settings")
+
+    def delete_setting(self, name: str) -> None:
+        """Remove a setting (nothing when there is none); a ``swap_setting`` from what was
+        read before then fails."""
+        raise NotSupported(f"store: {self.scheme}:// cannot remove a setting")
 
     def close(self) -> None:  # noqa: B027 - optional for stores with nothing to release
         """Release connections."""

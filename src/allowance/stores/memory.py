@@ -205,6 +205,10 @@ class MemoryStore(Store):
             )
             return list(itertools.islice(picked, limit))
 
+    def newest_event_id(self) -> int:
+        with self._lock:
+            return self._events[-1].id if self._events else 0
+
     def get_account(self, account_id: str) -> Account | None:
         with self._lock:
             state = self._accounts.get(account_id)
@@ -377,6 +381,10 @@ class MemoryStore(Store):
                 return False
             self._settings[name] = new
             return True
+
+    def delete_setting(self, name: str) -> None:
+        with self._lock:
+            self._settings.pop(name, None)
 
     def _make_keyring(self) -> KeyRing:
         return MemoryKeyRing()

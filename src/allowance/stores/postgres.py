@@ -372,6 +372,11 @@ class PostgresStore(Store):
         rows, _ = self.execute(*sql_events.read_events(q, after, limit, account))
         return sql_events.events_of(rows)
 
+    def newest_event_id(self) -> int:
+        q = sql_events.statements(render("{s}.", self.schema), "%s")
+        rows, _ = self.execute(q["newest"])
+        return int(rows[0][0])
+
     def ledger(
         self,
         account: str,
@@ -399,6 +404,9 @@ class PostgresStore(Store):
         if old is None:
             return self.execute(self.sql["new_setting"], (name, new))[1] == 1
         return self.execute(self.sql["swap_setting"], (new, name, old))[1] == 1
+
+    def delete_setting(self, name: str) -> None:
+        self.execute(self.sql["delete_setting"], (name,))
 
     def _make_keyring(self) -> KeyRing:
         # quoted as the decision queries quote it (a schema may have capitals)

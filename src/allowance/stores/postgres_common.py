@@ -115,6 +115,7 @@ TEMPLATES = {
     "new_setting": "INSERT INTO {s}.settings (name, value) VALUES (%s, %s)"
     " ON CONFLICT (name) DO NOTHING",
     "swap_setting": "UPDATE {s}.settings SET value = %s WHERE name = %s AND value = %s",
+    "delete_setting": "DELETE FROM {s}.settings WHERE name = %s",
     "set_version": "INSERT INTO {s}.schema_version (version) VALUES (%s)"
     " ON CONFLICT (one) DO UPDATE SET version = excluded.version",
     "lock": "WITH a AS MATERIALIZED (SELECT plan, seats, next_hold_expiry, counters,"

@@ -227,6 +227,11 @@ class RedisStore(KeySpace, Store):
         args = range_args(self.event_log, after, limit, account)
         return read(self._command(self._deadline(), *args))
 
+    def newest_event_id(self) -> int:
+        # the counter relay.lua takes ids from, in the script that logs them: never behind
+        found = self._command(self._deadline(), "GET", self.event_log.last_id)
+        return 0 if found is None else int(found)
+
     def ledger(
         self,
         account: str,
@@ -476,6 +481,9 @@ class RedisStore(KeySpace, Store):
         expect = "0" if old is None else "1" + old
         args = [name, expect, new]
         return bool(self._run(SETTING, [self.settings_key], args, self._deadline()) == 1)
+
+    def delete_setting(self, name: str) -> None:
+        self._command(self._deadline(), "HDEL", self.settings_key, name)
 
     def _make_keyring(self) -> KeyRing:
         return RedisKeyRing(self.client, self.prefix)

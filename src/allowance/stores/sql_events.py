@@ -26,6 +26,7 @@ _STATEMENTS = {
     ),
     "put_event": "INSERT INTO {s}events (at, account, body) VALUES (%s, %s, %s)",
     "events": "SELECT id, body FROM {s}events WHERE id > %s ORDER BY id LIMIT %s",
+    "newest": "SELECT coalesce(max(id), 0) FROM {s}events",
     "account_events": (
         "SELECT id, body FROM {s}events WHERE account = %s AND id > %s ORDER BY id LIMIT %s"
     ),

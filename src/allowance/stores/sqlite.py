@@ -327,6 +327,10 @@ class SQLiteStore(Store):
         rows, _ = self.execute(*sql_events.read_events(EVENTS, after, limit, account))
         return sql_events.events_of(rows)
 
+    def newest_event_id(self) -> int:
+        rows, _ = self.execute(EVENTS["newest"])
+        return int(rows[0][0])
+
     def ledger(
         self,
         account: str,
@@ -361,6 +365,9 @@ class SQLiteStore(Store):
         if old is None:
             return self.execute(SETTING_NEW, (name, new))[1] == 1
         return self.execute(SETTING_SWAP, (new, name, old))[1] == 1
+
+    def delete_setting(self, name: str) -> None:
+        self.execute("DELETE FROM settings WHERE name = ?", (name,))
 
     def _make_keyring(self) -> KeyRing:
         return SQLKeyRing(self.execute, "api_keys", "?")
