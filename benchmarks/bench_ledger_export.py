@@ -1,10 +1,10 @@
 """A ledger export of many rows (issue 13): rows per second and peak memory of
 ``allowance ledger export --format csv``, next to a baseline in the same run: the store's own
-rows read by one plain query (SQLite, PostgreSQL: a server-side cursor) or XRANGE pages
+rows read by one plain query (SQLite, PostgreSQL: a server-side cursor) or LRANGE pages
 (Redis) and written as CSV, with no allowance code in between.
 
 The rows are loaded first (``--rows``, default 1,000,000, over ``--accounts`` accounts, each
-row a seed charge), written straight into the store's ledger table or streams in bulk; then
+row a seed charge), written straight into the store's ledger table or lists in bulk; then
 each export runs as a child process, so its peak RSS (``ru_maxrss``) is its own. Usage::
 
     .venv/bin/python benchmarks/bench_ledger_export.py [--store sqlite|postgres|redis]
@@ -80,8 +80,12 @@ def load(kind: str, url: str, rows: int, accounts: int) -> None:
                 key = f"bench_ledger:{{acct-{a:05d}}}:l"
                 client.delete(key)
                 pipe = client.pipeline(transaction=False)
-                for i, e in enumerate(entries(f"acct-{a:05d}", per, at)):
-                    pipe.xadd(key, {"r": e.body()}, id=f"{int(e.at * 1000)}-{i}")
+                rows = [  # as ledger.lua keeps them: "<ms>-<n> <body>", oldest first
+                    f"{int(e.at * 1000)}-{i} {e.body()}"
+                    for i, e in enumerate(entries(f"acct-{a:05d}", per, at))
+                ]
+                for start in range(0, len(rows), 1000):
+                    pipe.rpush(key, *rows[start : start + 1000])
                 pipe.execute()
     print(f"loaded {per * accounts:,} rows in {time.perf_counter() - started:.1f} s")
 
@@ -109,14 +113,12 @@ import csv, redis, sys
 client = redis.Redis.from_url(sys.argv[1])
 w = csv.writer(sys.stdout, lineterminator="\\n")
 for key in sorted(client.scan_iter(match="bench_ledger:*:l", count=1000)):
-    start = "-"
-    while True:
-        page = client.xrange(key, start, "+", count=1000)
-        for entry_id, fields in page:
-            w.writerow((entry_id.decode(), key.decode(), fields[b"r"].decode()))
-        if len(page) < 1000:
-            break
-        start = "(" + page[-1][0].decode()
+    start = 0
+    while page := client.lrange(key, start, start + 999):
+        for entry in page:
+            row_id, body = entry.decode().split(" ", 1)
+            w.writerow((row_id, key.decode(), body))
+        start += len(page)
 """,
 }
 
