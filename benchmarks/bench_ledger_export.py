@@ -80,12 +80,12 @@ def load(kind: str, url: str, rows: int, accounts: int) -> None:
                 key = f"bench_ledger:{{acct-{a:05d}}}:l"
                 client.delete(key)
                 pipe = client.pipeline(transaction=False)
-                rows = [  # as ledger.lua keeps them: "<ms>-<n> <body>", oldest first
+                kept = [  # as ledger.lua keeps them: "<ms>-<n> <body>", oldest first
                     f"{int(e.at * 1000)}-{i} {e.body()}"
                     for i, e in enumerate(entries(f"acct-{a:05d}", per, at))
                 ]
-                for start in range(0, len(rows), 1000):
-                    pipe.rpush(key, *rows[start : start + 1000])
+                for start in range(0, len(kept), 1000):
+                    pipe.rpush(key, *kept[start : start + 1000])
                 pipe.execute()
     print(f"loaded {per * accounts:,} rows in {time.perf_counter() - started:.1f} s")
 
