@@ -145,9 +145,10 @@ def levels(
     after = used + units
     if cap is None:
         return [(FAIR_USE_EXCEEDED, None)] if soft is not None and used <= soft < after else []
-    found: list[tuple[str, float | None]] = [
-        (THRESHOLD, f) for f in limit.thresholds if used < f * cap <= after
-    ]
+    found: list[tuple[str, float | None]] = []  # (a loop: most charges cross nothing, and
+    for f in limit.thresholds:  # a comprehension costs a frame on every one of them)
+        if used < f * cap <= after:
+            found.append((THRESHOLD, f))
     if cap - after < limit.least_cost:
         found.append((LIMIT_REACHED, None))
     return found
@@ -177,7 +178,8 @@ def crossings(
     out: list[NewEvent] = []
     for rule, used in zip(ruling.rules, ruling.used, strict=True):
         cell, limit = rule.cell, rule.limit
-        cap, soft = cell.cap(seats), cell.soft_cap(seats)
+        cap = cell.cap(seats)
+        soft = None if cap is not None else cell.soft_cap(seats)  # (levels reads it only then)
         charged = ruling.granted * rule.cost
         found = levels(used, charged, cap, soft, limit)
         if not found:

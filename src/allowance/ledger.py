@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "KINDS",
+    "Charge",
     "Entry",
     "LedgerPage",
     "Row",
@@ -240,19 +241,18 @@ def seq_of(cursor: str | None) -> int:
     return int(cursor)
 
 
-def charged(
-    rules: Iterable[Rule],
-    at: float,
-    account: str,
-    feature: str,
-    units: int,
-    idempotency_key: str | None,
-    user: str | None,
-    data: dict[str, Any],
-) -> list[Entry]:
-    """The rows of a charge of ``units`` of ``feature`` by the rules it was decided on (the
-    decision path: each rule knows its cost)."""
+#: a charge as the decision path hands it to the ledger (``AccountView.record_charge``):
+#: (rules decided on, at, feature, units granted, idempotency key, user, reservation id or
+#: None). A plain tuple: one is made for every grant.
+Charge = tuple["tuple[Rule, ...]", float, str, int, "str | None", "str | None", "str | None"]
+
+
+def charged(account: str, charge: Charge) -> list[Entry]:
+    """The rows of a charge: one per rule, with the units it counted (each rule knows its
+    cost), made with the key acting now."""
+    rules, at, feature, units, idempotency_key, user, reservation = charge
     who = acting.get()
+    data: dict[str, Any] = {} if reservation is None else {"reservation": reservation}
     return [
         Entry(at, CHARGE, account, feature, r.limit.name, units * r.cost, who, idempotency_key,
               user, data)

@@ -96,10 +96,9 @@ def decide(
     owners.save(policy, view, counters, req.user)
     _emit(policy, view, ruling, plan, req.feature, counters, now, req.user)
     if policy.ledger_keep is not None:
-        note: dict[str, object] = {} if reservation is None else {"reservation": reservation}
-        rows = ledger.charged(ruling.rules, now, view.account_id, req.feature, ruling.granted,
-                              req.idempotency_key, req.user, note)  # fmt: skip
-        view.record(rows)
+        grant = (ruling.rules, now, req.feature, ruling.granted, req.idempotency_key, req.user,
+                 reservation)  # fmt: skip
+        view.record_charge(grant)
     return ruling.decision, marks
 
 

@@ -9,11 +9,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from allowance import ledger
 from allowance.state import Counter, Hold, IdempotencyRecord, Terms
 
 if TYPE_CHECKING:
     from allowance.events import NewEvent
-    from allowance.ledger import Entry
+    from allowance.ledger import Charge, Entry
 
 __all__ = ["NO_PRELOAD", "AccountView", "NotLoaded", "Preload"]
 
@@ -117,3 +118,8 @@ class AccountView(ABC):
     @abstractmethod
     def record(self, rows: list[Entry]) -> None:
         """Append ``rows`` to the account's ledger with the rest of this step (``ledger.py``)."""
+
+    def record_charge(self, charge: Charge) -> None:
+        """Append a charge's rows (``ledger.charged``); a store may keep them in a smaller
+        form."""
+        self.record(ledger.charged(self.account_id, charge))
