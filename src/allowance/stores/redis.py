@@ -58,23 +58,13 @@ call, slowest call 0.14 s of the 0.5 s).
 from __future__ import annotations
 
 import logging
-import os
-import threading
 import time
 from collections.abc import Callable, Generator
-from contextlib import suppress
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis
 import redis.cluster
-from redis.exceptions import (
-    AskError,
-    MovedError,
-    NoScriptError,
-    RedisClusterException,
-    RedisError,
-    ResponseError,
-)
+from redis.exceptions import RedisClusterException, RedisError
 
 from allowance import adjust, ledger, ops
 from allowance.errors import ConfigurationError, StoreError, UnknownAccount
@@ -97,6 +87,7 @@ from allowance.stores.redis_events import (
 )
 from allowance.stores.redis_keys import RedisKeyRing
 from allowance.stores.redis_ledger import PAGE, TRIM, account_args, read_page, trim_args
+from allowance.stores.redis_routes import Routes
 from allowance.stores.redis_scripts import compiled_decide, lua
 from allowance.stores.redis_serial import Serial
 from allowance.stores.redis_transaction import (
@@ -110,13 +101,8 @@ from allowance.stores.redis_transaction import (
 from allowance.stores.redis_wire import (
     Deadline,
     Link,
-    Links,
     Lua,
-    error_reply,
     no_retry,
-    pack,
-    reread_slot_map,
-    slot_master,
     translating,
     unavailable,
 )
@@ -127,9 +113,6 @@ if TYPE_CHECKING:
     from allowance.stores.redis_sentinel import MasterWatch
 
 T = TypeVar("T")
-# replies that say the script did not run on that node and name the one that runs it
-REDIRECTED = (MovedError, AskError)
-REFRESH_EVERY = 0.25  # seconds: at most one reread of the cluster's slot map this often
 log = logging.getLogger("allowance.store")
 SETTING = lua("setting")  # Store.swap_setting
 
@@ -149,15 +132,14 @@ class RedisStore(KeySpace, Store):
         KeySpace.__init__(self, prefix)
         self._watch = watch  # the sentinels' master (redis+sentinel://)
         self.client = client
-        self.cluster = isinstance(client, redis.cluster.RedisCluster)
+        self._routes = Routes(client, watch)
+        self._links = self._routes.links
+        self.cluster = self._routes.cluster
         self.url = url
         self.timeout = timeout
         self._scripts = (lua("load"), lua("apply"))
         self._account = lua("account")
-        self._held = threading.local()  # .links: server (None: the only one) -> Link; .pid
-        self._links = Links()
         self._serial = Serial()
-        self._stale_map = 0.0  # monotonic time the slot map was found stale, 0: it is not
 
     @classmethod
     def from_url(cls, url: str, *, timeout: float | None = None) -> RedisStore:
@@ -323,87 +305,15 @@ class RedisStore(KeySpace, Store):
         return Deadline(self.timeout)
 
     def _links_here(self) -> dict[str | None, Link]:
-        """This thread's links; after a fork the child makes its own."""
-        held = self._held
-        links: dict[str | None, Link] | None = getattr(held, "links", None)
-        if links is None or held.pid != os.getpid():
-            links = held.links = {}
-            held.pid = os.getpid()
-        return links
+        return self._routes.here()
 
     def _run(self, script: Lua, keys: list[str], argv: list[Any], deadline: Deadline) -> Any:
         """EVALSHA of ``script`` on the server of ``keys`` (one slot) over this thread's link."""
-        return self._on_link(
-            keys[0],
-            lambda link: link.script(script, keys, argv, deadline),
-            lambda client: _evalsha(client, script, keys, argv),
-        )
+        return self._routes.run(script, keys, argv, deadline)
 
     def _command(self, deadline: Deadline, *args: Any) -> Any:
         """A command whose first argument after its name is a key of the account."""
-        packed = pack(*args)
-        return self._on_link(
-            args[1],
-            lambda link: link.call(packed, deadline),
-            lambda client: client.execute_command(*args),
-        )
-
-    def _on_link(
-        self, key: str, send: Callable[[Link], Any], redirected: Callable[[Any], Any]
-    ) -> Any:
-        links = self._links_here()
-        if not self.cluster:
-            link = links.get(None)
-            if link is None:
-                check = None if self._watch is None else self._watch.current
-                link = links[None] = self._links.new(self.client.connection_pool, check)
-            try:
-                return send(link)
-            except ResponseError as exc:
-                raise error_reply(exc) from exc
-        return self._on_cluster_link(links, key, send, redirected)
-
-    def _on_cluster_link(
-        self,
-        links: dict[str | None, Link],
-        key: str,
-        send: Callable[[Link], Any],
-        redirected: Callable[[Any], Any],
-    ) -> Any:
-        """On the master that serves the key's slot, over a link this thread holds to it
-        (RedisCluster's own routing, per-node pool and bookkeeping on every call cost more
-        than the decision's Python). The slot map is RedisCluster's. A reply saying the
-        command did not run there (MOVED or ASK after a resharding) drops the link and sends
-        it again through RedisCluster (``redirected``), which follows the redirection and
-        refreshes its slot map; the next call then finds the new owner. A failure that may
-        come after the script charged (a timeout, a connection lost midway) is not sent
-        again; it, or a node that is down, marks the slot map for a reread (at most every
-        ``REFRESH_EVERY`` s) before the next call."""
-        if self._stale_map and time.monotonic() - self._stale_map >= REFRESH_EVERY:
-            self._stale_map = 0.0
-            with suppress(RedisError, RedisClusterException):
-                reread_slot_map(self.client)
-        try:
-            node = slot_master(self.client, key)
-        except (RedisError, RedisClusterException) as exc:  # no node serves the slot
-            self._stale_map = self._stale_map or time.monotonic()
-            raise unavailable(exc, applied=False) from exc
-        link = links.get(node.name)
-        if link is None:
-            pool = self.client.get_redis_connection(node).connection_pool
-            link = links[node.name] = self._links.new(pool)
-        try:
-            return send(link)
-        except REDIRECTED:
-            links.pop(node.name, None)
-            link.close()
-        except ResponseError as exc:
-            raise error_reply(exc) from exc
-        except StoreError:
-            self._stale_map = self._stale_map or time.monotonic()
-            raise
-        with translating():
-            return redirected(self.client)
+        return self._routes.command(deadline, *args)
 
     def sweep(self, now: float | None = None) -> int:
         """Settle expired reservations nobody touched (everything else expires by TTL)."""
@@ -497,12 +407,3 @@ class RedisStore(KeySpace, Store):
             for client in sentinel_clients(self.client):
                 client.close()
         self.client.close()
-
-
-def _evalsha(client: Any, script: Lua, keys: list[str], argv: list[Any]) -> Any:
-    """EVALSHA through a redis-py client, loading the script on NOSCRIPT."""
-    try:
-        return client.evalsha(script.sha, len(keys), *keys, *argv)
-    except NoScriptError:
-        client.script_load(script.text)
-        return client.evalsha(script.sha, len(keys), *keys, *argv)
