@@ -66,12 +66,12 @@ import itertools
 import logging
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import contextmanager
 from time import monotonic
 from typing import Any, TypeVar
 
 import psycopg
-from psycopg.pq import ExecStatus, TransactionStatus
+from psycopg.pq import ExecStatus
 from psycopg_pool import ConnectionPool
 
 from allowance import adjust
@@ -105,6 +105,7 @@ from allowance.stores.postgres_conn import (
     getconn,
     stale,
 )
+from allowance.stores.postgres_drive import drive, drive_sweep, rollback
 from allowance.stores.postgres_fast import (
     FastSpec,
     Params,
@@ -119,7 +120,7 @@ from allowance.stores.postgres_fast import (
     libpq_row,
 )
 from allowance.stores.postgres_schema import migrate
-from allowance.stores.postgres_transaction import Done, Protocol, Send, Step, advance, transaction
+from allowance.stores.postgres_transaction import transaction
 from allowance.stores.postgres_url import check_settings, parse_url, redact
 from allowance.types import Account, Decision
 from allowance.view import NO_PRELOAD, AccountView, Preload
@@ -342,9 +343,9 @@ class PostgresStore(Store):
             protocol = transaction(self.sql, self.policy, account_id, now, fn, preload, fetch)
             try:
                 with conn.pipeline():
-                    return _drive(conn, protocol)
+                    return drive(conn, protocol)
             except BaseException:
-                _rollback(conn)  # only if the ROLLBACK above could not run
+                rollback(conn)  # only if the ROLLBACK above could not run
                 raise
 
     def sweep(self, now: float | None = None) -> int:
@@ -354,7 +355,9 @@ class PostgresStore(Store):
         """Settle expired reservations, then delete what has expired; ``batch`` None = all
         (the protocol: ``postgres_upkeep.sweep``)."""
         with Translate():
-            return _drive_sweep(self, upkeep.sweep(self, now, batch, SWEEP_BATCH))
+            return drive_sweep(
+                self._transact, self._connection, upkeep.sweep(self, now, batch, SWEEP_BATCH)
+            )
 
     def execute(self, sql: str, args: tuple[Any, ...] = ()) -> tuple[list[Any], int]:
         """One statement outside the decision path, in autocommit (the keyring's): its rows
@@ -417,56 +420,3 @@ class PostgresStore(Store):
             self._opened = True  # closed for good: never opened again by a late call
             self._dropped.detach()
             self._pool.close()
-
-
-def _drive(conn: Conn, protocol: Protocol[T]) -> tuple[T, float]:
-    """Run the transaction protocol (postgres_transaction.py) on a connection in pipeline
-    mode; a failed step is thrown into it, so it can end the transaction."""
-    reply: Any = None
-    error: BaseException | None = None
-    while not isinstance(step := advance(protocol, reply, error), Done):
-        reply, error = None, None
-        try:
-            reply = _run(conn, step)
-        except BaseException as exc:
-            error = exc
-    return step.value
-
-
-def _drive_sweep(store: PostgresStore, protocol: upkeep.Sweep) -> int:
-    """Run the sweep protocol (postgres_upkeep.py) as ``_drive`` runs a transaction: its
-    statements from one ``Settle`` to the next on one connection, put back before the
-    ``Settle``, whose transaction (the store's own) takes a connection of its own."""
-    reply: Any = None
-    error: BaseException | None = None
-    with ExitStack() as held:
-        conn: Conn | None = None
-        while not isinstance(step := advance(protocol, reply, error), Done):
-            reply, error = None, None
-            try:
-                if isinstance(step, upkeep.Settle):
-                    held.close()
-                    conn = None
-                    reply = store._transact(step.account, step.now, step.fn, NO_PRELOAD)
-                else:
-                    if conn is None:
-                        conn = held.enter_context(store._connection())
-                    reply = _run(conn, step)
-            except BaseException as exc:
-                error = exc
-        return step.value
-
-
-def _run(conn: Conn, step: Step) -> Any:
-    """A protocol's statement sent (answered with its cursor), or the rows of one sent."""
-    if isinstance(step, Send):
-        return conn.execute(step.query, step.params, prepare=False)
-    return step.handle.fetchone() if step.one else step.handle.fetchall()
-
-
-def _rollback(conn: Conn) -> None:
-    """End a failed transaction so the connection goes back to the pool clean. A connection
-    that is broken or mid-query is left to the pool, which discards it."""
-    if conn.pgconn.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
-        with suppress(psycopg.Error):
-            conn.rollback()

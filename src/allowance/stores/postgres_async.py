@@ -16,11 +16,10 @@ import asyncio
 import itertools
 import logging
 from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from time import monotonic
 from typing import Any, TypeVar
 
-import psycopg
 from psycopg.pq import ExecStatus, TransactionStatus
 from psycopg_pool import AsyncConnectionPool
 
@@ -46,6 +45,7 @@ from allowance.stores.postgres_conn import (
     execute,
     stale,
 )
+from allowance.stores.postgres_drive import adrive, adrive_sweep, arollback
 from allowance.stores.postgres_fast import (
     FastSpec,
     Params,
@@ -59,7 +59,7 @@ from allowance.stores.postgres_fast import (
     fast_spec,
     libpq_row,
 )
-from allowance.stores.postgres_transaction import Done, Protocol, Send, Step, advance, transaction
+from allowance.stores.postgres_transaction import transaction
 from allowance.stores.postgres_url import check_settings, parse_url, redact
 from allowance.types import Account, Decision
 from allowance.view import NO_PRELOAD, AccountView, Preload
@@ -287,9 +287,9 @@ class AsyncPostgresStore(AsyncStore):
             async with self._connection() as conn:
                 try:
                     async with conn.pipeline():
-                        return await _drive(conn, protocol)
+                        return await adrive(conn, protocol)
                 except BaseException:
-                    await _rollback(conn)  # only if the ROLLBACK above could not run
+                    await arollback(conn)  # only if the ROLLBACK above could not run
                     raise
 
     async def sweep(self, now: float | None = None) -> int:
@@ -301,7 +301,8 @@ class AsyncPostgresStore(AsyncStore):
         """Settle expired reservations, then delete what has expired; ``batch`` None = all
         (the protocol: ``postgres_upkeep.sweep``)."""
         with Translate():
-            return await _drive_sweep(self, upkeep.sweep(self, now, batch, common.SWEEP_BATCH))
+            sweep = upkeep.sweep(self, now, batch, common.SWEEP_BATCH)
+            return await adrive_sweep(self._transact, self._connection, sweep)
 
     async def close(self) -> None:
         async with self._opening:  # after an opening in progress, so its pool is closed too
@@ -312,53 +313,3 @@ class AsyncPostgresStore(AsyncStore):
             for conn in idle:
                 await pool.putconn(conn)
             await pool.close()
-
-
-async def _drive(conn: AsyncConn, protocol: Protocol[T]) -> tuple[T, float]:
-    """``postgres._drive``, awaited."""
-    reply: Any = None
-    error: BaseException | None = None
-    while not isinstance(step := advance(protocol, reply, error), Done):
-        reply, error = None, None
-        try:
-            reply = await _run(conn, step)
-        except BaseException as exc:
-            error = exc
-    return step.value
-
-
-async def _drive_sweep(store: AsyncPostgresStore, protocol: upkeep.Sweep) -> int:
-    """``postgres._drive_sweep``, awaited."""
-    reply: Any = None
-    error: BaseException | None = None
-    async with AsyncExitStack() as held:
-        conn: AsyncConn | None = None
-        while not isinstance(step := advance(protocol, reply, error), Done):
-            reply, error = None, None
-            try:
-                if isinstance(step, upkeep.Settle):
-                    await held.aclose()
-                    conn = None
-                    reply = await store._transact(step.account, step.now, step.fn, NO_PRELOAD)
-                else:
-                    if conn is None:
-                        conn = await held.enter_async_context(store._connection())
-                    reply = await _run(conn, step)
-            except BaseException as exc:
-                error = exc
-        return step.value
-
-
-async def _run(conn: AsyncConn, step: Step) -> Any:
-    """``postgres._run``, awaited."""
-    if isinstance(step, Send):
-        return await conn.execute(step.query, step.params, prepare=False)
-    return await (step.handle.fetchone() if step.one else step.handle.fetchall())
-
-
-async def _rollback(conn: AsyncConn) -> None:
-    """End a failed transaction so the connection goes back to the pool clean. A connection
-    that is broken or mid-query is left to the pool, which discards it."""
-    if conn.pgconn.transaction_status in (TransactionStatus.INTRANS, TransactionStatus.INERROR):
-        with suppress(psycopg.Error):
-            await conn.rollback()
