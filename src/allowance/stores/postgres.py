@@ -87,7 +87,6 @@ from allowance.stores.keyring import KeyRing, SQLKeyRing
 from allowance.stores.postgres_common import (
     CONNECTION_KWARGS,
     NOW,
-    SCHEMA_VERSION,
     SWEEP_BATCH,
     SWEEP_EVERY,
     PostgresView,
@@ -120,6 +119,7 @@ from allowance.stores.postgres_fast import (
     libpq_row,
 )
 from allowance.stores.postgres_schema import migrate
+from allowance.stores.postgres_sql import SCHEMA_VERSION
 from allowance.stores.postgres_transaction import transaction
 from allowance.stores.postgres_url import check_settings, parse_url, redact
 from allowance.types import Account, Decision

@@ -12,7 +12,8 @@ from typing import Any
 import psycopg
 
 from allowance.errors import ConfigurationError
-from allowance.stores.postgres_common import DDL, LOCK_NAMESPACE, SCHEMA_VERSION, render
+from allowance.stores.postgres_common import LOCK_NAMESPACE, render
+from allowance.stores.postgres_sql import DDL, SCHEMA_VERSION
 
 
 def migrate(conn: psycopg.Connection[Any], schema: str, q: dict[str, str]) -> None:

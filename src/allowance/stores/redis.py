@@ -75,7 +75,7 @@ from allowance.request import Request
 from allowance.stores import redis_config
 from allowance.stores.base import DEFAULT_TIMEOUT, AsyncStore, Store
 from allowance.stores.keyring import KeyRing
-from allowance.stores.redis_common import KeySpace, read_decision, split_url
+from allowance.stores.redis_common import KeySpace, read_decision
 from allowance.stores.redis_events import (
     DROP,
     OUTBOX,
@@ -98,6 +98,7 @@ from allowance.stores.redis_transaction import (
     take_primed,
     transaction,
 )
+from allowance.stores.redis_url import split_url
 from allowance.stores.redis_wire import (
     Deadline,
     Link,

@@ -35,7 +35,7 @@ from allowance.events import KEEP
 from allowance.policy import Policy
 from allowance.request import Request
 from allowance.stores.base import DEFAULT_TIMEOUT, AsyncStore
-from allowance.stores.redis_common import KeySpace, read_decision, split_url
+from allowance.stores.redis_common import KeySpace, read_decision
 from allowance.stores.redis_events import DROP, OUTBOX, drop_call, plan_change_template, too_old
 from allowance.stores.redis_ledger import TRIM, account_args, trim_args
 from allowance.stores.redis_scripts import compiled_decide, lua
@@ -48,6 +48,7 @@ from allowance.stores.redis_transaction import (
     take_primed,
     transaction,
 )
+from allowance.stores.redis_url import split_url
 from allowance.stores.redis_wire import (
     Deadline,
     Lanes,

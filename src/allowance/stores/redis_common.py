@@ -1,5 +1,6 @@
 """What the sync and async Redis stores share, free of I/O: key names, the counters codec, the
-view the slow path runs ``ops`` on, how a fast-path reply becomes a Decision, and the URL. The
+view the slow path runs ``ops`` on, and how a fast-path reply becomes a Decision (the URL is
+``redis_url.py``'s). The
 scripts are ``redis_scripts.py``'s, the in-process serialisation ``redis_serial.py``'s. See
 ``redis.py`` for the design."""
 
@@ -10,10 +11,8 @@ import json
 import random
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from math import ceil
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 from allowance import adjust, engine, ledger, ops, owners, rules
 from allowance.clock import system_clock
@@ -24,7 +23,6 @@ from allowance.ops import HOLD_KEEP
 from allowance.policy import Policy
 from allowance.request import Request
 from allowance.state import HELD, Counter, Hold, IdempotencyRecord
-from allowance.stores.base import store_timeout
 from allowance.stores.redis_events import EventKeys, apply_fields
 from allowance.types import Decision
 from allowance.view import AccountView, NotLoaded, Preload
@@ -389,31 +387,3 @@ def read_decision(policy: Policy, req: Request, reply: list[Any]) -> Decision | 
         return ops.one_step_decision(0, None, False, replay)
     remaining = None if reply[6] == b"" else int(reply[6])
     return ops.one_step_decision(granted, remaining, reply[7] == 1, replay)
-
-
-@dataclass(frozen=True)
-class RedisUrl:
-    """Our URL taken apart: what redis-py gets, and our own options."""
-
-    rest: str  # for redis-py's from_url (our options removed)
-    prefix: str
-    kind: str  # "redis", "cluster" or "sentinel"
-    timeout: float  # seconds a call may take
-    max_connections: int | None  # the URL's, if any
-
-
-def split_url(url: str, timeout: float | None = None) -> RedisUrl:
-    """Our URL's parts; ``timeout`` (``Limiter(timeout=)``) overrides ``?timeout=``."""
-    parts = urlsplit(url)
-    query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-    prefix = query.pop("prefix", "allowance")
-    seconds = store_timeout(query.pop("timeout", None), timeout, url)
-    kind = {"redis+cluster": "cluster", "redis+sentinel": "sentinel"}.get(parts.scheme, "redis")
-    scheme = parts.scheme if kind == "redis" else "redis"
-    limit = query.get("max_connections")
-    try:
-        max_connections = None if limit is None else int(limit)
-    except ValueError:
-        raise ConfigurationError(f"store: max_connections must be a number in {url!r}") from None
-    rest = urlunsplit((scheme, parts.netloc, parts.path, urlencode(query), ""))
-    return RedisUrl(rest, prefix, kind, seconds, max_connections)
