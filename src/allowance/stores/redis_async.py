@@ -259,7 +259,7 @@ class AsyncRedisStore(KeySpace, AsyncStore):
         redirected: Callable[[Any], Awaitable[Any]],
         deadline: Deadline,
     ) -> Any:
-        """As ``RedisStore._on_cluster_link``: the slot's master over its Lanes; MOVED or
+        """As ``redis_routes.Routes._on_cluster_link``: the slot's master over its Lanes; MOVED or
         ASK through RedisCluster; a failure marks the slot map for a reread."""
         try:
             async with asyncio.timeout(deadline.left()):
