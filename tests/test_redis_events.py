@@ -6,6 +6,7 @@ logged once. On plain Redis a charge's events reach the log in the charging scri
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -169,29 +170,68 @@ def test_the_async_store_writes_and_relays_the_same_events(
     ]
 
 
-def test_the_sweep_deletes_an_account_s_stream_once_its_events_are_past_retention(
+def test_an_account_s_events_are_indexed_in_a_few_bytes_and_dropped_with_the_log(
     acme: tuple[Limiter, Stopping],
 ) -> None:
-    """XDEL leaves an empty stream behind (~370 bytes each, for every account that ever had
-    an event); the sweep deletes it, and a later event makes it anew."""
+    """Per account, the ids of its events: a sorted set of ~64 bytes for one (a stream per
+    account preallocated 4 KiB: 4.7 KB for one event); it goes when retention has dropped
+    them all, and a later event makes it anew."""
     lim, store = acme
     clock = lim.clock
     assert isinstance(clock, ManualClock)
     lim.set_account("beta", plan="free")
     lim.set_account("acme", plan="max")  # one event each
+    index = store.event_log.index("acme")
+    assert store.client.type(index) == b"zset" and store.client.memory_usage(index) < 200
+    assert not store.client.exists(store.event_log.stream_of("acme"))
     clock.advance(KEEP / 2)
     lim.set_account("beta", plan="pro")  # beta: a second, newer one
     clock.advance(KEEP / 2 + 60)
     lim.sweep()
-    assert not store.client.exists(store.event_log.of("acme"))
-    assert store.client.exists(store.event_log.of("beta"))
+    assert not store.client.exists(index)
+    assert store.client.zcard(store.event_log.index("beta")) == 1
     assert [e.data["to"] for e in lim.events()] == ["pro"]
+    assert [e.data["to"] for e in lim.events(account="beta")] == ["pro"]
     lim.set_account("acme", plan="pro")
     assert [e.data["to"] for e in lim.events(account="acme")] == ["pro"]
 
 
+def legacy_event(store: RedisStore, account: str, to: str, at: float) -> int:
+    """An event as a version before the index relayed it: into the log and the account's
+    own stream."""
+    n = int(store.client.incr(store.event_log.last_id))
+    body = json.dumps({"type": "account.plan_changed", "at": at, "account": account,
+                       "limit": None, "data": {"from": "free", "to": to, "seats": 1}})  # fmt: skip
+    store.client.xadd(store.event_log.log, {"b": body}, id=f"{n}-0")
+    store.client.xadd(store.event_log.stream_of(account), {"b": body}, id=f"{n}-0")
+    return n
+
+
+def test_events_an_older_version_kept_in_a_stream_per_account_read_in_order_then_dropped(
+    acme: tuple[Limiter, Stopping],
+) -> None:
+    lim, store = acme
+    clock = lim.clock
+    assert isinstance(clock, ManualClock)
+    legacy_event(store, "acme", "max", clock())
+    lim.set_account("acme", plan="free")  # an indexed one between two of the stream's
+    legacy_event(store, "acme", "pro", clock())
+    whole = [e.data["to"] for e in lim.events(account="acme")]
+    assert whole == ["max", "free", "pro"]
+    paged, after = [], 0
+    while page := lim.events(account="acme", after=after, limit=1):
+        paged += [e.data["to"] for e in page]
+        after = page[-1].id
+    assert paged == whole
+    clock.advance(KEEP + 60)
+    lim.sweep()
+    assert not store.client.exists(store.event_log.stream_of("acme"))
+    assert not store.client.exists(store.event_log.index("acme"))
+    assert lim.events(account="acme") == []
+
+
 @pytest.mark.parametrize("kind", ["redis", "redis_cluster"])
-def test_the_async_sweep_deletes_an_emptied_stream(
+def test_the_async_sweep_drops_an_account_s_index_with_its_events(
     request: pytest.FixtureRequest, tmp_path: Path, kind: str
 ) -> None:
     url = STORE_FACTORIES[kind](request, tmp_path)
@@ -203,10 +243,10 @@ def test_the_async_sweep_deletes_an_emptied_stream(
             await lim.set_account("acme", plan="max")  # one event
             store = lim.async_store
             assert isinstance(store, AsyncRedisStore)
-            assert await store.client.exists(store.event_log.of("acme"))
+            assert await store.client.exists(store.event_log.index("acme"))
             clock.advance(KEEP + 60)
             await lim.sweep()
-            left = int(await store.client.exists(store.event_log.of("acme")))
+            left = int(await store.client.exists(store.event_log.index("acme")))
             return left, [e.type for e in await lim.events()]
 
     assert asyncio.run(run()) == (0, [])

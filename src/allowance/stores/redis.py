@@ -79,6 +79,7 @@ from allowance.stores.redis_common import KeySpace, read_decision
 from allowance.stores.redis_events import (
     DROP,
     OUTBOX,
+    PAGE_EVENTS,
     drop_call,
     plan_change_template,
     range_args,
@@ -207,8 +208,10 @@ class RedisStore(KeySpace, Store):
         return bool(reply == 1)
 
     def events(self, after: int, limit: int, account: str | None) -> list[Event]:
-        args = range_args(self.event_log, after, limit, account)
-        return read(self._command(self._deadline(), *args))
+        if account is None:
+            return read(self._command(self._deadline(), *range_args(self.event_log, after, limit)))
+        keys, argv = self.event_log.page_call(account, after, limit)
+        return read(self._run(PAGE_EVENTS, keys, argv, self._deadline()))
 
     def newest_event_id(self) -> int:
         # the counter relay.lua takes ids from, in the script that logs them: never behind
