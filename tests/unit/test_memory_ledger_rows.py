@@ -69,7 +69,7 @@ def test_a_page_may_end_inside_a_charge_and_the_next_goes_on_from_there() -> Non
         assert paged == whole
 
 
-def test_the_sweep_drops_whole_charges_past_retention_and_counts_their_rows() -> None:
+def test_rows_past_retention_go_by_whole_charges_counted_in_rows() -> None:
     limiter, clock = pro_account()
     limiter.consume("acme", FEATURE)
     clock.advance(91 * 86400)  # past the default 90 days

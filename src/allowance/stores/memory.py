@@ -117,7 +117,7 @@ class MemoryView(AccountView):
         self._store._append(event)
 
     def record(self, rows: list[Entry]) -> None:
-        self._store._record(rows)
+        self._store._ledger.append(rows)
 
     def record_charge(self, charge: ledger.Charge) -> None:
         self._store._ledger.append_charge(self.account_id, charge)
@@ -159,7 +159,7 @@ class MemoryStore(Store):
             if state.plan != plan and (self.policy is None or self.policy.events):
                 self._append(events.plan_changed(account_id, state.plan, plan, seats, at))
             if (state.plan, state.seats) != (plan, seats) and self._keeps_ledger():
-                self._record([ledger.plan_change(account_id, state.plan, plan, seats, at)])
+                self._ledger.append([ledger.plan_change(account_id, state.plan, plan, seats, at)])
             state.plan, state.seats = plan, seats
             state.denied = None
             return False
@@ -172,9 +172,6 @@ class MemoryStore(Store):
 
     def _keeps_ledger(self) -> bool:
         return self.policy is None or self.policy.ledger_keep is not None
-
-    def _record(self, rows: list[Entry]) -> None:
-        self._ledger.append(rows)
 
     def ledger(
         self,
@@ -197,8 +194,7 @@ class MemoryStore(Store):
             return list(itertools.islice(picked, limit))
 
     def newest_event_id(self) -> int:
-        with self._lock:
-            return self._events[-1].id if self._events else 0
+        return self._last_event  # the counter ids come from (events swept or not)
 
     def get_account(self, account_id: str) -> Account | None:
         with self._lock:
